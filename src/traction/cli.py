@@ -1,0 +1,274 @@
+"""The `traction` command. Every sub-command works on the data dir in settings."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from traction.settings import Settings, load_settings
+
+app = typer.Typer(help="Traction: a self-hosted product-led growth engine.", no_args_is_help=True)
+workspace_app = typer.Typer(help="Workspaces and their keys.", no_args_is_help=True)
+user_app = typer.Typer(help="Dashboard users.", no_args_is_help=True)
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(user_app, name="user")
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./traction-data).")]
+
+
+def _settings(data_dir: Path | None, **kw: object) -> Settings:
+    if data_dir is not None:
+        kw["data_dir"] = data_dir
+    return load_settings(**kw)
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]Error:[/] {message}")
+    return typer.Exit(1)
+
+
+def _open(settings: Settings, start_writer: bool = False):  # type: ignore[no-untyped-def]
+    from traction.context import Context
+    from traction.store.events import EventStoreLocked
+
+    try:
+        return Context.open(settings, start_writer=start_writer)
+    except EventStoreLocked as e:
+        raise _fail(str(e)) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDir = None,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve HTTP only; run reactors elsewhere.")] = False,
+) -> None:
+    """Run the HTTP API, the dashboard and (unless --no-worker) the reactors."""
+    import uvicorn
+
+    from traction.ops.logging import configure_logging
+    from traction.server import create_app
+
+    s = _settings(data_dir)
+    configure_logging(s.log_level, s.log_json)
+    application = create_app(s, run_worker=not no_worker and s.run_worker)
+    uvicorn.run(
+        application,
+        host=host or s.host,
+        port=port or s.port,
+        log_config=None,
+        access_log=False,
+        http="httptools",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def migrate(data_dir: DataDir = None) -> None:
+    """Create or upgrade the StateStore schema (the server also does this at start)."""
+    from traction.store.state import StateStore
+
+    s = _settings(data_dir)
+    s.ensure_dirs()
+    store = StateStore(s.resolved_state_url)
+    store.migrate()
+    console.print(f"[green]StateStore is at the newest schema[/] ({store.engine.url.render_as_string()})")
+
+
+@workspace_app.command("create")
+def workspace_create(
+    name: str,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    owner: Annotated[str | None, typer.Option(help="Email of an existing dashboard user to add.")] = None,
+) -> None:
+    """Create a workspace; prints its id, public write key and secret (admin) key."""
+    ctx = _open(_settings(data_dir))
+    try:
+        try:
+            created = ctx.workspaces.create_workspace(name)
+            if owner:
+                ctx.workspaces.add_member(owner, created.id)
+        except ValueError as e:
+            raise _fail(str(e)) from None
+    finally:
+        ctx.close()
+    if as_json:
+        print(json.dumps({"id": created.id, "name": created.name, "write_key": created.write_key, "secret_key": created.secret_key}))
+        return
+    t = Table(show_header=False)
+    t.add_row("workspace id", created.id)
+    t.add_row("write key (public: ingest only)", created.write_key)
+    t.add_row("secret key (admin: keep it secret)", created.secret_key)
+    console.print(t)
+    console.print("[dim]Keys are stored hashed; they are not shown again.[/]")
+
+
+@workspace_app.command("list")
+def workspace_list(data_dir: DataDir = None) -> None:
+    """List workspaces."""
+    ctx = _open(_settings(data_dir))
+    try:
+        t = Table("id", "name", "time zone")
+        for w in ctx.workspaces.list_workspaces():
+            t.add_row(w.id, w.name, w.timezone)
+        console.print(t)
+    finally:
+        ctx.close()
+
+
+@user_app.command("create")
+def user_create(
+    email: str,
+    data_dir: DataDir = None,
+    workspace: Annotated[list[str] | None, typer.Option(help="Workspace id to join (repeatable).")] = None,
+    password: Annotated[str | None, typer.Option(help="Password (prompted if omitted).")] = None,
+) -> None:
+    """Create a dashboard user (the password is stored as an argon2 hash)."""
+    if password is None:
+        if not sys.stdin.isatty():
+            raise _fail("give --password, or run in a terminal to be prompted")
+        password = getpass.getpass("Password: ")
+    ctx = _open(_settings(data_dir))
+    try:
+        ids = workspace or [w.id for w in ctx.workspaces.list_workspaces()]
+        try:
+            ctx.workspaces.create_user(email, password, ids)
+        except ValueError as e:
+            raise _fail(str(e)) from None
+    finally:
+        ctx.close()
+    console.print(f"[green]User {email} created[/] with access to {len(ids)} workspace(s).")
+
+
+@app.command("import")
+def import_events(
+    file: Annotated[Path, typer.Argument(help="NDJSON, CSV or Parquet file of Segment-shaped events.", exists=True, dir_okay=False)],
+    workspace: Annotated[str | None, typer.Option(help="Workspace id or name (default: the only one).")] = None,
+    data_dir: DataDir = None,
+    chunk: Annotated[int, typer.Option(help="Events per commit.")] = 5000,
+) -> None:
+    """Import historical events through the ingest pipeline (validated, deduped, identities resolved)."""
+    from traction.ingest.domain import normalize_segment
+    from traction.ingest.files import RowError, count_rows, read_rows
+
+    ctx = _open(_settings(data_dir))
+    try:
+        ws = _pick_workspace(ctx, workspace)
+        total = count_rows(file)
+        good = bad = 0
+        errors: list[str] = []
+        batch: list[tuple[int, object]] = []
+
+        def flush() -> None:
+            nonlocal good, bad
+            lines = [n for n, _ in batch]
+            result = ctx.ingest.ingest_sync(ws, [m for _, m in batch], normalize_segment)
+            good += result.accepted
+            for r in result.rejected:
+                bad += 1
+                errors.append(f"line {lines[r['index']]}: {r['error']}")
+            batch.clear()
+
+        with Progress(TextColumn("[bold]Importing[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err) as bar:
+            task = bar.add_task("import", total=total)
+            try:
+                for n, msg in read_rows(file):
+                    if isinstance(msg, RowError):
+                        bad += 1
+                        errors.append(f"line {n}: {msg}")
+                    else:
+                        batch.append((n, msg))
+                        if len(batch) >= chunk:
+                            flush()
+                    bar.advance(task)
+            except ValueError as e:
+                raise _fail(str(e)) from None
+            if batch:
+                flush()
+    finally:
+        ctx.close()
+    console.print(f"[green]{good:,} events imported[/] into {ws}; {bad:,} rejected.")
+    for line in errors[:50]:
+        err.print(f"  [red]{line}[/]")
+    if len(errors) > 50:
+        err.print(f"  … and {len(errors) - 50:,} more")
+    if bad:
+        raise typer.Exit(2)
+
+
+def _pick_workspace(ctx, ref: str | None) -> str:  # type: ignore[no-untyped-def]
+    spaces = ctx.workspaces.list_workspaces()
+    if ref:
+        for w in spaces:
+            if ref in (w.id, w.name):
+                return str(w.id)
+        raise _fail(f"no workspace {ref!r}; see `traction workspace list`")
+    if len(spaces) == 1:
+        return str(spaces[0].id)
+    raise _fail("name the workspace with --workspace (there are %d)" % len(spaces))
+
+
+@app.command()
+def simulate(
+    data_dir: DataDir = None,
+    workspace: Annotated[str | None, typer.Option(help="Workspace id or name (created if missing).")] = None,
+    people: Annotated[int, typer.Option(help="Visitors to simulate.")] = 20_000,
+    days: Annotated[int, typer.Option(help="Days of history.")] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same events).")] = 7,
+) -> None:
+    """Simulate a SaaS product's users and send their events through the ingest pipeline."""
+    from traction.simulate.runner import run_simulation
+    from traction.simulate.world import SimulationParams
+
+    ctx = _open(_settings(data_dir))
+    try:
+        name = workspace or "Demo SaaS"
+        ws = ctx.workspaces.find_workspace(name)
+        ws_id = ws.id if ws else ctx.workspaces.create_workspace(name).id
+        stats = run_simulation(ctx, ws_id, SimulationParams(people=people, days=days, seed=seed), console=err)
+    finally:
+        ctx.close()
+    console.print(f"[green]{stats.events:,} events[/] from {stats.visitors:,} visitors ({stats.signups:,} sign-ups) in {ws_id}")
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    people: Annotated[int, typer.Option(help="Visitors to simulate.")] = 20_000,
+    days: Annotated[int, typer.Option(help="Days of history.")] = 120,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Build the demo data and stop.")] = False,
+) -> None:
+    """Create a demo workspace with realistic simulated data, then serve the dashboard."""
+    from traction.simulate.demo import prepare_demo
+
+    s = _settings(data_dir)
+    ctx = _open(s)
+    try:
+        info = prepare_demo(ctx, people=people, days=days, console=err)
+    finally:
+        ctx.close()
+    console.rule("[bold]Traction demo")
+    console.print(f"Dashboard: [bold]http://{host}:{port}/[/]")
+    console.print(f"Log in as [bold]{info.email}[/] with password [bold]{info.password}[/]")
+    console.print(f"Write key for sending events: [bold]{info.write_key}[/]")
+    console.print(f"{info.events:,} events in workspace {info.workspace_id}")
+    if not no_serve:
+        serve(host=host, port=port, data_dir=s.data_dir, no_worker=False)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,52 @@
+"""The running system's parts, opened once and shared by the server, the CLI and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from traction.identity.queries import PersonQueries
+from traction.ingest.service import IngestService
+from traction.ingest.writer import EventWriter
+from traction.ops.metrics import Metrics
+from traction.settings import Settings
+from traction.store.events import DuckDBEventStore
+from traction.store.state import StateStore
+from traction.workspaces.service import WorkspaceService
+
+
+@dataclass
+class Context:
+    settings: Settings
+    state: StateStore
+    events: DuckDBEventStore
+    metrics: Metrics
+    workspaces: WorkspaceService
+    persons: PersonQueries
+    writer: EventWriter
+    ingest: IngestService
+
+    @classmethod
+    def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
+        settings.ensure_dirs()
+        state = StateStore(settings.resolved_state_url)
+        state.migrate()
+        events = DuckDBEventStore(settings.resolved_events_path)
+        metrics = Metrics()
+        writer = EventWriter(state, events, metrics, max_group_events=settings.commit_max_events)
+        if start_writer:
+            writer.start()
+        return cls(
+            settings=settings,
+            state=state,
+            events=events,
+            metrics=metrics,
+            workspaces=WorkspaceService(state),
+            persons=PersonQueries(state, events),
+            writer=writer,
+            ingest=IngestService(writer, settings.max_event_bytes),
+        )
+
+    def close(self) -> None:
+        self.writer.stop()
+        self.events.close()
+        self.state.dispose()

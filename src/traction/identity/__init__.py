@@ -1,0 +1,1 @@
+"""Identity: persons, distinct ids, merges, accounts (groups) and traits."""

@@ -1,0 +1,303 @@
+"""Identity resolution for one commit group: distinct ids -> persons, merges, accounts, traits.
+
+It runs inside the writer, once per group commit, with a handful of bulk queries instead
+of one per event. Person ids stored on events are the person at ingest time; later merges
+reach old events through `person_overrides` in the EventStore.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from traction.identity.domain import (
+    Link,
+    PersonState,
+    apply_traits,
+    decide_link,
+    merge_traits,
+    person_id_for,
+)
+from traction.identity.models import Account, AccountMembership, Identity, Person
+from traction.ingest.domain import CanonicalEvent
+from traction.store.events import Merge
+
+log = logging.getLogger(__name__)
+_CHUNK = 500
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+@dataclass
+class Resolution:
+    person_ids: list[str]
+    account_ids: list[str | None]
+    merges: list[Merge]
+    refused: int = 0
+
+
+@dataclass
+class _WorkspaceState:
+    """What one group knows about one workspace's identities while it resolves them."""
+
+    ws: str
+    idmap: dict[str, str] = field(default_factory=dict)
+    persons: dict[str, PersonState] = field(default_factory=dict)
+    new_identities: dict[str, bool] = field(default_factory=dict)  # distinct_id -> is_user_id
+    new_persons: dict[str, datetime] = field(default_factory=dict)
+    dirty_persons: set[str] = field(default_factory=set)
+    merges: list[Merge] = field(default_factory=list)
+    memberships: dict[str, str] = field(default_factory=dict)  # person -> latest group key
+    new_memberships: set[tuple[str, str]] = field(default_factory=set)
+    account_traits: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class IdentityResolver:
+    def resolve(self, session: Session, items: Sequence[tuple[str, CanonicalEvent]]) -> Resolution:
+        states: dict[str, _WorkspaceState] = {}
+        needed: dict[str, set[str]] = {}
+        for ws, ev in items:
+            ids = needed.setdefault(ws, set())
+            for did in (ev.user_id, ev.anonymous_id, ev.previous_id):
+                if did:
+                    ids.add(did)
+        for ws, ids in needed.items():
+            states[ws] = self._load(session, ws, sorted(ids))
+
+        person_ids: list[str] = []
+        account_ids: list[str | None] = []
+        refused = 0
+        for ws, ev in items:
+            st = states[ws]
+            if ev.user_id and (ev.anonymous_id or ev.previous_id):
+                absorbed = ev.previous_id or ev.anonymous_id
+                assert absorbed is not None
+                if not self._link(session, st, absorbed, ev.user_id, ev.timestamp):
+                    refused += 1
+                    log.warning(
+                        "identity merge refused: both ids already identified",
+                        extra={"workspace_id": ws, "user_id": ev.user_id, "other_id": absorbed},
+                    )
+            pid = self._ensure(st, ev.distinct_id, ev.user_id is not None, ev.timestamp)
+            if ev.type == "identify" and ev.user_id:
+                self._person(session, st, pid).is_identified = True
+                st.dirty_persons.add(pid)
+            if ev.traits_set or ev.traits_set_once:
+                p = self._person(session, st, pid)
+                p.traits = apply_traits(p.traits, ev.traits_set, ev.traits_set_once)
+                st.dirty_persons.add(pid)
+            if ev.group_key:
+                st.account_traits.setdefault(ev.group_key, {}).update(ev.group_traits or {})
+                if (pid, ev.group_key) not in st.new_memberships:
+                    st.new_memberships.add((pid, ev.group_key))
+                st.memberships[pid] = ev.group_key
+            person_ids.append(pid)
+            account_ids.append(ev.account_hint)
+
+        # Events that did not name their account belong to the person's latest one.
+        missing: dict[str, set[str]] = {}
+        for (ws, _), pid, acc in zip(items, person_ids, account_ids, strict=True):
+            if acc is None and pid not in states[ws].memberships:
+                missing.setdefault(ws, set()).add(pid)
+        for ws, pids in missing.items():
+            self._load_memberships(session, states[ws], sorted(pids))
+        for i, ((ws, _), pid) in enumerate(zip(items, person_ids, strict=True)):
+            st = states[ws]
+            pid = st.idmap.get(items[i][1].distinct_id, pid)
+            person_ids[i] = pid
+            if account_ids[i] is None:
+                account_ids[i] = st.memberships.get(pid)
+
+        merges: list[Merge] = []
+        for st in states.values():
+            self._flush(session, st)
+            merges.extend(st.merges)
+        return Resolution(person_ids, account_ids, merges, refused)
+
+    # -- loading -------------------------------------------------------------------------
+
+    def _load(self, session: Session, ws: str, ids: Sequence[str]) -> _WorkspaceState:
+        st = _WorkspaceState(ws)
+        for chunk in _chunks(ids):
+            rows = session.execute(
+                select(Identity.distinct_id, Identity.person_id).where(
+                    Identity.workspace_id == ws, Identity.distinct_id.in_(chunk)
+                )
+            )
+            st.idmap.update({r[0]: r[1] for r in rows})
+        return st
+
+    def _load_memberships(self, session: Session, st: _WorkspaceState, pids: Sequence[str]) -> None:
+        for chunk in _chunks(pids):
+            rows = session.execute(
+                select(AccountMembership.person_id, AccountMembership.group_key)
+                .where(AccountMembership.workspace_id == st.ws, AccountMembership.person_id.in_(chunk))
+                .order_by(AccountMembership.joined_at, AccountMembership.id)
+            )
+            for pid, key in rows:
+                st.memberships[pid] = key
+
+    def _person(self, session: Session, st: _WorkspaceState, pid: str) -> PersonState:
+        p = st.persons.get(pid)
+        if p is None:
+            row = session.execute(
+                select(Person.is_identified, Person.traits).where(Person.id == pid)
+            ).first()
+            p = PersonState(pid, bool(row[0]), dict(row[1] or {})) if row else PersonState(pid, False, {})
+            st.persons[pid] = p
+        return p
+
+    # -- rules ---------------------------------------------------------------------------
+
+    def _ensure(self, st: _WorkspaceState, did: str, is_user: bool, ts: datetime) -> str:
+        pid = st.idmap.get(did)
+        if pid is None:
+            pid = person_id_for(st.ws, did)
+            st.idmap[did] = pid
+            st.new_identities[did] = is_user
+            if pid not in st.new_persons:
+                st.new_persons[pid] = ts
+                st.persons[pid] = PersonState(pid, False, {})
+        return pid
+
+    def _link(self, session: Session, st: _WorkspaceState, absorbed: str, user: str, ts: datetime) -> bool:
+        a_pid, u_pid = st.idmap.get(absorbed), st.idmap.get(user)
+        a = self._person(session, st, a_pid) if a_pid else None
+        u = self._person(session, st, u_pid) if u_pid else None
+        decision = decide_link(a, u)
+        if decision is Link.REFUSE:
+            return False
+        if decision is Link.CREATE_SHARED:
+            pid = self._ensure(st, user, True, ts)
+            st.idmap[absorbed] = pid
+            st.new_identities[absorbed] = False
+        elif decision is Link.ATTACH_USER:
+            assert a is not None
+            pid = a.id
+            st.idmap[user] = pid
+            st.new_identities[user] = True
+        elif decision is Link.SEPARATE_USER:
+            pid = self._ensure(st, user, True, ts)
+        elif decision is Link.ATTACH_ANON:
+            assert u is not None
+            pid = u.id
+            st.idmap[absorbed] = pid
+            st.new_identities[absorbed] = False
+        elif decision is Link.SAME:
+            assert u is not None
+            pid = u.id
+        else:  # MERGE
+            assert a is not None and u is not None
+            pid = u.id
+            u.traits = merge_traits(a.traits, u.traits)
+            for did, p in list(st.idmap.items()):
+                if p == a.id:
+                    st.idmap[did] = u.id
+            for m in range(len(st.merges)):
+                if st.merges[m].person_id == a.id:
+                    st.merges[m] = Merge(st.ws, st.merges[m].old_person_id, u.id)
+            st.merges.append(Merge(st.ws, a.id, u.id))
+            if a.id in st.memberships and u.id not in st.memberships:
+                st.memberships[u.id] = st.memberships[a.id]
+            st.dirty_persons.add(a.id)
+        person = self._person(session, st, pid)
+        person.is_identified = True
+        st.dirty_persons.add(pid)
+        return True
+
+    # -- writing -------------------------------------------------------------------------
+
+    def _flush(self, session: Session, st: _WorkspaceState) -> None:
+        merged_into = {m.old_person_id: m.person_id for m in st.merges}
+        if st.new_persons:
+            session.execute(
+                insert(Person),
+                [
+                    {
+                        "id": pid,
+                        "workspace_id": st.ws,
+                        "is_identified": st.persons[pid].is_identified,
+                        "traits": st.persons[pid].traits,
+                        "merged_into": merged_into.get(pid),
+                        "first_seen_at": ts,
+                        "last_seen_at": ts,
+                    }
+                    for pid, ts in st.new_persons.items()
+                ],
+            )
+        if st.new_identities:
+            session.execute(
+                insert(Identity),
+                [
+                    {"workspace_id": st.ws, "distinct_id": did, "person_id": st.idmap[did], "is_user_id": u}
+                    for did, u in st.new_identities.items()
+                ],
+            )
+        for m in st.merges:
+            session.execute(
+                update(Identity)
+                .where(Identity.workspace_id == st.ws, Identity.person_id == m.old_person_id)
+                .values(person_id=m.person_id)
+            )
+            session.execute(
+                update(Person)
+                .where(Person.workspace_id == st.ws, Person.merged_into == m.old_person_id)
+                .values(merged_into=m.person_id)
+            )
+            session.execute(
+                update(AccountMembership)
+                .where(AccountMembership.workspace_id == st.ws, AccountMembership.person_id == m.old_person_id)
+                .values(person_id=m.person_id)
+                .execution_options(synchronize_session=False)
+            )
+        for pid in st.dirty_persons - set(st.new_persons):
+            p = st.persons[pid]
+            session.execute(
+                update(Person)
+                .where(Person.id == pid)
+                .values(is_identified=p.is_identified, traits=p.traits, merged_into=merged_into.get(pid))
+            )
+        self._flush_accounts(session, st)
+
+    def _flush_accounts(self, session: Session, st: _WorkspaceState) -> None:
+        if st.account_traits:
+            keys = sorted(st.account_traits)
+            existing = {
+                a.group_key: a
+                for a in session.scalars(
+                    select(Account).where(Account.workspace_id == st.ws, Account.group_key.in_(keys))
+                )
+            }
+            for key in keys:
+                if key in existing:
+                    acc = existing[key]
+                    acc.traits = {**(acc.traits or {}), **st.account_traits[key]}
+                else:
+                    session.add(Account(workspace_id=st.ws, group_key=key, traits=st.account_traits[key]))
+        if st.new_memberships:
+            final = {m.old_person_id: m.person_id for m in st.merges}  # merges are flattened
+            pairs = {(final.get(p, p), k) for p, k in st.new_memberships}
+            pids = sorted({p for p, _ in pairs})
+            have: set[tuple[str, str]] = set()
+            for chunk in _chunks(pids):
+                have |= {
+                    (r[0], r[1])
+                    for r in session.execute(
+                        select(AccountMembership.person_id, AccountMembership.group_key).where(
+                            AccountMembership.workspace_id == st.ws,
+                            AccountMembership.person_id.in_(chunk),
+                        )
+                    )
+                }
+            for pid, key in sorted(pairs - have):
+                session.add(AccountMembership(workspace_id=st.ws, person_id=pid, group_key=key))
+        session.flush()

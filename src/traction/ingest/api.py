@@ -1,0 +1,294 @@
+"""HTTP routes of the tracking APIs: Segment (`/v1/*`) and PostHog (`/batch/`, `/capture/`, ...).
+
+These are plain Starlette endpoints rather than FastAPI ones: they parse with orjson and
+validate per event themselves, because per-event errors (keep the good, list the bad) do
+not fit one request model, and the hot path should not pay for dependency injection.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from traction.context import Context
+from traction.ingest.domain import (
+    SEGMENT_TYPES,
+    EventError,
+    normalize_posthog,
+    normalize_segment,
+    parse_time,
+)
+from traction.ingest.service import IngestResult
+from traction.ingest.writer import WriterOverloaded, WriterStopped
+from traction.workspaces.service import AuthError, ScopeError
+
+BATCH_KEYS = frozenset({"batch", "sentAt", "context", "integrations", "writeKey", "_metadata", "metadata"})
+
+
+class Problem(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def _json(status: int, body: dict[str, Any], request: Request, headers: dict[str, str] | None = None) -> Response:
+    h = _cors(request)
+    h.update(headers or {})
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=h)
+
+
+def _cors(request: Request) -> dict[str, str]:
+    origin = request.headers.get("origin")
+    if not origin:
+        return {}
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+
+async def preflight(request: Request) -> Response:
+    h = _cors(request)
+    h.update(
+        {
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type, Authorization, Content-Encoding",
+            "Access-Control-Max-Age": "86400",
+        }
+    )
+    return Response(status_code=204, headers=h)
+
+
+async def read_body(request: Request, limit: int, inflate_limit: int) -> bytes:
+    """The body, decompressed, or a Problem. Never reads more than `limit` bytes off the wire
+    nor inflates past `inflate_limit` (so a gzip bomb costs us nothing)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, f"request body is larger than {limit // 1024} KB; send smaller batches")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, f"request body is larger than {limit // 1024} KB; send smaller batches")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").lower()
+    compression = request.query_params.get("compression", "")
+    if encoding == "gzip" or compression == "gzip-js" or body[:2] == b"\x1f\x8b":
+        d = zlib.decompressobj(wbits=47)  # gzip or zlib header
+        try:
+            body = d.decompress(body, inflate_limit + 1)
+        except zlib.error:
+            raise Problem(400, "body is not valid gzip") from None
+        if len(body) > inflate_limit or d.unconsumed_tail:
+            raise Problem(413, f"decompressed body is larger than {inflate_limit // 1024} KB")
+    elif encoding not in ("", "identity"):
+        raise Problem(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    if compression in ("lz64", "base64"):
+        raise Problem(415, f"compression {compression!r} is not supported; use gzip-js or none")
+    return body
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise Problem(400, "request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise Problem(400, f"body is not valid JSON: {e}") from None
+
+
+def basic_user(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value, validate=True).decode().split(":", 1)[0] or None
+        except (binascii.Error, UnicodeDecodeError):
+            raise Problem(401, "Authorization header is not valid Basic auth") from None
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    return None
+
+
+def _outcome(result: IngestResult, ok_body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    if not result.rejected:
+        return 200, {**ok_body, "accepted": result.accepted}
+    n = len(result.rejected)
+    return 400, {
+        "success": False,
+        "error": f"{n} of {n + result.accepted} events were rejected; the others were stored",
+        "accepted": result.accepted,
+        "rejected": result.rejected,
+    }
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
+    """Turns Problems and storage failures into clear 4xx/503 answers, and counts them."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            response = await handler(request)
+        except Problem as p:
+            response = _json(p.status, {"success": False, "error": p.message}, request, p.headers)
+        except AuthError as e:
+            response = _json(401, {"success": False, "error": str(e)}, request)
+        except ScopeError as e:
+            response = _json(403, {"success": False, "error": str(e)}, request)
+        except (WriterOverloaded, WriterStopped) as e:
+            response = _json(503, {"success": False, "error": f"{e}; retry later"}, request, {"Retry-After": "1"})
+        except Exception:
+            ctx.metrics.requests.labels(api, "503").inc()
+            import logging
+
+            logging.getLogger(__name__).exception("ingest failed")
+            return _json(503, {"success": False, "error": "storage is unavailable; retry"}, request, {"Retry-After": "1"})
+        ctx.metrics.requests.labels(api, str(response.status_code)).inc()
+        if response.status_code == 400:
+            ctx.metrics.events.labels("rejected").inc(len(orjson.loads(bytes(response.body)).get("rejected", [None])))
+        return response
+
+    return endpoint
+
+
+def segment_routes(ctx: Context) -> list[Route]:
+    s = ctx.settings
+
+    async def batch(request: Request) -> Response:
+        body = parse_json(await read_body(request, s.max_batch_bytes, s.max_batch_bytes))
+        if not isinstance(body, dict):
+            raise Problem(400, 'body must be an object like {"batch": [...]}')
+        unknown = body.keys() - BATCH_KEYS
+        if unknown:
+            raise Problem(400, f"unknown field {sorted(unknown)[0]!r} in batch body")
+        messages = body.get("batch")
+        if not isinstance(messages, list):
+            raise Problem(400, "batch must be a list of messages")
+        key = ctx.workspaces.authenticate_key(basic_user(request) or _str(body.get("writeKey")), "write")
+        try:
+            sent_at = parse_time(body.get("sentAt"), "sentAt")
+        except EventError as e:
+            raise Problem(400, str(e)) from None
+        context = body.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise Problem(400, "context must be an object")
+        norm = partial(_segment_batch_norm, sent_at=sent_at, context=context)
+        result = await ctx.ingest.ingest(key.workspace_id, messages, norm)
+        status, out = _outcome(result, {"success": True})
+        return _json(status, out, request)
+
+    def single(kind: str) -> Handler:
+        async def handler(request: Request) -> Response:
+            body = parse_json(await read_body(request, s.max_event_bytes, s.max_event_bytes))
+            if not isinstance(body, dict):
+                raise Problem(400, "body must be a JSON object")
+            key = ctx.workspaces.authenticate_key(basic_user(request) or _str(body.get("writeKey")), "write")
+            result = await ctx.ingest.ingest(
+                key.workspace_id, [body], partial(_segment_single_norm, kind=kind)
+            )
+            if result.rejected:
+                raise Problem(400, result.rejected[0]["error"])
+            return _json(200, {"success": True}, request)
+
+        return handler
+
+    routes = [Route("/v1/batch", _guard(ctx, "segment", batch), methods=["POST"])]
+    routes.append(Route("/v1/import", _guard(ctx, "segment", batch), methods=["POST"]))
+    for kind in sorted(SEGMENT_TYPES):
+        routes.append(Route(f"/v1/{kind}", _guard(ctx, "segment", single(kind)), methods=["POST"]))
+    routes.append(Route("/v1/{rest:path}", preflight, methods=["OPTIONS"]))
+    return routes
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _segment_batch_norm(
+    raw: Any, received_at: datetime, *, sent_at: datetime | None, context: dict[str, Any] | None
+) -> Any:
+    return normalize_segment(raw, received_at, batch_sent_at=sent_at, batch_context=context)
+
+
+def _segment_single_norm(raw: Any, received_at: datetime, *, kind: str) -> Any:
+    return normalize_segment(raw, received_at, default_type=kind)
+
+
+def _posthog_norm(raw: Any, received_at: datetime, *, sent_at: datetime | None) -> Any:
+    if isinstance(raw, dict):
+        raw = {k: v for k, v in raw.items() if k not in ("api_key", "token")}
+        props = raw.get("properties")
+        if isinstance(props, dict) and "token" in props:
+            raw["properties"] = {k: v for k, v in props.items() if k != "token"}
+    return normalize_posthog(raw, received_at, batch_sent_at=sent_at)
+
+
+def _posthog_key(body: Any) -> str | None:
+    first = body[0] if isinstance(body, list) and body else body
+    if not isinstance(first, dict):
+        return None
+    for k in ("api_key", "token"):
+        if isinstance(first.get(k), str):
+            return str(first[k])
+    props = first.get("properties")
+    if isinstance(props, dict) and isinstance(props.get("token"), str):
+        return str(props["token"])
+    return None
+
+
+def posthog_routes(ctx: Context) -> list[Route]:
+    s = ctx.settings
+
+    async def capture(request: Request) -> Response:
+        raw = await read_body(request, s.max_batch_bytes, s.max_batch_bytes)
+        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            form = parse_qs(raw.decode("utf-8", "replace"))
+            data = (form.get("data") or [""])[0]
+            if data and data[:1] not in "{[":
+                try:
+                    data = base64.b64decode(data).decode()
+                except (binascii.Error, UnicodeDecodeError):
+                    raise Problem(400, "form field data is neither JSON nor base64 JSON") from None
+            raw = data.encode()
+        body = parse_json(raw)
+        key = ctx.workspaces.authenticate_key(_posthog_key(body) or basic_user(request), "write")
+        sent_at = None
+        if isinstance(body, dict) and "batch" in body:
+            try:
+                sent_at = parse_time(body.get("sent_at"), "sent_at")
+            except EventError as e:
+                raise Problem(400, str(e)) from None
+            events = body["batch"]
+            if not isinstance(events, list):
+                raise Problem(400, "batch must be a list of events")
+        elif isinstance(body, list):
+            events = body
+        elif isinstance(body, dict):
+            events = [body]
+        else:
+            raise Problem(400, "body must be an event object, a list of events, or {batch: [...]}")
+        result = await ctx.ingest.ingest(key.workspace_id, events, partial(_posthog_norm, sent_at=sent_at))
+        status, out = _outcome(result, {"status": 1})
+        return _json(status, out, request)
+
+    endpoint = _guard(ctx, "posthog", capture)
+    routes = []
+    for path in ("/batch", "/capture", "/e", "/i/v0/e", "/track"):
+        routes.append(Route(path, endpoint, methods=["POST"]))
+        routes.append(Route(path + "/", endpoint, methods=["POST"]))
+        routes.append(Route(path + "/", preflight, methods=["OPTIONS"]))
+    return routes

@@ -1,0 +1,335 @@
+"""Pure ingest logic: turn a Segment or PostHog payload into canonical events, or say why not.
+
+No I/O here. Every rule that decides what is stored lives in this module, so it can be
+tested exhaustively without a server.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "group", "alias"})
+
+# Keys a Segment message may carry. Anything else is a client bug worth hearing about.
+SEGMENT_KEYS = frozenset(
+    {
+        "type", "messageId", "timestamp", "originalTimestamp", "sentAt", "receivedAt",
+        "userId", "anonymousId", "event", "name", "category", "properties", "traits",
+        "context", "integrations", "groupId", "previousId", "writeKey", "_metadata",
+        "channel", "version", "options", "library",
+    }
+)  # fmt: skip
+POSTHOG_KEYS = frozenset(
+    {
+        "event", "distinct_id", "properties", "timestamp", "uuid", "api_key", "token",
+        "type", "offset", "$set", "$set_once", "sent_at", "library", "library_version",
+    }
+)  # fmt: skip
+
+# Ids that broken clients send for "no user". Merging on them would glue strangers together.
+JUNK_IDS = frozenset(
+    {
+        "", "undefined", "null", "none", "nil", "nan", "0", "-1", "anonymous", "guest",
+        "distinctid", "distinct_id", "id", "user_id", "userid", "not_authenticated",
+        "email", "true", "false", "[object object]", "unknown",
+    }
+)  # fmt: skip
+
+MAX_ID_LENGTH = 200
+MAX_NAME_LENGTH = 200
+
+
+class EventError(ValueError):
+    """A message that cannot be stored; the text says what is wrong and what to send instead."""
+
+
+@dataclass(slots=True)
+class CanonicalEvent:
+    event_id: str
+    type: str
+    name: str | None
+    timestamp: datetime
+    original_timestamp: datetime | None
+    sent_at: datetime | None
+    received_at: datetime
+    anonymous_id: str | None
+    user_id: str | None
+    properties: dict[str, Any]
+    context: dict[str, Any]
+    # Identity inputs, consumed by the identity resolver before the row is stored.
+    traits_set: dict[str, Any] | None = None
+    traits_set_once: dict[str, Any] | None = None
+    previous_id: str | None = None  # alias: the id being merged into this person
+    group_key: str | None = None  # group call: the account joined
+    group_traits: dict[str, Any] | None = None
+    account_hint: str | None = None  # the account this event is about, if it says
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def distinct_id(self) -> str:
+        return self.user_id or self.anonymous_id or ""
+
+
+def is_junk_id(value: str) -> bool:
+    return value.strip().lower() in JUNK_IDS
+
+
+def parse_time(value: Any, field_name: str) -> datetime | None:
+    """ISO-8601 string -> naive UTC datetime. Naive input is taken as UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"{field_name} must be an ISO-8601 string, got {type(value).__name__}")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise EventError(f"{field_name} is not an ISO-8601 date-time: {value[:40]!r}") from None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    if not (1970 <= dt.year <= 2200):
+        raise EventError(f"{field_name} is out of range: {value[:40]!r}")
+    return dt
+
+
+def correct_skew(
+    timestamp: datetime | None, sent_at: datetime | None, received_at: datetime
+) -> datetime:
+    """Segment's rule: the device clock may be wrong, but the gap between the event and the
+    send is right, so timestamp = receivedAt - (sentAt - timestamp)."""
+    if timestamp is None:
+        return received_at
+    if sent_at is None:
+        return timestamp
+    return received_at - (sent_at - timestamp)
+
+
+def _opt_id(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise EventError(f"{key} must be a string, got {type(value).__name__}")
+    text = str(value)
+    if len(text) > MAX_ID_LENGTH:
+        raise EventError(f"{key} is longer than {MAX_ID_LENGTH} characters")
+    return text
+
+
+def _opt_obj(raw: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise EventError(f"{key} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _opt_str(raw: dict[str, Any], key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"{key} must be a string, got {type(value).__name__}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise EventError(f"{key} is longer than {MAX_NAME_LENGTH} characters")
+    return value
+
+
+def _clean_ids(user_id: str | None, anonymous_id: str | None) -> tuple[str | None, str | None]:
+    if user_id is not None and is_junk_id(user_id):
+        if anonymous_id is None or is_junk_id(anonymous_id):
+            raise EventError(f"userId {user_id!r} is not a real id; send the user's id or an anonymousId")
+        user_id = None
+    if anonymous_id is not None and is_junk_id(anonymous_id):
+        if user_id is None:
+            raise EventError(f"anonymousId {anonymous_id!r} is not a real id; generate a random one")
+        anonymous_id = None
+    if user_id is None and anonymous_id is None:
+        raise EventError("userId or anonymousId is required")
+    return user_id, anonymous_id
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def normalize_segment(
+    raw: Any,
+    received_at: datetime,
+    *,
+    default_type: str | None = None,
+    batch_sent_at: datetime | None = None,
+    batch_context: dict[str, Any] | None = None,
+) -> CanonicalEvent:
+    """One Segment message -> CanonicalEvent, or EventError naming the first problem."""
+    if not isinstance(raw, dict):
+        raise EventError(f"each message must be a JSON object, got {type(raw).__name__}")
+    unknown = raw.keys() - SEGMENT_KEYS
+    if unknown:
+        raise EventError(f"unknown field {sorted(unknown)[0]!r}")
+    kind = raw.get("type", default_type)
+    if kind not in SEGMENT_TYPES:
+        raise EventError(
+            f"type must be one of {', '.join(sorted(SEGMENT_TYPES))}, got {str(kind)[:40]!r}"
+        )
+    if default_type is not None and "type" in raw and kind != default_type:
+        raise EventError(f"type {kind!r} sent to the /v1/{default_type} endpoint")
+    user_id, anonymous_id = _clean_ids(_opt_id(raw, "userId"), _opt_id(raw, "anonymousId"))
+    message_id = _opt_id(raw, "messageId") or new_event_id()
+    properties = _opt_obj(raw, "properties") or {}
+    traits = _opt_obj(raw, "traits")
+    context = _opt_obj(raw, "context") or {}
+    if batch_context:
+        context = {**batch_context, **context}
+    timestamp = parse_time(raw.get("timestamp"), "timestamp")
+    sent_at = parse_time(raw.get("sentAt"), "sentAt") or batch_sent_at
+    original = parse_time(raw.get("originalTimestamp"), "originalTimestamp")
+    if timestamp is None and original is not None:
+        timestamp = original
+    _opt_obj(raw, "integrations")
+
+    name: str | None = None
+    event = CanonicalEvent(
+        event_id=message_id,
+        type=kind,
+        name=None,
+        timestamp=correct_skew(timestamp, sent_at, received_at),
+        original_timestamp=timestamp,
+        sent_at=sent_at,
+        received_at=received_at,
+        anonymous_id=anonymous_id,
+        user_id=user_id,
+        properties=properties,
+        context=context,
+    )
+    if kind == "track":
+        name = _opt_str(raw, "event")
+        if not name:
+            raise EventError("event is required for track calls (the name of the action)")
+    elif kind in ("page", "screen"):
+        name = _opt_str(raw, "name") or _opt_str(raw, "category")
+    elif kind == "identify":
+        if traits is None:
+            traits = _opt_obj(context, "traits")
+        event.traits_set = traits or {}
+    elif kind == "group":
+        group_id = _opt_id(raw, "groupId")
+        if not group_id or is_junk_id(group_id):
+            raise EventError("groupId is required for group calls")
+        event.group_key = group_id
+        event.group_traits = traits or {}
+        event.account_hint = group_id
+    elif kind == "alias":
+        previous = _opt_id(raw, "previousId")
+        if not previous or is_junk_id(previous):
+            raise EventError("previousId is required for alias calls")
+        if not user_id:
+            raise EventError("userId is required for alias calls")
+        event.previous_id = previous
+    event.name = name
+    if traits is not None and kind != "identify" and kind != "group":
+        event.extra["traits"] = traits
+    if event.account_hint is None:
+        hint = context.get("groupId")
+        if isinstance(hint, str | int) and not isinstance(hint, bool) and str(hint):
+            event.account_hint = str(hint)
+    return event
+
+
+_POSTHOG_TYPES = {"$pageview": "page", "$screen": "screen", "$identify": "identify"}
+
+
+def normalize_posthog(
+    raw: Any, received_at: datetime, *, batch_sent_at: datetime | None = None
+) -> CanonicalEvent:
+    """One PostHog capture event -> CanonicalEvent (the same row a Segment call makes)."""
+    if not isinstance(raw, dict):
+        raise EventError(f"each event must be a JSON object, got {type(raw).__name__}")
+    unknown = raw.keys() - POSTHOG_KEYS
+    if unknown:
+        raise EventError(f"unknown field {sorted(unknown)[0]!r}")
+    name = _opt_str(raw, "event")
+    if not name:
+        raise EventError("event is required (e.g. '$pageview' or your action's name)")
+    properties = dict(_opt_obj(raw, "properties") or {})
+    distinct = _opt_id(raw, "distinct_id")
+    if distinct is None:
+        distinct = _opt_id(properties, "distinct_id")
+    if distinct is None:
+        raise EventError("distinct_id is required")
+    properties.pop("distinct_id", None)
+    timestamp = parse_time(raw.get("timestamp"), "timestamp")
+    sent_at = parse_time(raw.get("sent_at"), "sent_at") or batch_sent_at
+    offset = raw.get("offset")
+    if timestamp is None and offset is not None:
+        if isinstance(offset, bool) or not isinstance(offset, int | float) or offset < 0:
+            raise EventError("offset must be a non-negative number of milliseconds")
+        timestamp = received_at - timedelta(milliseconds=offset)
+        sent_at = None
+    event_id = _opt_id(raw, "uuid") or new_event_id()
+
+    kind = _POSTHOG_TYPES.get(name, "track")
+    identified = kind == "identify" or properties.get("$is_identified") is not False
+    user_id, anonymous_id = (distinct, None) if identified else (None, distinct)
+    user_id, anonymous_id = _clean_ids(user_id, anonymous_id)
+    traits_set = _opt_obj(raw, "$set") or _opt_obj(properties, "$set")
+    traits_once = _opt_obj(raw, "$set_once") or _opt_obj(properties, "$set_once")
+    properties.pop("$set", None)
+    properties.pop("$set_once", None)
+    context: dict[str, Any] = {}
+    for src, dst in (("$ip", "ip"), ("$user_agent", "userAgent"), ("$lib", "library")):
+        if src in properties:
+            context[dst] = properties[src]
+    for src, dst in (("utm_source", "source"), ("utm_medium", "medium"), ("utm_campaign", "name")):
+        if src in properties:
+            context.setdefault("campaign", {})[dst] = properties[src]
+    if "$current_url" in properties:
+        context["page"] = {"url": properties["$current_url"], "referrer": properties.get("$referrer")}
+
+    event = CanonicalEvent(
+        event_id=event_id,
+        type=kind,
+        name=None if kind in ("identify",) else name,
+        timestamp=correct_skew(timestamp, sent_at, received_at),
+        original_timestamp=timestamp,
+        sent_at=sent_at,
+        received_at=received_at,
+        anonymous_id=anonymous_id,
+        user_id=user_id,
+        properties=properties,
+        context=context,
+        traits_set=traits_set,
+        traits_set_once=traits_once,
+    )
+    if kind == "page":
+        event.name = _opt_str(properties, "title") or _opt_str(properties, "$pathname")
+    if name == "$identify":
+        anon = _opt_id(properties, "$anon_distinct_id")
+        if anon and not is_junk_id(anon) and anon != distinct:
+            event.anonymous_id = anon
+        event.traits_set = traits_set or {}
+    elif name == "$create_alias":
+        alias = _opt_id(properties, "alias")
+        if not alias or is_junk_id(alias):
+            raise EventError("$create_alias needs properties.alias")
+        event.type = "alias"
+        event.name = None
+        event.previous_id = alias
+    elif name == "$groupidentify":
+        key = _opt_id(properties, "$group_key")
+        if not key or is_junk_id(key):
+            raise EventError("$groupidentify needs properties.$group_key")
+        event.type = "group"
+        event.name = None
+        event.group_key = key
+        event.group_traits = _opt_obj(properties, "$group_set") or {}
+        event.account_hint = key
+    groups = _opt_obj(properties, "$groups")
+    if groups and event.account_hint is None:
+        first = next(iter(groups.values()))
+        if isinstance(first, str | int) and not isinstance(first, bool):
+            event.account_hint = str(first)
+    return event

@@ -1,0 +1,64 @@
+"""Ingest use case: validate each message, hand the good ones to the writer, report the bad."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from traction.ingest.domain import CanonicalEvent, EventError
+from traction.ingest.writer import EventWriter
+
+Normalizer = Callable[[Any, datetime], CanonicalEvent]
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class IngestService:
+    def __init__(self, writer: EventWriter, max_event_bytes: int) -> None:
+        self.writer = writer
+        self.max_event_bytes = max_event_bytes
+
+    def validate(
+        self, workspace_id: str, messages: Sequence[Any], normalize: Normalizer, received_at: datetime
+    ) -> tuple[list[tuple[str, CanonicalEvent]], IngestResult]:
+        items: list[tuple[str, CanonicalEvent]] = []
+        result = IngestResult()
+        for i, raw in enumerate(messages):
+            try:
+                if len(orjson.dumps(raw)) > self.max_event_bytes:
+                    raise EventError(f"event is larger than {self.max_event_bytes // 1024} KB")
+                items.append((workspace_id, normalize(raw, received_at)))
+            except EventError as e:
+                mid = raw.get("messageId") or raw.get("uuid") if isinstance(raw, dict) else None
+                result.rejected.append({"index": i, "messageId": mid, "error": str(e)})
+        result.accepted = len(items)
+        return items, result
+
+    async def ingest(
+        self, workspace_id: str, messages: Sequence[Any], normalize: Normalizer
+    ) -> IngestResult:
+        items, result = self.validate(workspace_id, messages, normalize, now_utc())
+        if items:
+            await asyncio.wrap_future(self.writer.submit(items))
+        return result
+
+    def ingest_sync(
+        self, workspace_id: str, messages: Sequence[Any], normalize: Normalizer
+    ) -> IngestResult:
+        items, result = self.validate(workspace_id, messages, normalize, now_utc())
+        if items:
+            self.writer.write_now(items)
+        return result

@@ -1,0 +1,7 @@
+"""Imports every capability's tables so that Alembic and `create_all` see one metadata."""
+
+from traction.identity import models as identity_models
+from traction.store import models as store_models
+from traction.workspaces import models as workspace_models
+
+__all__ = ["identity_models", "store_models", "workspace_models"]

@@ -1,0 +1,65 @@
+"""The FastAPI app factory: one process serves tracking, admin API, ops and the dashboard."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from traction import __version__
+from traction.context import Context
+from traction.settings import Settings
+from traction.worker import ReactorRunner, default_reactors
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI:
+    ctx = Context.open(settings)
+    runner: ReactorRunner | None = None
+    if settings.run_worker if run_worker is None else run_worker:
+        runner = ReactorRunner(
+            ctx.state, ctx.events, default_reactors(ctx.state), ctx.metrics, poll_seconds=settings.worker_poll_seconds
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runner:
+            runner.start()
+        log.info("traction started", extra={"data_dir": str(settings.data_dir), "version": __version__})
+        yield
+        if runner:
+            runner.stop()
+        ctx.close()
+        log.info("traction stopped")
+
+    app = FastAPI(title="Traction", version=__version__, lifespan=lifespan)
+    app.state.ctx = ctx
+    app.state.reactors = runner
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc'] if p != 'body')}: {err['msg']}" for err in exc.errors()
+        ]
+        return JSONResponse({"error": "; ".join(problems), "detail": exc.errors()}, status_code=422)
+
+    from traction.identity.api import router as identity_router
+    from traction.ingest.api import posthog_routes, segment_routes
+    from traction.ops.api import router as ops_router
+    from traction.web.routes import router as web_router
+    from traction.web.routes import static_mount
+    from traction.workspaces.api import router as workspace_router
+
+    for route in segment_routes(ctx) + posthog_routes(ctx):
+        app.router.routes.append(route)
+    app.include_router(ops_router)
+    app.include_router(workspace_router)
+    app.include_router(identity_router)
+    app.include_router(web_router)
+    app.mount("/static", static_mount(), name="static")
+    return app

@@ -1,0 +1,69 @@
+"""Typed settings, read once from `TRACTION_*` environment variables and `traction.toml`.
+
+Every other module receives a `Settings` object instead of reading the environment,
+so tests can build one per temporary data directory and nothing depends on import order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRACTION_", toml_file="traction.toml", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./traction-data"), description="Where every embedded file lives.")
+    state_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    events_path: Path | None = Field(default=None, description="DuckDB file; default in data_dir.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Ingest limits follow Segment's published HTTP API limits.
+    max_event_bytes: int = 32 * 1024
+    max_batch_bytes: int = 500 * 1024
+    max_decompressed_bytes: int = 8 * 1024 * 1024
+    max_json_depth: int = 32
+
+    # Group commit: the writer takes everything queued, up to this many events, per commit.
+    commit_max_events: int = 20_000
+    # Clock skew beyond this is corrected with sentAt (Segment does it for any skew).
+    run_worker: bool = True
+    worker_poll_seconds: float = 0.5
+    session_days: int = 14
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    @property
+    def resolved_state_url(self) -> str:
+        return self.state_url or f"sqlite:///{(self.data_dir / 'state.db').resolve()}"
+
+    @property
+    def resolved_events_path(self) -> Path:
+        return self.events_path or (self.data_dir / "events.duckdb")
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

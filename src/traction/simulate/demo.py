@@ -1,0 +1,48 @@
+"""`make demo`: one workspace, one dashboard user, a few million simulated events. Idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from rich.console import Console
+
+from traction.context import Context
+from traction.simulate.runner import run_simulation
+from traction.simulate.world import SimulationParams
+
+DEMO_WORKSPACE = "Demo SaaS"
+DEMO_EMAIL = "demo@traction.local"
+DEMO_PASSWORD = "traction-demo"
+
+
+@dataclass
+class DemoInfo:
+    workspace_id: str
+    write_key: str
+    email: str
+    password: str
+    events: int
+
+
+def prepare_demo(ctx: Context, *, people: int, days: int, console: Console | None = None) -> DemoInfo:
+    """Reuses the demo workspace if it exists; simulates only into an empty one."""
+    ws = ctx.workspaces.find_workspace(DEMO_WORKSPACE)
+    if ws is None:
+        created = ctx.workspaces.create_workspace(DEMO_WORKSPACE)
+        ws_id, write_key = created.id, created.write_key
+    else:
+        ws_id = ws.id
+        write_key = ctx.workspaces.create_key(ws_id, "write", "demo write key").key
+    if ctx.workspaces.verify_password(DEMO_EMAIL, DEMO_PASSWORD) is None:
+        try:
+            ctx.workspaces.create_user(DEMO_EMAIL, DEMO_PASSWORD, [ws_id])
+        except ValueError:
+            pass  # the user exists with another password: leave it alone
+    if ctx.events.count(ws_id) == 0:
+        # End the history yesterday, so the dashboard looks current.
+        start = date.today() - timedelta(days=days)
+        run_simulation(ctx, ws_id, SimulationParams(people=people, days=days, start=start), console=console)
+    elif console is not None:
+        console.print("[dim]Demo data exists; reusing it (delete the data dir to start over).[/]")
+    return DemoInfo(ws_id, write_key, DEMO_EMAIL, DEMO_PASSWORD, ctx.events.count(ws_id))

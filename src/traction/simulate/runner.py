@@ -1,0 +1,34 @@
+"""Feeds the simulated world through the real ingest pipeline, with a progress bar."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from traction.context import Context
+from traction.ingest.domain import normalize_segment
+from traction.simulate.world import SimulationParams, SimulationStats, World
+
+
+def run_simulation(
+    ctx: Context, workspace_id: str, params: SimulationParams, console: Console | None = None, chunk: int = 10_000
+) -> SimulationStats:
+    world = World(params)
+    rejected = 0
+    with Progress(
+        TextColumn("[bold]Simulating[/] day {task.completed}/{task.total}"),
+        BarColumn(),
+        TextColumn("{task.fields[events]:,} events"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console is None,
+    ) as bar:
+        task = bar.add_task("sim", total=params.days, events=0)
+        for messages in world.run():
+            for i in range(0, len(messages), chunk):
+                result = ctx.ingest.ingest_sync(workspace_id, messages[i : i + chunk], normalize_segment)
+                rejected += len(result.rejected)
+            bar.update(task, advance=1, events=world.stats.events)
+    if rejected:
+        raise RuntimeError(f"the simulator produced {rejected} invalid events: a bug in traction.simulate")
+    return world.stats

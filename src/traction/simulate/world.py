@@ -1,0 +1,327 @@
+"""A seeded, agent-based SaaS product, simulated day by day.
+
+Each visitor is a small state machine: anonymous visits (with UTM tags) -> sign-up ->
+onboarding steps with drop-off -> activation -> a daily habit that decays -> invites
+(virality), plan limits, upgrades, trial conversion, churn and reactivation. The output is
+plain Segment messages, so it exercises the same ingest path as real traffic.
+
+Same parameters, same seed -> the same messages, byte for byte (message ids included).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+ONBOARDING_STEPS = ("project_created", "data_source_connected", "teammate_invited", "report_created")
+FEATURES = ("dashboards", "alerts", "exports", "sql_editor", "integrations", "api")
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str
+    share: float  # of organic arrivals
+    signup_rate: float  # chance a visitor of this channel signs up (over all their visits)
+    utm: dict[str, str]
+
+
+DEFAULT_CHANNELS = (
+    Channel("organic_search", 0.34, 0.10, {"source": "google", "medium": "organic"}),
+    Channel("paid_search", 0.22, 0.09, {"source": "google", "medium": "cpc", "name": "brand-q3"}),
+    Channel("social", 0.16, 0.06, {"source": "linkedin", "medium": "social", "name": "launch"}),
+    Channel("content", 0.10, 0.08, {"source": "newsletter", "medium": "email", "name": "weekly"}),
+    Channel("direct", 0.18, 0.13, {}),
+)
+
+
+@dataclass(frozen=True)
+class SimulationParams:
+    """Every knob in one place. Rates are per visitor or per day, as named."""
+
+    seed: int = 7
+    people: int = 20_000  # organic visitors arriving over the period (invitees come on top)
+    days: int = 120
+    start: date = date(2026, 7, 1)
+    growth: float = 1.5  # arrivals on the last day vs the first (steady growth)
+    weekend_factor: float = 0.45
+    channels: tuple[Channel, ...] = DEFAULT_CHANNELS
+    return_visit_rate: float = 0.35  # a visitor who did not sign up comes back (up to twice)
+    # onboarding: chance of each step given the previous ones happened
+    step_rates: tuple[float, ...] = (0.78, 0.62, 0.45, 0.70)
+    activation_window_days: int = 7
+    # habit: P(active on a day) = floor + (start - floor) * exp(-age / tau), then churn hazard
+    habit_start_activated: float = 0.75
+    habit_floor_activated: float = 0.38
+    habit_start_other: float = 0.30
+    habit_floor_other: float = 0.03
+    habit_tau_days: float = 21.0
+    churn_hazard_activated: float = 0.004
+    churn_hazard_other: float = 0.02
+    reactivation_rate: float = 0.004
+    events_per_session: float = 30.0
+    extra_session_rate: float = 0.55  # after each session, chance of another that day
+    invite_accept_rate: float = 0.6
+    invite_signup_rate: float = 0.8
+    share_rate: float = 0.015  # per active day: shares a referral link
+    share_visit_rate: float = 0.5  # a share brings a visitor
+    trial_days: int = 14
+    paid_conversion_activated: float = 0.35
+    paid_conversion_other: float = 0.05
+    free_report_limit: int = 25
+    upgrade_on_limit_rate: float = 0.15
+
+
+@dataclass
+class Visitor:
+    key: int
+    anon_id: str
+    channel: Channel
+    first_day: int
+    user_id: str | None = None
+    account: str | None = None
+    invited_to: str | None = None
+    signup_day: int = -1
+    visits_left: int = 0
+    next_visit: int = -1
+    steps: dict[str, int] = field(default_factory=dict)  # step -> day done
+    activated: bool = False
+    churned: bool = False
+    plan: str = "trial"
+    reports: int = 0
+    limit_hit: bool = False
+
+
+@dataclass
+class SimulationStats:
+    visitors: int = 0
+    signups: int = 0
+    activated: int = 0
+    paid: int = 0
+    events: int = 0
+
+
+class World:
+    def __init__(self, params: SimulationParams) -> None:
+        self.p = params
+        self.rng = random.Random(params.seed)
+        self.visitors: list[Visitor] = []
+        self.arrivals: dict[int, list[Visitor]] = {}
+        self.returns: dict[int, list[Visitor]] = {}
+        self.signed_up: list[Visitor] = []
+        self._later: dict[int, list[dict[str, Any]]] = {}  # onboarding steps done on later days
+        self.stats = SimulationStats()
+        self._accounts = 0
+        self._schedule_organic()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def _ts(self, day: int, hour: float) -> str:
+        t = datetime.combine(self.p.start, datetime.min.time(), UTC) + timedelta(days=day, hours=hour)
+        return t.isoformat().replace("+00:00", "Z")
+
+    def _weekday_factor(self, day: int) -> float:
+        return self.p.weekend_factor if (self.p.start + timedelta(days=day)).weekday() >= 5 else 1.0
+
+    def _new_visitor(self, channel: Channel, day: int) -> Visitor:
+        v = Visitor(len(self.visitors), self._uuid(), channel, day)
+        v.visits_left = 2 if self.rng.random() < self.p.return_visit_rate else 0
+        self.visitors.append(v)
+        self.arrivals.setdefault(day, []).append(v)
+        self.stats.visitors += 1
+        return v
+
+    def _schedule_organic(self) -> None:
+        p = self.p
+        weights = [(1 + (p.growth - 1) * d / max(1, p.days - 1)) * self._weekday_factor(d) for d in range(p.days)]
+        days = self.rng.choices(range(p.days), weights=weights, k=p.people)
+        chans = self.rng.choices(p.channels, weights=[c.share for c in p.channels], k=p.people)
+        for d, c in sorted(zip(days, chans, strict=True), key=lambda x: x[0]):
+            self._new_visitor(c, d)
+
+    # -- one day -------------------------------------------------------------------------
+
+    def day(self, d: int) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for v in self.arrivals.pop(d, []) + self.returns.pop(d, []):
+            self._visit(v, d, out)
+        for v in self.signed_up:
+            if v.signup_day < d:
+                self._live(v, d, out)
+        out.extend(self._later.pop(d, []))
+        out.sort(key=lambda m: m["timestamp"])
+        self.stats.events += len(out)
+        return out
+
+    def _msg(self, v: Visitor, kind: str, d: int, hour: float, **fields: Any) -> dict[str, Any]:
+        m: dict[str, Any] = {"type": kind, "messageId": self._uuid(), "timestamp": self._ts(d, hour)}
+        if v.user_id:
+            m["userId"] = v.user_id
+        m["anonymousId"] = v.anon_id
+        m.update(fields)
+        return m
+
+    def _track(self, v: Visitor, d: int, hour: float, name: str, **props: Any) -> dict[str, Any]:
+        return self._msg(v, "track", d, hour, event=name, properties=props)
+
+    def _visit(self, v: Visitor, d: int, out: list[dict[str, Any]]) -> None:
+        rng = self.rng
+        hour = rng.uniform(6, 22)
+        ctx: dict[str, Any] = {"userAgent": "Mozilla/5.0 (Simulated)", "ip": f"203.0.113.{v.key % 250}"}
+        first = d == v.first_day
+        if first and v.channel.utm:
+            ctx["campaign"] = dict(v.channel.utm)
+        if first and v.channel.name in ("invite", "referral"):
+            ctx["referrer"] = {"type": v.channel.name}
+        pages = ["/", "/features", "/pricing", "/docs", "/customers"]
+        for i in range(rng.randint(1, 4)):
+            path = pages[0] if i == 0 else rng.choice(pages[1:])
+            page_ctx = {**ctx, "page": {"path": path, "url": f"https://example.app{path}"}}
+            out.append(self._msg(v, "page", d, hour + i * 0.02, name=path.strip("/") or "home", properties={"path": path}, context=page_ctx))
+        chance = v.channel.signup_rate
+        if v.visits_left and not first:
+            chance *= 1.5
+        if rng.random() < chance / (1 + v.visits_left * 0.5) or (v.invited_to and rng.random() < self.p.invite_signup_rate):
+            self._signup(v, d, hour + 0.1, out)
+        elif v.visits_left > 0:
+            v.visits_left -= 1
+            self.returns.setdefault(d + rng.randint(1, 7), []).append(v)
+
+    def _signup(self, v: Visitor, d: int, hour: float, out: list[dict[str, Any]]) -> None:
+        rng = self.rng
+        v.user_id = f"u_{v.key:07d}"
+        v.signup_day = d
+        self.signed_up.append(v)
+        self.stats.signups += 1
+        if v.invited_to:
+            v.account = v.invited_to
+        else:
+            self._accounts += 1
+            v.account = f"acct_{self._accounts:06d}"
+        email = f"user{v.key}@{v.account.replace('_', '')}.example"
+        traits = {"email": email, "name": f"User {v.key}", "role": rng.choice(["engineer", "pm", "growth", "founder", "analyst"])}
+        out.append(self._msg(v, "identify", d, hour, traits=traits))
+        out.append(self._track(v, d, hour + 0.01, "signed_up", method=rng.choice(["email", "google", "github"]), channel=v.channel.name, invited=v.invited_to is not None))
+        out.append(self._msg(v, "group", d, hour + 0.02, groupId=v.account, traits={"name": f"Company {v.account[-6:]}", "plan": "trial"} if not v.invited_to else {}))
+        out.append(self._track(v, d, hour + 0.03, "trial_started", plan="trial", trial_days=self.p.trial_days))
+        # onboarding: each step after the previous one, some on later days
+        t_day, t_hour = d, hour + 0.05
+        for step, rate in zip(ONBOARDING_STEPS, self.p.step_rates, strict=True):
+            if rng.random() >= rate:
+                break
+            gap = rng.expovariate(1 / 20.0)  # hours; a long tail into later days
+            t_hour += gap
+            while t_hour >= 24:
+                t_hour -= 24
+                t_day += 1
+            if t_day >= self.p.days:
+                break
+            v.steps[step] = t_day
+            out_day = self._later.setdefault(t_day, []) if t_day > d else out
+            if step == "teammate_invited":
+                out_day.append(self._invite(v, t_day, t_hour))
+            else:
+                out_day.append(self._track(v, t_day, t_hour, step, onboarding=True))
+        done = v.steps
+        window = self.p.activation_window_days
+        v.activated = all(s in done and done[s] - d <= window for s in ("project_created", "teammate_invited"))
+        if v.activated:
+            self.stats.activated += 1
+
+    def _invite(self, v: Visitor, d: int, hour: float) -> dict[str, Any]:
+        msg = self._track(v, d, hour, "teammate_invited", role=self.rng.choice(["member", "admin"]))
+        if self.rng.random() < self.p.invite_accept_rate and v.account:
+            arrive = d + self.rng.randint(0, 3)
+            if arrive < self.p.days:
+                inv = self._new_visitor(Channel("invite", 0, 0.0, {"source": "invite", "medium": "email"}), arrive)
+                inv.invited_to = v.account
+        return msg
+
+    def _live(self, v: Visitor, d: int, out: list[dict[str, Any]]) -> None:
+        p, rng = self.p, self.rng
+        age = d - v.signup_day
+        if v.churned:
+            if rng.random() < p.reactivation_rate:
+                v.churned = False
+                out.append(self._track(v, d, rng.uniform(8, 20), "reactivated", days_away=age))
+            return
+        if age == p.trial_days and v.plan == "trial":
+            self._end_trial(v, d, out)
+        hazard = p.churn_hazard_activated if v.activated else p.churn_hazard_other
+        if rng.random() < hazard:
+            v.churned = True
+            if v.plan in ("starter", "pro"):
+                out.append(self._track(v, d, rng.uniform(8, 20), "subscription_cancelled", plan=v.plan))
+                v.plan = "free"
+            return
+        start, floor = (p.habit_start_activated, p.habit_floor_activated) if v.activated else (p.habit_start_other, p.habit_floor_other)
+        if rng.random() >= (floor + (start - floor) * math.exp(-age / p.habit_tau_days)) * self._weekday_factor(d):
+            return
+        hour = rng.uniform(7, 12)
+        while hour < 23:
+            self._session(v, d, hour, out)
+            if rng.random() >= p.extra_session_rate:
+                break
+            hour += rng.uniform(1.0, 4.0)
+
+    def _session(self, v: Visitor, d: int, hour: float, out: list[dict[str, Any]]) -> None:
+        p, rng = self.p, self.rng
+        n = max(2, int(rng.expovariate(1 / p.events_per_session)))
+        out.append(self._track(v, d, hour, "session_started"))
+        for i in range(n):
+            t = hour + (i + 1) * rng.uniform(0.005, 0.03)
+            r = rng.random()
+            if r < 0.35:
+                out.append(self._track(v, d, t, "dashboard_viewed", dashboard_id=rng.randint(1, 20)))
+            elif r < 0.60:
+                out.append(self._track(v, d, t, "feature_used", feature=rng.choices(FEATURES, weights=(30, 15, 12, 10, 8, 5))[0]))
+            elif r < 0.80:
+                out.append(self._track(v, d, t, "report_viewed", report_id=rng.randint(1, 200)))
+            elif r < 0.92:
+                v.reports += 1
+                out.append(self._track(v, d, t, "report_created", onboarding=False))
+                if v.plan in ("trial", "free") and v.reports > p.free_report_limit and not v.limit_hit:
+                    v.limit_hit = True
+                    out.append(self._track(v, d, t + 0.001, "plan_limit_reached", limit="reports", usage=v.reports, plan=v.plan))
+                    if rng.random() < p.upgrade_on_limit_rate:
+                        self._pay(v, d, t + 0.01, "pro", out)
+            elif r < 0.97:
+                out.append(self._msg(v, "page", d, t, name="settings", properties={"path": "/app/settings"}))
+            else:
+                out.append(self._track(v, d, t, "search_performed", results=rng.randint(0, 40)))
+        if rng.random() < p.share_rate:
+            out.append(self._track(v, d, hour + 0.5, "referral_link_shared", channel=rng.choice(["email", "slack", "x", "linkedin"])))
+            if rng.random() < p.share_visit_rate and d + 1 < p.days:
+                self._new_visitor(Channel("referral", 0, 0.2, {"source": "referral", "medium": "referral"}), d + 1)
+        if rng.random() < 0.03 and v.account:
+            out.append(self._invite(v, d, hour + 0.6))
+
+    def _pay(self, v: Visitor, d: int, hour: float, plan: str, out: list[dict[str, Any]]) -> None:
+        mrr = {"starter": 29, "pro": 99}[plan]
+        event = "plan_upgraded" if v.plan in ("starter", "pro") or v.plan == "free" else "subscription_started"
+        out.append(self._track(v, d, hour, event, plan=plan, previous_plan=v.plan, mrr=mrr, currency="USD"))
+        if v.plan not in ("starter", "pro"):
+            self.stats.paid += 1
+        v.plan = plan
+        out.append(self._msg(v, "group", d, hour + 0.001, groupId=v.account, traits={"plan": plan, "mrr": mrr}))
+
+    def _end_trial(self, v: Visitor, d: int, out: list[dict[str, Any]]) -> None:
+        rate = self.p.paid_conversion_activated if v.activated else self.p.paid_conversion_other
+        hour = self.rng.uniform(8, 18)
+        out.append(self._track(v, d, hour, "trial_ended"))
+        if self.rng.random() < rate:
+            self._pay(v, d, hour + 0.01, self.rng.choice(["starter", "pro"]), out)
+        else:
+            v.plan = "free"
+
+    def run(self) -> Iterator[list[dict[str, Any]]]:
+        """Yields each day's messages, in time order within the day."""
+        for d in range(self.p.days):
+            yield self.day(d)

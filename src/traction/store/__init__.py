@@ -1,0 +1,1 @@
+"""Storage: the StateStore (SQLAlchemy: SQLite or PostgreSQL) and the EventStore (DuckDB)."""

@@ -1,0 +1,236 @@
+"""The EventStore: the append-only event log, DuckDB first.
+
+One canonical row per event. Dedupe is the store's job (primary key on workspace + event
+id, `INSERT OR IGNORE`), so it holds across restarts and across writer processes.
+Identity merges are kept beside the log as `person_overrides` (old person -> person), so
+every query sees earlier anonymous events under the person they later became, without
+rewriting the log.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+EVENT_SCHEMA = pa.schema(
+    [
+        ("workspace_id", pa.string()),
+        ("event_id", pa.string()),
+        ("seq", pa.int64()),
+        ("type", pa.string()),
+        ("name", pa.string()),
+        ("timestamp", pa.timestamp("us")),
+        ("original_timestamp", pa.timestamp("us")),
+        ("sent_at", pa.timestamp("us")),
+        ("received_at", pa.timestamp("us")),
+        ("anonymous_id", pa.string()),
+        ("user_id", pa.string()),
+        ("distinct_id", pa.string()),
+        ("person_id", pa.string()),
+        ("account_id", pa.string()),
+        ("properties", pa.string()),
+        ("context", pa.string()),
+    ]
+)
+EVENT_COLUMNS = [f.name for f in EVENT_SCHEMA]
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+    workspace_id VARCHAR NOT NULL,
+    event_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    type VARCHAR NOT NULL,
+    name VARCHAR,
+    timestamp TIMESTAMP NOT NULL,
+    original_timestamp TIMESTAMP,
+    sent_at TIMESTAMP,
+    received_at TIMESTAMP NOT NULL,
+    anonymous_id VARCHAR,
+    user_id VARCHAR,
+    distinct_id VARCHAR NOT NULL,
+    person_id VARCHAR NOT NULL,
+    account_id VARCHAR,
+    properties JSON,
+    context JSON,
+    PRIMARY KEY (workspace_id, event_id)
+);
+CREATE TABLE IF NOT EXISTS person_overrides (
+    workspace_id VARCHAR NOT NULL,
+    old_person_id VARCHAR NOT NULL,
+    person_id VARCHAR NOT NULL,
+    PRIMARY KEY (workspace_id, old_person_id)
+);
+"""
+
+# Every read goes through this: the event's person as of now, after later merges.
+RESOLVED_EVENTS = """
+SELECT e.* EXCLUDE (person_id), COALESCE(o.person_id, e.person_id) AS person_id
+FROM events e
+LEFT JOIN person_overrides o
+  ON o.workspace_id = e.workspace_id AND o.old_person_id = e.person_id
+"""
+
+
+@dataclass(frozen=True)
+class Merge:
+    workspace_id: str
+    old_person_id: str
+    person_id: str
+
+
+class EventStore(Protocol):
+    def append(self, table: pa.Table, merges: Sequence[Merge] = ()) -> int: ...
+    def max_seq(self) -> int: ...
+    def events_after(self, seq: int, limit: int) -> list[dict[str, Any]]: ...
+    def recent(
+        self,
+        workspace_id: str,
+        *,
+        limit: int = 100,
+        name: str | None = None,
+        person_id: str | None = None,
+    ) -> list[dict[str, Any]]: ...
+    def count(self, workspace_id: str) -> int: ...
+    def per_minute(self, workspace_id: str, minutes: int) -> list[tuple[datetime, int]]: ...
+    def ping(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class EventStoreLocked(RuntimeError):
+    """Another process has the DuckDB file open for writing."""
+
+
+def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    cols = [d[0] for d in cur.description or []]
+    out = []
+    for r in cur.fetchall():
+        row = dict(zip(cols, r, strict=True))
+        for key in ("properties", "context"):
+            if isinstance(row.get(key), str):
+                row[key] = orjson.loads(row[key])
+        out.append(row)
+    return out
+
+
+class DuckDBEventStore:
+    """One DuckDB file; one connection for writes, a cursor per read (DuckDB is thread-safe
+    across cursors of one connection, and a read never waits for a commit)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.IOException as e:
+            if "lock" in str(e).lower():
+                raise EventStoreLocked(
+                    f"{self.path} is in use by another Traction process (a running `traction serve`?). "
+                    "Stop it, or send the data through its HTTP API instead."
+                ) from e
+            raise
+        self._con.execute(_DDL)
+        self._write_lock = threading.Lock()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._con.cursor()
+
+    def append(self, table: pa.Table, merges: Sequence[Merge] = ()) -> int:
+        """Insert the rows not stored yet and record merges, in one transaction; returns inserted count."""
+        with self._write_lock:
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for m in merges:
+                    con.execute(
+                        "UPDATE person_overrides SET person_id = ? WHERE workspace_id = ? AND person_id = ?",
+                        [m.person_id, m.workspace_id, m.old_person_id],
+                    )
+                    con.execute(
+                        "INSERT OR REPLACE INTO person_overrides VALUES (?, ?, ?)",
+                        [m.workspace_id, m.old_person_id, m.person_id],
+                    )
+                inserted = 0
+                if table.num_rows:
+                    con.register("_incoming", table)
+                    try:
+                        res = con.execute(
+                            f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) "
+                            f"SELECT {', '.join(EVENT_COLUMNS)} FROM _incoming"
+                        ).fetchone()
+                    finally:
+                        con.unregister("_incoming")
+                    inserted = int(res[0]) if res else 0
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return inserted
+
+    def max_seq(self) -> int:
+        row = self.cursor().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+    def events_after(self, seq: int, limit: int) -> list[dict[str, Any]]:
+        cur = self.cursor()
+        cur.execute(
+            f"SELECT * FROM ({RESOLVED_EVENTS}) WHERE seq > ? ORDER BY seq LIMIT ?", [seq, limit]
+        )
+        return _rows(cur)
+
+    def recent(
+        self,
+        workspace_id: str,
+        *,
+        limit: int = 100,
+        name: str | None = None,
+        person_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        where = ["workspace_id = ?"]
+        params: list[Any] = [workspace_id]
+        if name:
+            where.append("name = ?")
+            params.append(name)
+        if person_id:
+            where.append("person_id = ?")
+            params.append(person_id)
+        params.append(limit)
+        cur = self.cursor()
+        cur.execute(
+            f"SELECT * FROM ({RESOLVED_EVENTS}) WHERE {' AND '.join(where)} "
+            "ORDER BY timestamp DESC, seq DESC LIMIT ?",
+            params,
+        )
+        return _rows(cur)
+
+    def count(self, workspace_id: str) -> int:
+        row = self.cursor().execute(
+            "SELECT COUNT(*) FROM events WHERE workspace_id = ?", [workspace_id]
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def per_minute(self, workspace_id: str, minutes: int) -> list[tuple[datetime, int]]:
+        """Events received per minute, for the live view (by arrival, not event time)."""
+        cur = self.cursor()
+        cur.execute(
+            "SELECT date_trunc('minute', received_at) AS m, COUNT(*) FROM events "
+            "WHERE workspace_id = ? AND received_at >= (SELECT MAX(received_at) FROM events "
+            "WHERE workspace_id = ?) - to_minutes(CAST(? AS BIGINT)) GROUP BY m ORDER BY m",
+            [workspace_id, workspace_id, minutes],
+        )
+        return [(r[0], int(r[1])) for r in cur.fetchall()]
+
+    def ping(self) -> bool:
+        self.cursor().execute("SELECT 1").fetchone()
+        return True
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._con.close()

@@ -1,0 +1,184 @@
+"""Dashboard pages. Each page is a thin view over a capability's service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import plotly
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from traction.workspaces.models import User, Workspace
+
+COOKIE = "traction_session"
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def static_mount() -> StaticFiles:
+    return StaticFiles(directory=str(HERE / "static"))
+
+
+class LoginRequired(Exception):
+    pass
+
+
+def _user(request: Request) -> User:
+    user = request.app.state.ctx.workspaces.session_user(request.cookies.get(COOKIE))
+    if user is None:
+        raise HTTPException(303, headers={"Location": "/login"})
+    return user  # type: ignore[no-any-return]
+
+
+def _page(request: Request, ws_id: str) -> tuple[User, Workspace, list[Workspace]]:
+    """The signed-in user and the workspace they asked for, if they are a member of it."""
+    user = _user(request)
+    spaces = request.app.state.ctx.workspaces.user_workspaces(user.id)
+    current = next((w for w in spaces if w.id == ws_id), None)
+    if current is None:
+        raise HTTPException(404, "no such workspace")
+    return user, current, spaces
+
+
+def _same_origin(request: Request) -> None:
+    """Forms post only from our own pages (the cookie is SameSite=Lax too)."""
+    origin = request.headers.get("origin")
+    if origin and urlparse(origin).netloc != request.headers.get("host"):
+        raise HTTPException(403, "cross-origin form post refused")
+
+
+def _render(request: Request, name: str, **ctx: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, ctx)
+
+
+@router.get("/static/vendor/plotly.min.js")
+def plotly_js() -> FileResponse:
+    return FileResponse(PLOTLY_JS, media_type="application/javascript")
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    user = request.app.state.ctx.workspaces.session_user(request.cookies.get(COOKIE))
+    if user is None:
+        return RedirectResponse("/login", 303)
+    spaces = request.app.state.ctx.workspaces.user_workspaces(user.id)
+    if not spaces:
+        return _render(request, "empty.html", user=user)
+    return RedirectResponse(f"/w/{spaces[0].id}/events", 303)
+
+
+@router.get("/login")
+def login_form(request: Request) -> HTMLResponse:
+    return _render(request, "login.html", error=None)
+
+
+@router.post("/login")
+def login(request: Request, email: str = Form(""), password: str = Form("")) -> Response:
+    _same_origin(request)
+    ctx = request.app.state.ctx
+    user = ctx.workspaces.verify_password(email, password)
+    if user is None:
+        resp = _render(request, "login.html", error="Wrong email or password.", email=email)
+        resp.status_code = 401
+        return resp
+    token = ctx.workspaces.start_session(user.id, ctx.settings.session_days)
+    resp = RedirectResponse("/", 303)
+    resp.set_cookie(
+        COOKIE, token, httponly=True, samesite="lax", max_age=ctx.settings.session_days * 86400
+    )
+    return resp
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    _same_origin(request)
+    token = request.cookies.get(COOKIE)
+    if token:
+        request.app.state.ctx.workspaces.end_session(token)
+    resp = RedirectResponse("/login", 303)
+    resp.delete_cookie(COOKIE)
+    return resp
+
+
+@router.get("/w/{ws_id}/events")
+def events_page(request: Request, ws_id: str, name: str = "", person: str = "") -> HTMLResponse:
+    user, ws, spaces = _page(request, ws_id)
+    counts = request.app.state.ctx.persons.counts(ws.id)
+    total = request.app.state.ctx.events.count(ws.id)
+    return _render(
+        request, "events.html", user=user, ws=ws, spaces=spaces, section="events",
+        name=name, person=person, counts=counts, total=total,
+    )  # fmt: skip
+
+
+@router.get("/w/{ws_id}/events/table")
+def events_table(request: Request, ws_id: str, name: str = "", person: str = "") -> HTMLResponse:
+    _, ws, _ = _page(request, ws_id)
+    ctx = request.app.state.ctx
+    person_id = None
+    if person:
+        view = ctx.persons.get(ws.id, person) or ctx.persons.by_distinct_id(ws.id, person)
+        person_id = view.id if view else "-"
+    rows = ctx.events.recent(ws.id, limit=100, name=name or None, person_id=person_id)
+    return _render(request, "events_table.html", ws=ws, rows=rows)
+
+
+@router.get("/w/{ws_id}/events/per-minute.json")
+def events_per_minute(request: Request, ws_id: str, minutes: int = 60) -> dict[str, Any]:
+    _, ws, _ = _page(request, ws_id)
+    minutes = max(1, min(minutes, 24 * 60))
+    series = request.app.state.ctx.events.per_minute(ws.id, minutes)
+    return {"x": [m.isoformat() for m, _ in series], "y": [n for _, n in series]}
+
+
+@router.get("/w/{ws_id}/persons")
+def persons_page(request: Request, ws_id: str) -> HTMLResponse:
+    user, ws, spaces = _page(request, ws_id)
+    people = request.app.state.ctx.persons.recent_persons(ws.id, 100)
+    return _render(request, "persons.html", user=user, ws=ws, spaces=spaces, section="persons", people=people)
+
+
+@router.get("/w/{ws_id}/persons/{person_id}")
+def person_page(request: Request, ws_id: str, person_id: str) -> HTMLResponse:
+    user, ws, spaces = _page(request, ws_id)
+    ctx = request.app.state.ctx
+    view = ctx.persons.get(ws.id, person_id)
+    if view is None:
+        raise HTTPException(404, "no such person")
+    events = ctx.events.recent(ws.id, person_id=view.id, limit=500)
+    return _render(
+        request, "person.html", user=user, ws=ws, spaces=spaces, section="persons", p=view, events=events
+    )
+
+
+@router.get("/w/{ws_id}/keys")
+def keys_page(request: Request, ws_id: str) -> HTMLResponse:
+    user, ws, spaces = _page(request, ws_id)
+    keys = request.app.state.ctx.workspaces.list_keys(ws.id)
+    return _render(request, "keys.html", user=user, ws=ws, spaces=spaces, section="keys", keys=keys, new=None)
+
+
+@router.post("/w/{ws_id}/keys")
+def create_key(request: Request, ws_id: str, scope: str = Form(...), name: str = Form("")) -> HTMLResponse:
+    _same_origin(request)
+    user, ws, spaces = _page(request, ws_id)
+    svc = request.app.state.ctx.workspaces
+    if scope not in ("write", "admin"):
+        raise HTTPException(422, "scope must be write or admin")
+    new = svc.create_key(ws.id, scope, name[:200])
+    keys = svc.list_keys(ws.id)
+    return _render(request, "keys.html", user=user, ws=ws, spaces=spaces, section="keys", keys=keys, new=new)
+
+
+@router.post("/w/{ws_id}/keys/{key_id}/revoke")
+def revoke_key(request: Request, ws_id: str, key_id: str) -> Response:
+    _same_origin(request)
+    _, ws, _ = _page(request, ws_id)
+    request.app.state.ctx.workspaces.revoke_key(ws.id, key_id)
+    return RedirectResponse(f"/w/{ws.id}/keys", 303)

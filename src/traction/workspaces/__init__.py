@@ -1,0 +1,1 @@
+"""Tenancy: workspaces, API keys with scopes, dashboard users and their sessions."""

@@ -1,0 +1,67 @@
+"""Admin API for the workspace a secret key belongs to. A write key gets 403 here."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from traction.workspaces.service import AuthError, KeyInfo, ScopeError
+
+router = APIRouter(prefix="/api/v1", tags=["workspace"])
+
+
+def admin_key(request: Request) -> KeyInfo:
+    from traction.ingest.api import Problem, basic_user
+
+    try:
+        token = basic_user(request)
+    except Problem as p:
+        raise HTTPException(401, p.message) from None
+    try:
+        return request.app.state.ctx.workspaces.authenticate_key(token, "admin")  # type: ignore[no-any-return]
+    except AuthError as e:
+        raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
+    except ScopeError as e:
+        raise HTTPException(403, str(e)) from None
+
+
+class NewKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scope: Literal["write", "admin"]
+    name: str = Field(default="", max_length=200)
+
+
+@router.get("/workspace")
+def workspace(request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+    ws = request.app.state.ctx.workspaces.get_workspace(key.workspace_id)
+    return {"id": ws.id, "name": ws.name, "timezone": ws.timezone}
+
+
+@router.get("/keys")
+def list_keys(request: Request, key: KeyInfo = Depends(admin_key)) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": k.id,
+            "name": k.name,
+            "scope": k.scope,
+            "prefix": k.prefix,
+            "created_at": k.created_at.isoformat(),
+            "revoked": k.revoked_at is not None,
+        }
+        for k in request.app.state.ctx.workspaces.list_keys(key.workspace_id)
+    ]
+
+
+@router.post("/keys", status_code=201)
+def create_key(body: NewKey, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+    created = request.app.state.ctx.workspaces.create_key(key.workspace_id, body.scope, body.name)
+    return {"id": created.id, "key": created.key, "scope": created.scope}
+
+
+@router.delete("/keys/{key_id}")
+def revoke_key(key_id: str, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+    if not request.app.state.ctx.workspaces.revoke_key(key.workspace_id, key_id):
+        raise HTTPException(404, f"no key {key_id} in this workspace")
+    return {"revoked": key_id}

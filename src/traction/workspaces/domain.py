@@ -1,0 +1,28 @@
+"""Key and token formats. Keys carry their scope in the prefix so a leaked key says what it can do."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Literal
+
+Scope = Literal["write", "admin"]
+SCOPES: tuple[Scope, ...] = ("write", "admin")
+_PREFIX = {"write": "tr_pub_", "admin": "tr_sec_"}
+
+
+def new_key(scope: Scope) -> str:
+    return _PREFIX[scope] + secrets.token_urlsafe(24)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def display_prefix(key: str) -> str:
+    return key[:12] + "…"
+
+
+def scope_allows(have: str, need: Scope) -> bool:
+    """admin can do everything a write key can; a write key can only ingest."""
+    return have == "admin" or have == need

@@ -1,0 +1,231 @@
+"""Workspaces, keys and users: the security boundary every other capability relies on."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, select
+
+from traction.store.state import StateStore, utcnow
+from traction.workspaces.domain import Scope, display_prefix, hash_token, new_key, scope_allows
+from traction.workspaces.models import ApiKey, User, UserSession, Workspace, WorkspaceMember
+
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class CreatedWorkspace:
+    id: str
+    name: str
+    write_key: str
+    secret_key: str
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    workspace_id: str
+    scope: str
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    id: str
+    key: str
+    scope: str
+
+
+class AuthError(Exception):
+    """Missing, unknown or revoked credentials (HTTP 401)."""
+
+
+class ScopeError(Exception):
+    """Valid credentials without the needed scope (HTTP 403)."""
+
+
+class WorkspaceService:
+    # Keys are checked on every tracking request; a short cache keeps that off the database.
+    # Revoking a key therefore takes effect within this many seconds on every replica.
+    KEY_CACHE_SECONDS = 5.0
+
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+        self._key_cache: dict[str, tuple[float, KeyInfo | None]] = {}
+        self._cache_lock = threading.Lock()
+
+    # -- workspaces and keys ---------------------------------------------------------------
+
+    def create_workspace(self, name: str, timezone: str = "UTC") -> CreatedWorkspace:
+        if not name.strip():
+            raise ValueError("workspace name must not be empty")
+        with self.state.session() as s:
+            ws = Workspace(name=name.strip(), timezone=timezone)
+            s.add(ws)
+            s.flush()
+            write = self._add_key(s, ws.id, "write", "default write key")
+            secret = self._add_key(s, ws.id, "admin", "default secret key")
+            return CreatedWorkspace(ws.id, ws.name, write.key, secret.key)
+
+    def _add_key(self, s: object, workspace_id: str, scope: Scope, name: str) -> CreatedKey:
+        from sqlalchemy.orm import Session
+
+        assert isinstance(s, Session)
+        key = new_key(scope)
+        row = ApiKey(
+            workspace_id=workspace_id,
+            name=name,
+            scope=scope,
+            prefix=display_prefix(key),
+            key_hash=hash_token(key),
+        )
+        s.add(row)
+        s.flush()
+        return CreatedKey(row.id, key, scope)
+
+    def create_key(self, workspace_id: str, scope: Scope, name: str = "") -> CreatedKey:
+        if scope not in ("write", "admin"):
+            raise ValueError("scope must be 'write' or 'admin'")
+        with self.state.session() as s:
+            return self._add_key(s, workspace_id, scope, name)
+
+    def list_keys(self, workspace_id: str) -> list[ApiKey]:
+        with self.state.session() as s:
+            return list(
+                s.scalars(
+                    select(ApiKey).where(ApiKey.workspace_id == workspace_id).order_by(ApiKey.created_at)
+                )
+            )
+
+    def revoke_key(self, workspace_id: str, key_id: str) -> bool:
+        with self.state.session() as s:
+            row = s.get(ApiKey, key_id)
+            if row is None or row.workspace_id != workspace_id:
+                return False
+            row.revoked_at = utcnow()
+        with self._cache_lock:
+            self._key_cache.clear()
+        return True
+
+    def get_workspace(self, workspace_id: str) -> Workspace | None:
+        with self.state.session() as s:
+            return s.get(Workspace, workspace_id)
+
+    def list_workspaces(self) -> list[Workspace]:
+        with self.state.session() as s:
+            return list(s.scalars(select(Workspace).order_by(Workspace.created_at)))
+
+    def find_workspace(self, name: str) -> Workspace | None:
+        with self.state.session() as s:
+            return s.scalars(select(Workspace).where(Workspace.name == name)).first()
+
+    def authenticate_key(self, key: str | None, need: Scope) -> KeyInfo:
+        if not key:
+            raise AuthError("missing API key: send it as the HTTP Basic user name or a Bearer token")
+        digest = hash_token(key)
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._key_cache.get(digest)
+        if hit and hit[0] > now:
+            info = hit[1]
+        else:
+            with self.state.session() as s:
+                row = s.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+                info = (
+                    KeyInfo(row.id, row.workspace_id, row.scope)
+                    if row is not None and row.revoked_at is None
+                    else None
+                )
+            with self._cache_lock:
+                if len(self._key_cache) > 10_000:
+                    self._key_cache.clear()
+                self._key_cache[digest] = (now + self.KEY_CACHE_SECONDS, info)
+        if info is None:
+            raise AuthError("invalid or revoked API key")
+        if not scope_allows(info.scope, need):
+            raise ScopeError(f"this key has scope '{info.scope}'; this endpoint needs '{need}'")
+        return info
+
+    # -- users and sessions ------------------------------------------------------------------
+
+    def create_user(self, email: str, password: str, workspace_ids: list[str]) -> User:
+        email = email.strip().lower()
+        if "@" not in email:
+            raise ValueError("email must be an email address")
+        if len(password) < 8:
+            raise ValueError("password must have at least 8 characters")
+        with self.state.session() as s:
+            if s.scalars(select(User).where(User.email == email)).first():
+                raise ValueError(f"a user {email} exists already")
+            user = User(email=email, password_hash=_hasher.hash(password))
+            s.add(user)
+            s.flush()
+            for ws in workspace_ids:
+                s.add(WorkspaceMember(workspace_id=ws, user_id=user.id))
+            return user
+
+    def add_member(self, email: str, workspace_id: str) -> None:
+        with self.state.session() as s:
+            user = s.scalars(select(User).where(User.email == email.strip().lower())).first()
+            if user is None:
+                raise ValueError(f"no user {email}")
+            exists = s.scalars(
+                select(WorkspaceMember).where(
+                    WorkspaceMember.user_id == user.id, WorkspaceMember.workspace_id == workspace_id
+                )
+            ).first()
+            if not exists:
+                s.add(WorkspaceMember(workspace_id=workspace_id, user_id=user.id))
+
+    def verify_password(self, email: str, password: str) -> User | None:
+        with self.state.session() as s:
+            user = s.scalars(select(User).where(User.email == email.strip().lower())).first()
+            if user is None:
+                _hasher.hash(password)  # same work either way: no user enumeration by timing
+                return None
+            try:
+                _hasher.verify(user.password_hash, password)
+            except (VerificationError, InvalidHashError):
+                return None
+            return user
+
+    def start_session(self, user_id: str, days: int = 14) -> str:
+        token = secrets.token_urlsafe(32)
+        with self.state.session() as s:
+            s.add(
+                UserSession(
+                    token_hash=hash_token(token),
+                    user_id=user_id,
+                    expires_at=utcnow() + timedelta(days=days),
+                )
+            )
+        return token
+
+    def session_user(self, token: str | None) -> User | None:
+        if not token:
+            return None
+        with self.state.session() as s:
+            row = s.get(UserSession, hash_token(token))
+            if row is None or row.expires_at < utcnow():
+                return None
+            return s.get(User, row.user_id)
+
+    def end_session(self, token: str) -> None:
+        with self.state.session() as s:
+            s.execute(delete(UserSession).where(UserSession.token_hash == hash_token(token)))
+
+    def user_workspaces(self, user_id: str) -> list[Workspace]:
+        with self.state.session() as s:
+            return list(
+                s.scalars(
+                    select(Workspace)
+                    .join(WorkspaceMember, WorkspaceMember.workspace_id == Workspace.id)
+                    .where(WorkspaceMember.user_id == user_id)
+                    .order_by(Workspace.created_at)
+                )
+            )
