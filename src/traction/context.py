@@ -47,6 +47,10 @@ class Context:
         )
 
     def close(self) -> None:
+        """Idempotent: commit what is queued, then close both stores."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self.writer.stop()
         self.events.close()
         self.state.dispose()

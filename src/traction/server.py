@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from traction import __version__
 from traction.context import Context
@@ -47,6 +48,18 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
             f"{'.'.join(str(p) for p in err['loc'] if p != 'body')}: {err['msg']}" for err in exc.errors()
         ]
         return JSONResponse({"error": "; ".join(problems), "detail": exc.errors()}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        """One error shape for the API ({"error": ...}); redirects and plain pages for the dashboard."""
+        if exc.status_code in (301, 302, 303, 307) and exc.headers and "Location" in exc.headers:
+            return RedirectResponse(exc.headers["Location"], exc.status_code)
+        if request.url.path.startswith(("/api/", "/v1/")) or "json" in request.headers.get("accept", ""):
+            return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        return HTMLResponse(
+            f"<!doctype html><title>{exc.status_code}</title><p>{exc.detail}</p><p><a href='/'>Back</a></p>",
+            status_code=exc.status_code,
+        )
 
     from traction.identity.api import router as identity_router
     from traction.ingest.api import posthog_routes, segment_routes

@@ -77,7 +77,7 @@ class PersonQueries:
             ).first()
         return self.get(workspace_id, pid) if pid else None
 
-    def events(self, workspace_id: str, person_id: str, limit: int = 500) -> list[dict[str, Any]]:
+    def events_of(self, workspace_id: str, person_id: str, limit: int = 500) -> list[dict[str, Any]]:
         return self.events.recent(workspace_id, person_id=person_id, limit=limit)
 
     def recent_persons(self, workspace_id: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -1,0 +1,140 @@
+"""Identity resolution through the real pipeline, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traction.context import Context
+from traction.ingest.domain import normalize_segment
+
+
+def send(ctx: Context, ws: str, *messages: dict[str, Any]) -> None:
+    result = ctx.ingest.ingest_sync(ws, list(messages), normalize_segment)
+    assert not result.rejected, result.rejected
+
+
+def persons_of(ctx: Context, ws: str) -> dict[str, str]:
+    """event_id -> the person it counts for now, straight from the event log."""
+    return {e["event_id"]: e["person_id"] for e in ctx.events.recent(ws, limit=10_000)}
+
+
+def test_anonymous_history_joins_the_identified_person(ctx: Context) -> None:
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws,
+         {"type": "page", "anonymousId": "anon-1", "name": "home", "messageId": "p1"},
+         {"type": "page", "anonymousId": "anon-1", "name": "pricing", "messageId": "p2"})
+    send(ctx, ws, {"type": "identify", "anonymousId": "anon-1", "userId": "alice", "traits": {"email": "a@x.io"}, "messageId": "i1"})
+    send(ctx, ws, {"type": "track", "userId": "alice", "event": "signed_up", "messageId": "t1"})
+    owners = persons_of(ctx, ws)
+    assert len(set(owners.values())) == 1, owners
+    person = ctx.persons.by_distinct_id(ws, "alice")
+    assert person is not None and person.is_identified
+    assert sorted(person.distinct_ids) == ["alice", "anon-1"]
+    assert person.traits == {"email": "a@x.io"}
+    assert {e["event_id"] for e in ctx.persons.events_of(ws, person.id)} == {"p1", "p2", "i1", "t1"}
+
+
+def test_late_identify_merges_an_existing_anonymous_person(ctx: Context) -> None:
+    """The user is known first (on another device); the anonymous person merges into them later."""
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws, {"type": "identify", "userId": "bob", "traits": {"plan": "pro"}, "messageId": "i0"})
+    send(ctx, ws, {"type": "page", "anonymousId": "phone", "messageId": "p1"},
+         {"type": "track", "anonymousId": "phone", "event": "app_opened", "messageId": "t1"})
+    before = persons_of(ctx, ws)
+    assert before["p1"] != before["i0"]
+    send(ctx, ws, {"type": "identify", "anonymousId": "phone", "userId": "bob", "traits": {"name": "Bob"}, "messageId": "i1"})
+    after = persons_of(ctx, ws)
+    assert len(set(after.values())) == 1
+    bob = ctx.persons.by_distinct_id(ws, "phone")
+    assert bob is not None and bob.traits == {"plan": "pro", "name": "Bob"}
+    # The merged-away id still resolves to the survivor.
+    assert ctx.persons.get(ws, before["p1"]).id == bob.id  # type: ignore[union-attr]
+
+
+def test_two_identified_people_are_not_merged_by_alias(ctx: Context) -> None:
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws,
+         {"type": "identify", "userId": "carol", "messageId": "c"},
+         {"type": "identify", "userId": "dave", "messageId": "d"})
+    send(ctx, ws, {"type": "alias", "userId": "carol", "previousId": "dave", "messageId": "a"})
+    send(ctx, ws, {"type": "identify", "userId": "carol", "anonymousId": "dave", "messageId": "a2"})
+    owners = persons_of(ctx, ws)
+    assert owners["c"] != owners["d"]
+    assert ctx.persons.by_distinct_id(ws, "dave").distinct_ids == ["dave"]  # type: ignore[union-attr]
+
+
+def test_alias_merges_an_anonymous_previous_id(ctx: Context) -> None:
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws, {"type": "track", "anonymousId": "cookie-7", "event": "viewed", "messageId": "v"})
+    send(ctx, ws, {"type": "identify", "userId": "erin", "messageId": "e"})
+    send(ctx, ws, {"type": "alias", "userId": "erin", "previousId": "cookie-7", "messageId": "al"})
+    owners = persons_of(ctx, ws)
+    assert owners["v"] == owners["e"] == owners["al"]
+
+
+def test_shared_device_after_logout_does_not_merge(ctx: Context) -> None:
+    """An anonymous id already identified as one user, then identified as another."""
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws, {"type": "identify", "anonymousId": "kiosk", "userId": "frank", "messageId": "f"})
+    send(ctx, ws, {"type": "identify", "anonymousId": "kiosk", "userId": "grace", "messageId": "g"})
+    owners = persons_of(ctx, ws)
+    assert owners["f"] != owners["g"]
+
+
+def test_merges_within_one_commit_group(ctx: Context) -> None:
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws,
+         {"type": "page", "anonymousId": "a1", "messageId": "1"},
+         {"type": "identify", "userId": "hank", "messageId": "2"},
+         {"type": "identify", "anonymousId": "a1", "userId": "hank", "messageId": "3"},
+         {"type": "track", "userId": "hank", "event": "x", "messageId": "4"})
+    assert len(set(persons_of(ctx, ws).values())) == 1
+
+
+def test_groups_make_accounts_and_tag_later_events(ctx: Context) -> None:
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws, {"type": "group", "userId": "ivy", "groupId": "acme", "traits": {"plan": "pro"}, "messageId": "g1"})
+    send(ctx, ws, {"type": "group", "userId": "ivy", "groupId": "globex", "messageId": "g2"})
+    send(ctx, ws, {"type": "track", "userId": "ivy", "event": "report_created", "messageId": "t1"},
+         {"type": "track", "userId": "ivy", "event": "x", "context": {"groupId": "acme"}, "messageId": "t2"})
+    ivy = ctx.persons.by_distinct_id(ws, "ivy")
+    assert ivy is not None and sorted(ivy.accounts) == ["acme", "globex"]
+    accounts = {e["event_id"]: e["account_id"] for e in ctx.events.recent(ws)}
+    assert accounts == {"g1": "acme", "g2": "globex", "t1": "globex", "t2": "acme"}
+
+
+def test_set_once_traits(ctx: Context) -> None:
+    ws = ctx.workspaces.create_workspace("A").id
+    from traction.ingest.domain import normalize_posthog
+
+    r = ctx.ingest.ingest_sync(ws, [
+        {"event": "x", "distinct_id": "jo", "properties": {"$set_once": {"first_source": "ads"}, "$set": {"plan": "free"}}},
+        {"event": "y", "distinct_id": "jo", "properties": {"$set_once": {"first_source": "seo"}, "$set": {"plan": "pro"}}},
+    ], normalize_posthog)
+    assert not r.rejected
+    assert ctx.persons.by_distinct_id(ws, "jo").traits == {"first_source": "ads", "plan": "pro"}  # type: ignore[union-attr]
+
+
+def test_workspaces_do_not_share_people(ctx: Context) -> None:
+    a = ctx.workspaces.create_workspace("A").id
+    b = ctx.workspaces.create_workspace("B").id
+    send(ctx, a, {"type": "identify", "userId": "same", "traits": {"ws": "a"}, "messageId": "m"})
+    send(ctx, b, {"type": "identify", "userId": "same", "traits": {"ws": "b"}, "messageId": "m"})
+    pa, pb = ctx.persons.by_distinct_id(a, "same"), ctx.persons.by_distinct_id(b, "same")
+    assert pa and pb and pa.id != pb.id and pa.traits == {"ws": "a"} and pb.traits == {"ws": "b"}
+    assert ctx.persons.get(a, pb.id) is None
+    assert ctx.events.count(a) == ctx.events.count(b) == 1
+
+
+def test_merge_survives_a_restart(ctx: Context, settings) -> None:  # type: ignore[no-untyped-def]
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws, {"type": "identify", "userId": "kim", "messageId": "k"})
+    send(ctx, ws, {"type": "page", "anonymousId": "c9", "messageId": "p"})
+    send(ctx, ws, {"type": "identify", "anonymousId": "c9", "userId": "kim", "messageId": "k2"})
+    ctx.close()
+    reopened = Context.open(ctx.settings)
+    try:
+        owners = persons_of(reopened, ws)
+        assert owners["p"] == owners["k"]
+    finally:
+        reopened.close()

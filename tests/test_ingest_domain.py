@@ -1,0 +1,180 @@
+"""The pure ingest rules: what each Segment/PostHog message becomes, and what is refused."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from traction.ingest.domain import (
+    EventError,
+    correct_skew,
+    is_junk_id,
+    normalize_posthog,
+    normalize_segment,
+    parse_time,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, 0)
+
+
+def seg(**kw: object):  # type: ignore[no-untyped-def]
+    return normalize_segment(kw, NOW)
+
+
+def test_track_keeps_fields() -> None:
+    ev = seg(type="track", userId="u1", event="Signed Up", properties={"plan": "pro"}, messageId="m1")
+    assert (ev.type, ev.name, ev.user_id, ev.event_id, ev.properties) == ("track", "Signed Up", "u1", "m1", {"plan": "pro"})
+    assert ev.distinct_id == "u1"
+    assert ev.timestamp == NOW  # no timestamp: received time
+
+
+def test_numeric_user_id_becomes_string() -> None:
+    assert seg(type="track", userId=42, event="x").user_id == "42"
+
+
+def test_clock_skew_is_corrected_with_sent_at() -> None:
+    # The device clock is 1 hour behind: it says sent at 10:00 for an event at 09:59:30.
+    ev = seg(type="track", anonymousId="a", event="x", timestamp="2026-03-01T10:59:30Z", sentAt="2026-03-01T11:00:00Z")
+    # Received at 12:00 (server time): the event happened 30 s before the send.
+    assert ev.timestamp == NOW - timedelta(seconds=30)
+    assert ev.original_timestamp == datetime(2026, 3, 1, 10, 59, 30)
+
+
+def test_batch_sent_at_applies_to_each_message() -> None:
+    ev = normalize_segment(
+        {"type": "track", "anonymousId": "a", "event": "x", "timestamp": "2026-03-01T08:00:00+00:00"},
+        NOW,
+        batch_sent_at=datetime(2026, 3, 1, 8, 0, 10),
+    )
+    assert ev.timestamp == NOW - timedelta(seconds=10)
+
+
+def test_correct_skew_rules() -> None:
+    assert correct_skew(None, None, NOW) == NOW
+    t = datetime(2020, 1, 1)
+    assert correct_skew(t, None, NOW) == t
+    assert correct_skew(t, t + timedelta(minutes=5), NOW) == NOW - timedelta(minutes=5)
+
+
+def test_time_zone_offsets_become_utc() -> None:
+    assert parse_time("2026-03-01T14:00:00+02:00", "t") == datetime(2026, 3, 1, 12)
+
+
+@pytest.mark.parametrize(
+    ("message", "problem"),
+    [
+        ({"type": "track", "event": "x"}, "userId or anonymousId is required"),
+        ({"type": "track", "userId": "u"}, "event is required"),
+        ({"type": "launch", "userId": "u"}, "type must be one of"),
+        ({"type": "track", "userId": "u", "event": "x", "properties": [1]}, "properties must be an object"),
+        ({"type": "track", "userId": {"a": 1}, "event": "x"}, "userId must be a string"),
+        ({"type": "track", "userId": True, "event": "x"}, "userId must be a string"),
+        ({"type": "track", "userId": "u", "event": 5}, "event must be a string"),
+        ({"type": "track", "userId": "u", "event": "x", "timestamp": 1700000000}, "timestamp must be an ISO-8601 string"),
+        ({"type": "track", "userId": "u", "event": "x", "timestamp": "yesterday"}, "not an ISO-8601"),
+        ({"type": "track", "userId": "u", "event": "x", "colour": "red"}, "unknown field 'colour'"),
+        ({"type": "group", "userId": "u"}, "groupId is required"),
+        ({"type": "alias", "userId": "u"}, "previousId is required"),
+        ({"type": "alias", "previousId": "p", "anonymousId": "a"}, "userId is required"),
+        ({"type": "track", "userId": "undefined", "event": "x"}, "not a real id"),
+        ({"type": "track", "userId": "u", "event": "x" * 201}, "longer than 200"),
+        ("just a string", "must be a JSON object"),
+    ],
+)
+def test_bad_messages_are_named(message: object, problem: str) -> None:
+    with pytest.raises(EventError, match=problem):
+        normalize_segment(message, NOW)
+
+
+def test_endpoint_type_must_match() -> None:
+    with pytest.raises(EventError, match="sent to the /v1/track endpoint"):
+        normalize_segment({"type": "identify", "userId": "u"}, NOW, default_type="track")
+    ev = normalize_segment({"userId": "u", "traits": {"a": 1}}, NOW, default_type="identify")
+    assert ev.type == "identify" and ev.traits_set == {"a": 1}
+
+
+def test_junk_user_id_falls_back_to_anonymous_id() -> None:
+    ev = seg(type="track", userId="null", anonymousId="anon-1", event="x")
+    assert ev.user_id is None and ev.distinct_id == "anon-1"
+
+
+@pytest.mark.parametrize("value", ["undefined", "NULL", " 0 ", "anonymous", "[object Object]", "guest", ""])
+def test_junk_ids(value: str) -> None:
+    assert is_junk_id(value)
+
+
+def test_real_ids_are_not_junk() -> None:
+    assert not is_junk_id("user_0") and not is_junk_id("10")
+
+
+def test_group_and_alias_identity_inputs() -> None:
+    g = seg(type="group", userId="u", groupId="acme", traits={"plan": "pro"})
+    assert (g.group_key, g.group_traits, g.account_hint) == ("acme", {"plan": "pro"}, "acme")
+    a = seg(type="alias", userId="new", previousId="old")
+    assert a.previous_id == "old"
+
+
+def test_batch_context_merges_under_message_context() -> None:
+    ev = normalize_segment(
+        {"type": "track", "userId": "u", "event": "x", "context": {"ip": "1.1.1.1"}},
+        NOW,
+        batch_context={"ip": "9.9.9.9", "library": {"name": "l"}},
+    )
+    assert ev.context == {"ip": "1.1.1.1", "library": {"name": "l"}}
+
+
+def test_posthog_event_maps_to_canonical_row() -> None:
+    ev = normalize_posthog(
+        {
+            "event": "report_created",
+            "distinct_id": "u1",
+            "uuid": "0190-1",
+            "properties": {"$groups": {"company": "acme"}, "utm_source": "google", "$set": {"email": "a@b.c"}},
+            "timestamp": "2026-03-01T11:00:00Z",
+        },
+        NOW,
+    )
+    assert (ev.type, ev.name, ev.user_id, ev.event_id, ev.account_hint) == ("track", "report_created", "u1", "0190-1", "acme")
+    assert ev.traits_set == {"email": "a@b.c"} and "$set" not in ev.properties
+    assert ev.context["campaign"] == {"source": "google"}
+
+
+def test_posthog_identify_links_anonymous_id() -> None:
+    ev = normalize_posthog(
+        {"event": "$identify", "distinct_id": "u1", "properties": {"$anon_distinct_id": "anon-9"}, "$set": {"name": "Ann"}},
+        NOW,
+    )
+    assert (ev.type, ev.user_id, ev.anonymous_id, ev.traits_set) == ("identify", "u1", "anon-9", {"name": "Ann"})
+
+
+def test_posthog_alias_group_and_pageview() -> None:
+    a = normalize_posthog({"event": "$create_alias", "distinct_id": "u1", "properties": {"alias": "old-id"}}, NOW)
+    assert (a.type, a.previous_id, a.user_id) == ("alias", "old-id", "u1")
+    g = normalize_posthog(
+        {"event": "$groupidentify", "distinct_id": "u1", "properties": {"$group_type": "company", "$group_key": "acme", "$group_set": {"seats": 5}}},
+        NOW,
+    )
+    assert (g.type, g.group_key, g.group_traits) == ("group", "acme", {"seats": 5})
+    p = normalize_posthog({"event": "$pageview", "distinct_id": "x", "properties": {"$is_identified": False, "$pathname": "/pricing"}}, NOW)
+    assert (p.type, p.name, p.anonymous_id, p.user_id) == ("page", "/pricing", "x", None)
+
+
+def test_posthog_offset_sets_timestamp() -> None:
+    ev = normalize_posthog({"event": "x", "distinct_id": "u", "offset": 1500}, NOW)
+    assert ev.timestamp == NOW - timedelta(milliseconds=1500)
+
+
+@pytest.mark.parametrize(
+    ("message", "problem"),
+    [
+        ({"distinct_id": "u"}, "event is required"),
+        ({"event": "x"}, "distinct_id is required"),
+        ({"event": "x", "distinct_id": "u", "extra": 1}, "unknown field"),
+        ({"event": "$create_alias", "distinct_id": "u", "properties": {}}, "alias"),
+        ({"event": "x", "distinct_id": "u", "offset": -5}, "offset"),
+    ],
+)
+def test_posthog_bad_events(message: dict[str, object], problem: str) -> None:
+    with pytest.raises(EventError, match=problem):
+        normalize_posthog(message, NOW)
