@@ -73,6 +73,7 @@ class Client:
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(max_queue_size)
         self._http = httpx.Client(timeout=timeout, auth=(write_key, ""))
         self._stop = threading.Event()
+        self._flushing = threading.Event()  # send partial batches now instead of waiting
         self._thread: threading.Thread | None = None
         if not sync_mode:
             self._thread = threading.Thread(target=self._run, name="traction-sdk", daemon=True)
@@ -170,13 +171,17 @@ class Client:
         if self.sync_mode:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(remaining)
-        return True
+        self._flushing.set()
+        try:
+            with self._queue.all_tasks_done:
+                while self._queue.unfinished_tasks:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._queue.all_tasks_done.wait(remaining)
+            return True
+        finally:
+            self._flushing.clear()
 
     def shutdown(self, timeout: float = 30.0) -> None:
         self.flush(timeout)
@@ -192,9 +197,11 @@ class Client:
         while len(batch) < self.flush_at:
             wait = deadline - time.monotonic()
             try:
-                msg = self._queue.get(timeout=max(0.0, wait)) if wait > 0 else self._queue.get_nowait()
+                msg = self._queue.get(timeout=min(wait, 0.05)) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
-                break
+                if wait <= 0 or (batch and self._flushing.is_set()):
+                    break
+                continue
             n = len(orjson.dumps(msg))
             if size + n > MAX_BATCH_BYTES and batch:
                 self._send_and_ack(batch)

@@ -1,0 +1,3 @@
+from traction.cli import app
+
+app()

@@ -1,0 +1,98 @@
+"""The `traction` command: workspace creation and imports with line-numbered errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from traction.cli import app
+from traction.context import Context
+from traction.settings import Settings
+
+runner = CliRunner()
+
+
+def make_ws(data: Path) -> dict[str, str]:
+    r = runner.invoke(app, ["workspace", "create", "Acme", "--data-dir", str(data), "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def stored(data: Path, ws: str) -> dict[str, dict[str, object]]:
+    ctx = Context.open(Settings(data_dir=data), start_writer=False)
+    try:
+        return {e["event_id"]: e for e in ctx.events.recent(ws, limit=1000)}
+    finally:
+        ctx.close()
+
+
+def test_workspace_create_prints_working_keys(tmp_path: Path) -> None:
+    info = make_ws(tmp_path)
+    assert info["id"].startswith("ws_") and info["write_key"].startswith("tr_pub_") and info["secret_key"].startswith("tr_sec_")
+    ctx = Context.open(Settings(data_dir=tmp_path), start_writer=False)
+    try:
+        assert ctx.workspaces.authenticate_key(info["secret_key"], "admin").workspace_id == info["id"]
+    finally:
+        ctx.close()
+
+
+def test_import_ndjson_keeps_good_rows_and_names_bad_lines(tmp_path: Path) -> None:
+    info = make_ws(tmp_path)
+    f = tmp_path / "events.ndjson"
+    f.write_bytes(b"\n".join([
+        orjson.dumps({"type": "track", "userId": "u", "event": "a", "messageId": "1"}),
+        b"{broken",
+        orjson.dumps({"type": "track", "userId": "u", "messageId": "2"}),
+        b"",
+        orjson.dumps({"type": "identify", "userId": "u", "traits": {"x": 1}, "messageId": "3"}),
+    ]))
+    r = runner.invoke(app, ["import", str(f), "--data-dir", str(tmp_path)])
+    assert r.exit_code == 2, r.output
+    assert "2 events imported" in r.stdout and "2 rejected" in r.stdout
+    assert "line 2: not valid JSON" in r.stderr and "line 3: event is required" in r.stderr
+    assert set(stored(tmp_path, info["id"])) == {"1", "3"}
+
+
+def test_import_csv_with_nested_columns(tmp_path: Path) -> None:
+    info = make_ws(tmp_path)
+    f = tmp_path / "events.csv"
+    f.write_text(
+        "type,userId,event,messageId,timestamp,properties.plan,context\n"
+        'track,u1,upgraded,c1,2026-01-02T03:04:05Z,pro,"{""ip"": ""1.2.3.4""}"\n'
+        "track,u2,,c2,2026-01-02T03:04:05Z,free,\n"
+    )
+    r = runner.invoke(app, ["import", str(f), "--data-dir", str(tmp_path), "--workspace", "Acme"])
+    assert r.exit_code == 2 and "line 3: event is required" in r.stderr
+    rows = stored(tmp_path, info["id"])
+    assert set(rows) == {"c1"}
+    assert rows["c1"]["properties"] == {"plan": "pro"} and rows["c1"]["context"] == {"ip": "1.2.3.4"}
+    assert str(rows["c1"]["timestamp"]) == "2026-01-02 03:04:05"
+
+
+def test_import_parquet(tmp_path: Path) -> None:
+    info = make_ws(tmp_path)
+    f = tmp_path / "events.parquet"
+    pq.write_table(pa.table({
+        "type": ["track", "page"], "anonymousId": ["a", "a"], "event": ["x", None], "name": [None, "home"],
+        "messageId": ["p1", "p2"], "properties": ['{"k": 1}', None],
+    }), f)
+    r = runner.invoke(app, ["import", str(f), "--data-dir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert stored(tmp_path, info["id"])["p1"]["properties"] == {"k": 1}
+
+
+def test_import_refuses_unknown_workspace_and_file_type(tmp_path: Path) -> None:
+    make_ws(tmp_path)
+    f = tmp_path / "x.ndjson"
+    f.write_text("{}\n")
+    r = runner.invoke(app, ["import", str(f), "--data-dir", str(tmp_path), "--workspace", "nope"])
+    assert r.exit_code == 1 and "no workspace 'nope'" in r.stderr
+    g = tmp_path / "x.xml"
+    g.write_text("<a/>")
+    r = runner.invoke(app, ["import", str(g), "--data-dir", str(tmp_path)])
+    assert r.exit_code == 1 and "unsupported file type" in r.stderr

@@ -1,0 +1,40 @@
+"""Health, readiness, Prometheus metrics and structured logs."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+
+from tests.conftest import LiveServer
+from traction.ops.logging import JsonFormatter
+from traction.workspaces.service import CreatedWorkspace
+
+
+def test_health_ready_and_metrics(server: LiveServer, workspace: CreatedWorkspace) -> None:
+    with server.client() as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        ready = c.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["checks"] == {"state_store": "ok", "event_store": "ok", "writer": "ok"}
+        c.post("/v1/batch", json={"batch": [{"type": "track", "userId": "u", "event": "x", "messageId": "1"},
+                                            {"type": "track", "userId": "u", "event": "x", "messageId": "1"},
+                                            {"type": "track", "event": "x"}]}, auth=(workspace.write_key, ""))
+        text = c.get("/metrics").text
+    assert 'traction_ingest_events_total{outcome="stored"} 1.0' in text
+    assert 'traction_ingest_events_total{outcome="duplicate"} 1.0' in text
+    assert 'traction_ingest_events_total{outcome="rejected"} 1.0' in text
+    assert 'traction_ingest_requests_total{api="segment",status="400"} 1.0' in text
+    assert "traction_ingest_commit_seconds_bucket" in text
+
+
+def test_readyz_fails_when_the_writer_is_down(server: LiveServer) -> None:
+    server.ctx.writer.stop()
+    with server.client() as c:
+        r = c.get("/readyz")
+    assert r.status_code == 503 and r.json()["checks"]["writer"].startswith("error")
+
+
+def test_json_logs_carry_extra_fields() -> None:
+    record = logging.makeLogRecord({"name": "t", "levelname": "WARNING", "msg": "merge refused %s", "args": ("x",), "workspace_id": "ws_1"})
+    line = orjson.loads(JsonFormatter().format(record))
+    assert line["msg"] == "merge refused x" and line["workspace_id"] == "ws_1" and line["level"] == "warning"
