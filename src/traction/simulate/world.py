@@ -52,14 +52,15 @@ class SimulationParams:
     channels: tuple[Channel, ...] = DEFAULT_CHANNELS
     return_visit_rate: float = 0.35  # a visitor who did not sign up comes back (up to twice)
     # onboarding: chance of each step given the previous ones happened
-    step_rates: tuple[float, ...] = (0.78, 0.62, 0.45, 0.70)
+    step_rates: tuple[float, ...] = (0.80, 0.65, 0.60, 0.70)
     activation_window_days: int = 7
     # habit: P(active on a day) = floor + (start - floor) * exp(-age / tau), then churn hazard
     habit_start_activated: float = 0.75
     habit_floor_activated: float = 0.38
-    habit_start_other: float = 0.30
-    habit_floor_other: float = 0.03
-    habit_tau_days: float = 21.0
+    habit_start_other: float = 0.25
+    habit_floor_other: float = 0.02
+    habit_tau_days: float = 21.0  # activated users' habit decays slowly...
+    habit_tau_other_days: float = 5.0  # ...the others' quickly
     churn_hazard_activated: float = 0.004
     churn_hazard_other: float = 0.02
     reactivation_rate: float = 0.004
@@ -124,6 +125,7 @@ class World:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     def _ts(self, day: int, hour: float) -> str:
+        hour = min(hour, 23.9999)  # a late session ends at midnight: days are emitted in order
         t = datetime.combine(self.p.start, datetime.min.time(), UTC) + timedelta(days=day, hours=hour)
         return t.isoformat().replace("+00:00", "Z")
 
@@ -238,7 +240,7 @@ class World:
     def _invite(self, v: Visitor, d: int, hour: float) -> dict[str, Any]:
         msg = self._track(v, d, hour, "teammate_invited", role=self.rng.choice(["member", "admin"]))
         if self.rng.random() < self.p.invite_accept_rate and v.account:
-            arrive = d + self.rng.randint(0, 3)
+            arrive = d + self.rng.randint(1, 3)  # today's arrivals are already processed
             if arrive < self.p.days:
                 inv = self._new_visitor(Channel("invite", 0, 0.0, {"source": "invite", "medium": "email"}), arrive)
                 inv.invited_to = v.account
@@ -262,7 +264,8 @@ class World:
                 v.plan = "free"
             return
         start, floor = (p.habit_start_activated, p.habit_floor_activated) if v.activated else (p.habit_start_other, p.habit_floor_other)
-        if rng.random() >= (floor + (start - floor) * math.exp(-age / p.habit_tau_days)) * self._weekday_factor(d):
+        tau = p.habit_tau_days if v.activated else p.habit_tau_other_days
+        if rng.random() >= (floor + (start - floor) * math.exp(-age / tau)) * self._weekday_factor(d):
             return
         hour = rng.uniform(7, 12)
         while hour < 23:
