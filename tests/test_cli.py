@@ -33,10 +33,16 @@ def stored(data: Path, ws: str) -> dict[str, dict[str, object]]:
 
 def test_workspace_create_prints_working_keys(tmp_path: Path) -> None:
     info = make_ws(tmp_path)
-    assert info["id"].startswith("ws_") and info["write_key"].startswith("tr_pub_") and info["secret_key"].startswith("tr_sec_")
+    assert (
+        info["id"].startswith("ws_")
+        and info["write_key"].startswith("tr_pub_")
+        and info["secret_key"].startswith("tr_sec_")
+    )
     ctx = Context.open(Settings(data_dir=tmp_path), start_writer=False)
     try:
-        assert ctx.workspaces.authenticate_key(info["secret_key"], "admin").workspace_id == info["id"]
+        assert (
+            ctx.workspaces.authenticate_key(info["secret_key"], "admin").workspace_id == info["id"]
+        )
     finally:
         ctx.close()
 
@@ -44,13 +50,19 @@ def test_workspace_create_prints_working_keys(tmp_path: Path) -> None:
 def test_import_ndjson_keeps_good_rows_and_names_bad_lines(tmp_path: Path) -> None:
     info = make_ws(tmp_path)
     f = tmp_path / "events.ndjson"
-    f.write_bytes(b"\n".join([
-        orjson.dumps({"type": "track", "userId": "u", "event": "a", "messageId": "1"}),
-        b"{broken",
-        orjson.dumps({"type": "track", "userId": "u", "messageId": "2"}),
-        b"",
-        orjson.dumps({"type": "identify", "userId": "u", "traits": {"x": 1}, "messageId": "3"}),
-    ]))
+    f.write_bytes(
+        b"\n".join(
+            [
+                orjson.dumps({"type": "track", "userId": "u", "event": "a", "messageId": "1"}),
+                b"{broken",
+                orjson.dumps({"type": "track", "userId": "u", "messageId": "2"}),
+                b"",
+                orjson.dumps(
+                    {"type": "identify", "userId": "u", "traits": {"x": 1}, "messageId": "3"}
+                ),
+            ]
+        )
+    )
     r = runner.invoke(app, ["import", str(f), "--data-dir", str(tmp_path)])
     assert r.exit_code == 2, r.output
     assert "2 events imported" in r.stdout and "2 rejected" in r.stdout
@@ -70,17 +82,28 @@ def test_import_csv_with_nested_columns(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "line 3: event is required" in r.stderr
     rows = stored(tmp_path, info["id"])
     assert set(rows) == {"c1"}
-    assert rows["c1"]["properties"] == {"plan": "pro"} and rows["c1"]["context"] == {"ip": "1.2.3.4"}
+    assert rows["c1"]["properties"] == {"plan": "pro"} and rows["c1"]["context"] == {
+        "ip": "1.2.3.4"
+    }
     assert str(rows["c1"]["timestamp"]) == "2026-01-02 03:04:05"
 
 
 def test_import_parquet(tmp_path: Path) -> None:
     info = make_ws(tmp_path)
     f = tmp_path / "events.parquet"
-    pq.write_table(pa.table({
-        "type": ["track", "page"], "anonymousId": ["a", "a"], "event": ["x", None], "name": [None, "home"],
-        "messageId": ["p1", "p2"], "properties": ['{"k": 1}', None],
-    }), f)
+    pq.write_table(
+        pa.table(
+            {
+                "type": ["track", "page"],
+                "anonymousId": ["a", "a"],
+                "event": ["x", None],
+                "name": [None, "home"],
+                "messageId": ["p1", "p2"],
+                "properties": ['{"k": 1}', None],
+            }
+        ),
+        f,
+    )
     r = runner.invoke(app, ["import", str(f), "--data-dir", str(tmp_path)])
     assert r.exit_code == 0, r.output
     assert stored(tmp_path, info["id"])["p1"]["properties"] == {"k": 1}

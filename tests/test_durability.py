@@ -25,7 +25,16 @@ pytestmark = pytest.mark.slow
 
 def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "traction", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "traction",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+        ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
@@ -61,11 +70,23 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(key, ""), timeout=5) as c:
             while not stop.is_set():
                 ids = [str(uuid.uuid4()) for _ in range(50)]
-                body = orjson.dumps({"batch": [
-                    {"type": "track", "userId": f"u{i % 7}", "event": "load", "messageId": mid} for i, mid in enumerate(ids)
-                ]})
+                body = orjson.dumps(
+                    {
+                        "batch": [
+                            {
+                                "type": "track",
+                                "userId": f"u{i % 7}",
+                                "event": "load",
+                                "messageId": mid,
+                            }
+                            for i, mid in enumerate(ids)
+                        ]
+                    }
+                )
                 try:
-                    r = c.post("/v1/batch", content=body, headers={"content-type": "application/json"})
+                    r = c.post(
+                        "/v1/batch", content=body, headers={"content-type": "application/json"}
+                    )
                 except httpx.HTTPError:
                     continue  # the server died mid-request: not acknowledged, not counted
                 if r.status_code == 200:
@@ -90,7 +111,12 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
     proc = start_server(data, port, log)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(key, ""), timeout=5) as c:
         for body in sent_batches[:20]:
-            assert c.post("/v1/batch", content=body, headers={"content-type": "application/json"}).status_code == 200
+            assert (
+                c.post(
+                    "/v1/batch", content=body, headers={"content-type": "application/json"}
+                ).status_code
+                == 200
+            )
     proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises SIGTERM: -15 with our final log line.
     assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
@@ -99,8 +125,12 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
     con = duckdb.connect(str(data / "events.duckdb"), read_only=True)
     con.execute("CREATE TEMP TABLE acked (id VARCHAR)")
     con.executemany("INSERT INTO acked VALUES (?)", [[a] for a in acked])
-    missing = con.execute("SELECT COUNT(*) FROM acked WHERE id NOT IN (SELECT event_id FROM events)").fetchone()
-    dupes = con.execute("SELECT COUNT(*) FROM (SELECT event_id FROM events GROUP BY ALL HAVING COUNT(*) > 1)").fetchone()
+    missing = con.execute(
+        "SELECT COUNT(*) FROM acked WHERE id NOT IN (SELECT event_id FROM events)"
+    ).fetchone()
+    dupes = con.execute(
+        "SELECT COUNT(*) FROM (SELECT event_id FROM events GROUP BY ALL HAVING COUNT(*) > 1)"
+    ).fetchone()
     assert missing == (0,), f"{missing[0]} acknowledged events lost"  # type: ignore[index]
     assert dupes == (0,)
     assert len(set(acked)) == len(acked)

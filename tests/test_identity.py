@@ -20,10 +20,23 @@ def persons_of(ctx: Context, ws: str) -> dict[str, str]:
 
 def test_anonymous_history_joins_the_identified_person(ctx: Context) -> None:
     ws = ctx.workspaces.create_workspace("A").id
-    send(ctx, ws,
-         {"type": "page", "anonymousId": "anon-1", "name": "home", "messageId": "p1"},
-         {"type": "page", "anonymousId": "anon-1", "name": "pricing", "messageId": "p2"})
-    send(ctx, ws, {"type": "identify", "anonymousId": "anon-1", "userId": "alice", "traits": {"email": "a@x.io"}, "messageId": "i1"})
+    send(
+        ctx,
+        ws,
+        {"type": "page", "anonymousId": "anon-1", "name": "home", "messageId": "p1"},
+        {"type": "page", "anonymousId": "anon-1", "name": "pricing", "messageId": "p2"},
+    )
+    send(
+        ctx,
+        ws,
+        {
+            "type": "identify",
+            "anonymousId": "anon-1",
+            "userId": "alice",
+            "traits": {"email": "a@x.io"},
+            "messageId": "i1",
+        },
+    )
     send(ctx, ws, {"type": "track", "userId": "alice", "event": "signed_up", "messageId": "t1"})
     owners = persons_of(ctx, ws)
     assert len(set(owners.values())) == 1, owners
@@ -37,12 +50,28 @@ def test_anonymous_history_joins_the_identified_person(ctx: Context) -> None:
 def test_late_identify_merges_an_existing_anonymous_person(ctx: Context) -> None:
     """The user is known first (on another device); the anonymous person merges into them later."""
     ws = ctx.workspaces.create_workspace("A").id
-    send(ctx, ws, {"type": "identify", "userId": "bob", "traits": {"plan": "pro"}, "messageId": "i0"})
-    send(ctx, ws, {"type": "page", "anonymousId": "phone", "messageId": "p1"},
-         {"type": "track", "anonymousId": "phone", "event": "app_opened", "messageId": "t1"})
+    send(
+        ctx, ws, {"type": "identify", "userId": "bob", "traits": {"plan": "pro"}, "messageId": "i0"}
+    )
+    send(
+        ctx,
+        ws,
+        {"type": "page", "anonymousId": "phone", "messageId": "p1"},
+        {"type": "track", "anonymousId": "phone", "event": "app_opened", "messageId": "t1"},
+    )
     before = persons_of(ctx, ws)
     assert before["p1"] != before["i0"]
-    send(ctx, ws, {"type": "identify", "anonymousId": "phone", "userId": "bob", "traits": {"name": "Bob"}, "messageId": "i1"})
+    send(
+        ctx,
+        ws,
+        {
+            "type": "identify",
+            "anonymousId": "phone",
+            "userId": "bob",
+            "traits": {"name": "Bob"},
+            "messageId": "i1",
+        },
+    )
     after = persons_of(ctx, ws)
     assert len(set(after.values())) == 1
     bob = ctx.persons.by_distinct_id(ws, "phone")
@@ -53,9 +82,12 @@ def test_late_identify_merges_an_existing_anonymous_person(ctx: Context) -> None
 
 def test_two_identified_people_are_not_merged_by_alias(ctx: Context) -> None:
     ws = ctx.workspaces.create_workspace("A").id
-    send(ctx, ws,
-         {"type": "identify", "userId": "carol", "messageId": "c"},
-         {"type": "identify", "userId": "dave", "messageId": "d"})
+    send(
+        ctx,
+        ws,
+        {"type": "identify", "userId": "carol", "messageId": "c"},
+        {"type": "identify", "userId": "dave", "messageId": "d"},
+    )
     send(ctx, ws, {"type": "alias", "userId": "carol", "previousId": "dave", "messageId": "a"})
     send(ctx, ws, {"type": "identify", "userId": "carol", "anonymousId": "dave", "messageId": "a2"})
     owners = persons_of(ctx, ws)
@@ -83,20 +115,43 @@ def test_shared_device_after_logout_does_not_merge(ctx: Context) -> None:
 
 def test_merges_within_one_commit_group(ctx: Context) -> None:
     ws = ctx.workspaces.create_workspace("A").id
-    send(ctx, ws,
-         {"type": "page", "anonymousId": "a1", "messageId": "1"},
-         {"type": "identify", "userId": "hank", "messageId": "2"},
-         {"type": "identify", "anonymousId": "a1", "userId": "hank", "messageId": "3"},
-         {"type": "track", "userId": "hank", "event": "x", "messageId": "4"})
+    send(
+        ctx,
+        ws,
+        {"type": "page", "anonymousId": "a1", "messageId": "1"},
+        {"type": "identify", "userId": "hank", "messageId": "2"},
+        {"type": "identify", "anonymousId": "a1", "userId": "hank", "messageId": "3"},
+        {"type": "track", "userId": "hank", "event": "x", "messageId": "4"},
+    )
     assert len(set(persons_of(ctx, ws).values())) == 1
 
 
 def test_groups_make_accounts_and_tag_later_events(ctx: Context) -> None:
     ws = ctx.workspaces.create_workspace("A").id
-    send(ctx, ws, {"type": "group", "userId": "ivy", "groupId": "acme", "traits": {"plan": "pro"}, "messageId": "g1"})
+    send(
+        ctx,
+        ws,
+        {
+            "type": "group",
+            "userId": "ivy",
+            "groupId": "acme",
+            "traits": {"plan": "pro"},
+            "messageId": "g1",
+        },
+    )
     send(ctx, ws, {"type": "group", "userId": "ivy", "groupId": "globex", "messageId": "g2"})
-    send(ctx, ws, {"type": "track", "userId": "ivy", "event": "report_created", "messageId": "t1"},
-         {"type": "track", "userId": "ivy", "event": "x", "context": {"groupId": "acme"}, "messageId": "t2"})
+    send(
+        ctx,
+        ws,
+        {"type": "track", "userId": "ivy", "event": "report_created", "messageId": "t1"},
+        {
+            "type": "track",
+            "userId": "ivy",
+            "event": "x",
+            "context": {"groupId": "acme"},
+            "messageId": "t2",
+        },
+    )
     ivy = ctx.persons.by_distinct_id(ws, "ivy")
     assert ivy is not None and sorted(ivy.accounts) == ["acme", "globex"]
     accounts = {e["event_id"]: e["account_id"] for e in ctx.events.recent(ws)}
@@ -107,10 +162,22 @@ def test_set_once_traits(ctx: Context) -> None:
     ws = ctx.workspaces.create_workspace("A").id
     from traction.ingest.domain import normalize_posthog
 
-    r = ctx.ingest.ingest_sync(ws, [
-        {"event": "x", "distinct_id": "jo", "properties": {"$set_once": {"first_source": "ads"}, "$set": {"plan": "free"}}},
-        {"event": "y", "distinct_id": "jo", "properties": {"$set_once": {"first_source": "seo"}, "$set": {"plan": "pro"}}},
-    ], normalize_posthog)
+    r = ctx.ingest.ingest_sync(
+        ws,
+        [
+            {
+                "event": "x",
+                "distinct_id": "jo",
+                "properties": {"$set_once": {"first_source": "ads"}, "$set": {"plan": "free"}},
+            },
+            {
+                "event": "y",
+                "distinct_id": "jo",
+                "properties": {"$set_once": {"first_source": "seo"}, "$set": {"plan": "pro"}},
+            },
+        ],
+        normalize_posthog,
+    )
     assert not r.rejected
     assert ctx.persons.by_distinct_id(ws, "jo").traits == {"first_source": "ads", "plan": "pro"}  # type: ignore[union-attr]
 

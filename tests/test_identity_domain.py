@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from traction.identity.domain import Link, PersonState, apply_traits, decide_link, merge_traits, person_id_for
+from traction.identity.domain import (
+    Link,
+    PersonState,
+    apply_traits,
+    decide_link,
+    merge_traits,
+    person_id_for,
+)
 
 ANON = PersonState("p-anon", False, {})
 ANON_ID = PersonState("p-anon2", True, {})
@@ -28,7 +35,9 @@ def test_decide_link(anon: PersonState | None, user: PersonState | None, expecte
 
 
 def test_set_overwrites_and_set_once_fills() -> None:
-    t = apply_traits({"plan": "free", "source": "ads"}, {"plan": "pro"}, {"source": "seo", "first_page": "/"})
+    t = apply_traits(
+        {"plan": "free", "source": "ads"}, {"plan": "pro"}, {"source": "seo", "first_page": "/"}
+    )
     assert t == {"plan": "pro", "source": "ads", "first_page": "/"}
 
 

@@ -23,8 +23,16 @@ def seg(**kw: object):  # type: ignore[no-untyped-def]
 
 
 def test_track_keeps_fields() -> None:
-    ev = seg(type="track", userId="u1", event="Signed Up", properties={"plan": "pro"}, messageId="m1")
-    assert (ev.type, ev.name, ev.user_id, ev.event_id, ev.properties) == ("track", "Signed Up", "u1", "m1", {"plan": "pro"})
+    ev = seg(
+        type="track", userId="u1", event="Signed Up", properties={"plan": "pro"}, messageId="m1"
+    )
+    assert (ev.type, ev.name, ev.user_id, ev.event_id, ev.properties) == (
+        "track",
+        "Signed Up",
+        "u1",
+        "m1",
+        {"plan": "pro"},
+    )
     assert ev.distinct_id == "u1"
     assert ev.timestamp == NOW  # no timestamp: received time
 
@@ -35,7 +43,13 @@ def test_numeric_user_id_becomes_string() -> None:
 
 def test_clock_skew_is_corrected_with_sent_at() -> None:
     # The device clock is 1 hour behind: it says sent at 10:00 for an event at 09:59:30.
-    ev = seg(type="track", anonymousId="a", event="x", timestamp="2026-03-01T10:59:30Z", sentAt="2026-03-01T11:00:00Z")
+    ev = seg(
+        type="track",
+        anonymousId="a",
+        event="x",
+        timestamp="2026-03-01T10:59:30Z",
+        sentAt="2026-03-01T11:00:00Z",
+    )
     # Received at 12:00 (server time): the event happened 30 s before the send.
     assert ev.timestamp == NOW - timedelta(seconds=30)
     assert ev.original_timestamp == datetime(2026, 3, 1, 10, 59, 30)
@@ -43,7 +57,12 @@ def test_clock_skew_is_corrected_with_sent_at() -> None:
 
 def test_batch_sent_at_applies_to_each_message() -> None:
     ev = normalize_segment(
-        {"type": "track", "anonymousId": "a", "event": "x", "timestamp": "2026-03-01T08:00:00+00:00"},
+        {
+            "type": "track",
+            "anonymousId": "a",
+            "event": "x",
+            "timestamp": "2026-03-01T08:00:00+00:00",
+        },
         NOW,
         batch_sent_at=datetime(2026, 3, 1, 8, 0, 10),
     )
@@ -67,12 +86,21 @@ def test_time_zone_offsets_become_utc() -> None:
         ({"type": "track", "event": "x"}, "userId or anonymousId is required"),
         ({"type": "track", "userId": "u"}, "event is required"),
         ({"type": "launch", "userId": "u"}, "type must be one of"),
-        ({"type": "track", "userId": "u", "event": "x", "properties": [1]}, "properties must be an object"),
+        (
+            {"type": "track", "userId": "u", "event": "x", "properties": [1]},
+            "properties must be an object",
+        ),
         ({"type": "track", "userId": {"a": 1}, "event": "x"}, "userId must be a string"),
         ({"type": "track", "userId": True, "event": "x"}, "userId must be a string"),
         ({"type": "track", "userId": "u", "event": 5}, "event must be a string"),
-        ({"type": "track", "userId": "u", "event": "x", "timestamp": 1700000000}, "timestamp must be an ISO-8601 string"),
-        ({"type": "track", "userId": "u", "event": "x", "timestamp": "yesterday"}, "not an ISO-8601"),
+        (
+            {"type": "track", "userId": "u", "event": "x", "timestamp": 1700000000},
+            "timestamp must be an ISO-8601 string",
+        ),
+        (
+            {"type": "track", "userId": "u", "event": "x", "timestamp": "yesterday"},
+            "not an ISO-8601",
+        ),
         ({"type": "track", "userId": "u", "event": "x", "colour": "red"}, "unknown field 'colour'"),
         ({"type": "group", "userId": "u"}, "groupId is required"),
         ({"type": "alias", "userId": "u"}, "previousId is required"),
@@ -99,7 +127,9 @@ def test_junk_user_id_falls_back_to_anonymous_id() -> None:
     assert ev.user_id is None and ev.distinct_id == "anon-1"
 
 
-@pytest.mark.parametrize("value", ["undefined", "NULL", " 0 ", "anonymous", "[object Object]", "guest", ""])
+@pytest.mark.parametrize(
+    "value", ["undefined", "NULL", " 0 ", "anonymous", "[object Object]", "guest", ""]
+)
 def test_junk_ids(value: str) -> None:
     assert is_junk_id(value)
 
@@ -130,33 +160,70 @@ def test_posthog_event_maps_to_canonical_row() -> None:
             "event": "report_created",
             "distinct_id": "u1",
             "uuid": "0190-1",
-            "properties": {"$groups": {"company": "acme"}, "utm_source": "google", "$set": {"email": "a@b.c"}},
+            "properties": {
+                "$groups": {"company": "acme"},
+                "utm_source": "google",
+                "$set": {"email": "a@b.c"},
+            },
             "timestamp": "2026-03-01T11:00:00Z",
         },
         NOW,
     )
-    assert (ev.type, ev.name, ev.user_id, ev.event_id, ev.account_hint) == ("track", "report_created", "u1", "0190-1", "acme")
+    assert (ev.type, ev.name, ev.user_id, ev.event_id, ev.account_hint) == (
+        "track",
+        "report_created",
+        "u1",
+        "0190-1",
+        "acme",
+    )
     assert ev.traits_set == {"email": "a@b.c"} and "$set" not in ev.properties
     assert ev.context["campaign"] == {"source": "google"}
 
 
 def test_posthog_identify_links_anonymous_id() -> None:
     ev = normalize_posthog(
-        {"event": "$identify", "distinct_id": "u1", "properties": {"$anon_distinct_id": "anon-9"}, "$set": {"name": "Ann"}},
+        {
+            "event": "$identify",
+            "distinct_id": "u1",
+            "properties": {"$anon_distinct_id": "anon-9"},
+            "$set": {"name": "Ann"},
+        },
         NOW,
     )
-    assert (ev.type, ev.user_id, ev.anonymous_id, ev.traits_set) == ("identify", "u1", "anon-9", {"name": "Ann"})
+    assert (ev.type, ev.user_id, ev.anonymous_id, ev.traits_set) == (
+        "identify",
+        "u1",
+        "anon-9",
+        {"name": "Ann"},
+    )
 
 
 def test_posthog_alias_group_and_pageview() -> None:
-    a = normalize_posthog({"event": "$create_alias", "distinct_id": "u1", "properties": {"alias": "old-id"}}, NOW)
+    a = normalize_posthog(
+        {"event": "$create_alias", "distinct_id": "u1", "properties": {"alias": "old-id"}}, NOW
+    )
     assert (a.type, a.previous_id, a.user_id) == ("alias", "old-id", "u1")
     g = normalize_posthog(
-        {"event": "$groupidentify", "distinct_id": "u1", "properties": {"$group_type": "company", "$group_key": "acme", "$group_set": {"seats": 5}}},
+        {
+            "event": "$groupidentify",
+            "distinct_id": "u1",
+            "properties": {
+                "$group_type": "company",
+                "$group_key": "acme",
+                "$group_set": {"seats": 5},
+            },
+        },
         NOW,
     )
     assert (g.type, g.group_key, g.group_traits) == ("group", "acme", {"seats": 5})
-    p = normalize_posthog({"event": "$pageview", "distinct_id": "x", "properties": {"$is_identified": False, "$pathname": "/pricing"}}, NOW)
+    p = normalize_posthog(
+        {
+            "event": "$pageview",
+            "distinct_id": "x",
+            "properties": {"$is_identified": False, "$pathname": "/pricing"},
+        },
+        NOW,
+    )
     assert (p.type, p.name, p.anonymous_id, p.user_id) == ("page", "/pricing", "x", None)
 
 

@@ -18,20 +18,40 @@ def batch(*messages: dict[str, Any], **extra: Any) -> bytes:
     return orjson.dumps({"batch": list(messages), **extra})
 
 
-def post(server: LiveServer, path: str, body: bytes, key: str | None, **headers: str) -> httpx.Response:
+def post(
+    server: LiveServer, path: str, body: bytes, key: str | None, **headers: str
+) -> httpx.Response:
     with server.client() as c:
-        return c.post(path, content=body, auth=(key, "") if key else None, headers={"content-type": "application/json", **headers})
+        return c.post(
+            path,
+            content=body,
+            auth=(key, "") if key else None,
+            headers={"content-type": "application/json", **headers},
+        )
 
 
 def stored(server: LiveServer, ws: str) -> list[dict[str, Any]]:
     return server.ctx.events.recent(ws, limit=10_000)
 
 
-def test_batch_is_stored_and_answer_is_segment_shaped(server: LiveServer, workspace: CreatedWorkspace) -> None:
-    r = post(server, "/v1/batch", batch(
-        {"type": "track", "userId": "u1", "event": "signed_up", "messageId": "m1", "properties": {"plan": "pro"}},
-        {"type": "page", "anonymousId": "a1", "name": "home", "messageId": "m2"},
-    ), workspace.write_key)
+def test_batch_is_stored_and_answer_is_segment_shaped(
+    server: LiveServer, workspace: CreatedWorkspace
+) -> None:
+    r = post(
+        server,
+        "/v1/batch",
+        batch(
+            {
+                "type": "track",
+                "userId": "u1",
+                "event": "signed_up",
+                "messageId": "m1",
+                "properties": {"plan": "pro"},
+            },
+            {"type": "page", "anonymousId": "a1", "name": "home", "messageId": "m2"},
+        ),
+        workspace.write_key,
+    )
     assert r.status_code == 200 and r.json()["success"] is True
     rows = {e["event_id"]: e for e in stored(server, workspace.id)}
     assert set(rows) == {"m1", "m2"}
@@ -39,17 +59,28 @@ def test_batch_is_stored_and_answer_is_segment_shaped(server: LiveServer, worksp
 
 
 def test_same_batch_twice_is_stored_once(server: LiveServer, workspace: CreatedWorkspace) -> None:
-    body = batch(*[{"type": "track", "userId": "u", "event": "e", "messageId": f"m{i}"} for i in range(50)])
+    body = batch(
+        *[{"type": "track", "userId": "u", "event": "e", "messageId": f"m{i}"} for i in range(50)]
+    )
     for _ in range(2):
         assert post(server, "/v1/batch", body, workspace.write_key).status_code == 200
     assert len(stored(server, workspace.id)) == 50
     # and a duplicate inside one batch
-    post(server, "/v1/batch", batch({"type": "track", "userId": "u", "event": "e", "messageId": "z"},
-                                    {"type": "track", "userId": "u", "event": "e", "messageId": "z"}), workspace.write_key)
+    post(
+        server,
+        "/v1/batch",
+        batch(
+            {"type": "track", "userId": "u", "event": "e", "messageId": "z"},
+            {"type": "track", "userId": "u", "event": "e", "messageId": "z"},
+        ),
+        workspace.write_key,
+    )
     assert len(stored(server, workspace.id)) == 51
 
 
-def test_single_endpoints_and_write_key_in_body(server: LiveServer, workspace: CreatedWorkspace) -> None:
+def test_single_endpoints_and_write_key_in_body(
+    server: LiveServer, workspace: CreatedWorkspace
+) -> None:
     for path, msg in [
         ("/v1/track", {"userId": "u", "event": "x"}),
         ("/v1/identify", {"userId": "u", "traits": {"a": 1}}),
@@ -60,26 +91,51 @@ def test_single_endpoints_and_write_key_in_body(server: LiveServer, workspace: C
     ]:
         r = post(server, path, orjson.dumps({**msg, "writeKey": workspace.write_key}), None)
         assert r.status_code == 200, (path, r.text)
-    assert {e["type"] for e in stored(server, workspace.id)} == {"track", "identify", "page", "screen", "group", "alias"}
+    assert {e["type"] for e in stored(server, workspace.id)} == {
+        "track",
+        "identify",
+        "page",
+        "screen",
+        "group",
+        "alias",
+    }
 
 
 def test_gzip_body(server: LiveServer, workspace: CreatedWorkspace) -> None:
-    body = gzip.compress(batch({"type": "track", "userId": "u", "event": "zipped", "messageId": "g"}))
+    body = gzip.compress(
+        batch({"type": "track", "userId": "u", "event": "zipped", "messageId": "g"})
+    )
     r = post(server, "/v1/batch", body, workspace.write_key, **{"content-encoding": "gzip"})
     assert r.status_code == 200
     assert stored(server, workspace.id)[0]["name"] == "zipped"
 
 
-def test_bad_events_are_listed_and_good_ones_kept(server: LiveServer, workspace: CreatedWorkspace) -> None:
-    r = post(server, "/v1/batch", batch(
-        {"type": "track", "userId": "u", "event": "ok", "messageId": "good"},
-        {"type": "track", "userId": "u", "messageId": "no-name"},
-        {"type": "track", "userId": "u", "event": "x", "properties": "nope", "messageId": "bad-props"},
-    ), workspace.write_key)
+def test_bad_events_are_listed_and_good_ones_kept(
+    server: LiveServer, workspace: CreatedWorkspace
+) -> None:
+    r = post(
+        server,
+        "/v1/batch",
+        batch(
+            {"type": "track", "userId": "u", "event": "ok", "messageId": "good"},
+            {"type": "track", "userId": "u", "messageId": "no-name"},
+            {
+                "type": "track",
+                "userId": "u",
+                "event": "x",
+                "properties": "nope",
+                "messageId": "bad-props",
+            },
+        ),
+        workspace.write_key,
+    )
     assert r.status_code == 400
     body = r.json()
     assert body["accepted"] == 1
-    assert [(x["index"], x["messageId"]) for x in body["rejected"]] == [(1, "no-name"), (2, "bad-props")]
+    assert [(x["index"], x["messageId"]) for x in body["rejected"]] == [
+        (1, "no-name"),
+        (2, "bad-props"),
+    ]
     assert "event is required" in body["rejected"][0]["error"]
     assert "properties must be an object" in body["rejected"][1]["error"]
     assert [e["event_id"] for e in stored(server, workspace.id)] == ["good"]
@@ -97,13 +153,23 @@ def nested(depth: int) -> Any:
     [
         (b"{not json", {}, 400, "not valid JSON"),
         (b"", {}, 400, "empty"),
-        (b'{"batch": [{"type": "track", "userId": "\xff\xfe", "event": "x"}]}', {}, 400, "not valid JSON"),
+        (
+            b'{"batch": [{"type": "track", "userId": "\xff\xfe", "event": "x"}]}',
+            {},
+            400,
+            "not valid JSON",
+        ),
         (b'{"batch": "all of them"}', {}, 400, "batch must be a list"),
         (b"[1, 2]", {}, 400, "must be an object"),
         (b'{"batch": [], "colour": 1}', {}, 400, "unknown field 'colour'"),
         (b'{"batch": [], "sentAt": 5}', {}, 400, "sentAt must be an ISO-8601 string"),
         (b"x" * (501 * 1024), {}, 413, "larger than 500 KB"),
-        (gzip.compress(b"[" * 10 + b" " * (20 * 1024 * 1024)), {"content-encoding": "gzip"}, 413, "decompressed body is larger"),
+        (
+            gzip.compress(b"[" * 10 + b" " * (20 * 1024 * 1024)),
+            {"content-encoding": "gzip"},
+            413,
+            "decompressed body is larger",
+        ),
         (b"\x1f\x8bnot-gzip-really", {"content-encoding": "gzip"}, 400, "not valid gzip"),
         (b"{}", {"content-encoding": "br"}, 415, "unsupported Content-Encoding"),
         # nesting deeper than any parser should follow
@@ -111,7 +177,12 @@ def nested(depth: int) -> Any:
     ],
 )
 def test_malformed_input_gets_a_clear_4xx(
-    server: LiveServer, workspace: CreatedWorkspace, body: bytes, headers: dict[str, str], status: int, message: str
+    server: LiveServer,
+    workspace: CreatedWorkspace,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    message: str,
 ) -> None:
     r = post(server, "/v1/batch", body, workspace.write_key, **headers)
     assert r.status_code == status, r.text
@@ -122,8 +193,19 @@ def test_malformed_input_gets_a_clear_4xx(
 
 
 def test_event_over_32kb_is_rejected_alone(server: LiveServer, workspace: CreatedWorkspace) -> None:
-    big = {"type": "track", "userId": "u", "event": "big", "messageId": "big", "properties": {"blob": "x" * 33_000}}
-    r = post(server, "/v1/batch", batch(big, {"type": "track", "userId": "u", "event": "small", "messageId": "s"}), workspace.write_key)
+    big = {
+        "type": "track",
+        "userId": "u",
+        "event": "big",
+        "messageId": "big",
+        "properties": {"blob": "x" * 33_000},
+    }
+    r = post(
+        server,
+        "/v1/batch",
+        batch(big, {"type": "track", "userId": "u", "event": "small", "messageId": "s"}),
+        workspace.write_key,
+    )
     assert r.status_code == 400 and r.json()["rejected"][0]["error"] == "event is larger than 32 KB"
     assert [e["event_id"] for e in stored(server, workspace.id)] == ["s"]
     r = post(server, "/v1/track", orjson.dumps(big), workspace.write_key)
@@ -131,12 +213,19 @@ def test_event_over_32kb_is_rejected_alone(server: LiveServer, workspace: Create
 
 
 def test_deep_but_legal_nesting_is_stored(server: LiveServer, workspace: CreatedWorkspace) -> None:
-    r = post(server, "/v1/track", orjson.dumps({"userId": "u", "event": "deep", "properties": nested(100)}), workspace.write_key)
+    r = post(
+        server,
+        "/v1/track",
+        orjson.dumps({"userId": "u", "event": "deep", "properties": nested(100)}),
+        workspace.write_key,
+    )
     assert r.status_code == 200
 
 
 @pytest.mark.parametrize("key", [None, "tr_pub_wrong", "garbage"])
-def test_wrong_or_missing_key_is_401(server: LiveServer, workspace: CreatedWorkspace, key: str | None) -> None:
+def test_wrong_or_missing_key_is_401(
+    server: LiveServer, workspace: CreatedWorkspace, key: str | None
+) -> None:
     r = post(server, "/v1/batch", batch({"type": "track", "userId": "u", "event": "x"}), key)
     assert r.status_code == 401 and "key" in r.json()["error"]
     assert stored(server, workspace.id) == []
@@ -145,41 +234,105 @@ def test_wrong_or_missing_key_is_401(server: LiveServer, workspace: CreatedWorks
 def test_revoked_key_stops_working(server: LiveServer, workspace: CreatedWorkspace) -> None:
     ws = server.ctx.workspaces
     key = ws.create_key(workspace.id, "write", "temp")
-    assert post(server, "/v1/track", orjson.dumps({"userId": "u", "event": "x"}), key.key).status_code == 200
+    assert (
+        post(server, "/v1/track", orjson.dumps({"userId": "u", "event": "x"}), key.key).status_code
+        == 200
+    )
     ws.revoke_key(workspace.id, key.id)
-    assert post(server, "/v1/track", orjson.dumps({"userId": "u", "event": "x"}), key.key).status_code == 401
+    assert (
+        post(server, "/v1/track", orjson.dumps({"userId": "u", "event": "x"}), key.key).status_code
+        == 401
+    )
 
 
-def test_write_key_cannot_call_admin_endpoints(server: LiveServer, workspace: CreatedWorkspace) -> None:
+def test_write_key_cannot_call_admin_endpoints(
+    server: LiveServer, workspace: CreatedWorkspace
+) -> None:
     with server.client() as c:
-        for method, path in [("GET", "/api/v1/events"), ("GET", "/api/v1/keys"), ("POST", "/api/v1/keys"), ("GET", "/api/v1/workspace"), ("GET", "/api/v1/persons?distinct_id=u")]:
-            r = c.request(method, path, headers={"Authorization": f"Bearer {workspace.write_key}"}, json={"scope": "admin"})
+        for method, path in [
+            ("GET", "/api/v1/events"),
+            ("GET", "/api/v1/keys"),
+            ("POST", "/api/v1/keys"),
+            ("GET", "/api/v1/workspace"),
+            ("GET", "/api/v1/persons?distinct_id=u"),
+        ]:
+            r = c.request(
+                method,
+                path,
+                headers={"Authorization": f"Bearer {workspace.write_key}"},
+                json={"scope": "admin"},
+            )
             assert r.status_code == 403, (path, r.text)
             assert "needs 'admin'" in r.json()["error"]
         assert c.get("/api/v1/events").status_code == 401
-        assert c.get("/api/v1/events", headers={"Authorization": f"Bearer {workspace.secret_key}"}).status_code == 200
+        assert (
+            c.get(
+                "/api/v1/events", headers={"Authorization": f"Bearer {workspace.secret_key}"}
+            ).status_code
+            == 200
+        )
 
 
 def test_admin_key_also_ingests(server: LiveServer, workspace: CreatedWorkspace) -> None:
-    assert post(server, "/v1/track", orjson.dumps({"userId": "u", "event": "x"}), workspace.secret_key).status_code == 200
+    assert (
+        post(
+            server, "/v1/track", orjson.dumps({"userId": "u", "event": "x"}), workspace.secret_key
+        ).status_code
+        == 200
+    )
 
 
 def test_workspace_isolation(server: LiveServer, workspace: CreatedWorkspace) -> None:
     other = server.ctx.workspaces.create_workspace("Other")
-    post(server, "/v1/batch", batch({"type": "identify", "userId": "shared-id", "traits": {"owner": "A"}, "messageId": "m"}), workspace.write_key)
-    post(server, "/v1/batch", batch({"type": "identify", "userId": "shared-id", "traits": {"owner": "B"}, "messageId": "m"}), other.write_key)
+    post(
+        server,
+        "/v1/batch",
+        batch(
+            {"type": "identify", "userId": "shared-id", "traits": {"owner": "A"}, "messageId": "m"}
+        ),
+        workspace.write_key,
+    )
+    post(
+        server,
+        "/v1/batch",
+        batch(
+            {"type": "identify", "userId": "shared-id", "traits": {"owner": "B"}, "messageId": "m"}
+        ),
+        other.write_key,
+    )
     with server.client() as c:
-        a = c.get("/api/v1/events", headers={"Authorization": f"Bearer {workspace.secret_key}"}).json()
+        a = c.get(
+            "/api/v1/events", headers={"Authorization": f"Bearer {workspace.secret_key}"}
+        ).json()
         b = c.get("/api/v1/events", headers={"Authorization": f"Bearer {other.secret_key}"}).json()
-        assert [e["workspace_id"] for e in a] == [workspace.id] and [e["workspace_id"] for e in b] == [other.id]
-        pa = c.get("/api/v1/persons?distinct_id=shared-id", headers={"Authorization": f"Bearer {workspace.secret_key}"}).json()
+        assert [e["workspace_id"] for e in a] == [workspace.id] and [
+            e["workspace_id"] for e in b
+        ] == [other.id]
+        pa = c.get(
+            "/api/v1/persons?distinct_id=shared-id",
+            headers={"Authorization": f"Bearer {workspace.secret_key}"},
+        ).json()
         assert pa["traits"] == {"owner": "A"}
         # B's key cannot read A's person by id
-        r = c.get(f"/api/v1/persons/{pa['id']}", headers={"Authorization": f"Bearer {other.secret_key}"})
+        r = c.get(
+            f"/api/v1/persons/{pa['id']}", headers={"Authorization": f"Bearer {other.secret_key}"}
+        )
         assert r.status_code == 404
         # B's admin key creates keys only for B
-        new = c.post("/api/v1/keys", json={"scope": "write"}, headers={"Authorization": f"Bearer {other.secret_key}"}).json()
-    assert post(server, "/v1/track", orjson.dumps({"userId": "n", "event": "x", "messageId": "nk"}), new["key"]).status_code == 200
+        new = c.post(
+            "/api/v1/keys",
+            json={"scope": "write"},
+            headers={"Authorization": f"Bearer {other.secret_key}"},
+        ).json()
+    assert (
+        post(
+            server,
+            "/v1/track",
+            orjson.dumps({"userId": "n", "event": "x", "messageId": "nk"}),
+            new["key"],
+        ).status_code
+        == 200
+    )
     assert "nk" in {e["event_id"] for e in stored(server, other.id)}
     assert "nk" not in {e["event_id"] for e in stored(server, workspace.id)}
 
@@ -196,9 +349,21 @@ def test_admin_api_validates_input(server: LiveServer, workspace: CreatedWorkspa
 
 def test_cors_preflight_and_headers(server: LiveServer, workspace: CreatedWorkspace) -> None:
     with server.client() as c:
-        r = c.options("/v1/batch", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"})
-        assert r.status_code == 204 and r.headers["access-control-allow-origin"] == "https://app.example"
-    r = post(server, "/v1/track", orjson.dumps({"userId": "u", "event": "x"}), workspace.write_key, origin="https://app.example")
+        r = c.options(
+            "/v1/batch",
+            headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert (
+            r.status_code == 204
+            and r.headers["access-control-allow-origin"] == "https://app.example"
+        )
+    r = post(
+        server,
+        "/v1/track",
+        orjson.dumps({"userId": "u", "event": "x"}),
+        workspace.write_key,
+        origin="https://app.example",
+    )
     assert r.headers["access-control-allow-origin"] == "https://app.example"
 
 
@@ -207,22 +372,86 @@ def test_cors_preflight_and_headers(server: LiveServer, workspace: CreatedWorksp
 
 def test_posthog_batch_and_capture(server: LiveServer, workspace: CreatedWorkspace) -> None:
     key = workspace.write_key
-    r = post(server, "/batch/", orjson.dumps({"api_key": key, "batch": [
-        {"event": "$pageview", "distinct_id": "anon-x", "uuid": "e1", "properties": {"$is_identified": False, "$current_url": "https://x.io/pricing"}},
-        {"event": "$identify", "distinct_id": "user-x", "uuid": "e2", "properties": {"$anon_distinct_id": "anon-x"}, "$set": {"email": "x@x.io"}},
-    ]}), None)
+    r = post(
+        server,
+        "/batch/",
+        orjson.dumps(
+            {
+                "api_key": key,
+                "batch": [
+                    {
+                        "event": "$pageview",
+                        "distinct_id": "anon-x",
+                        "uuid": "e1",
+                        "properties": {
+                            "$is_identified": False,
+                            "$current_url": "https://x.io/pricing",
+                        },
+                    },
+                    {
+                        "event": "$identify",
+                        "distinct_id": "user-x",
+                        "uuid": "e2",
+                        "properties": {"$anon_distinct_id": "anon-x"},
+                        "$set": {"email": "x@x.io"},
+                    },
+                ],
+            }
+        ),
+        None,
+    )
     assert r.status_code == 200 and r.json()["status"] == 1
-    r = post(server, "/capture/", orjson.dumps({"api_key": key, "event": "report_created", "distinct_id": "user-x", "uuid": "e3"}), None)
+    r = post(
+        server,
+        "/capture/",
+        orjson.dumps(
+            {"api_key": key, "event": "report_created", "distinct_id": "user-x", "uuid": "e3"}
+        ),
+        None,
+    )
     assert r.status_code == 200
-    r = post(server, "/e/", gzip.compress(orjson.dumps([{"event": "clicked", "distinct_id": "user-x", "uuid": "e4", "properties": {"token": key}}])), None, **{"content-encoding": "gzip"})
+    r = post(
+        server,
+        "/e/",
+        gzip.compress(
+            orjson.dumps(
+                [
+                    {
+                        "event": "clicked",
+                        "distinct_id": "user-x",
+                        "uuid": "e4",
+                        "properties": {"token": key},
+                    }
+                ]
+            )
+        ),
+        None,
+        **{"content-encoding": "gzip"},
+    )
     assert r.status_code == 200, r.text
-    form = "data=" + base64.b64encode(orjson.dumps({"event": "form_ev", "distinct_id": "user-x", "uuid": "e5", "properties": {"token": key}})).decode()
+    form = (
+        "data="
+        + base64.b64encode(
+            orjson.dumps(
+                {
+                    "event": "form_ev",
+                    "distinct_id": "user-x",
+                    "uuid": "e5",
+                    "properties": {"token": key},
+                }
+            )
+        ).decode()
+    )
     with server.client() as c:
-        r = c.post("/i/v0/e/", content=form, headers={"content-type": "application/x-www-form-urlencoded"})
+        r = c.post(
+            "/i/v0/e/", content=form, headers={"content-type": "application/x-www-form-urlencoded"}
+        )
     assert r.status_code == 200, r.text
     rows = {e["event_id"]: e for e in stored(server, workspace.id)}
     assert set(rows) == {"e1", "e2", "e3", "e4", "e5"}
-    assert len({e["person_id"] for e in rows.values()}) == 1  # anonymous pageview merged by $identify
+    assert (
+        len({e["person_id"] for e in rows.values()}) == 1
+    )  # anonymous pageview merged by $identify
     assert "token" not in rows["e4"]["properties"]
     assert rows["e1"]["type"] == "page"
 
@@ -230,7 +459,12 @@ def test_posthog_batch_and_capture(server: LiveServer, workspace: CreatedWorkspa
 def test_posthog_errors(server: LiveServer, workspace: CreatedWorkspace) -> None:
     r = post(server, "/batch/", orjson.dumps({"api_key": "nope", "batch": []}), None)
     assert r.status_code == 401
-    r = post(server, "/capture/", orjson.dumps({"api_key": workspace.write_key, "distinct_id": "u"}), None)
+    r = post(
+        server,
+        "/capture/",
+        orjson.dumps({"api_key": workspace.write_key, "distinct_id": "u"}),
+        None,
+    )
     assert r.status_code == 400 and "event is required" in r.json()["rejected"][0]["error"]
     r = post(server, "/e/?compression=lz64", b"abc", workspace.write_key)
     assert r.status_code == 415

@@ -15,10 +15,22 @@ def test_health_ready_and_metrics(server: LiveServer, workspace: CreatedWorkspac
     with server.client() as c:
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["checks"] == {"state_store": "ok", "event_store": "ok", "writer": "ok"}
-        c.post("/v1/batch", json={"batch": [{"type": "track", "userId": "u", "event": "x", "messageId": "1"},
-                                            {"type": "track", "userId": "u", "event": "x", "messageId": "1"},
-                                            {"type": "track", "event": "x"}]}, auth=(workspace.write_key, ""))
+        assert ready.status_code == 200 and ready.json()["checks"] == {
+            "state_store": "ok",
+            "event_store": "ok",
+            "writer": "ok",
+        }
+        c.post(
+            "/v1/batch",
+            json={
+                "batch": [
+                    {"type": "track", "userId": "u", "event": "x", "messageId": "1"},
+                    {"type": "track", "userId": "u", "event": "x", "messageId": "1"},
+                    {"type": "track", "event": "x"},
+                ]
+            },
+            auth=(workspace.write_key, ""),
+        )
         text = c.get("/metrics").text
     assert 'traction_ingest_events_total{outcome="stored"} 1.0' in text
     assert 'traction_ingest_events_total{outcome="duplicate"} 1.0' in text
@@ -35,6 +47,31 @@ def test_readyz_fails_when_the_writer_is_down(server: LiveServer) -> None:
 
 
 def test_json_logs_carry_extra_fields() -> None:
-    record = logging.makeLogRecord({"name": "t", "levelname": "WARNING", "msg": "merge refused %s", "args": ("x",), "workspace_id": "ws_1"})
+    record = logging.makeLogRecord(
+        {
+            "name": "t",
+            "levelname": "WARNING",
+            "msg": "merge refused %s",
+            "args": ("x",),
+            "workspace_id": "ws_1",
+        }
+    )
     line = orjson.loads(JsonFormatter().format(record))
-    assert line["msg"] == "merge refused x" and line["workspace_id"] == "ws_1" and line["level"] == "warning"
+    assert (
+        line["msg"] == "merge refused x"
+        and line["workspace_id"] == "ws_1"
+        and line["level"] == "warning"
+    )
+
+
+def test_events_per_minute_series_is_zero_filled(
+    server: LiveServer, workspace: CreatedWorkspace
+) -> None:
+    server.ctx.workspaces.create_user("ops@x.io", "long enough", [workspace.id])
+    with server.client() as c:
+        c.post("/login", data={"email": "ops@x.io", "password": "long enough"})
+        for _ in range(3):
+            c.post("/v1/track", json={"userId": "u", "event": "x"}, auth=(workspace.write_key, ""))
+        data = c.get(f"/w/{workspace.id}/events/per-minute.json?minutes=10").json()
+    assert len(data["x"]) == len(data["y"]) == 10
+    assert sum(data["y"]) == 3 and data["y"][-1] in (0, 3)

@@ -26,7 +26,14 @@ class Recorder:
 
 
 def send(ctx: Context, ws: str, ids: list[str], ts: str = "2026-01-01T00:00:00Z") -> None:
-    ctx.ingest.ingest_sync(ws, [{"type": "track", "userId": "u", "event": "x", "messageId": i, "timestamp": ts} for i in ids], normalize_segment)
+    ctx.ingest.ingest_sync(
+        ws,
+        [
+            {"type": "track", "userId": "u", "event": "x", "messageId": i, "timestamp": ts}
+            for i in ids
+        ],
+        normalize_segment,
+    )
 
 
 def test_every_event_once_in_order_and_cursor_survives(ctx: Context) -> None:

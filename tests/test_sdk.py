@@ -59,7 +59,7 @@ class Flaky:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 outer.seen.append(time.monotonic())
                 if outer.failures:
@@ -71,7 +71,11 @@ class Flaky:
                     self.end_headers()
                     self.wfile.write(b"{}")
                     return
-                r = httpx.post(target + self.path, content=body, headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                r = httpx.post(
+                    target + self.path,
+                    content=body,
+                    headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+                )
                 self.send_response(r.status_code)
                 self.send_header("content-length", str(len(r.content)))
                 self.end_headers()
@@ -101,7 +105,9 @@ def flaky(server: LiveServer) -> Iterator[Any]:
         f.close()
 
 
-def test_retries_5xx_then_delivers_once(server: LiveServer, workspace: CreatedWorkspace, flaky: Any) -> None:
+def test_retries_5xx_then_delivers_once(
+    server: LiveServer, workspace: CreatedWorkspace, flaky: Any
+) -> None:
     proxy = flaky([(503, {}), (502, {})])
     client = Client(workspace.write_key, proxy.url, flush_at=5, backoff_base=0.01)
     ids = [client.track("u", "x") for _ in range(5)]
@@ -111,7 +117,9 @@ def test_retries_5xx_then_delivers_once(server: LiveServer, workspace: CreatedWo
     client.shutdown()
 
 
-def test_429_honours_retry_after(server: LiveServer, workspace: CreatedWorkspace, flaky: Any) -> None:
+def test_429_honours_retry_after(
+    server: LiveServer, workspace: CreatedWorkspace, flaky: Any
+) -> None:
     proxy = flaky([(429, {"Retry-After": "1"})])
     client = Client(workspace.write_key, proxy.url, flush_at=1, backoff_base=0.001)
     client.track("u", "x")
@@ -123,7 +131,9 @@ def test_429_honours_retry_after(server: LiveServer, workspace: CreatedWorkspace
 
 def test_4xx_is_not_retried_and_is_reported(server: LiveServer) -> None:
     errors: list[Any] = []
-    client = Client("tr_pub_not-a-key", server.url, flush_at=1, on_error=lambda e, b: errors.append((e, len(b))))
+    client = Client(
+        "tr_pub_not-a-key", server.url, flush_at=1, on_error=lambda e, b: errors.append((e, len(b)))
+    )
     client.track("u", "x")
     assert client.flush(timeout=30)
     assert client.stats.retries == 0 and client.stats.failed == 1
@@ -132,7 +142,9 @@ def test_4xx_is_not_retried_and_is_reported(server: LiveServer) -> None:
 
 
 def test_network_errors_retry_with_backoff_then_give_up() -> None:
-    client = Client("k", f"http://127.0.0.1:{free_port()}", flush_at=1, max_retries=3, backoff_base=0.01)
+    client = Client(
+        "k", f"http://127.0.0.1:{free_port()}", flush_at=1, max_retries=3, backoff_base=0.01
+    )
     client.track("u", "x")
     assert client.flush(timeout=30)
     assert client.stats.retries == 3 and client.stats.failed == 1
@@ -140,7 +152,14 @@ def test_network_errors_retry_with_backoff_then_give_up() -> None:
 
 
 def test_full_queue_drops_and_counts() -> None:
-    client = Client("k", f"http://127.0.0.1:{free_port()}", flush_at=1, max_queue_size=5, max_retries=50, backoff_base=0.2)
+    client = Client(
+        "k",
+        f"http://127.0.0.1:{free_port()}",
+        flush_at=1,
+        max_queue_size=5,
+        max_retries=50,
+        backoff_base=0.2,
+    )
     for _ in range(12):
         client.track("u", "x")
     # the sender holds at most one message; the queue five: the rest are dropped

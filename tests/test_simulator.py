@@ -67,17 +67,28 @@ def test_funnel_and_retention_look_like_saas(messages: list[dict[str, Any]]) -> 
 
     # activation: project_created and teammate_invited within 7 days of sign-up
     activated = {
-        u for u, d in signups.items()
-        if all(e in steps[u] and (steps[u][e] - d).days <= 7 for e in ("project_created", "teammate_invited"))
+        u
+        for u, d in signups.items()
+        if all(
+            e in steps[u] and (steps[u][e] - d).days <= 7
+            for e in ("project_created", "teammate_invited")
+        )
     }
     assert 0.10 < len(activated) / len(signups) < 0.50
 
     # onboarding is a funnel: each step reached by fewer people
-    reached = [sum(1 for u in signups if e in steps[u]) for e in ("project_created", "data_source_connected", "teammate_invited")]
+    reached = [
+        sum(1 for u in signups if e in steps[u])
+        for e in ("project_created", "data_source_connected", "teammate_invited")
+    ]
     assert len(signups) > reached[0] > reached[1]
 
     def week_retention(users: set[str], week: int) -> float:
-        base = [u for u in users if (PARAMS.start.toordinal() + PARAMS.days - signups[u].toordinal()) > 7 * (week + 1)]
+        base = [
+            u
+            for u in users
+            if (PARAMS.start.toordinal() + PARAMS.days - signups[u].toordinal()) > 7 * (week + 1)
+        ]
         kept = [u for u in base if any((d - signups[u]).days // 7 == week for d in active[u])]
         return len(kept) / max(1, len(base))
 
@@ -93,10 +104,20 @@ def test_growth_virality_and_monetization_happen(messages: list[dict[str, Any]])
     assert sum(per_day[d] for d in days[-14:]) > sum(per_day[d] for d in days[:14])
     invited = [m for m in messages if m.get("event") == "signed_up" and m["properties"]["invited"]]
     assert invited, "teammate invites should bring sign-ups"
-    referral_visits = [m for m in messages if m["type"] == "page" and m.get("context", {}).get("referrer", {}).get("type") == "referral"]
+    referral_visits = [
+        m
+        for m in messages
+        if m["type"] == "page"
+        and m.get("context", {}).get("referrer", {}).get("type") == "referral"
+    ]
     assert referral_visits
     names = collections.Counter(m.get("event") for m in messages)
-    for e in ("plan_limit_reached", "subscription_started", "trial_ended", "subscription_cancelled"):
+    for e in (
+        "plan_limit_reached",
+        "subscription_started",
+        "trial_ended",
+        "subscription_cancelled",
+    ):
         assert names[e] > 0, e
 
 

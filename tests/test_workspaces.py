@@ -17,7 +17,10 @@ def test_keys_are_stored_hashed_with_scopes(ctx: Context) -> None:
         rows = list(s.scalars(select(ApiKey)))
     assert {r.scope for r in rows} == {"write", "admin"}
     for r in rows:
-        assert created.write_key not in (r.key_hash, r.prefix) and created.secret_key not in (r.key_hash, r.prefix)
+        assert created.write_key not in (r.key_hash, r.prefix) and created.secret_key not in (
+            r.key_hash,
+            r.prefix,
+        )
         assert len(r.key_hash) == 64
     assert ctx.workspaces.authenticate_key(created.write_key, "write").workspace_id == created.id
     assert ctx.workspaces.authenticate_key(created.secret_key, "write").scope == "admin"
@@ -60,7 +63,10 @@ def test_passwords_are_argon2_and_sessions_expire(ctx: Context) -> None:
     assert ctx.workspaces.session_user(expired) is None
 
 
-@pytest.mark.parametrize(("email", "password", "problem"), [("no-at", "long enough", "email"), ("a@b.c", "short", "8 characters")])
+@pytest.mark.parametrize(
+    ("email", "password", "problem"),
+    [("no-at", "long enough", "email"), ("a@b.c", "short", "8 characters")],
+)
 def test_user_validation(ctx: Context, email: str, password: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         ctx.workspaces.create_user(email, password, [])

@@ -23,7 +23,9 @@ app.add_typer(user_app, name="user")
 console = Console()
 err = Console(stderr=True)
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory (default ./traction-data).")]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Data directory (default ./traction-data).")
+]
 
 
 def _settings(data_dir: Path | None, **kw: object) -> Settings:
@@ -52,7 +54,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
     data_dir: DataDir = None,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve HTTP only; run reactors elsewhere.")] = False,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve HTTP only; run reactors elsewhere.")
+    ] = False,
 ) -> None:
     """Run the HTTP API, the dashboard and (unless --no-worker) the reactors."""
     import uvicorn
@@ -83,7 +87,9 @@ def migrate(data_dir: DataDir = None) -> None:
     s.ensure_dirs()
     store = StateStore(s.resolved_state_url)
     store.migrate()
-    console.print(f"[green]StateStore is at the newest schema[/] ({store.engine.url.render_as_string()})")
+    console.print(
+        f"[green]StateStore is at the newest schema[/] ({store.engine.url.render_as_string()})"
+    )
 
 
 @workspace_app.command("create")
@@ -91,7 +97,9 @@ def workspace_create(
     name: str,
     data_dir: DataDir = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    owner: Annotated[str | None, typer.Option(help="Email of an existing dashboard user to add.")] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="Email of an existing dashboard user to add.")
+    ] = None,
 ) -> None:
     """Create a workspace; prints its id, public write key and secret (admin) key."""
     ctx = _open(_settings(data_dir))
@@ -105,7 +113,16 @@ def workspace_create(
     finally:
         ctx.close()
     if as_json:
-        print(json.dumps({"id": created.id, "name": created.name, "write_key": created.write_key, "secret_key": created.secret_key}))
+        print(
+            json.dumps(
+                {
+                    "id": created.id,
+                    "name": created.name,
+                    "write_key": created.write_key,
+                    "secret_key": created.secret_key,
+                }
+            )
+        )
         return
     t = Table(show_header=False)
     t.add_row("workspace id", created.id)
@@ -132,7 +149,9 @@ def workspace_list(data_dir: DataDir = None) -> None:
 def user_create(
     email: str,
     data_dir: DataDir = None,
-    workspace: Annotated[list[str] | None, typer.Option(help="Workspace id to join (repeatable).")] = None,
+    workspace: Annotated[
+        list[str] | None, typer.Option(help="Workspace id to join (repeatable).")
+    ] = None,
     password: Annotated[str | None, typer.Option(help="Password (prompted if omitted).")] = None,
 ) -> None:
     """Create a dashboard user (the password is stored as an argon2 hash)."""
@@ -154,8 +173,17 @@ def user_create(
 
 @app.command("import")
 def import_events(
-    file: Annotated[Path, typer.Argument(help="NDJSON, CSV or Parquet file of Segment-shaped events.", exists=True, dir_okay=False)],
-    workspace: Annotated[str | None, typer.Option(help="Workspace id or name (default: the only one).")] = None,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="NDJSON, CSV or Parquet file of Segment-shaped events.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    workspace: Annotated[
+        str | None, typer.Option(help="Workspace id or name (default: the only one).")
+    ] = None,
     data_dir: DataDir = None,
     chunk: Annotated[int, typer.Option(help="Events per commit.")] = 5000,
 ) -> None:
@@ -181,7 +209,13 @@ def import_events(
                 errors.append(f"line {lines[r['index']]}: {r['error']}")
             batch.clear()
 
-        with Progress(TextColumn("[bold]Importing[/]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err) as bar:
+        with Progress(
+            TextColumn("[bold]Importing[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+        ) as bar:
             task = bar.add_task("import", total=total)
             try:
                 for n, msg in read_rows(file):
@@ -217,13 +251,15 @@ def _pick_workspace(ctx, ref: str | None) -> str:  # type: ignore[no-untyped-def
         raise _fail(f"no workspace {ref!r}; see `traction workspace list`")
     if len(spaces) == 1:
         return str(spaces[0].id)
-    raise _fail("name the workspace with --workspace (there are %d)" % len(spaces))
+    raise _fail(f"name the workspace with --workspace (there are {len(spaces)})")
 
 
 @app.command()
 def simulate(
     data_dir: DataDir = None,
-    workspace: Annotated[str | None, typer.Option(help="Workspace id or name (created if missing).")] = None,
+    workspace: Annotated[
+        str | None, typer.Option(help="Workspace id or name (created if missing).")
+    ] = None,
     people: Annotated[int, typer.Option(help="Visitors to simulate.")] = 20_000,
     days: Annotated[int, typer.Option(help="Days of history.")] = 120,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same events).")] = 7,
@@ -237,10 +273,14 @@ def simulate(
         name = workspace or "Demo SaaS"
         ws = ctx.workspaces.find_workspace(name)
         ws_id = ws.id if ws else ctx.workspaces.create_workspace(name).id
-        stats = run_simulation(ctx, ws_id, SimulationParams(people=people, days=days, seed=seed), console=err)
+        stats = run_simulation(
+            ctx, ws_id, SimulationParams(people=people, days=days, seed=seed), console=err
+        )
     finally:
         ctx.close()
-    console.print(f"[green]{stats.events:,} events[/] from {stats.visitors:,} visitors ({stats.signups:,} sign-ups) in {ws_id}")
+    console.print(
+        f"[green]{stats.events:,} events[/] from {stats.visitors:,} visitors ({stats.signups:,} sign-ups) in {ws_id}"
+    )
 
 
 @app.command()
@@ -250,7 +290,9 @@ def demo(
     port: Annotated[int, typer.Option()] = 8000,
     people: Annotated[int, typer.Option(help="Visitors to simulate.")] = 20_000,
     days: Annotated[int, typer.Option(help="Days of history.")] = 120,
-    no_serve: Annotated[bool, typer.Option("--no-serve", help="Build the demo data and stop.")] = False,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Build the demo data and stop.")
+    ] = False,
 ) -> None:
     """Create a demo workspace with realistic simulated data, then serve the dashboard."""
     from traction.simulate.demo import prepare_demo

@@ -24,14 +24,20 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     runner: ReactorRunner | None = None
     if settings.run_worker if run_worker is None else run_worker:
         runner = ReactorRunner(
-            ctx.state, ctx.events, default_reactors(ctx.state), ctx.metrics, poll_seconds=settings.worker_poll_seconds
+            ctx.state,
+            ctx.events,
+            default_reactors(ctx.state),
+            ctx.metrics,
+            poll_seconds=settings.worker_poll_seconds,
         )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runner:
             runner.start()
-        log.info("traction started", extra={"data_dir": str(settings.data_dir), "version": __version__})
+        log.info(
+            "traction started", extra={"data_dir": str(settings.data_dir), "version": __version__}
+        )
         yield
         if runner:
             runner.stop()
@@ -45,7 +51,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [
-            f"{'.'.join(str(p) for p in err['loc'] if p != 'body')}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'] if p != 'body')}: {err['msg']}"
+            for err in exc.errors()
         ]
         return JSONResponse({"error": "; ".join(problems), "detail": exc.errors()}, status_code=422)
 
@@ -54,8 +61,12 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         """One error shape for the API ({"error": ...}); redirects and plain pages for the dashboard."""
         if exc.status_code in (301, 302, 303, 307) and exc.headers and "Location" in exc.headers:
             return RedirectResponse(exc.headers["Location"], exc.status_code)
-        if request.url.path.startswith(("/api/", "/v1/")) or "json" in request.headers.get("accept", ""):
-            return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        if request.url.path.startswith(("/api/", "/v1/")) or "json" in request.headers.get(
+            "accept", ""
+        ):
+            return JSONResponse(
+                {"error": exc.detail}, status_code=exc.status_code, headers=exc.headers
+            )
         return HTMLResponse(
             f"<!doctype html><title>{exc.status_code}</title><p>{exc.detail}</p><p><a href='/'>Back</a></p>",
             status_code=exc.status_code,

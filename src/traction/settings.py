@@ -19,10 +19,16 @@ from pydantic_settings import (
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TRACTION_", toml_file="traction.toml", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="TRACTION_", toml_file="traction.toml", extra="ignore"
+    )
 
-    data_dir: Path = Field(default=Path("./traction-data"), description="Where every embedded file lives.")
-    state_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    data_dir: Path = Field(
+        default=Path("./traction-data"), description="Where every embedded file lives."
+    )
+    state_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite in data_dir."
+    )
     events_path: Path | None = Field(default=None, description="DuckDB file; default in data_dir.")
     host: str = "127.0.0.1"
     port: int = 8000

@@ -82,7 +82,9 @@ class ReactorRunner:
                 try:
                     reactor.handle(batch)
                 except Exception:
-                    log.exception("reactor failed; will retry the batch", extra={"reactor": reactor.name})
+                    log.exception(
+                        "reactor failed; will retry the batch", extra={"reactor": reactor.name}
+                    )
                     break
                 pos = int(batch[-1]["seq"])
                 self._save(reactor.name, pos)

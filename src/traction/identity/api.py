@@ -18,7 +18,9 @@ def _jsonable(ev: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/persons")
 def find_person(
-    request: Request, distinct_id: str = Query(min_length=1, max_length=200), key: KeyInfo = Depends(admin_key)
+    request: Request,
+    distinct_id: str = Query(min_length=1, max_length=200),
+    key: KeyInfo = Depends(admin_key),
 ) -> dict[str, Any]:
     view = request.app.state.ctx.persons.by_distinct_id(key.workspace_id, distinct_id)
     if view is None:
@@ -27,7 +29,9 @@ def find_person(
 
 
 @router.get("/persons/{person_id}")
-def get_person(person_id: str, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+def get_person(
+    person_id: str, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
     view = request.app.state.ctx.persons.get(key.workspace_id, person_id)
     if view is None:
         raise HTTPException(404, f"no person {person_id}")
@@ -45,7 +49,9 @@ def person_events(
     view = ctx.persons.get(key.workspace_id, person_id)
     if view is None:
         raise HTTPException(404, f"no person {person_id}")
-    return [_jsonable(e) for e in ctx.events.recent(key.workspace_id, person_id=view.id, limit=limit)]
+    return [
+        _jsonable(e) for e in ctx.events.recent(key.workspace_id, person_id=view.id, limit=limit)
+    ]
 
 
 @router.get("/events")

@@ -60,12 +60,21 @@ class PersonQueries:
             accounts = list(
                 s.scalars(
                     select(AccountMembership.group_key)
-                    .where(AccountMembership.workspace_id == workspace_id, AccountMembership.person_id == p.id)
+                    .where(
+                        AccountMembership.workspace_id == workspace_id,
+                        AccountMembership.person_id == p.id,
+                    )
                     .order_by(AccountMembership.joined_at)
                 )
             )
             return PersonView(
-                p.id, p.is_identified, dict(p.traits or {}), ids, accounts, p.first_seen_at, p.last_seen_at
+                p.id,
+                p.is_identified,
+                dict(p.traits or {}),
+                ids,
+                accounts,
+                p.first_seen_at,
+                p.last_seen_at,
             )
 
     def by_distinct_id(self, workspace_id: str, distinct_id: str) -> PersonView | None:
@@ -77,7 +86,9 @@ class PersonQueries:
             ).first()
         return self.get(workspace_id, pid) if pid else None
 
-    def events_of(self, workspace_id: str, person_id: str, limit: int = 500) -> list[dict[str, Any]]:
+    def events_of(
+        self, workspace_id: str, person_id: str, limit: int = 500
+    ) -> list[dict[str, Any]]:
         return self.events.recent(workspace_id, person_id=person_id, limit=limit)
 
     def recent_persons(self, workspace_id: str, limit: int = 50) -> list[dict[str, Any]]:
@@ -89,13 +100,16 @@ class PersonQueries:
                 .limit(limit)
             )
             return [
-                {"id": r[0], "is_identified": r[1], "traits": r[2] or {}, "last_seen_at": r[3]} for r in rows
+                {"id": r[0], "is_identified": r[1], "traits": r[2] or {}, "last_seen_at": r[3]}
+                for r in rows
             ]
 
     def counts(self, workspace_id: str) -> dict[str, int]:
         with self.state.session() as s:
             persons = s.scalar(
-                select(func.count()).where(Person.workspace_id == workspace_id, Person.merged_into.is_(None))
+                select(func.count()).where(
+                    Person.workspace_id == workspace_id, Person.merged_into.is_(None)
+                )
             )
             accounts = s.scalar(select(func.count()).where(Account.workspace_id == workspace_id))
         return {"persons": int(persons or 0), "accounts": int(accounts or 0)}

@@ -28,6 +28,9 @@ class LastSeenReactor:
             for pid, ts in latest.items():
                 s.execute(
                     update(Person)
-                    .where(Person.id == pid, (Person.last_seen_at.is_(None)) | (Person.last_seen_at < ts))
+                    .where(
+                        Person.id == pid,
+                        (Person.last_seen_at.is_(None)) | (Person.last_seen_at < ts),
+                    )
                     .values(last_seen_at=ts)
                 )

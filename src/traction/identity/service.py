@@ -140,7 +140,9 @@ class IdentityResolver:
         for chunk in _chunks(pids):
             rows = session.execute(
                 select(AccountMembership.person_id, AccountMembership.group_key)
-                .where(AccountMembership.workspace_id == st.ws, AccountMembership.person_id.in_(chunk))
+                .where(
+                    AccountMembership.workspace_id == st.ws, AccountMembership.person_id.in_(chunk)
+                )
                 .order_by(AccountMembership.joined_at, AccountMembership.id)
             )
             for pid, key in rows:
@@ -152,7 +154,11 @@ class IdentityResolver:
             row = session.execute(
                 select(Person.is_identified, Person.traits).where(Person.id == pid)
             ).first()
-            p = PersonState(pid, bool(row[0]), dict(row[1] or {})) if row else PersonState(pid, False, {})
+            p = (
+                PersonState(pid, bool(row[0]), dict(row[1] or {}))
+                if row
+                else PersonState(pid, False, {})
+            )
             st.persons[pid] = p
         return p
 
@@ -169,7 +175,9 @@ class IdentityResolver:
                 st.persons[pid] = PersonState(pid, False, {})
         return pid
 
-    def _link(self, session: Session, st: _WorkspaceState, absorbed: str, user: str, ts: datetime) -> bool:
+    def _link(
+        self, session: Session, st: _WorkspaceState, absorbed: str, user: str, ts: datetime
+    ) -> bool:
         a_pid, u_pid = st.idmap.get(absorbed), st.idmap.get(user)
         a = self._person(session, st, a_pid) if a_pid else None
         u = self._person(session, st, u_pid) if u_pid else None
@@ -238,7 +246,12 @@ class IdentityResolver:
             session.execute(
                 insert(Identity),
                 [
-                    {"workspace_id": st.ws, "distinct_id": did, "person_id": st.idmap[did], "is_user_id": u}
+                    {
+                        "workspace_id": st.ws,
+                        "distinct_id": did,
+                        "person_id": st.idmap[did],
+                        "is_user_id": u,
+                    }
                     for did, u in st.new_identities.items()
                 ],
             )
@@ -255,7 +268,10 @@ class IdentityResolver:
             )
             session.execute(
                 update(AccountMembership)
-                .where(AccountMembership.workspace_id == st.ws, AccountMembership.person_id == m.old_person_id)
+                .where(
+                    AccountMembership.workspace_id == st.ws,
+                    AccountMembership.person_id == m.old_person_id,
+                )
                 .values(person_id=m.person_id)
                 .execution_options(synchronize_session=False)
             )
@@ -264,7 +280,9 @@ class IdentityResolver:
             session.execute(
                 update(Person)
                 .where(Person.id == pid)
-                .values(is_identified=p.is_identified, traits=p.traits, merged_into=merged_into.get(pid))
+                .values(
+                    is_identified=p.is_identified, traits=p.traits, merged_into=merged_into.get(pid)
+                )
             )
         self._flush_accounts(session, st)
 
@@ -274,7 +292,9 @@ class IdentityResolver:
             existing = {
                 a.group_key: a
                 for a in session.scalars(
-                    select(Account).where(Account.workspace_id == st.ws, Account.group_key.in_(keys))
+                    select(Account).where(
+                        Account.workspace_id == st.ws, Account.group_key.in_(keys)
+                    )
                 )
             }
             for key in keys:
@@ -282,7 +302,9 @@ class IdentityResolver:
                     acc = existing[key]
                     acc.traits = {**(acc.traits or {}), **st.account_traits[key]}
                 else:
-                    session.add(Account(workspace_id=st.ws, group_key=key, traits=st.account_traits[key]))
+                    session.add(
+                        Account(workspace_id=st.ws, group_key=key, traits=st.account_traits[key])
+                    )
         if st.new_memberships:
             final = {m.old_person_id: m.person_id for m in st.merges}  # merges are flattened
             pairs = {(final.get(p, p), k) for p, k in st.new_memberships}

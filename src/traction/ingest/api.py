@@ -33,7 +33,9 @@ from traction.ingest.service import IngestResult
 from traction.ingest.writer import WriterOverloaded, WriterStopped
 from traction.workspaces.service import AuthError, ScopeError
 
-BATCH_KEYS = frozenset({"batch", "sentAt", "context", "integrations", "writeKey", "_metadata", "metadata"})
+BATCH_KEYS = frozenset(
+    {"batch", "sentAt", "context", "integrations", "writeKey", "_metadata", "metadata"}
+)
 
 
 class Problem(Exception):
@@ -44,10 +46,14 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
-def _json(status: int, body: dict[str, Any], request: Request, headers: dict[str, str] | None = None) -> Response:
+def _json(
+    status: int, body: dict[str, Any], request: Request, headers: dict[str, str] | None = None
+) -> Response:
     h = _cors(request)
     h.update(headers or {})
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=h)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=h
+    )
 
 
 def _cors(request: Request) -> dict[str, str]:
@@ -80,7 +86,9 @@ async def read_body(request: Request, limit: int, inflate_limit: int) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise Problem(413, f"request body is larger than {limit // 1024} KB; send smaller batches")
+            raise Problem(
+                413, f"request body is larger than {limit // 1024} KB; send smaller batches"
+            )
         chunks.append(chunk)
     body = b"".join(chunks)
     encoding = request.headers.get("content-encoding", "").lower()
@@ -150,16 +158,25 @@ def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
         except ScopeError as e:
             response = _json(403, {"success": False, "error": str(e)}, request)
         except (WriterOverloaded, WriterStopped) as e:
-            response = _json(503, {"success": False, "error": f"{e}; retry later"}, request, {"Retry-After": "1"})
+            response = _json(
+                503, {"success": False, "error": f"{e}; retry later"}, request, {"Retry-After": "1"}
+            )
         except Exception:
             ctx.metrics.requests.labels(api, "503").inc()
             import logging
 
             logging.getLogger(__name__).exception("ingest failed")
-            return _json(503, {"success": False, "error": "storage is unavailable; retry"}, request, {"Retry-After": "1"})
+            return _json(
+                503,
+                {"success": False, "error": "storage is unavailable; retry"},
+                request,
+                {"Retry-After": "1"},
+            )
         ctx.metrics.requests.labels(api, str(response.status_code)).inc()
         if response.status_code == 400:
-            ctx.metrics.events.labels("rejected").inc(len(orjson.loads(bytes(response.body)).get("rejected", [None])))
+            ctx.metrics.events.labels("rejected").inc(
+                len(orjson.loads(bytes(response.body)).get("rejected", [None]))
+            )
         return response
 
     return endpoint
@@ -178,7 +195,9 @@ def segment_routes(ctx: Context) -> list[Route]:
         messages = body.get("batch")
         if not isinstance(messages, list):
             raise Problem(400, "batch must be a list of messages")
-        key = ctx.workspaces.authenticate_key(basic_user(request) or _str(body.get("writeKey")), "write")
+        key = ctx.workspaces.authenticate_key(
+            basic_user(request) or _str(body.get("writeKey")), "write"
+        )
         try:
             sent_at = parse_time(body.get("sentAt"), "sentAt")
         except EventError as e:
@@ -196,7 +215,9 @@ def segment_routes(ctx: Context) -> list[Route]:
             body = parse_json(await read_body(request, s.max_event_bytes, s.max_event_bytes))
             if not isinstance(body, dict):
                 raise Problem(400, "body must be a JSON object")
-            key = ctx.workspaces.authenticate_key(basic_user(request) or _str(body.get("writeKey")), "write")
+            key = ctx.workspaces.authenticate_key(
+                basic_user(request) or _str(body.get("writeKey")), "write"
+            )
             result = await ctx.ingest.ingest(
                 key.workspace_id, [body], partial(_segment_single_norm, kind=kind)
             )
@@ -281,7 +302,9 @@ def posthog_routes(ctx: Context) -> list[Route]:
             events = [body]
         else:
             raise Problem(400, "body must be an event object, a list of events, or {batch: [...]}")
-        result = await ctx.ingest.ingest(key.workspace_id, events, partial(_posthog_norm, sent_at=sent_at))
+        result = await ctx.ingest.ingest(
+            key.workspace_id, events, partial(_posthog_norm, sent_at=sent_at)
+        )
         status, out = _outcome(result, {"status": 1})
         return _json(status, out, request)
 

@@ -141,11 +141,15 @@ def _opt_str(raw: dict[str, Any], key: str) -> str | None:
 def _clean_ids(user_id: str | None, anonymous_id: str | None) -> tuple[str | None, str | None]:
     if user_id is not None and is_junk_id(user_id):
         if anonymous_id is None or is_junk_id(anonymous_id):
-            raise EventError(f"userId {user_id!r} is not a real id; send the user's id or an anonymousId")
+            raise EventError(
+                f"userId {user_id!r} is not a real id; send the user's id or an anonymousId"
+            )
         user_id = None
     if anonymous_id is not None and is_junk_id(anonymous_id):
         if user_id is None:
-            raise EventError(f"anonymousId {anonymous_id!r} is not a real id; generate a random one")
+            raise EventError(
+                f"anonymousId {anonymous_id!r} is not a real id; generate a random one"
+            )
         anonymous_id = None
     if user_id is None and anonymous_id is None:
         raise EventError("userId or anonymousId is required")
@@ -287,7 +291,10 @@ def normalize_posthog(
         if src in properties:
             context.setdefault("campaign", {})[dst] = properties[src]
     if "$current_url" in properties:
-        context["page"] = {"url": properties["$current_url"], "referrer": properties.get("$referrer")}
+        context["page"] = {
+            "url": properties["$current_url"],
+            "referrer": properties.get("$referrer"),
+        }
 
     event = CanonicalEvent(
         event_id=event_id,

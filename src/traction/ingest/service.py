@@ -32,7 +32,11 @@ class IngestService:
         self.max_event_bytes = max_event_bytes
 
     def validate(
-        self, workspace_id: str, messages: Sequence[Any], normalize: Normalizer, received_at: datetime
+        self,
+        workspace_id: str,
+        messages: Sequence[Any],
+        normalize: Normalizer,
+        received_at: datetime,
     ) -> tuple[list[tuple[str, CanonicalEvent]], IngestResult]:
         items: list[tuple[str, CanonicalEvent]] = []
         result = IngestResult()

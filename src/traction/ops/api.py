@@ -24,11 +24,19 @@ def readyz(request: Request) -> JSONResponse:
             checks[name] = "ok"
         except Exception as e:
             checks[name] = f"error: {e}"
-    checks["writer"] = "ok" if ctx.writer.alive and ctx.writer.last_commit_ok else "error: writer is not committing"
+    checks["writer"] = (
+        "ok"
+        if ctx.writer.alive and ctx.writer.last_commit_ok
+        else "error: writer is not committing"
+    )
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
+    )
 
 
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(
+        generate_latest(request.app.state.ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

@@ -91,20 +91,32 @@ class Client:
     ) -> str:
         if not event:
             raise ValueError("event is required")
-        return self._enqueue("track", user_id, {"event": event, "properties": properties or {}}, **kw)
+        return self._enqueue(
+            "track", user_id, {"event": event, "properties": properties or {}}, **kw
+        )
 
-    def identify(self, user_id: str | None = None, traits: dict[str, Any] | None = None, **kw: Any) -> str:
+    def identify(
+        self, user_id: str | None = None, traits: dict[str, Any] | None = None, **kw: Any
+    ) -> str:
         return self._enqueue("identify", user_id, {"traits": traits or {}}, **kw)
 
     def group(
-        self, user_id: str | None = None, group_id: str | None = None, traits: dict[str, Any] | None = None, **kw: Any
+        self,
+        user_id: str | None = None,
+        group_id: str | None = None,
+        traits: dict[str, Any] | None = None,
+        **kw: Any,
     ) -> str:
         if not group_id:
             raise ValueError("group_id is required")
         return self._enqueue("group", user_id, {"groupId": group_id, "traits": traits or {}}, **kw)
 
     def page(
-        self, user_id: str | None = None, name: str | None = None, properties: dict[str, Any] | None = None, **kw: Any
+        self,
+        user_id: str | None = None,
+        name: str | None = None,
+        properties: dict[str, Any] | None = None,
+        **kw: Any,
     ) -> str:
         body: dict[str, Any] = {"properties": properties or {}}
         if name:
@@ -112,7 +124,11 @@ class Client:
         return self._enqueue("page", user_id, body, **kw)
 
     def screen(
-        self, user_id: str | None = None, name: str | None = None, properties: dict[str, Any] | None = None, **kw: Any
+        self,
+        user_id: str | None = None,
+        name: str | None = None,
+        properties: dict[str, Any] | None = None,
+        **kw: Any,
     ) -> str:
         body: dict[str, Any] = {"properties": properties or {}}
         if name:
@@ -142,7 +158,10 @@ class Client:
             "type": kind,
             "messageId": message_id or str(uuid.uuid4()),
             "timestamp": ts.isoformat(),
-            "context": {"library": {"name": "traction-python", "version": "0.1.0"}, **(context or {})},
+            "context": {
+                "library": {"name": "traction-python", "version": "0.1.0"},
+                **(context or {}),
+            },
             **body,
         }
         if user_id is not None:
@@ -197,7 +216,11 @@ class Client:
         while len(batch) < self.flush_at:
             wait = deadline - time.monotonic()
             try:
-                msg = self._queue.get(timeout=min(wait, 0.05)) if wait > 0 else self._queue.get_nowait()
+                msg = (
+                    self._queue.get(timeout=min(wait, 0.05))
+                    if wait > 0
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 if wait <= 0 or (batch and self._flushing.is_set()):
                     break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -25,7 +26,9 @@ class DemoInfo:
     events: int
 
 
-def prepare_demo(ctx: Context, *, people: int, days: int, console: Console | None = None) -> DemoInfo:
+def prepare_demo(
+    ctx: Context, *, people: int, days: int, console: Console | None = None
+) -> DemoInfo:
     """Reuses the demo workspace if it exists; simulates only into an empty one."""
     ws = ctx.workspaces.find_workspace(DEMO_WORKSPACE)
     if ws is None:
@@ -35,14 +38,14 @@ def prepare_demo(ctx: Context, *, people: int, days: int, console: Console | Non
         ws_id = ws.id
         write_key = ctx.workspaces.create_key(ws_id, "write", "demo write key").key
     if ctx.workspaces.verify_password(DEMO_EMAIL, DEMO_PASSWORD) is None:
-        try:
+        with contextlib.suppress(ValueError):  # exists with another password: leave it alone
             ctx.workspaces.create_user(DEMO_EMAIL, DEMO_PASSWORD, [ws_id])
-        except ValueError:
-            pass  # the user exists with another password: leave it alone
     if ctx.events.count(ws_id) == 0:
         # End the history yesterday, so the dashboard looks current.
         start = date.today() - timedelta(days=days)
-        run_simulation(ctx, ws_id, SimulationParams(people=people, days=days, start=start), console=console)
+        run_simulation(
+            ctx, ws_id, SimulationParams(people=people, days=days, start=start), console=console
+        )
     elif console is not None:
         console.print("[dim]Demo data exists; reusing it (delete the data dir to start over).[/]")
     return DemoInfo(ws_id, write_key, DEMO_EMAIL, DEMO_PASSWORD, ctx.events.count(ws_id))

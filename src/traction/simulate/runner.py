@@ -11,7 +11,11 @@ from traction.simulate.world import SimulationParams, SimulationStats, World
 
 
 def run_simulation(
-    ctx: Context, workspace_id: str, params: SimulationParams, console: Console | None = None, chunk: int = 10_000
+    ctx: Context,
+    workspace_id: str,
+    params: SimulationParams,
+    console: Console | None = None,
+    chunk: int = 10_000,
 ) -> SimulationStats:
     world = World(params)
     rejected = 0
@@ -26,9 +30,13 @@ def run_simulation(
         task = bar.add_task("sim", total=params.days, events=0)
         for messages in world.run():
             for i in range(0, len(messages), chunk):
-                result = ctx.ingest.ingest_sync(workspace_id, messages[i : i + chunk], normalize_segment)
+                result = ctx.ingest.ingest_sync(
+                    workspace_id, messages[i : i + chunk], normalize_segment
+                )
                 rejected += len(result.rejected)
             bar.update(task, advance=1, events=world.stats.events)
     if rejected:
-        raise RuntimeError(f"the simulator produced {rejected} invalid events: a bug in traction.simulate")
+        raise RuntimeError(
+            f"the simulator produced {rejected} invalid events: a bug in traction.simulate"
+        )
     return world.stats

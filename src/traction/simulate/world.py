@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-ONBOARDING_STEPS = ("project_created", "data_source_connected", "teammate_invited", "report_created")
+ONBOARDING_STEPS = (
+    "project_created",
+    "data_source_connected",
+    "teammate_invited",
+    "report_created",
+)
 FEATURES = ("dashboards", "alerts", "exports", "sql_editor", "integrations", "api")
 
 
@@ -126,7 +131,9 @@ class World:
 
     def _ts(self, day: int, hour: float) -> str:
         hour = min(hour, 23.9999)  # a late session ends at midnight: days are emitted in order
-        t = datetime.combine(self.p.start, datetime.min.time(), UTC) + timedelta(days=day, hours=hour)
+        t = datetime.combine(self.p.start, datetime.min.time(), UTC) + timedelta(
+            days=day, hours=hour
+        )
         return t.isoformat().replace("+00:00", "Z")
 
     def _weekday_factor(self, day: int) -> float:
@@ -142,7 +149,10 @@ class World:
 
     def _schedule_organic(self) -> None:
         p = self.p
-        weights = [(1 + (p.growth - 1) * d / max(1, p.days - 1)) * self._weekday_factor(d) for d in range(p.days)]
+        weights = [
+            (1 + (p.growth - 1) * d / max(1, p.days - 1)) * self._weekday_factor(d)
+            for d in range(p.days)
+        ]
         days = self.rng.choices(range(p.days), weights=weights, k=p.people)
         chans = self.rng.choices(p.channels, weights=[c.share for c in p.channels], k=p.people)
         for d, c in sorted(zip(days, chans, strict=True), key=lambda x: x[0]):
@@ -163,7 +173,11 @@ class World:
         return out
 
     def _msg(self, v: Visitor, kind: str, d: int, hour: float, **fields: Any) -> dict[str, Any]:
-        m: dict[str, Any] = {"type": kind, "messageId": self._uuid(), "timestamp": self._ts(d, hour)}
+        m: dict[str, Any] = {
+            "type": kind,
+            "messageId": self._uuid(),
+            "timestamp": self._ts(d, hour),
+        }
         if v.user_id:
             m["userId"] = v.user_id
         m["anonymousId"] = v.anon_id
@@ -176,7 +190,10 @@ class World:
     def _visit(self, v: Visitor, d: int, out: list[dict[str, Any]]) -> None:
         rng = self.rng
         hour = rng.uniform(6, 22)
-        ctx: dict[str, Any] = {"userAgent": "Mozilla/5.0 (Simulated)", "ip": f"203.0.113.{v.key % 250}"}
+        ctx: dict[str, Any] = {
+            "userAgent": "Mozilla/5.0 (Simulated)",
+            "ip": f"203.0.113.{v.key % 250}",
+        }
         first = d == v.first_day
         if first and v.channel.utm:
             ctx["campaign"] = dict(v.channel.utm)
@@ -186,11 +203,23 @@ class World:
         for i in range(rng.randint(1, 4)):
             path = pages[0] if i == 0 else rng.choice(pages[1:])
             page_ctx = {**ctx, "page": {"path": path, "url": f"https://example.app{path}"}}
-            out.append(self._msg(v, "page", d, hour + i * 0.02, name=path.strip("/") or "home", properties={"path": path}, context=page_ctx))
+            out.append(
+                self._msg(
+                    v,
+                    "page",
+                    d,
+                    hour + i * 0.02,
+                    name=path.strip("/") or "home",
+                    properties={"path": path},
+                    context=page_ctx,
+                )
+            )
         chance = v.channel.signup_rate
         if v.visits_left and not first:
             chance *= 1.5
-        if rng.random() < chance / (1 + v.visits_left * 0.5) or (v.invited_to and rng.random() < self.p.invite_signup_rate):
+        if rng.random() < chance / (1 + v.visits_left * 0.5) or (
+            v.invited_to and rng.random() < self.p.invite_signup_rate
+        ):
             self._signup(v, d, hour + 0.1, out)
         elif v.visits_left > 0:
             v.visits_left -= 1
@@ -208,11 +237,40 @@ class World:
             self._accounts += 1
             v.account = f"acct_{self._accounts:06d}"
         email = f"user{v.key}@{v.account.replace('_', '')}.example"
-        traits = {"email": email, "name": f"User {v.key}", "role": rng.choice(["engineer", "pm", "growth", "founder", "analyst"])}
+        traits = {
+            "email": email,
+            "name": f"User {v.key}",
+            "role": rng.choice(["engineer", "pm", "growth", "founder", "analyst"]),
+        }
         out.append(self._msg(v, "identify", d, hour, traits=traits))
-        out.append(self._track(v, d, hour + 0.01, "signed_up", method=rng.choice(["email", "google", "github"]), channel=v.channel.name, invited=v.invited_to is not None))
-        out.append(self._msg(v, "group", d, hour + 0.02, groupId=v.account, traits={"name": f"Company {v.account[-6:]}", "plan": "trial"} if not v.invited_to else {}))
-        out.append(self._track(v, d, hour + 0.03, "trial_started", plan="trial", trial_days=self.p.trial_days))
+        out.append(
+            self._track(
+                v,
+                d,
+                hour + 0.01,
+                "signed_up",
+                method=rng.choice(["email", "google", "github"]),
+                channel=v.channel.name,
+                invited=v.invited_to is not None,
+            )
+        )
+        out.append(
+            self._msg(
+                v,
+                "group",
+                d,
+                hour + 0.02,
+                groupId=v.account,
+                traits={"name": f"Company {v.account[-6:]}", "plan": "trial"}
+                if not v.invited_to
+                else {},
+            )
+        )
+        out.append(
+            self._track(
+                v, d, hour + 0.03, "trial_started", plan="trial", trial_days=self.p.trial_days
+            )
+        )
         # onboarding: each step after the previous one, some on later days
         t_day, t_hour = d, hour + 0.05
         for step, rate in zip(ONBOARDING_STEPS, self.p.step_rates, strict=True):
@@ -233,7 +291,9 @@ class World:
                 out_day.append(self._track(v, t_day, t_hour, step, onboarding=True))
         done = v.steps
         window = self.p.activation_window_days
-        v.activated = all(s in done and done[s] - d <= window for s in ("project_created", "teammate_invited"))
+        v.activated = all(
+            s in done and done[s] - d <= window for s in ("project_created", "teammate_invited")
+        )
         if v.activated:
             self.stats.activated += 1
 
@@ -242,7 +302,9 @@ class World:
         if self.rng.random() < self.p.invite_accept_rate and v.account:
             arrive = d + self.rng.randint(1, 3)  # today's arrivals are already processed
             if arrive < self.p.days:
-                inv = self._new_visitor(Channel("invite", 0, 0.0, {"source": "invite", "medium": "email"}), arrive)
+                inv = self._new_visitor(
+                    Channel("invite", 0, 0.0, {"source": "invite", "medium": "email"}), arrive
+                )
                 inv.invited_to = v.account
         return msg
 
@@ -260,12 +322,20 @@ class World:
         if rng.random() < hazard:
             v.churned = True
             if v.plan in ("starter", "pro"):
-                out.append(self._track(v, d, rng.uniform(8, 20), "subscription_cancelled", plan=v.plan))
+                out.append(
+                    self._track(v, d, rng.uniform(8, 20), "subscription_cancelled", plan=v.plan)
+                )
                 v.plan = "free"
             return
-        start, floor = (p.habit_start_activated, p.habit_floor_activated) if v.activated else (p.habit_start_other, p.habit_floor_other)
+        start, floor = (
+            (p.habit_start_activated, p.habit_floor_activated)
+            if v.activated
+            else (p.habit_start_other, p.habit_floor_other)
+        )
         tau = p.habit_tau_days if v.activated else p.habit_tau_other_days
-        if rng.random() >= (floor + (start - floor) * math.exp(-age / tau)) * self._weekday_factor(d):
+        if rng.random() >= (floor + (start - floor) * math.exp(-age / tau)) * self._weekday_factor(
+            d
+        ):
             return
         hour = rng.uniform(7, 12)
         while hour < 23:
@@ -282,38 +352,86 @@ class World:
             t = hour + (i + 1) * rng.uniform(0.005, 0.03)
             r = rng.random()
             if r < 0.35:
-                out.append(self._track(v, d, t, "dashboard_viewed", dashboard_id=rng.randint(1, 20)))
+                out.append(
+                    self._track(v, d, t, "dashboard_viewed", dashboard_id=rng.randint(1, 20))
+                )
             elif r < 0.60:
-                out.append(self._track(v, d, t, "feature_used", feature=rng.choices(FEATURES, weights=(30, 15, 12, 10, 8, 5))[0]))
+                out.append(
+                    self._track(
+                        v,
+                        d,
+                        t,
+                        "feature_used",
+                        feature=rng.choices(FEATURES, weights=(30, 15, 12, 10, 8, 5))[0],
+                    )
+                )
             elif r < 0.80:
                 out.append(self._track(v, d, t, "report_viewed", report_id=rng.randint(1, 200)))
             elif r < 0.92:
                 v.reports += 1
                 out.append(self._track(v, d, t, "report_created", onboarding=False))
-                if v.plan in ("trial", "free") and v.reports > p.free_report_limit and not v.limit_hit:
+                if (
+                    v.plan in ("trial", "free")
+                    and v.reports > p.free_report_limit
+                    and not v.limit_hit
+                ):
                     v.limit_hit = True
-                    out.append(self._track(v, d, t + 0.001, "plan_limit_reached", limit="reports", usage=v.reports, plan=v.plan))
+                    out.append(
+                        self._track(
+                            v,
+                            d,
+                            t + 0.001,
+                            "plan_limit_reached",
+                            limit="reports",
+                            usage=v.reports,
+                            plan=v.plan,
+                        )
+                    )
                     if rng.random() < p.upgrade_on_limit_rate:
                         self._pay(v, d, t + 0.01, "pro", out)
             elif r < 0.97:
-                out.append(self._msg(v, "page", d, t, name="settings", properties={"path": "/app/settings"}))
+                out.append(
+                    self._msg(
+                        v, "page", d, t, name="settings", properties={"path": "/app/settings"}
+                    )
+                )
             else:
                 out.append(self._track(v, d, t, "search_performed", results=rng.randint(0, 40)))
         if rng.random() < p.share_rate:
-            out.append(self._track(v, d, hour + 0.5, "referral_link_shared", channel=rng.choice(["email", "slack", "x", "linkedin"])))
+            out.append(
+                self._track(
+                    v,
+                    d,
+                    hour + 0.5,
+                    "referral_link_shared",
+                    channel=rng.choice(["email", "slack", "x", "linkedin"]),
+                )
+            )
             if rng.random() < p.share_visit_rate and d + 1 < p.days:
-                self._new_visitor(Channel("referral", 0, 0.2, {"source": "referral", "medium": "referral"}), d + 1)
+                self._new_visitor(
+                    Channel("referral", 0, 0.2, {"source": "referral", "medium": "referral"}), d + 1
+                )
         if rng.random() < 0.03 and v.account:
             out.append(self._invite(v, d, hour + 0.6))
 
     def _pay(self, v: Visitor, d: int, hour: float, plan: str, out: list[dict[str, Any]]) -> None:
         mrr = {"starter": 29, "pro": 99}[plan]
-        event = "plan_upgraded" if v.plan in ("starter", "pro") or v.plan == "free" else "subscription_started"
-        out.append(self._track(v, d, hour, event, plan=plan, previous_plan=v.plan, mrr=mrr, currency="USD"))
+        event = (
+            "plan_upgraded"
+            if v.plan in ("starter", "pro") or v.plan == "free"
+            else "subscription_started"
+        )
+        out.append(
+            self._track(v, d, hour, event, plan=plan, previous_plan=v.plan, mrr=mrr, currency="USD")
+        )
         if v.plan not in ("starter", "pro"):
             self.stats.paid += 1
         v.plan = plan
-        out.append(self._msg(v, "group", d, hour + 0.001, groupId=v.account, traits={"plan": plan, "mrr": mrr}))
+        out.append(
+            self._msg(
+                v, "group", d, hour + 0.001, groupId=v.account, traits={"plan": plan, "mrr": mrr}
+            )
+        )
 
     def _end_trial(self, v: Visitor, d: int, out: list[dict[str, Any]]) -> None:
         rate = self.p.paid_conversion_activated if v.activated else self.p.paid_conversion_other

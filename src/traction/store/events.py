@@ -99,7 +99,7 @@ class EventStore(Protocol):
         person_id: str | None = None,
     ) -> list[dict[str, Any]]: ...
     def count(self, workspace_id: str) -> int: ...
-    def per_minute(self, workspace_id: str, minutes: int) -> list[tuple[datetime, int]]: ...
+    def per_minute(self, workspace_id: str, since: datetime) -> dict[datetime, int]: ...
     def ping(self) -> bool: ...
     def close(self) -> None: ...
 
@@ -211,21 +211,22 @@ class DuckDBEventStore:
         return _rows(cur)
 
     def count(self, workspace_id: str) -> int:
-        row = self.cursor().execute(
-            "SELECT COUNT(*) FROM events WHERE workspace_id = ?", [workspace_id]
-        ).fetchone()
+        row = (
+            self.cursor()
+            .execute("SELECT COUNT(*) FROM events WHERE workspace_id = ?", [workspace_id])
+            .fetchone()
+        )
         return int(row[0]) if row else 0
 
-    def per_minute(self, workspace_id: str, minutes: int) -> list[tuple[datetime, int]]:
-        """Events received per minute, for the live view (by arrival, not event time)."""
+    def per_minute(self, workspace_id: str, since: datetime) -> dict[datetime, int]:
+        """Events received per minute since `since`, for the live view (by arrival, not event time)."""
         cur = self.cursor()
         cur.execute(
             "SELECT date_trunc('minute', received_at) AS m, COUNT(*) FROM events "
-            "WHERE workspace_id = ? AND received_at >= (SELECT MAX(received_at) FROM events "
-            "WHERE workspace_id = ?) - to_minutes(CAST(? AS BIGINT)) GROUP BY m ORDER BY m",
-            [workspace_id, workspace_id, minutes],
+            "WHERE workspace_id = ? AND received_at >= ? GROUP BY m",
+            [workspace_id, since],
         )
-        return [(r[0], int(r[1])) for r in cur.fetchall()]
+        return {r[0]: int(r[1]) for r in cur.fetchall()}
 
     def ping(self) -> bool:
         self.cursor().execute("SELECT 1").fetchone()

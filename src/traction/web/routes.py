@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -53,8 +54,8 @@ def _same_origin(request: Request) -> None:
         raise HTTPException(403, "cross-origin form post refused")
 
 
-def _render(request: Request, name: str, **ctx: Any) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, ctx)
+def _render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+    return templates.TemplateResponse(request, template, ctx)
 
 
 @router.get("/static/vendor/plotly.min.js")
@@ -84,9 +85,9 @@ def login(request: Request, email: str = Form(""), password: str = Form("")) -> 
     ctx = request.app.state.ctx
     user = ctx.workspaces.verify_password(email, password)
     if user is None:
-        resp = _render(request, "login.html", error="Wrong email or password.", email=email)
-        resp.status_code = 401
-        return resp
+        failed = _render(request, "login.html", error="Wrong email or password.", email=email)
+        failed.status_code = 401
+        return failed
     token = ctx.workspaces.start_session(user.id, ctx.settings.session_days)
     resp = RedirectResponse("/", 303)
     resp.set_cookie(
@@ -133,15 +134,20 @@ def events_table(request: Request, ws_id: str, name: str = "", person: str = "")
 def events_per_minute(request: Request, ws_id: str, minutes: int = 60) -> dict[str, Any]:
     _, ws, _ = _page(request, ws_id)
     minutes = max(1, min(minutes, 24 * 60))
-    series = request.app.state.ctx.events.per_minute(ws.id, minutes)
-    return {"x": [m.isoformat() for m, _ in series], "y": [n for _, n in series]}
+    end = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
+    start = end - timedelta(minutes=minutes - 1)
+    counts = request.app.state.ctx.events.per_minute(ws.id, start)
+    xs = [start + timedelta(minutes=i) for i in range(minutes)]  # every minute, zeros included
+    return {"x": [x.isoformat() for x in xs], "y": [counts.get(x, 0) for x in xs]}
 
 
 @router.get("/w/{ws_id}/persons")
 def persons_page(request: Request, ws_id: str) -> HTMLResponse:
     user, ws, spaces = _page(request, ws_id)
     people = request.app.state.ctx.persons.recent_persons(ws.id, 100)
-    return _render(request, "persons.html", user=user, ws=ws, spaces=spaces, section="persons", people=people)
+    return _render(
+        request, "persons.html", user=user, ws=ws, spaces=spaces, section="persons", people=people
+    )
 
 
 @router.get("/w/{ws_id}/persons/{person_id}")
@@ -153,7 +159,14 @@ def person_page(request: Request, ws_id: str, person_id: str) -> HTMLResponse:
         raise HTTPException(404, "no such person")
     events = ctx.events.recent(ws.id, person_id=view.id, limit=500)
     return _render(
-        request, "person.html", user=user, ws=ws, spaces=spaces, section="persons", p=view, events=events
+        request,
+        "person.html",
+        user=user,
+        ws=ws,
+        spaces=spaces,
+        section="persons",
+        p=view,
+        events=events,
     )
 
 
@@ -161,11 +174,15 @@ def person_page(request: Request, ws_id: str, person_id: str) -> HTMLResponse:
 def keys_page(request: Request, ws_id: str) -> HTMLResponse:
     user, ws, spaces = _page(request, ws_id)
     keys = request.app.state.ctx.workspaces.list_keys(ws.id)
-    return _render(request, "keys.html", user=user, ws=ws, spaces=spaces, section="keys", keys=keys, new=None)
+    return _render(
+        request, "keys.html", user=user, ws=ws, spaces=spaces, section="keys", keys=keys, new=None
+    )
 
 
 @router.post("/w/{ws_id}/keys")
-def create_key(request: Request, ws_id: str, scope: str = Form(...), name: str = Form("")) -> HTMLResponse:
+def create_key(
+    request: Request, ws_id: str, scope: str = Form(...), name: str = Form("")
+) -> HTMLResponse:
     _same_origin(request)
     user, ws, spaces = _page(request, ws_id)
     svc = request.app.state.ctx.workspaces
@@ -173,7 +190,9 @@ def create_key(request: Request, ws_id: str, scope: str = Form(...), name: str =
         raise HTTPException(422, "scope must be write or admin")
     new = svc.create_key(ws.id, scope, name[:200])
     keys = svc.list_keys(ws.id)
-    return _render(request, "keys.html", user=user, ws=ws, spaces=spaces, section="keys", keys=keys, new=new)
+    return _render(
+        request, "keys.html", user=user, ws=ws, spaces=spaces, section="keys", keys=keys, new=new
+    )
 
 
 @router.post("/w/{ws_id}/keys/{key_id}/revoke")

@@ -98,7 +98,9 @@ class WorkspaceService:
         with self.state.session() as s:
             return list(
                 s.scalars(
-                    select(ApiKey).where(ApiKey.workspace_id == workspace_id).order_by(ApiKey.created_at)
+                    select(ApiKey)
+                    .where(ApiKey.workspace_id == workspace_id)
+                    .order_by(ApiKey.created_at)
                 )
             )
 
@@ -126,7 +128,9 @@ class WorkspaceService:
 
     def authenticate_key(self, key: str | None, need: Scope) -> KeyInfo:
         if not key:
-            raise AuthError("missing API key: send it as the HTTP Basic user name or a Bearer token")
+            raise AuthError(
+                "missing API key: send it as the HTTP Basic user name or a Bearer token"
+            )
         digest = hash_token(key)
         now = time.monotonic()
         with self._cache_lock:
