@@ -3,11 +3,17 @@
 It runs inside the writer, once per group commit, with a handful of bulk queries instead
 of one per event. Person ids stored on events are the person at ingest time; later merges
 reach old events through `person_overrides` in the EventStore.
+
+Most events are plain (no identify, alias, traits or group) from an id seen before. Those
+take the person from an in-process cache, filled only after a commit succeeded. A cached
+person that another replica has since merged away is still correct for every query, since
+the override maps it to the survivor; a cached account may lag by ACCOUNT_TTL seconds.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +49,9 @@ class Resolution:
     account_ids: list[str | None]
     merges: list[Merge]
     refused: int = 0
+    # what the cache may learn once this resolution is committed
+    learned_persons: dict[tuple[str, str], str] = field(default_factory=dict)
+    learned_accounts: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,12 +70,56 @@ class _WorkspaceState:
     account_traits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def _is_plain(ev: CanonicalEvent) -> bool:
+    """Changes nobody's identity, traits or accounts."""
+    return not (
+        (ev.user_id and (ev.anonymous_id or ev.previous_id))
+        or ev.traits_set
+        or ev.traits_set_once
+        or ev.group_key
+    )
+
+
 class IdentityResolver:
+    CACHE_MAX = 500_000
+    ACCOUNT_TTL = 60.0
+
+    def __init__(self) -> None:
+        self._persons: dict[tuple[str, str], str] = {}
+        self._accounts: dict[tuple[str, str], tuple[float, str | None]] = {}
+
+    def remember(self, res: Resolution) -> None:
+        """Call after the resolution was committed."""
+        if len(self._persons) + len(res.learned_persons) > self.CACHE_MAX:
+            self._persons.clear()
+        if len(self._accounts) + len(res.learned_accounts) > self.CACHE_MAX:
+            self._accounts.clear()
+        self._persons.update(res.learned_persons)
+        expires = time.monotonic() + self.ACCOUNT_TTL
+        for key, acc in res.learned_accounts.items():
+            self._accounts[key] = (expires, acc)
+
+    def forget(self) -> None:
+        self._persons.clear()
+        self._accounts.clear()
+
+    def _cached_account(self, ws: str, pid: str, now: float) -> tuple[bool, str | None]:
+        hit = self._accounts.get((ws, pid))
+        if hit is None or hit[0] < now:
+            return False, None
+        return True, hit[1]
+
     def resolve(self, session: Session, items: Sequence[tuple[str, CanonicalEvent]]) -> Resolution:
+        now = time.monotonic()
+        cached: list[str | None] = [
+            self._persons.get((ws, ev.distinct_id)) if _is_plain(ev) else None for ws, ev in items
+        ]
         states: dict[str, _WorkspaceState] = {}
-        needed: dict[str, set[str]] = {}
-        for ws, ev in items:
-            ids = needed.setdefault(ws, set())
+        needed: dict[str, set[str]] = {ws: set() for ws, _ in items}
+        for (ws, ev), hit in zip(items, cached, strict=True):
+            if hit is not None:
+                continue
+            ids = needed[ws]
             for did in (ev.user_id, ev.anonymous_id, ev.previous_id):
                 if did:
                     ids.add(did)
@@ -76,8 +129,12 @@ class IdentityResolver:
         person_ids: list[str] = []
         account_ids: list[str | None] = []
         refused = 0
-        for ws, ev in items:
+        for (ws, ev), hit in zip(items, cached, strict=True):
             st = states[ws]
+            if hit is not None:
+                person_ids.append(hit)
+                account_ids.append(ev.account_hint)
+                continue
             if ev.user_id and (ev.anonymous_id or ev.previous_id):
                 absorbed = ev.previous_id or ev.anonymous_id
                 assert absorbed is not None
@@ -106,22 +163,33 @@ class IdentityResolver:
         # Events that did not name their account belong to the person's latest one.
         missing: dict[str, set[str]] = {}
         for (ws, _), pid, acc in zip(items, person_ids, account_ids, strict=True):
-            if acc is None and pid not in states[ws].memberships:
-                missing.setdefault(ws, set()).add(pid)
+            st = states[ws]
+            if acc is None and pid not in st.memberships:
+                known, key = self._cached_account(ws, pid, now)
+                if known:
+                    if key is not None:
+                        st.memberships[pid] = key
+                else:
+                    missing.setdefault(ws, set()).add(pid)
+        learned_accounts: dict[tuple[str, str], str | None] = {}
         for ws, pids in missing.items():
             self._load_memberships(session, states[ws], sorted(pids))
-        for i, ((ws, _), pid) in enumerate(zip(items, person_ids, strict=True)):
+            learned_accounts.update({(ws, p): states[ws].memberships.get(p) for p in pids})
+        for i, (ws, ev) in enumerate(items):
             st = states[ws]
-            pid = st.idmap.get(items[i][1].distinct_id, pid)
+            pid = st.idmap.get(ev.distinct_id, person_ids[i])
             person_ids[i] = pid
             if account_ids[i] is None:
                 account_ids[i] = st.memberships.get(pid)
 
         merges: list[Merge] = []
+        learned_persons: dict[tuple[str, str], str] = {}
         for st in states.values():
             self._flush(session, st)
             merges.extend(st.merges)
-        return Resolution(person_ids, account_ids, merges, refused)
+            learned_persons.update({(st.ws, did): pid for did, pid in st.idmap.items()})
+            learned_accounts.update({(st.ws, pid): key for pid, key in st.memberships.items()})
+        return Resolution(person_ids, account_ids, merges, refused, learned_persons, learned_accounts)
 
     # -- loading -------------------------------------------------------------------------
 

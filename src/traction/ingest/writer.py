@@ -42,34 +42,40 @@ class _Pending:
     future: Future[int] = field(default_factory=Future)
 
 
+def _props(ev: CanonicalEvent) -> dict[str, object]:
+    props = ev.properties
+    if ev.extra.get("traits"):
+        props = {**props, "$traits": ev.extra["traits"]}
+    if ev.type in ("identify", "group") and (ev.traits_set or ev.group_traits):
+        props = {**props, "$set": ev.traits_set or ev.group_traits}
+    return props
+
+
 def build_table(
     items: Sequence[tuple[str, CanonicalEvent]], res: Resolution, first_seq: int
 ) -> pa.Table:
-    """Canonical events + their resolved people -> one Arrow table in the EventStore schema."""
+    """Canonical events + their resolved people -> one Arrow table in the EventStore schema.
+    Column by column: a list comprehension per column is several times faster than appends."""
     dumps = orjson.dumps
-    cols: dict[str, list[object]] = {name: [] for name in EVENT_SCHEMA.names}
-    for i, (ws, ev) in enumerate(items):
-        cols["workspace_id"].append(ws)
-        cols["event_id"].append(ev.event_id)
-        cols["seq"].append(first_seq + i)
-        cols["type"].append(ev.type)
-        cols["name"].append(ev.name)
-        cols["timestamp"].append(ev.timestamp)
-        cols["original_timestamp"].append(ev.original_timestamp)
-        cols["sent_at"].append(ev.sent_at)
-        cols["received_at"].append(ev.received_at)
-        cols["anonymous_id"].append(ev.anonymous_id)
-        cols["user_id"].append(ev.user_id)
-        cols["distinct_id"].append(ev.distinct_id)
-        cols["person_id"].append(res.person_ids[i])
-        cols["account_id"].append(res.account_ids[i])
-        props = ev.properties
-        if ev.extra.get("traits"):
-            props = {**props, "$traits": ev.extra["traits"]}
-        if ev.type in ("identify", "group") and (ev.traits_set or ev.group_traits):
-            props = {**props, "$set": ev.traits_set or ev.group_traits}
-        cols["properties"].append(dumps(props).decode())
-        cols["context"].append(dumps(ev.context).decode())
+    evs = [ev for _, ev in items]
+    cols: dict[str, list[object]] = {
+        "workspace_id": [ws for ws, _ in items],
+        "event_id": [e.event_id for e in evs],
+        "seq": list(range(first_seq, first_seq + len(evs))),
+        "type": [e.type for e in evs],
+        "name": [e.name for e in evs],
+        "timestamp": [e.timestamp for e in evs],
+        "original_timestamp": [e.original_timestamp for e in evs],
+        "sent_at": [e.sent_at for e in evs],
+        "received_at": [e.received_at for e in evs],
+        "anonymous_id": [e.anonymous_id for e in evs],
+        "user_id": [e.user_id for e in evs],
+        "distinct_id": [e.user_id or e.anonymous_id for e in evs],
+        "person_id": list(res.person_ids),
+        "account_id": list(res.account_ids),
+        "properties": [dumps(_props(e)).decode() for e in evs],
+        "context": [dumps(e.context).decode() for e in evs],
+    }
     return pa.table(cols, schema=EVENT_SCHEMA)
 
 
@@ -94,6 +100,7 @@ class EventWriter:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._commit_lock = threading.Lock()  # the thread and write_now() never interleave
         self._next_seq = events.max_seq() + 1
         self.last_commit_ok = True
 
@@ -157,6 +164,10 @@ class EventWriter:
                 return
 
     def _commit(self, group: list[_Pending]) -> None:
+        with self._commit_lock:
+            self._commit_locked(group)
+
+    def _commit_locked(self, group: list[_Pending]) -> None:
         start = time.perf_counter()
         seen: set[tuple[str, str]] = set()
         items: list[tuple[str, CanonicalEvent]] = []
@@ -196,8 +207,11 @@ class EventWriter:
                     self._next_seq += len(items)
                     # Events first: if the state commit then fails, the retry finds them as
                     # duplicates and redoes the (deterministic, idempotent) identity work.
-                    return self.events.append(table, res.merges)
+                    inserted = self.events.append(table, res.merges)
+                self.resolver.remember(res)  # only now is it all committed
+                return inserted
             except Exception:
+                self.resolver.forget()
                 if attempt == 2:
                     raise
                 # Another replica may have created the same identities: one retry sees them.

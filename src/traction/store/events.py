@@ -1,7 +1,9 @@
 """The EventStore: the append-only event log, DuckDB first.
 
-One canonical row per event. Dedupe is the store's job (primary key on workspace + event
-id, `INSERT OR IGNORE`), so it holds across restarts and across writer processes.
+One canonical row per event. Dedupe is the store's job, so it holds across restarts: the
+primary key is a 128-bit hash of (workspace, event id), computed inside DuckDB. Inserts take
+a fast path (plain INSERT, ~3x cheaper than INSERT OR IGNORE on a large table) and, only when
+a batch holds an event stored before (a client retry), redo the batch with OR IGNORE.
 Identity merges are kept beside the log as `person_overrides` (old person -> person), so
 every query sees earlier anonymous events under the person they later became, without
 rewriting the log.
@@ -41,9 +43,11 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 EVENT_COLUMNS = [f.name for f in EVENT_SCHEMA]
+DEDUPE_KEY = "md5_number(workspace_id || chr(0) || event_id)"
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS events (
+    dedupe_key UHUGEINT NOT NULL PRIMARY KEY,  -- md5_number(workspace_id || chr(0) || event_id)
     workspace_id VARCHAR NOT NULL,
     event_id VARCHAR NOT NULL,
     seq BIGINT NOT NULL,
@@ -59,8 +63,7 @@ CREATE TABLE IF NOT EXISTS events (
     person_id VARCHAR NOT NULL,
     account_id VARCHAR,
     properties JSON,
-    context JSON,
-    PRIMARY KEY (workspace_id, event_id)
+    context JSON
 );
 CREATE TABLE IF NOT EXISTS person_overrides (
     workspace_id VARCHAR NOT NULL,
@@ -72,7 +75,7 @@ CREATE TABLE IF NOT EXISTS person_overrides (
 
 # Every read goes through this: the event's person as of now, after later merges.
 RESOLVED_EVENTS = """
-SELECT e.* EXCLUDE (person_id), COALESCE(o.person_id, e.person_id) AS person_id
+SELECT e.* EXCLUDE (person_id, dedupe_key), COALESCE(o.person_id, e.person_id) AS person_id
 FROM events e
 LEFT JOIN person_overrides o
   ON o.workspace_id = e.workspace_id AND o.old_person_id = e.person_id
@@ -143,9 +146,19 @@ class DuckDBEventStore:
         return self._con.cursor()
 
     def append(self, table: pa.Table, merges: Sequence[Merge] = ()) -> int:
-        """Insert the rows not stored yet and record merges, in one transaction; returns inserted count."""
+        """Insert the rows not stored yet and record merges, in one transaction; returns inserted count.
+
+        `table` must not hold the same (workspace, event id) twice (the writer dedupes a group)."""
         with self._write_lock:
-            con = self._con
+            try:
+                return self._append(table, merges, "INSERT")
+            except duckdb.ConstraintException:
+                return self._append(table, merges, "INSERT OR IGNORE")
+
+    def _append(self, table: pa.Table, merges: Sequence[Merge], verb: str) -> int:
+        con = self._con
+        con.register("_incoming", table)  # outside the transaction: an aborted one refuses it
+        try:
             con.execute("BEGIN TRANSACTION")
             try:
                 for m in merges:
@@ -159,20 +172,18 @@ class DuckDBEventStore:
                     )
                 inserted = 0
                 if table.num_rows:
-                    con.register("_incoming", table)
-                    try:
-                        res = con.execute(
-                            f"INSERT OR IGNORE INTO events ({', '.join(EVENT_COLUMNS)}) "
-                            f"SELECT {', '.join(EVENT_COLUMNS)} FROM _incoming"
-                        ).fetchone()
-                    finally:
-                        con.unregister("_incoming")
+                    res = con.execute(
+                        f"{verb} INTO events (dedupe_key, {', '.join(EVENT_COLUMNS)}) "
+                        f"SELECT {DEDUPE_KEY}, {', '.join(EVENT_COLUMNS)} FROM _incoming"
+                    ).fetchone()
                     inserted = int(res[0]) if res else 0
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            return inserted
+        finally:
+            con.unregister("_incoming")
+        return inserted
 
     def max_seq(self) -> int:
         row = self.cursor().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
