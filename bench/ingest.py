@@ -179,6 +179,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--with-worker", action="store_true", help="run the reactors in the server too (embedded shape)")
     ap.add_argument("--load", nargs=2, metavar=("PORT", "KEY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.load:
@@ -198,11 +199,13 @@ def main() -> None:
             pass
         env = {**os.environ, "TRACTION_LOG_LEVEL": "WARNING"}
         server = subprocess.Popen(
-            [sys.executable, "-m", "traction", "serve", "--data-dir", str(tmp / "server"), "--port", str(port)],
+            [sys.executable, "-m", "traction", "serve", "--data-dir", str(tmp / "server"), "--port", str(port)]
+            + ([] if args.with_worker else ["--no-worker"]),
             env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"),  # noqa: SIM115
         )
         wait_ready(port)
-        print(f"HTTP ingest: {args.connections} connections x {args.batch}-event batches for {args.seconds:.0f} s ...", flush=True)
+        shape = "embedded: serve with reactors" if args.with_worker else "ingest tier: serve --no-worker"
+        print(f"HTTP ingest ({shape}): {args.connections} connections x {args.batch}-event batches for {args.seconds:.0f} s ...", flush=True)
         out = subprocess.run(
             [sys.executable, __file__, "--load", str(port), key, "--seconds", str(args.seconds),
              "--connections", str(args.connections), "--batch", str(args.batch)],

@@ -13,6 +13,7 @@ from traction.worker import ReactorRunner, default_reactors
 
 class Recorder:
     name = "test.recorder"
+    columns = ("event_id",)
 
     def __init__(self, fail_first: bool = False) -> None:
         self.seen: list[str] = []

@@ -14,6 +14,7 @@ class LastSeenReactor:
     """Keeps persons.last_seen_at current. A max() update, so a redelivered batch is harmless."""
 
     name = "identity.last_seen"
+    columns = ("person_id", "timestamp")
 
     def __init__(self, state: StateStore) -> None:
         self.state = state
