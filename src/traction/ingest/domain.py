@@ -7,7 +7,7 @@ tested exhaustively without a server.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -66,7 +66,7 @@ class CanonicalEvent:
     group_key: str | None = None  # group call: the account joined
     group_traits: dict[str, Any] | None = None
     account_hint: str | None = None  # the account this event is about, if it says
-    extra: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] | None = None  # traits sent on a track/page call: kept, not applied
 
     @property
     def distinct_id(self) -> str:
@@ -235,7 +235,7 @@ def normalize_segment(
         event.previous_id = previous
     event.name = name
     if traits is not None and kind != "identify" and kind != "group":
-        event.extra["traits"] = traits
+        event.traits = traits
     if event.account_hint is None:
         hint = context.get("groupId")
         if isinstance(hint, str | int) and not isinstance(hint, bool) and str(hint):

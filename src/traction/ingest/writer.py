@@ -44,8 +44,8 @@ class _Pending:
 
 def _props(ev: CanonicalEvent) -> dict[str, object]:
     props = ev.properties
-    if ev.extra.get("traits"):
-        props = {**props, "$traits": ev.extra["traits"]}
+    if ev.traits:
+        props = {**props, "$traits": ev.traits}
     if ev.type in ("identify", "group") and (ev.traits_set or ev.group_traits):
         props = {**props, "$set": ev.traits_set or ev.group_traits}
     return props
@@ -169,14 +169,12 @@ class EventWriter:
 
     def _commit_locked(self, group: list[_Pending]) -> None:
         start = time.perf_counter()
-        seen: set[tuple[str, str]] = set()
-        items: list[tuple[str, CanonicalEvent]] = []
+        # One row per (workspace, event id) in a group; the first wins, as the store's would.
+        unique: dict[tuple[str, str], tuple[str, CanonicalEvent]] = {}
         for p in group:
-            for ws, ev in p.items:
-                key = (ws, ev.event_id)
-                if key not in seen:
-                    seen.add(key)
-                    items.append((ws, ev))
+            for item in p.items:
+                unique.setdefault((item[0], item[1].event_id), item)
+        items = list(unique.values())
         try:
             inserted = self._commit_items(items)
         except Exception as e:
