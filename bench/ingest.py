@@ -50,7 +50,12 @@ def make_batches(n: int, size: int, prefix: str) -> list[bytes]:
                     "event": EVENTS[k % len(EVENTS)],
                     "messageId": f"{prefix}-{b}-{k}",
                     "timestamp": "2026-11-01T12:00:00.000Z",
-                    "properties": {"plan": "pro", "feature": "alerts", "value": k % 97, "path": "/app/reports/42"},
+                    "properties": {
+                        "plan": "pro",
+                        "feature": "alerts",
+                        "value": k % 97,
+                        "path": "/app/reports/42",
+                    },
                     "context": {"library": {"name": "bench", "version": "1"}, "ip": "203.0.113.9"},
                 }
             )
@@ -61,7 +66,9 @@ def make_batches(n: int, size: int, prefix: str) -> list[bytes]:
 # -- the load process -----------------------------------------------------------------------
 
 
-async def _conn(port: int, auth: str, bodies: list[bytes], stop_at: float, lat: list[float], ok: list[int]) -> None:
+async def _conn(
+    port: int, auth: str, bodies: list[bytes], stop_at: float, lat: list[float], ok: list[int]
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Basic {auth}\r\n"
     for body in bodies:
@@ -91,21 +98,32 @@ def load_main(port: int, key: str, seconds: float, conns: int, size: int) -> Non
     async def run() -> float:
         # warm-up: 1 s, not measured
         warm: list[float] = []
-        await asyncio.gather(*[_conn(port, auth, bodies[c][:20], time.perf_counter() + 1, warm, [0]) for c in range(conns)])
+        await asyncio.gather(
+            *[
+                _conn(port, auth, bodies[c][:20], time.perf_counter() + 1, warm, [0])
+                for c in range(conns)
+            ]
+        )
         start = time.perf_counter()
-        await asyncio.gather(*[_conn(port, auth, bodies[c][20:], start + seconds, lat, ok) for c in range(conns)])
+        await asyncio.gather(
+            *[_conn(port, auth, bodies[c][20:], start + seconds, lat, ok) for c in range(conns)]
+        )
         return time.perf_counter() - start
 
     elapsed = asyncio.run(run())
     lat.sort()
-    print(json.dumps({
-        "events_per_s": ok[0] * size / elapsed,
-        "requests": len(lat),
-        "ok_requests": ok[0],
-        "p50_ms": 1000 * lat[len(lat) // 2],
-        "p99_ms": 1000 * lat[int(len(lat) * 0.99)],
-        "seconds": elapsed,
-    }))
+    print(
+        json.dumps(
+            {
+                "events_per_s": ok[0] * size / elapsed,
+                "requests": len(lat),
+                "ok_requests": ok[0],
+                "p50_ms": 1000 * lat[len(lat) // 2],
+                "p99_ms": 1000 * lat[int(len(lat) * 0.99)],
+                "seconds": elapsed,
+            }
+        )
+    )
 
 
 # -- the floors --------------------------------------------------------------------------------
@@ -175,11 +193,17 @@ def floor_pipeline(batches: list[bytes], tmp: Path) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--with-worker", action="store_true", help="run the reactors in the server too (embedded shape)")
+    ap.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="run the reactors in the server too (embedded shape)",
+    )
     ap.add_argument("--load", nargs=2, metavar=("PORT", "KEY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.load:
@@ -199,31 +223,72 @@ def main() -> None:
             pass
         env = {**os.environ, "TRACTION_LOG_LEVEL": "WARNING"}
         server = subprocess.Popen(
-            [sys.executable, "-m", "traction", "serve", "--data-dir", str(tmp / "server"), "--port", str(port)]
+            [
+                sys.executable,
+                "-m",
+                "traction",
+                "serve",
+                "--data-dir",
+                str(tmp / "server"),
+                "--port",
+                str(port),
+            ]
             + ([] if args.with_worker else ["--no-worker"]),
-            env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"),  # noqa: SIM115
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "server.log", "wb"),  # noqa: SIM115
         )
         wait_ready(port)
-        shape = "embedded: serve with reactors" if args.with_worker else "ingest tier: serve --no-worker"
-        print(f"HTTP ingest ({shape}): {args.connections} connections x {args.batch}-event batches for {args.seconds:.0f} s ...", flush=True)
+        shape = (
+            "embedded: serve with reactors"
+            if args.with_worker
+            else "ingest tier: serve --no-worker"
+        )
+        print(
+            f"HTTP ingest ({shape}): {args.connections} connections x {args.batch}-event batches for {args.seconds:.0f} s ...",
+            flush=True,
+        )
         out = subprocess.run(
-            [sys.executable, __file__, "--load", str(port), key, "--seconds", str(args.seconds),
-             "--connections", str(args.connections), "--batch", str(args.batch)],
-            capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                __file__,
+                "--load",
+                str(port),
+                key,
+                "--seconds",
+                str(args.seconds),
+                "--connections",
+                str(args.connections),
+                "--batch",
+                str(args.batch),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         http = json.loads(out)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        stored = next(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith('traction_ingest_events_total{outcome="stored"}'))
+        stored = next(
+            float(line.split()[-1])
+            for line in metrics.splitlines()
+            if line.startswith('traction_ingest_events_total{outcome="stored"}')
+        )
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
 
-        batches = make_batches(int(min(http["events_per_s"] * 5, 300_000) / args.batch) + 20, args.batch, "floor")
+        batches = make_batches(
+            int(min(http["events_per_s"] * 5, 300_000) / args.batch) + 20, args.batch, "floor"
+        )
         print(f"Floors: {len(batches) * args.batch:,} events in-process ...", flush=True)
         floor = floor_parse_append(batches, tmp)
         pipeline = floor_pipeline(batches, tmp)
 
         rows = [
-            ("HTTP ingest, acknowledged durable", http["events_per_s"], f"p50 {http['p50_ms']:.1f} ms, p99 {http['p99_ms']:.1f} ms"),
+            (
+                "HTTP ingest, acknowledged durable",
+                http["events_per_s"],
+                f"p50 {http['p50_ms']:.1f} ms, p99 {http['p99_ms']:.1f} ms",
+            ),
             ("floor: JSON parse + Arrow append (no HTTP)", floor, ""),
             ("pipeline without HTTP (validate + identity)", pipeline, ""),
         ]
@@ -234,7 +299,9 @@ def main() -> None:
         print()
         print(f"HTTP / floor           = {http['events_per_s'] / floor:.2f}")
         print(f"HTTP / pipeline        = {http['events_per_s'] / pipeline:.2f}")
-        print(f"acknowledged events    = {http['ok_requests'] * args.batch:,} (server stored {stored:,.0f}, incl. warm-up)")
+        print(
+            f"acknowledged events    = {http['ok_requests'] * args.batch:,} (server stored {stored:,.0f}, incl. warm-up)"
+        )
         print(f"requests               = {http['requests']:,} in {http['seconds']:.1f} s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

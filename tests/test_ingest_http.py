@@ -468,3 +468,27 @@ def test_posthog_errors(server: LiveServer, workspace: CreatedWorkspace) -> None
     assert r.status_code == 400 and "event is required" in r.json()["rejected"][0]["error"]
     r = post(server, "/e/?compression=lz64", b"abc", workspace.write_key)
     assert r.status_code == 415
+
+
+def test_analytics_js_wire_format(server: LiveServer, workspace: CreatedWorkspace) -> None:
+    """What @segment/analytics-next sends: short paths, text/plain, writeKey and _metadata in the body."""
+    page = {
+        "type": "page", "name": "Pricing", "properties": {"path": "/pricing", "url": "https://x.io/pricing"},
+        "userId": None, "anonymousId": "c0ffee-anon", "messageId": "ajs-next-1",
+        "timestamp": "2026-03-01T10:00:00.000Z", "sentAt": "2026-03-01T10:00:00.050Z",
+        "integrations": {}, "writeKey": workspace.write_key,
+        "context": {"page": {"path": "/pricing", "search": "?utm_source=hn"}, "campaign": {"source": "hn"},
+                    "userAgent": "Mozilla/5.0", "locale": "en-US", "library": {"name": "analytics.js", "version": "next-1.70.0"}},
+        "_metadata": {"bundled": ["Segment.io"], "unbundled": [], "bundledIds": []},
+    }  # fmt: skip
+    track = {**page, "type": "track", "event": "Signup Clicked", "messageId": "ajs-next-2"}
+    del track["name"]
+    with server.client() as c:
+        for path, body in (("/v1/p", page), ("/v1/t", track)):
+            r = c.post(path, content=orjson.dumps(body), headers={"content-type": "text/plain"})
+            assert r.status_code == 200, r.text
+    rows = {e["event_id"]: e for e in stored(server, workspace.id)}
+    assert rows["ajs-next-1"]["type"] == "page" and rows["ajs-next-1"]["name"] == "Pricing"
+    assert rows["ajs-next-2"]["name"] == "Signup Clicked" and rows["ajs-next-2"]["context"][
+        "campaign"
+    ] == {"source": "hn"}

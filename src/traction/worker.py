@@ -77,7 +77,7 @@ class ReactorRunner:
         head = self.events.max_seq()
         for reactor in self.reactors:
             pos = self.position(reactor.name)
-            while pos < head:
+            while pos < head and not self._stop.is_set():
                 batch = self.events.events_after(pos, self.batch_size, reactor.columns)
                 if not batch:
                     break

@@ -189,7 +189,9 @@ class IdentityResolver:
             merges.extend(st.merges)
             learned_persons.update({(st.ws, did): pid for did, pid in st.idmap.items()})
             learned_accounts.update({(st.ws, pid): key for pid, key in st.memberships.items()})
-        return Resolution(person_ids, account_ids, merges, refused, learned_persons, learned_accounts)
+        return Resolution(
+            person_ids, account_ids, merges, refused, learned_persons, learned_accounts
+        )
 
     # -- loading -------------------------------------------------------------------------
 

@@ -227,10 +227,14 @@ def segment_routes(ctx: Context) -> list[Route]:
 
         return handler
 
-    routes = [Route("/v1/batch", _guard(ctx, "segment", batch), methods=["POST"])]
-    routes.append(Route("/v1/import", _guard(ctx, "segment", batch), methods=["POST"]))
+    routes = []
+    # analytics.js posts to /v1/<first letter of the type> (and /v1/b when batching).
+    for path in ("/v1/batch", "/v1/import", "/v1/b"):
+        routes.append(Route(path, _guard(ctx, "segment", batch), methods=["POST"]))
     for kind in sorted(SEGMENT_TYPES):
-        routes.append(Route(f"/v1/{kind}", _guard(ctx, "segment", single(kind)), methods=["POST"]))
+        handler = _guard(ctx, "segment", single(kind))
+        routes.append(Route(f"/v1/{kind}", handler, methods=["POST"]))
+        routes.append(Route(f"/v1/{kind[0]}", handler, methods=["POST"]))
     routes.append(Route("/v1/{rest:path}", preflight, methods=["OPTIONS"]))
     return routes
 

@@ -130,7 +130,7 @@ class World:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     def _ts(self, day: int, hour: float) -> str:
-        hour = min(hour, 23.9999)  # a late session ends at midnight: days are emitted in order
+        hour = min(hour, 23.9999)  # never spill into tomorrow: days are emitted in order
         t = datetime.combine(self.p.start, datetime.min.time(), UTC) + timedelta(
             days=day, hours=hour
         )
@@ -348,8 +348,11 @@ class World:
         p, rng = self.p, self.rng
         n = max(2, int(rng.expovariate(1 / p.events_per_session)))
         out.append(self._track(v, d, hour, "session_started"))
-        for i in range(n):
-            t = hour + (i + 1) * rng.uniform(0.005, 0.03)
+        t = hour
+        for _ in range(n):
+            t += rng.uniform(0.005, 0.03)
+            if t >= 24:
+                break  # the session ends at midnight
             r = rng.random()
             if r < 0.35:
                 out.append(

@@ -218,19 +218,29 @@ class DuckDBEventStore:
         name: str | None = None,
         person_id: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Newest events first. Picks the top N before resolving merges (a top-N scan, not a
+        join over the whole log); a person's filter includes the ids merged into them."""
         where = ["workspace_id = ?"]
         params: list[Any] = [workspace_id]
         if name:
             where.append("name = ?")
             params.append(name)
         if person_id:
-            where.append("person_id = ?")
-            params.append(person_id)
+            where.append(
+                "person_id IN (SELECT ? UNION ALL SELECT old_person_id FROM person_overrides "
+                "WHERE workspace_id = ? AND person_id = ?)"
+            )
+            params += [person_id, workspace_id, person_id]
         params.append(limit)
         cur = self.cursor()
         cur.execute(
-            f"SELECT * FROM ({RESOLVED_EVENTS}) WHERE {' AND '.join(where)} "
-            "ORDER BY timestamp DESC, seq DESC LIMIT ?",
+            f"WITH pick AS (SELECT * FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY timestamp DESC, seq DESC LIMIT ?) "
+            "SELECT pick.* EXCLUDE (person_id, dedupe_key), "
+            "COALESCE(o.person_id, pick.person_id) AS person_id FROM pick "
+            "LEFT JOIN person_overrides o "
+            "ON o.workspace_id = pick.workspace_id AND o.old_person_id = pick.person_id "
+            "ORDER BY timestamp DESC, seq DESC",
             params,
         )
         return _rows(cur)
