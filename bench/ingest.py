@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import datetime as dt
 import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -159,10 +159,7 @@ def floor_parse_append(batches: list[bytes], tmp: Path) -> float:
                 cols["account_id"].append(None)
                 cols["properties"].append(orjson.dumps(m["properties"]).decode())
                 cols["context"].append(orjson.dumps(m["context"]).decode())
-        now = time.time()
-        import datetime as dt
-
-        ts = dt.datetime.fromtimestamp(now, dt.UTC).replace(tzinfo=None)
+        ts = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         for k in ("timestamp", "received_at"):
             cols[k] = [ts] * len(cols[k])
         store.append(pa.table(cols, schema=EVENT_SCHEMA))

@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 
 class Reactor(Protocol):
     name: str
-    # The event columns it reads (None: whole rows). Fewer columns, much cheaper delivery.
-    columns: Sequence[str] | None
+
+    @property
+    def columns(self) -> Sequence[str] | None:
+        """The event columns it reads (None: whole rows). Fewer columns, cheaper delivery."""
 
     def handle(self, batch: Sequence[dict[str, Any]]) -> None:
         """Called with events in `seq` order, possibly again after a crash."""
