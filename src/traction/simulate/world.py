@@ -69,12 +69,13 @@ class SimulationParams:
     churn_hazard_activated: float = 0.004
     churn_hazard_other: float = 0.02
     reactivation_rate: float = 0.004
-    events_per_session: float = 30.0
+    events_per_session: float = 40.0
     extra_session_rate: float = 0.55  # after each session, chance of another that day
     invite_accept_rate: float = 0.6
     invite_signup_rate: float = 0.8
     share_rate: float = 0.015  # per active day: shares a referral link
     share_visit_rate: float = 0.5  # a share brings a visitor
+    session_invite_rate: float = 0.012  # per session, after onboarding: invites a teammate
     trial_days: int = 14
     paid_conversion_activated: float = 0.35
     paid_conversion_other: float = 0.05
@@ -414,7 +415,7 @@ class World:
                 self._new_visitor(
                     Channel("referral", 0, 0.2, {"source": "referral", "medium": "referral"}), d + 1
                 )
-        if rng.random() < 0.03 and v.account:
+        if rng.random() < p.session_invite_rate and v.account:
             out.append(self._invite(v, d, hour + 0.6))
 
     def _pay(self, v: Visitor, d: int, hour: float, plan: str, out: list[dict[str, Any]]) -> None:
