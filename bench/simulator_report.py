@@ -1,6 +1,6 @@
 """What the default simulation looks like, computed from its messages (for docs/simulator.md).
 
-    .venv/bin/python bench/simulator_report.py [--people 20000 --days 120 --seed 7]
+.venv/bin/python bench/simulator_report.py [--people 20000 --days 120 --seed 7]
 """
 
 from __future__ import annotations
@@ -52,20 +52,37 @@ def main() -> None:
         kept = [u for u in base if any((x - signups[u]).days == day for x in active[u])]
         return f"{len(kept) / max(1, len(base)):.1%}"
 
-    activated = [u for u, d in signups.items() if all(e in first[u] and (first[u][e] - d).days <= 7 for e in ("project_created", "teammate_invited"))]
+    activated = [
+        u
+        for u, d in signups.items()
+        if all(
+            e in first[u] and (first[u][e] - d).days <= 7
+            for e in ("project_created", "teammate_invited")
+        )
+    ]
     print(f"events                      {n:,} ({time.perf_counter() - t0:.0f} s to generate)")
     print(f"visitors (anonymous ids)    {len(visitors):,}")
-    print(f"sign-ups                    {len(signups):,} ({len(signups) / len(visitors):.1%} of visitors)")
+    print(
+        f"sign-ups                    {len(signups):,} ({len(signups) / len(visitors):.1%} of visitors)"
+    )
     by_channel = collections.Counter(channel_of_user.values())
-    print("sign-ups by channel         " + ", ".join(f"{c} {k}" for c, k in by_channel.most_common()))
+    print(
+        "sign-ups by channel         " + ", ".join(f"{c} {k}" for c, k in by_channel.most_common())
+    )
     for step in ONBOARDING_STEPS:
         got = sum(1 for u in signups if step in first[u])
         print(f"  onboarding {step:<22} {got / len(signups):.1%} of sign-ups")
     print(f"activated (project + invite within 7 days)  {len(activated) / len(signups):.1%}")
-    print(f"D1 / D7 / D30 retention (session on that day)  {retained(1)} / {retained(7)} / {retained(30)}")
+    print(
+        f"D1 / D7 / D30 retention (session on that day)  {retained(1)} / {retained(7)} / {retained(30)}"
+    )
     paid = names["subscription_started"]
-    print(f"paid conversions            {paid:,} ({paid / len(signups):.1%} of sign-ups); upgrades {names['plan_upgraded']:,}; cancellations {names['subscription_cancelled']:,}")
-    print(f"plan limits reached         {names['plan_limit_reached']:,}; referral shares {names['referral_link_shared']:,}; reactivations {names['reactivated']:,}")
+    print(
+        f"paid conversions            {paid:,} ({paid / len(signups):.1%} of sign-ups); upgrades {names['plan_upgraded']:,}; cancellations {names['subscription_cancelled']:,}"
+    )
+    print(
+        f"plan limits reached         {names['plan_limit_reached']:,}; referral shares {names['referral_link_shared']:,}; reactivations {names['reactivated']:,}"
+    )
 
 
 if __name__ == "__main__":

@@ -119,3 +119,31 @@ def test_import_refuses_unknown_workspace_and_file_type(tmp_path: Path) -> None:
     g.write_text("<a/>")
     r = runner.invoke(app, ["import", str(g), "--data-dir", str(tmp_path)])
     assert r.exit_code == 1 and "unsupported file type" in r.stderr
+
+
+def test_settings_from_toml_and_environment(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "traction.toml").write_text('data_dir = "from-toml"\nport = 9123\n')
+    s = Settings()
+    assert s.data_dir == Path("from-toml") and s.port == 9123
+    monkeypatch.setenv("TRACTION_PORT", "9999")
+    assert Settings().port == 9999  # the environment wins over the file
+    assert Settings(port=1).port == 1  # and explicit arguments over both
+
+
+def test_demo_builds_a_small_workspace_once(tmp_path: Path) -> None:
+    args = ["demo", "--data-dir", str(tmp_path), "--no-serve", "--people", "150", "--days", "15"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "demo@traction.local" in first.stdout and "traction-demo" in first.stdout
+    ctx = Context.open(Settings(data_dir=tmp_path), start_writer=False)
+    try:
+        (ws,) = ctx.workspaces.list_workspaces()
+        n = ctx.events.count(ws.id)
+        assert n > 1000
+        assert ctx.workspaces.verify_password("demo@traction.local", "traction-demo") is not None
+    finally:
+        ctx.close()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "reusing" in again.stderr
+    assert f"{n:,} events" in again.stdout

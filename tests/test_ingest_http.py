@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -492,3 +493,18 @@ def test_analytics_js_wire_format(server: LiveServer, workspace: CreatedWorkspac
     assert rows["ajs-next-2"]["name"] == "Signup Clicked" and rows["ajs-next-2"]["context"][
         "campaign"
     ] == {"source": "hn"}
+
+
+def test_clock_skew_corrected_end_to_end(server: LiveServer, workspace: CreatedWorkspace) -> None:
+    """A device clock 3 days slow: the stored time is server time minus the send delay."""
+    from datetime import datetime, timedelta
+
+    before = datetime.now(UTC).replace(tzinfo=None)
+    r = post(server, "/v1/batch", batch(
+        {"type": "track", "userId": "u", "event": "skewed", "messageId": "sk", "timestamp": "2020-01-01T00:00:00Z"},
+        sentAt="2020-01-01T00:00:42Z",
+    ), workspace.write_key)  # fmt: skip
+    after = datetime.now(UTC).replace(tzinfo=None)
+    row = stored(server, workspace.id)[0]
+    assert before - timedelta(seconds=42) <= row["timestamp"] <= after - timedelta(seconds=42)
+    assert row["original_timestamp"] == datetime(2020, 1, 1) and r.status_code == 200
