@@ -160,6 +160,33 @@ def new_event_id() -> str:
     return str(uuid.uuid4())
 
 
+def _timed_event(
+    event_id: str,
+    kind: str,
+    timestamp: datetime | None,
+    sent_at: datetime | None,
+    received_at: datetime,
+    user_id: str | None,
+    anonymous_id: str | None,
+    properties: dict[str, Any],
+    context: dict[str, Any],
+) -> CanonicalEvent:
+    """The event with its clock-skew-corrected time; both wire formats build it here."""
+    return CanonicalEvent(
+        event_id=event_id,
+        type=kind,
+        name=None,
+        timestamp=correct_skew(timestamp, sent_at, received_at),
+        original_timestamp=timestamp,
+        sent_at=sent_at,
+        received_at=received_at,
+        anonymous_id=anonymous_id,
+        user_id=user_id,
+        properties=properties,
+        context=context,
+    )
+
+
 def normalize_segment(
     raw: Any,
     received_at: datetime,
@@ -196,18 +223,16 @@ def normalize_segment(
     _opt_obj(raw, "integrations")
 
     name: str | None = None
-    event = CanonicalEvent(
-        event_id=message_id,
-        type=kind,
-        name=None,
-        timestamp=correct_skew(timestamp, sent_at, received_at),
-        original_timestamp=timestamp,
-        sent_at=sent_at,
-        received_at=received_at,
-        anonymous_id=anonymous_id,
-        user_id=user_id,
-        properties=properties,
-        context=context,
+    event = _timed_event(
+        message_id,
+        kind,
+        timestamp,
+        sent_at,
+        received_at,
+        user_id,
+        anonymous_id,
+        properties,
+        context,
     )
     if kind == "track":
         name = _opt_str(raw, "event")
@@ -296,21 +321,11 @@ def normalize_posthog(
             "referrer": properties.get("$referrer"),
         }
 
-    event = CanonicalEvent(
-        event_id=event_id,
-        type=kind,
-        name=None if kind in ("identify",) else name,
-        timestamp=correct_skew(timestamp, sent_at, received_at),
-        original_timestamp=timestamp,
-        sent_at=sent_at,
-        received_at=received_at,
-        anonymous_id=anonymous_id,
-        user_id=user_id,
-        properties=properties,
-        context=context,
-        traits_set=traits_set,
-        traits_set_once=traits_once,
+    event = _timed_event(
+        event_id, kind, timestamp, sent_at, received_at, user_id, anonymous_id, properties, context
     )
+    event.name = None if kind == "identify" else name
+    event.traits_set, event.traits_set_once = traits_set, traits_once
     if kind == "page":
         event.name = _opt_str(properties, "title") or _opt_str(properties, "$pathname")
     if name == "$identify":

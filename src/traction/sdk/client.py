@@ -118,10 +118,7 @@ class Client:
         properties: dict[str, Any] | None = None,
         **kw: Any,
     ) -> str:
-        body: dict[str, Any] = {"properties": properties or {}}
-        if name:
-            body["name"] = name
-        return self._enqueue("page", user_id, body, **kw)
+        return self._view("page", user_id, name, properties, **kw)
 
     def screen(
         self,
@@ -130,10 +127,20 @@ class Client:
         properties: dict[str, Any] | None = None,
         **kw: Any,
     ) -> str:
+        return self._view("screen", user_id, name, properties, **kw)
+
+    def _view(
+        self,
+        kind: str,
+        user_id: str | None,
+        name: str | None,
+        properties: dict[str, Any] | None,
+        **kw: Any,
+    ) -> str:
         body: dict[str, Any] = {"properties": properties or {}}
         if name:
             body["name"] = name
-        return self._enqueue("screen", user_id, body, **kw)
+        return self._enqueue(kind, user_id, body, **kw)
 
     def alias(self, previous_id: str, user_id: str, **kw: Any) -> str:
         return self._enqueue("alias", user_id, {"previousId": previous_id}, **kw)
