@@ -57,6 +57,7 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve HTTP only; run reactors elsewhere.")
     ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Plain-text warnings only.")] = False,
 ) -> None:
     """Run the HTTP API, the dashboard and (unless --no-worker) the reactors."""
     import uvicorn
@@ -65,7 +66,8 @@ def serve(
     from traction.server import create_app
 
     s = _settings(data_dir)
-    configure_logging(s.log_level, s.log_json)
+    # `demo` is for a person at a terminal: its summary, then plain warnings only.
+    configure_logging("WARNING" if quiet else s.log_level, json=s.log_json and not quiet)
     application = create_app(s, run_worker=not no_worker and s.run_worker)
     uvicorn.run(
         application,
@@ -309,7 +311,8 @@ def demo(
     console.print(f"Write key for sending events: [bold]{info.write_key}[/]")
     console.print(f"{info.events:,} events in workspace {info.workspace_id}")
     if not no_serve:
-        serve(host=host, port=port, data_dir=s.data_dir, no_worker=False)
+        console.print("[dim]Serving; press Ctrl+C to stop.[/]")
+        serve(host=host, port=port, data_dir=s.data_dir, no_worker=False, quiet=True)
 
 
 if __name__ == "__main__":
