@@ -1,0 +1,1 @@
+"""Analytics: declarative specs (funnels, trends, retention, …) compiled to SQL on the event log."""

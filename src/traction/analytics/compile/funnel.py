@@ -1,0 +1,86 @@
+"""Funnel -> SQL.
+
+Semantics (docs/analytics.md): a person's events are ordered by (timestamp, arrival); every
+step-1 event in the date range starts an attempt; each next step is matched to the earliest
+later matching event (ASOF join on position); a step counts if it happens within the window
+of the attempt's first event (strict mode: and immediately after the previous step). The
+person's result is their furthest attempt, the earliest one among equals.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, matcher_sql
+from traction.analytics.domain.specs import FunnelSpec
+
+
+def compile_funnel(
+    spec: FunnelSpec, workspace_id: str, start: datetime, end: datetime
+) -> tuple[str, dict[str, object]]:
+    """`start`/`end`: the date range as naive UTC. Attempts start in [start, end); later steps
+    may complete up to `window` after `end`."""
+    p = Params()
+    n = len(spec.steps)
+    window_us = int(spec.window_days * 86_400_000_000)
+    actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
+    where = [f"e.workspace_id = {p.add(workspace_id)}", f"e.timestamp >= {p.add(start)}"]
+    where.append(f"e.timestamp < {p.add(end)} + to_microseconds({p.add(window_us)})")
+    if spec.mode == "ordered":  # strict needs every event, to see what lies between steps
+        where.append(
+            f"e.name IN (SELECT unnest({p.add(sorted({s.event for s in spec.steps}))}::VARCHAR[]))"
+        )
+    if spec.aggregate_by == "account":
+        where.append("e.account_id IS NOT NULL")
+    w = p.add(window_us)
+    ctes = [
+        f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.name, e.properties "
+        f"FROM {RESOLVED_FROM} WHERE {' AND '.join(where)})",
+        "ranked AS (SELECT actor, ts, name, properties, "
+        "row_number() OVER (PARTITION BY actor ORDER BY ts, seq) AS pos FROM ev)",
+        f"j0 AS (SELECT actor, ts AS t0, pos AS p0 FROM ranked "
+        f"WHERE {matcher_sql(spec.steps[0], p)} AND ts < {p.add(end)})",
+    ]
+    for k in range(1, n):
+        ctes.append(
+            f"s{k} AS (SELECT actor, ts, pos FROM ranked WHERE {matcher_sql(spec.steps[k], p)})"
+        )
+        ctes.append(
+            f"j{k} AS (SELECT j.*, s.ts AS t{k}, s.pos AS p{k} FROM j{k - 1} j "
+            f"ASOF LEFT JOIN s{k} s ON j.actor = s.actor AND s.pos > j.p{k - 1})"
+        )
+    oks = []
+    for k in range(1, n):
+        ok = f"t{k} IS NOT NULL AND t{k} <= t0 + to_microseconds({w})"
+        if spec.mode == "strict":
+            ok += f" AND p{k} = p{k - 1} + 1"
+        oks.append(f"COALESCE({ok}, false)")
+    level = " + ".join(["1"] + [f"({' AND '.join(oks[: k + 1])})::INT" for k in range(n - 1)])
+    ctes.append(f"attempts AS (SELECT *, {level} AS level FROM j{n - 1})")
+    ctes.append(
+        "best AS (SELECT * FROM attempts "
+        "QUALIFY row_number() OVER (PARTITION BY actor ORDER BY level DESC, t0, p0) = 1)"
+    )
+    cols = []
+    for k in range(n):
+        cols.append(f"count(*) FILTER (WHERE level >= {k + 1}) AS entered_{k}")
+        if k:
+            gap = f"epoch(t{k}) - epoch(t{k - 1})"
+            cols.append(f"median({gap}) FILTER (WHERE level >= {k + 1}) AS median_s_{k}")
+            cols.append(f"avg({gap}) FILTER (WHERE level >= {k + 1}) AS mean_s_{k}")
+    sql = "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(cols)} FROM best"
+    return sql, p.values
+
+
+def compile_funnel_dropoffs(
+    spec: FunnelSpec, workspace_id: str, start: datetime, end: datetime, step: int, limit: int
+) -> tuple[str, dict[str, object]]:
+    """The actors who reached `step` (0-based) and went no further: the friction list."""
+    sql, values = compile_funnel(spec, workspace_id, start, end)
+    head = sql[: sql.rindex("\nSELECT ")]
+    values = {**values, "drop_level": step + 1, "drop_limit": limit}
+    return (
+        head
+        + "\nSELECT actor, t0 AS started_at FROM best WHERE level = $drop_level ORDER BY t0 LIMIT $drop_limit",
+        values,
+    )

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from traction.analytics.domain.specs import EventMatcher, PropertyFilter
+
+
+class Params:
+    """Collects bound values; `add` returns the placeholder to put in the SQL text."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"${name}"
+
+
+def json_path(key: str) -> str:
+    """A literal top-level key, dots and quotes included: `$."a.b"`."""
+    return "$." + json.dumps(key)
+
+
+def _as_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def filter_sql(f: PropertyFilter, p: Params, column: str = "properties") -> str:
+    """One filter as a SQL boolean. A property that is missing matches only `not_equals`,
+    `not_in` and `is_not_set` (as in PostHog and Amplitude)."""
+    text = f"json_extract_string({column}, {p.add(json_path(f.property))})"
+    op, v = f.operator, f.value
+    if op == "is_set":
+        return f"({text} IS NOT NULL)"
+    if op == "is_not_set":
+        return f"({text} IS NULL)"
+    if op in ("equals", "not_equals"):
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            cond = f"(TRY_CAST({text} AS DOUBLE) = {p.add(float(v))})"
+        else:
+            cond = f"({text} = {p.add(_as_text(v))})"
+        return cond if op == "equals" else f"({text} IS NULL OR NOT {cond})"
+    if op in ("in", "not_in"):
+        assert isinstance(v, list)
+        cond = f"({text} IN (SELECT unnest({p.add([_as_text(x) for x in v])}::VARCHAR[])))"
+        return cond if op == "in" else f"({text} IS NULL OR NOT {cond})"
+    if op == "contains":
+        return f"contains(lower({text}), lower({p.add(_as_text(v))}))"
+    if op == "regex":
+        return f"regexp_matches({text}, {p.add(_as_text(v))})"
+    if op in ("gt", "gte", "lt", "lte"):
+        sym = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+        return f"(TRY_CAST({text} AS DOUBLE) {sym} {p.add(float(v))})"  # type: ignore[arg-type]
+    if op in ("before", "after"):
+        sym = "<" if op == "before" else ">"
+        return f"(TRY_CAST({text} AS TIMESTAMP) {sym} CAST({p.add(_as_text(v))} AS TIMESTAMP))"
+    raise ValueError(f"unknown operator {op!r}")  # the spec model makes this unreachable
+
+
+def matcher_sql(
+    m: EventMatcher, p: Params, name_col: str = "name", props_col: str = "properties"
+) -> str:
+    parts = [f"{name_col} = {p.add(m.event)}"]
+    parts += [filter_sql(f, p, props_col) for f in m.filters]
+    return "(" + " AND ".join(parts) + ")"
+
+
+RESOLVED_FROM = (
+    "events e LEFT JOIN person_overrides o "
+    "ON o.workspace_id = e.workspace_id AND o.old_person_id = e.person_id"
+)
+PERSON = "COALESCE(o.person_id, e.person_id)"

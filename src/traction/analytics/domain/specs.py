@@ -1,0 +1,112 @@
+"""Insight specs: what a user asks, as typed, validated objects.
+
+The same models parse the HTTP API's JSON, the CLI's arguments and the dashboard's editor,
+so an invalid spec fails the same way everywhere: a 422 that names the field. Unknown events
+or properties are not errors (they match nothing and yield zeros); a wrong type, a negative
+window, an unknown operator or a cap exceeded is.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Scalar = str | int | float | bool
+
+MAX_SPAN_DAYS = 5 * 366
+MAX_STEPS = 20
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Operator = Literal[
+    "equals", "not_equals", "in", "not_in", "contains", "regex",
+    "gt", "gte", "lt", "lte", "before", "after", "is_set", "is_not_set",
+]  # fmt: skip
+NUMERIC_OPS = frozenset({"gt", "gte", "lt", "lte"})
+DATE_OPS = frozenset({"before", "after"})
+LIST_OPS = frozenset({"in", "not_in"})
+NO_VALUE_OPS = frozenset({"is_set", "is_not_set"})
+
+
+class PropertyFilter(_Spec):
+    """A condition on an event property (person and account traits come with their sync)."""
+
+    property: Name
+    operator: Operator = "equals"
+    value: Scalar | list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _value_fits_operator(self) -> PropertyFilter:
+        op, v = self.operator, self.value
+        if op in NO_VALUE_OPS:
+            if v is not None:
+                raise ValueError(f"operator {op!r} takes no value")
+        elif op in LIST_OPS:
+            if not isinstance(v, list) or not v:
+                raise ValueError(f"operator {op!r} needs a non-empty list value")
+            if len(v) > 1000:
+                raise ValueError(f"operator {op!r} takes at most 1000 values")
+        elif isinstance(v, list) or v is None:
+            raise ValueError(f"operator {op!r} needs a single value")
+        elif op in NUMERIC_OPS and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise ValueError(f"operator {op!r} needs a number")
+        elif op in DATE_OPS:
+            try:
+                date.fromisoformat(str(v)[:10])
+            except ValueError:
+                raise ValueError(f"operator {op!r} needs an ISO date, got {v!r}") from None
+        elif op == "regex":
+            try:
+                re.compile(str(v))
+            except re.error as e:
+                raise ValueError(f"invalid regex: {e}") from None
+        return self
+
+
+class EventMatcher(_Spec):
+    """One event name, optionally narrowed by property filters (all must hold)."""
+
+    event: Name
+    filters: list[PropertyFilter] = Field(default_factory=list, max_length=20)
+
+
+class DateRange(_Spec):
+    """Whole days in the workspace's time zone, both ends included."""
+
+    date_from: date
+    date_to: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.date_to < self.date_from:
+            raise ValueError("date_to must not be before date_from")
+        if (self.date_to - self.date_from).days > MAX_SPAN_DAYS:
+            raise ValueError(f"the date range may span at most {MAX_SPAN_DAYS} days")
+        return self
+
+
+class FunnelSpec(_Spec):
+    kind: Literal["funnel"] = "funnel"
+    steps: list[EventMatcher] = Field(min_length=2, max_length=MAX_STEPS)
+    range: DateRange
+    window_days: float = Field(
+        14.0, gt=0, le=365, description="conversion window, from the first step"
+    )
+    mode: Literal["ordered", "strict"] = "ordered"
+    aggregate_by: Literal["person", "account"] = "person"
+
+
+def day_bounds(r: DateRange, tz: str) -> tuple[datetime, datetime]:
+    """[start of date_from, start of the day after date_to) in the zone, as naive UTC."""
+    zone = ZoneInfo(tz)
+    start = datetime.combine(r.date_from, datetime.min.time(), zone).astimezone(UTC)
+    end = datetime.combine(r.date_to + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
+    return start.replace(tzinfo=None), end.replace(tzinfo=None)

@@ -1,0 +1,81 @@
+"""Runs specs on the EventStore. Results are cached by (workspace, spec, data version): a
+dashboard refresh is a dictionary lookup until new events or merges arrive."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from traction.analytics.compile.funnel import compile_funnel, compile_funnel_dropoffs
+from traction.analytics.domain.results import FunnelResult, funnel_result
+from traction.analytics.domain.specs import FunnelSpec, day_bounds
+from traction.store.events import DuckDBEventStore
+from traction.workspaces.service import WorkspaceService
+
+
+class AnalyticsService:
+    CACHE_SIZE = 512
+
+    def __init__(self, events: DuckDBEventStore, workspaces: WorkspaceService) -> None:
+        self.events = events
+        self.workspaces = workspaces
+        self._cache: OrderedDict[tuple[str, str, tuple[int, int]], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def data_version(self, workspace_id: str) -> tuple[int, int]:
+        row = (
+            self.events.cursor()
+            .execute(
+                "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), "
+                "(SELECT COUNT(*) FROM person_overrides WHERE workspace_id = ?)",
+                [workspace_id],
+            )
+            .fetchone()
+        )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def _timezone(self, workspace_id: str) -> str:
+        ws = self.workspaces.get_workspace(workspace_id)
+        return ws.timezone if ws else "UTC"
+
+    def _cached(self, workspace_id: str, key: str, compute: Any) -> Any:
+        full = (workspace_id, key, self.data_version(workspace_id))
+        with self._lock:
+            if full in self._cache:
+                self._cache.move_to_end(full)
+                return self._cache[full]
+        value = compute()
+        with self._lock:
+            self._cache[full] = value
+            while len(self._cache) > self.CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return value
+
+    def _one_row(self, sql: str, params: dict[str, object]) -> dict[str, Any]:
+        cur = self.events.cursor()
+        cur.execute(sql, params)
+        cols = [d[0] for d in cur.description or []]
+        row = cur.fetchone()
+        return dict(zip(cols, row, strict=True)) if row else {}
+
+    def funnel(self, workspace_id: str, spec: FunnelSpec) -> FunnelResult:
+        def compute() -> FunnelResult:
+            start, end = day_bounds(spec.range, self._timezone(workspace_id))
+            sql, params = compile_funnel(spec, workspace_id, start, end)
+            return funnel_result([s.event for s in spec.steps], self._one_row(sql, params))
+
+        return self._cached(workspace_id, "funnel:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
+
+    def funnel_dropoffs(
+        self, workspace_id: str, spec: FunnelSpec, step: int, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Who reached `step` and stopped there: the people to look at first."""
+        if not 0 <= step < len(spec.steps) - 1:
+            raise ValueError(f"step must be between 0 and {len(spec.steps) - 2}")
+        start, end = day_bounds(spec.range, self._timezone(workspace_id))
+        sql, params = compile_funnel_dropoffs(spec, workspace_id, start, end, step, limit)
+        cur = self.events.cursor()
+        cur.execute(sql, params)
+        return [{"actor": r[0], "started_at": r[1]} for r in cur.fetchall()]

@@ -1,0 +1,435 @@
+"""Funnels: hand-built fixtures with known answers, and a plain-Python reference on simulator data."""
+
+from __future__ import annotations
+
+import collections
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from traction.analytics.domain.specs import EventMatcher, FunnelSpec, PropertyFilter, day_bounds
+from traction.analytics.service import AnalyticsService
+from traction.context import Context
+from traction.ingest.domain import normalize_segment
+from traction.simulate.runner import run_simulation
+from traction.simulate.world import SimulationParams
+from traction.store.events import RESOLVED_EVENTS
+
+T0 = datetime(2026, 3, 2, 9, 0, 0)
+
+
+def ts(minutes: float) -> str:
+    return (T0 + timedelta(minutes=minutes)).isoformat() + "Z"
+
+
+class Fixture:
+    def __init__(self, ctx: Context, tz: str = "UTC") -> None:
+        self.ctx = ctx
+        self.ws = ctx.workspaces.create_workspace("F", timezone=tz).id
+        self.svc = AnalyticsService(ctx.events, ctx.workspaces)
+        self.n = 0
+
+    def send(
+        self,
+        who: str,
+        event: str,
+        minutes: float,
+        props: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> None:
+        self.n += 1
+        msg = {
+            "type": "track",
+            "userId": who,
+            "event": event,
+            "timestamp": ts(minutes),
+            "messageId": f"m{self.n}",
+            "properties": props or {},
+            **extra,
+        }
+        assert not self.ctx.ingest.ingest_sync(self.ws, [msg], normalize_segment).rejected
+
+    def funnel(self, *steps: str | EventMatcher, **kw: Any) -> list[int]:
+        spec = FunnelSpec(
+            steps=[s if isinstance(s, EventMatcher) else EventMatcher(event=s) for s in steps],
+            range=kw.pop("range", {"date_from": "2026-03-01", "date_to": "2026-03-31"}),
+            **kw,
+        )
+        return [s.entered for s in self.svc.funnel(self.ws, spec).steps]
+
+
+@pytest.fixture
+def fx(sqlite_ctx: Context) -> Fixture:
+    return Fixture(sqlite_ctx)
+
+
+def test_ordered_funnel_counts(fx: Fixture) -> None:
+    for m, e in [(0, "a"), (5, "b"), (9, "c")]:
+        fx.send("full", e, m)
+    fx.send("two", "a", 0), fx.send("two", "b", 1)
+    fx.send("one", "a", 0)
+    fx.send("no-entry", "b", 0), fx.send("no-entry", "c", 1)
+    fx.send("wrong-order", "b", 0), fx.send("wrong-order", "a", 1)
+    assert fx.funnel("a", "b", "c") == [4, 2, 1]
+
+
+def test_window_boundary_is_inclusive(fx: Fixture) -> None:
+    day = 24 * 60
+    fx.send("on-edge", "a", 0), fx.send("on-edge", "b", 14 * day)
+    fx.send("just-late", "a", 0), fx.send("just-late", "b", 14 * day + 0.001)
+    assert fx.funnel("a", "b") == [2, 1]
+    assert fx.funnel("a", "b", window_days=15) == [2, 2]
+
+
+def test_equal_timestamps_count_in_arrival_order(fx: Fixture) -> None:
+    fx.send("in-order", "a", 0), fx.send("in-order", "b", 0)
+    fx.send("reversed", "b", 0), fx.send("reversed", "a", 0)  # b arrived first
+    assert fx.funnel("a", "b") == [2, 1]
+
+
+def test_a_later_attempt_can_convert(fx: Fixture) -> None:
+    day = 24 * 60
+    fx.send("retry", "a", 0)  # no b within 1 day
+    fx.send("retry", "a", 3 * day), fx.send("retry", "b", 3 * day + 30)
+    r = fx.svc.funnel(
+        fx.ws,
+        FunnelSpec(
+            steps=[EventMatcher(event="a"), EventMatcher(event="b")],
+            range={"date_from": "2026-03-01", "date_to": "2026-03-31"},
+            window_days=1,
+        ),
+    )
+    assert [s.entered for s in r.steps] == [1, 1]
+    assert r.steps[1].median_seconds_from_previous == 30 * 60  # measured in the converting attempt
+
+
+def test_repeated_step_needs_distinct_events(fx: Fixture) -> None:
+    fx.send("once", "a", 0), fx.send("once", "b", 1)
+    fx.send("twice", "a", 0), fx.send("twice", "b", 1), fx.send("twice", "b", 2)
+    assert fx.funnel("a", "b", "b") == [2, 2, 1]
+
+
+def test_strict_mode_needs_adjacent_steps(fx: Fixture) -> None:
+    fx.send("adjacent", "a", 0), fx.send("adjacent", "b", 1)
+    fx.send("gap", "a", 0), fx.send("gap", "x", 1), fx.send("gap", "b", 2)
+    assert fx.funnel("a", "b", mode="strict") == [2, 1]
+    assert fx.funnel("a", "b") == [2, 2]
+
+
+def test_date_range_bounds_entries_not_completions(fx: Fixture) -> None:
+    day = 24 * 60
+    fx.send("before", "a", -2 * day), fx.send("before", "b", -2 * day + 1)  # Feb 28: out
+    fx.send("late-finish", "a", 0), fx.send("late-finish", "b", 3 * day)  # Mar 5, after date_to
+    assert fx.funnel("a", "b", range={"date_from": "2026-03-01", "date_to": "2026-03-02"}) == [1, 1]
+
+
+def test_workspace_time_zone_decides_the_day(sqlite_ctx: Context) -> None:
+    fx = Fixture(sqlite_ctx, tz="America/New_York")
+    # 2026-03-02 03:00 UTC is 2026-03-01 22:00 in New York
+    fx.n += 1
+    sqlite_ctx.ingest.ingest_sync(
+        fx.ws,
+        [
+            {
+                "type": "track",
+                "userId": "ny",
+                "event": "a",
+                "timestamp": "2026-03-02T03:00:00Z",
+                "messageId": "ny",
+            }
+        ],
+        normalize_segment,
+    )
+    fx.send("ny", "b", 0)
+    assert fx.funnel("a", "b", range={"date_from": "2026-03-01", "date_to": "2026-03-01"}) == [1, 1]
+    utc = Fixture(sqlite_ctx)
+    assert day_bounds(
+        FunnelSpec(
+            steps=[EventMatcher(event="a")] * 2,
+            range={"date_from": "2026-03-01", "date_to": "2026-03-01"},
+        ).range,
+        "UTC",
+    )[1] == datetime(2026, 3, 2)
+    assert utc.funnel("a", "b", range={"date_from": "2026-03-01", "date_to": "2026-03-01"}) == [
+        0,
+        0,
+    ]
+
+
+def test_anonymous_events_merged_later_count_for_the_person(fx: Fixture) -> None:
+    fx.ctx.ingest.ingest_sync(
+        fx.ws,
+        [
+            {
+                "type": "track",
+                "anonymousId": "cookie",
+                "event": "a",
+                "timestamp": ts(0),
+                "messageId": "anon-a",
+            }
+        ],
+        normalize_segment,
+    )
+    fx.send("later-user", "b", 10)
+    assert fx.funnel("a", "b") == [1, 0]
+    fx.ctx.ingest.ingest_sync(
+        fx.ws,
+        [
+            {
+                "type": "identify",
+                "anonymousId": "cookie",
+                "userId": "later-user",
+                "timestamp": ts(20),
+                "messageId": "idf",
+            }
+        ],
+        normalize_segment,
+    )
+    assert fx.funnel("a", "b") == [1, 1]  # and the cache saw the merge
+
+
+def test_aggregate_by_account(fx: Fixture) -> None:
+    (
+        fx.send("p1", "a", 0, context={"groupId": "acme"}),
+        fx.send("p2", "b", 5, context={"groupId": "acme"}),
+    )
+    fx.send("p3", "a", 0, context={"groupId": "globex"})
+    fx.send("loner", "a", 0)  # no account: not counted by account
+    assert fx.funnel("a", "b", aggregate_by="account") == [2, 1]
+    assert fx.funnel("a", "b") == [3, 0]
+
+
+def test_step_property_filters(fx: Fixture) -> None:
+    (
+        fx.send("pro", "a", 0),
+        fx.send("pro", "b", 1, {"plan": "pro", "seats": 5, "tags": "Beta,EU", "at": "2026-02-01"}),
+    )
+    fx.send("free", "a", 0), fx.send("free", "b", 1, {"plan": "free", "seats": 1})
+    fx.send("bare", "a", 0), fx.send("bare", "b", 1)
+
+    def conv(**f: Any) -> int:
+        return fx.funnel("a", EventMatcher(event="b", filters=[PropertyFilter(**f)]))[1]
+
+    assert conv(property="plan", value="pro") == 1
+    assert (
+        conv(property="plan", operator="not_equals", value="pro") == 2
+    )  # missing counts as "not pro"
+    assert conv(property="plan", operator="in", value=["pro", "free"]) == 2
+    assert conv(property="plan", operator="not_in", value=["pro"]) == 2
+    assert conv(property="seats", operator="gt", value=1) == 1
+    assert conv(property="seats", operator="lte", value=5) == 2
+    assert conv(property="seats", value=5) == 1
+    assert conv(property="tags", operator="contains", value="beta") == 1
+    assert conv(property="tags", operator="regex", value="^Beta,") == 1
+    assert conv(property="at", operator="before", value="2026-03-01") == 1
+    assert conv(property="plan", operator="is_set") == 2
+    assert conv(property="plan", operator="is_not_set") == 1
+    assert conv(property="unknown", value="x") == 0  # unknown property: zero, not an error
+
+
+def test_time_to_convert_and_dropoffs(fx: Fixture) -> None:
+    for who, gap in [("u1", 10), ("u2", 20), ("u3", 60)]:
+        fx.send(who, "a", 0), fx.send(who, "b", gap)
+    fx.send("stuck", "a", 0)
+    spec = FunnelSpec(
+        steps=[EventMatcher(event="a"), EventMatcher(event="b")],
+        range={"date_from": "2026-03-01", "date_to": "2026-03-31"},
+    )
+    r = fx.svc.funnel(fx.ws, spec)
+    assert r.steps[1].median_seconds_from_previous == 20 * 60
+    assert r.steps[1].mean_seconds_from_previous == pytest.approx(30 * 60)
+    assert (r.steps[0].dropped, r.steps[0].drop_off_rate, r.overall_conversion) == (1, 0.25, 0.75)
+    stuck = fx.ctx.persons.by_distinct_id(fx.ws, "stuck")
+    assert [d["actor"] for d in fx.svc.funnel_dropoffs(fx.ws, spec, 0)] == [stuck.id]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (
+            {
+                "steps": [{"event": "a"}],
+                "range": {"date_from": "2026-01-01", "date_to": "2026-01-02"},
+            },
+            "steps",
+        ),
+        (
+            {
+                "steps": [{"event": "a"}, {"event": "b"}],
+                "range": {"date_from": "2026-01-02", "date_to": "2026-01-01"},
+            },
+            "range",
+        ),
+        (
+            {
+                "steps": [{"event": "a"}, {"event": "b"}],
+                "range": {"date_from": "2026-01-01", "date_to": "2026-01-02"},
+                "window_days": -1,
+            },
+            "window_days",
+        ),
+        (
+            {
+                "steps": [{"event": "a"}, {"event": "b"}],
+                "range": {"date_from": "2026-01-01", "date_to": "2026-01-02"},
+                "window_days": "soon",
+            },
+            "window_days",
+        ),
+        (
+            {
+                "steps": [
+                    {"event": "a", "filters": [{"property": "p", "operator": "like", "value": 1}]},
+                    {"event": "b"},
+                ],
+                "range": {"date_from": "2026-01-01", "date_to": "2026-01-02"},
+            },
+            "operator",
+        ),
+        (
+            {
+                "steps": [
+                    {"event": "a", "filters": [{"property": "p", "operator": "in", "value": "x"}]},
+                    {"event": "b"},
+                ],
+                "range": {"date_from": "2026-01-01", "date_to": "2026-01-02"},
+            },
+            "non-empty list",
+        ),
+        (
+            {
+                "steps": [
+                    {
+                        "event": "a",
+                        "filters": [{"property": "p", "operator": "gt", "value": "big"}],
+                    },
+                    {"event": "b"},
+                ],
+                "range": {"date_from": "2026-01-01", "date_to": "2026-01-02"},
+            },
+            "needs a number",
+        ),
+        (
+            {
+                "steps": [
+                    {
+                        "event": "a",
+                        "filters": [{"property": "p", "operator": "regex", "value": "("}],
+                    },
+                    {"event": "b"},
+                ],
+                "range": {"date_from": "2026-01-01", "date_to": "2026-01-02"},
+            },
+            "invalid regex",
+        ),
+        (
+            {
+                "steps": [{"event": "a"}] * 21,
+                "range": {"date_from": "2026-01-01", "date_to": "2026-01-02"},
+            },
+            "steps",
+        ),
+        (
+            {
+                "steps": [{"event": "a"}, {"event": "b"}],
+                "range": {"date_from": "2026-01-01", "date_to": "2026-01-02"},
+                "colour": 1,
+            },
+            "colour",
+        ),
+    ],
+)
+def test_invalid_specs_name_the_problem(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError, match=field):
+        FunnelSpec.model_validate(spec)
+
+
+# -- reference implementation on simulator data ----------------------------------------------
+
+
+def reference_funnel(
+    rows: list[dict[str, Any]],
+    steps: list[str],
+    start: datetime,
+    end: datetime,
+    window: timedelta,
+    strict: bool,
+    actor: str,
+) -> list[int]:
+    """Plain Python, no shared code with the SQL compiler: loops over each actor's events."""
+    by_actor: dict[Any, list[dict[str, Any]]] = collections.defaultdict(list)
+    for r in rows:
+        if (
+            r[actor] is not None
+            and start <= r["timestamp"] < end + window
+            and (strict or r["name"] in steps)
+        ):
+            by_actor[r[actor]].append(r)
+    reached = [0] * len(steps)
+    for evs in by_actor.values():
+        evs.sort(key=lambda r: (r["timestamp"], r["seq"]))
+        best = 0
+        for i, e in enumerate(evs):
+            if e["name"] != steps[0] or not (start <= e["timestamp"] < end):
+                continue
+            level, pos = 1, i
+            for k in range(1, len(steps)):
+                nxt = next(
+                    (j for j in range(pos + 1, len(evs)) if evs[j]["name"] == steps[k]), None
+                )
+                if (
+                    nxt is None
+                    or evs[nxt]["timestamp"] > e["timestamp"] + window
+                    or (strict and nxt != pos + 1)
+                ):
+                    break
+                level, pos = level + 1, nxt
+            best = max(best, level)
+        for k in range(best):
+            reached[k] += 1
+    return reached
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from traction.settings import Settings
+
+    ctx = Context.open(Settings(data_dir=tmp_path_factory.mktemp("sim")), start_writer=False)
+    ws = ctx.workspaces.create_workspace("Sim").id
+    run_simulation(ctx, ws, SimulationParams(people=1500, days=45, seed=4))
+    cur = ctx.events.cursor()
+    cur.execute(f"SELECT * FROM ({RESOLVED_EVENTS}) WHERE workspace_id = ?", [ws])
+    cols = [d[0] for d in cur.description]
+    rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    yield ctx, ws, rows
+    ctx.close()
+
+
+@pytest.mark.parametrize(
+    ("steps", "strict", "window", "actor"),
+    [
+        (["signed_up", "project_created", "teammate_invited"], False, 7, "person_id"),
+        (["session_started", "report_created", "plan_limit_reached"], False, 14, "person_id"),
+        (["session_started", "feature_used"], True, 1, "person_id"),
+        (["session_started", "dashboard_viewed", "dashboard_viewed"], True, 1, "person_id"),
+        (["signed_up", "project_created", "report_created"], False, 3, "account_id"),
+    ],
+)
+def test_matches_reference_on_simulated_product(
+    simulated, steps: list[str], strict: bool, window: int, actor: str
+) -> None:  # type: ignore[no-untyped-def]
+    ctx, ws, rows = simulated
+    spec = FunnelSpec(
+        steps=[EventMatcher(event=s) for s in steps],
+        range={"date_from": "2026-07-05", "date_to": "2026-08-05"},
+        window_days=window,
+        mode="strict" if strict else "ordered",
+        aggregate_by="person" if actor == "person_id" else "account",
+    )
+    start, end = day_bounds(spec.range, "UTC")
+    got = [s.entered for s in AnalyticsService(ctx.events, ctx.workspaces).funnel(ws, spec).steps]
+    expected = reference_funnel(rows, steps, start, end, timedelta(days=window), strict, actor)
+    assert got == expected
+    assert expected[0] > 50 and expected[-1] > 0  # the fixture is not trivially empty
