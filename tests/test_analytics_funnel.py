@@ -433,3 +433,39 @@ def test_matches_reference_on_simulated_product(
     expected = reference_funnel(rows, steps, start, end, timedelta(days=window), strict, actor)
     assert got == expected
     assert expected[0] > 50 and expected[-1] > 0  # the fixture is not trivially empty
+
+
+def test_funnel_over_http(server) -> None:  # type: ignore[no-untyped-def]
+    ws = server.ctx.workspaces.create_workspace("H")
+    server.ctx.ingest.ingest_sync(ws.id, [
+        {"type": "track", "userId": "u", "event": "a", "timestamp": ts(0), "messageId": "1"},
+        {"type": "track", "userId": "u", "event": "b", "timestamp": ts(5), "messageId": "2"},
+        {"type": "track", "userId": "v", "event": "a", "timestamp": ts(0), "messageId": "3"},
+    ], normalize_segment)  # fmt: skip
+    spec = {
+        "steps": [{"event": "a"}, {"event": "b"}],
+        "range": {"date_from": "2026-03-01", "date_to": "2026-03-31"},
+    }
+    auth = {"Authorization": f"Bearer {ws.secret_key}"}
+    with server.client() as c:
+        r = c.post("/api/v1/insights/funnel", json=spec, headers=auth)
+        assert r.status_code == 200, r.text
+        assert [s["entered"] for s in r.json()["steps"]] == [2, 1] and r.json()[
+            "overall_conversion"
+        ] == 0.5
+        drops = c.post("/api/v1/insights/funnel/dropoffs?step=0", json=spec, headers=auth).json()
+        assert [d["person_id"] for d in drops] == [server.ctx.persons.by_distinct_id(ws.id, "v").id]
+        bad = c.post("/api/v1/insights/funnel", json={**spec, "window_days": -3}, headers=auth)
+        assert bad.status_code == 422 and "window_days" in bad.json()["error"]
+        assert (
+            c.post("/api/v1/insights/funnel/dropoffs?step=1", json=spec, headers=auth).status_code
+            == 422
+        )
+        assert (
+            c.post(
+                "/api/v1/insights/funnel",
+                json=spec,
+                headers={"Authorization": f"Bearer {ws.write_key}"},
+            ).status_code
+            == 403
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from traction.analytics.service import AnalyticsService
 from traction.identity.queries import PersonQueries
 from traction.ingest.service import IngestService
 from traction.ingest.writer import EventWriter
@@ -24,6 +25,7 @@ class Context:
     persons: PersonQueries
     writer: EventWriter
     ingest: IngestService
+    analytics: AnalyticsService
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
@@ -35,15 +37,17 @@ class Context:
         writer = EventWriter(state, events, metrics, max_group_events=settings.commit_max_events)
         if start_writer:
             writer.start()
+        workspaces = WorkspaceService(state)
         return cls(
             settings=settings,
             state=state,
             events=events,
             metrics=metrics,
-            workspaces=WorkspaceService(state),
+            workspaces=workspaces,
             persons=PersonQueries(state, events),
             writer=writer,
             ingest=IngestService(writer, settings.max_event_bytes),
+            analytics=AnalyticsService(events, workspaces),
         )
 
     def close(self) -> None:
