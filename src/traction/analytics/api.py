@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from traction.analytics.domain.specs import FunnelSpec
+from traction.analytics.domain.specs import FunnelSpec, RetentionSpec
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
 
@@ -32,3 +32,10 @@ def funnel_dropoffs(
         )
     rows = request.app.state.ctx.analytics.funnel_dropoffs(key.workspace_id, spec, step, limit)
     return [{"person_id": r["actor"], "started_at": r["started_at"].isoformat()} for r in rows]
+
+
+@router.post("/retention")
+def retention(
+    spec: RetentionSpec, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    return request.app.state.ctx.analytics.retention(key.workspace_id, spec).as_dict()  # type: ignore[no-any-return]

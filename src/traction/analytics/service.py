@@ -8,8 +8,15 @@ from collections import OrderedDict
 from typing import Any
 
 from traction.analytics.compile.funnel import compile_funnel, compile_funnel_dropoffs
-from traction.analytics.domain.results import FunnelResult, funnel_result
-from traction.analytics.domain.specs import FunnelSpec, day_bounds
+from traction.analytics.compile.retention import compile_data_end, compile_retention
+from traction.analytics.domain.periods import last_observable_period
+from traction.analytics.domain.results import (
+    FunnelResult,
+    RetentionResult,
+    funnel_result,
+    retention_result,
+)
+from traction.analytics.domain.specs import FunnelSpec, RetentionSpec, day_bounds
 from traction.store.events import DuckDBEventStore
 from traction.workspaces.service import WorkspaceService
 
@@ -79,3 +86,21 @@ class AnalyticsService:
         cur = self.events.cursor()
         cur.execute(sql, params)
         return [{"actor": r[0], "started_at": r[1]} for r in cur.fetchall()]
+
+    def retention(self, workspace_id: str, spec: RetentionSpec) -> RetentionResult:
+        def compute() -> RetentionResult:
+            tz = self._timezone(workspace_id)
+            start, end = day_bounds(spec.range, tz)
+            sql, params = compile_retention(spec, workspace_id, tz, start, end)
+            cur = self.events.cursor()
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+            data_end = self._one_row(*compile_data_end(workspace_id, tz))
+            last = next(iter(data_end.values()), None) if data_end else None
+            cohorts = {r[0].date() if hasattr(r[0], "date") else r[0] for r in rows}
+            observable = {
+                c: (last_observable_period(c, last, spec.interval) if last else 0) for c in cohorts
+            }
+            return retention_result(spec.interval, spec.periods, spec.bounded, rows, observable)
+
+        return self._cached(workspace_id, "retention:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]

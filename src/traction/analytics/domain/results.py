@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import date
 from typing import Any
 
 
@@ -61,3 +62,80 @@ def funnel_result(events: list[str], row: dict[str, Any]) -> FunnelResult:
 
 def _num(v: Any) -> float | None:
     return None if v is None else float(v)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    start: date
+    size: int
+    retained: list[int | None]  # index k: actors retained in period k; None = not observable yet
+
+    @property
+    def rates(self) -> list[float | None]:
+        return [
+            None if r is None else (r / self.size if self.size else None) for r in self.retained
+        ]
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    interval: str
+    cohorts: list[Cohort]
+
+    @property
+    def overall(self) -> list[float | None]:
+        """Per period: retained / size over the cohorts where that period is observable."""
+        width = max((len(c.retained) for c in self.cohorts), default=0)
+        out: list[float | None] = []
+        for k in range(width):
+            seen = [c for c in self.cohorts if k < len(c.retained) and c.retained[k] is not None]
+            size = sum(c.size for c in seen)
+            out.append(sum(c.retained[k] or 0 for c in seen) / size if size else None)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "interval": self.interval,
+            "cohorts": [
+                {
+                    "start": c.start.isoformat(),
+                    "size": c.size,
+                    "retained": c.retained,
+                    "rates": c.rates,
+                }
+                for c in self.cohorts
+            ],
+            "overall": self.overall,
+        }
+
+
+def retention_result(
+    interval: str,
+    periods: int,
+    bounded: bool,
+    rows: list[tuple[Any, int, int | None, int]],
+    last_period: dict[date, int],
+) -> RetentionResult:
+    """`rows`: (cohort start, cohort size, period k or None, actors whose *furthest* (unbounded)
+    or exact (bounded) return period is k). `last_period[c]`: the last observable period."""
+    sizes: dict[date, int] = {}
+    counts: dict[date, dict[int, int]] = {}
+    for start, size, k, n in rows:
+        c = start.date() if hasattr(start, "date") else start
+        sizes[c] = int(size)
+        if k is not None:
+            counts.setdefault(c, {})[int(k)] = int(n)
+    cohorts = []
+    for c in sorted(sizes):
+        by_k = counts.get(c, {})
+        seen = last_period.get(c, 0)
+        retained: list[int | None] = [sizes[c]]
+        for k in range(1, periods + 1):
+            if k > seen:
+                retained.append(None)
+            elif bounded:
+                retained.append(by_k.get(k, 0))
+            else:  # rolling: came back in period k or any later one
+                retained.append(sum(n for kk, n in by_k.items() if kk >= k))
+        cohorts.append(Cohort(c, sizes[c], retained))
+    return RetentionResult(interval, cohorts)

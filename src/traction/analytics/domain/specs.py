@@ -104,6 +104,22 @@ class FunnelSpec(_Spec):
     aggregate_by: Literal["person", "account"] = "person"
 
 
+class RetentionSpec(_Spec):
+    """First-time retention: cohorts by the first time each actor did `start_event` (or
+    anything), returning when they do `return_event` (or anything) in a later interval."""
+
+    kind: Literal["retention"] = "retention"
+    start_event: EventMatcher | None = None
+    return_event: EventMatcher | None = None
+    range: DateRange
+    interval: Literal["day", "week", "month"] = "week"
+    periods: int = Field(8, ge=1, le=90)
+    bounded: bool = Field(
+        True, description="True: returned in exactly period k; False: in k or later"
+    )
+    aggregate_by: Literal["person", "account"] = "person"
+
+
 def day_bounds(r: DateRange, tz: str) -> tuple[datetime, datetime]:
     """[start of date_from, start of the day after date_to) in the zone, as naive UTC."""
     zone = ZoneInfo(tz)

@@ -1,0 +1,64 @@
+"""Retention -> SQL.
+
+Calendar intervals in the workspace's time zone (weeks start on Monday). An actor's cohort
+is the interval of the first time they ever did the start event, if that falls in the date
+range. Period k counts the actors with a return event in the interval k after their cohort's
+(for bounded retention, exactly there; unbounded/rolling is derived from each actor's furthest
+return). Period 0 is the whole cohort.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, matcher_sql
+from traction.analytics.domain.specs import RetentionSpec
+
+
+def compile_retention(
+    spec: RetentionSpec, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> tuple[str, dict[str, object]]:
+    p = Params()
+    actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
+    ws, unit, zone = p.add(workspace_id), p.add(spec.interval), p.add(tz)
+    local = f"timezone({zone}, ts AT TIME ZONE 'UTC')"
+    starts = matcher_sql(spec.start_event, p) if spec.start_event else "true"
+    returns = matcher_sql(spec.return_event, p) if spec.return_event else "true"
+    not_null = " AND e.account_id IS NOT NULL" if spec.aggregate_by == "account" else ""
+    sql = f"""
+WITH ev AS (
+    SELECT {actor} AS actor, e.timestamp AS ts, e.name, e.properties
+    FROM {RESOLVED_FROM} WHERE e.workspace_id = {ws}{not_null}
+),
+firsts AS (SELECT actor, min(ts) AS ts FROM ev WHERE {starts} GROUP BY actor),
+cohorts AS (
+    SELECT actor, ts AS first_ts, date_trunc({unit}, {local}) AS cohort FROM firsts
+    WHERE ts >= {p.add(start)} AND ts < {p.add(end)}
+),
+sizes AS (SELECT cohort, count(*) AS size FROM cohorts GROUP BY cohort),
+back AS (
+    SELECT c.actor, c.cohort, date_diff({unit}, c.cohort, date_trunc({unit}, {local})) AS k
+    FROM cohorts c JOIN ev USING (actor)
+    WHERE ev.ts > c.first_ts AND {returns}
+),
+per_actor AS (
+    SELECT actor, cohort, {"k" if spec.bounded else "max(k)"} AS k FROM back
+    WHERE k BETWEEN 1 AND {p.add(spec.periods)}
+    {"GROUP BY actor, cohort, k" if spec.bounded else "GROUP BY actor, cohort"}
+),
+counted AS (SELECT cohort, k, count(*) AS n FROM per_actor GROUP BY cohort, k)
+SELECT s.cohort, s.size, c.k, COALESCE(c.n, 0) AS n
+FROM sizes s LEFT JOIN counted c USING (cohort)
+ORDER BY s.cohort, c.k
+"""
+    return sql, p.values
+
+
+def compile_data_end(workspace_id: str, tz: str) -> tuple[str, dict[str, object]]:
+    """The local time of the workspace's latest event: later periods are not observable yet."""
+    p = Params()
+    return (
+        f"SELECT timezone({p.add(tz)}, max(timestamp) AT TIME ZONE 'UTC') FROM events "
+        f"WHERE workspace_id = {p.add(workspace_id)}",
+        p.values,
+    )

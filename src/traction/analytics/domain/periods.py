@@ -1,0 +1,31 @@
+"""Calendar interval arithmetic, the same rules the SQL uses (weeks start on Monday)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+
+def interval_start(d: date, interval: str) -> date:
+    if interval == "day":
+        return d
+    if interval == "week":
+        return d - timedelta(days=d.weekday())
+    if interval == "month":
+        return d.replace(day=1)
+    raise ValueError(f"unknown interval {interval!r}")
+
+
+def periods_between(a: date, b: date, interval: str) -> int:
+    """How many interval boundaries lie between the intervals holding a and b."""
+    a, b = interval_start(a, interval), interval_start(b, interval)
+    if interval == "day":
+        return (b - a).days
+    if interval == "week":
+        return (b - a).days // 7
+    return (b.year - a.year) * 12 + (b.month - a.month)
+
+
+def last_observable_period(cohort: date, data_end: datetime | date, interval: str) -> int:
+    """The last period whose interval has begun by the latest event."""
+    end = data_end.date() if isinstance(data_end, datetime) else data_end
+    return max(0, periods_between(cohort, end, interval))
