@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from traction.analytics.domain.specs import FunnelSpec, RetentionSpec
+from traction.analytics.domain.specs import FunnelSpec, RetentionSpec, TrendSpec
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
 
@@ -39,3 +39,8 @@ def retention(
     spec: RetentionSpec, request: Request, key: KeyInfo = Depends(admin_key)
 ) -> dict[str, Any]:
     return request.app.state.ctx.analytics.retention(key.workspace_id, spec).as_dict()  # type: ignore[no-any-return]
+
+
+@router.post("/trend")
+def trend(spec: TrendSpec, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+    return request.app.state.ctx.analytics.trend(key.workspace_id, spec).as_dict()  # type: ignore[no-any-return]

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from datetime import datetime
 from typing import Any
 
 from traction.analytics.compile.funnel import compile_funnel, compile_funnel_dropoffs
 from traction.analytics.compile.retention import compile_data_end, compile_retention
-from traction.analytics.domain.periods import last_observable_period
+from traction.analytics.compile.trend import OTHER, compile_trend_series
+from traction.analytics.domain.periods import buckets, last_observable_period
 from traction.analytics.domain.results import (
     FunnelResult,
     RetentionResult,
+    TrendLine,
+    TrendResult,
+    fill_series,
     funnel_result,
     retention_result,
 )
-from traction.analytics.domain.specs import FunnelSpec, RetentionSpec, day_bounds
+from traction.analytics.domain.specs import FunnelSpec, RetentionSpec, TrendSpec, day_bounds
 from traction.store.events import DuckDBEventStore
 from traction.workspaces.service import WorkspaceService
 
@@ -104,3 +109,52 @@ class AnalyticsService:
             return retention_result(spec.interval, spec.periods, spec.bounded, rows, observable)
 
         return self._cached(workspace_id, "retention:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
+
+    def trend(self, workspace_id: str, spec: TrendSpec) -> TrendResult:
+        def compute() -> TrendResult:
+            tz = self._timezone(workspace_id)
+            start, end = day_bounds(spec.range, tz)
+            span = end - start
+            first = datetime.combine(spec.range.date_from, datetime.min.time())
+            last = datetime.combine(spec.range.date_to, datetime.max.time())
+            starts = buckets(first, last, spec.interval)
+            lines: list[TrendLine] = []
+            for i, series in enumerate(spec.series):
+                current = self._series(spec, series, workspace_id, tz, start, end, starts)
+                previous: dict[str | None, list[tuple[datetime, float]]] = {}
+                if spec.compare_previous:
+                    earlier = buckets(first - span, last - span, spec.interval)[: len(starts)]
+                    previous = self._series(
+                        spec, series, workspace_id, tz, start - span, end - span, earlier
+                    )
+                base = (
+                    series.event.event
+                    if series.math == "total"
+                    else f"{series.event.event} ({series.math})"
+                )
+                for bd, points in sorted(
+                    current.items(), key=lambda kv: (kv[0] == OTHER, -sum(v for _, v in kv[1]))
+                ):
+                    label = base if bd is None else f"{base}: {'other' if bd == OTHER else bd}"
+                    prev = [v for _, v in previous.get(bd, [])] if spec.compare_previous else None
+                    if prev is not None and len(prev) < len(points):
+                        prev = prev + [0.0] * (len(points) - len(prev))
+                    lines.append(TrendLine(label, i, bd, points, prev))
+            return TrendResult(spec.interval, lines)
+
+        return self._cached(workspace_id, "trend:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
+
+    def _series(
+        self,
+        spec: TrendSpec,
+        series: Any,
+        workspace_id: str,
+        tz: str,
+        start: datetime,
+        end: datetime,
+        starts: list[datetime],
+    ) -> dict[str | None, list[tuple[datetime, float]]]:
+        sql, params = compile_trend_series(spec, series, workspace_id, tz, start, end)
+        cur = self.events.cursor()
+        cur.execute(sql, params)
+        return fill_series(cur.fetchall(), starts)

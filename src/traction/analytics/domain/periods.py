@@ -29,3 +29,29 @@ def last_observable_period(cohort: date, data_end: datetime | date, interval: st
     """The last period whose interval has begun by the latest event."""
     end = data_end.date() if isinstance(data_end, datetime) else data_end
     return max(0, periods_between(cohort, end, interval))
+
+
+def buckets(first: datetime, last: datetime, interval: str) -> list[datetime]:
+    """Every bucket start from the one holding `first` to the one holding `last` (local time)."""
+    from datetime import timedelta
+
+    if interval == "hour":
+        cur = first.replace(minute=0, second=0, microsecond=0)
+        step = timedelta(hours=1)
+        out = []
+        while cur <= last:
+            out.append(cur)
+            cur += step
+        return out
+    day = interval_start(first.date(), interval)
+    end = interval_start(last.date(), interval)
+    out = []
+    while day <= end:
+        out.append(datetime.combine(day, datetime.min.time()))
+        if interval == "day":
+            day += timedelta(days=1)
+        elif interval == "week":
+            day += timedelta(days=7)
+        else:
+            day = (day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return out

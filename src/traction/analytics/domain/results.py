@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 
@@ -139,3 +139,47 @@ def retention_result(
                 retained.append(sum(n for kk, n in by_k.items() if kk >= k))
         cohorts.append(Cohort(c, sizes[c], retained))
     return RetentionResult(interval, cohorts)
+
+
+@dataclass(frozen=True)
+class TrendLine:
+    label: str  # the series' event (and math), or the breakdown value
+    series_index: int
+    breakdown: str | None
+    points: list[tuple[datetime, float]]
+    previous: list[float] | None = None  # the same buckets one period earlier, if compared
+
+    @property
+    def total(self) -> float:
+        return sum(v for _, v in self.points)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "series": self.series_index,
+            "breakdown": self.breakdown,
+            "x": [t.isoformat() for t, _ in self.points],
+            "y": [v for _, v in self.points],
+            "previous": self.previous,
+        }
+
+
+@dataclass(frozen=True)
+class TrendResult:
+    interval: str
+    lines: list[TrendLine]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"interval": self.interval, "lines": [line.as_dict() for line in self.lines]}
+
+
+def fill_series(
+    rows: list[tuple[Any, Any, Any]], bucket_starts: list[datetime]
+) -> dict[str | None, list[tuple[datetime, float]]]:
+    """SQL rows (bucket, breakdown, value) -> one zero-filled line per breakdown value."""
+    by: dict[str | None, dict[datetime, float]] = {}
+    for bucket, bd, value in rows:
+        by.setdefault(bd, {})[bucket] = float(value or 0)
+    if not by:
+        by[None] = {}
+    return {bd: [(b, vals.get(b, 0.0)) for b in bucket_starts] for bd, vals in by.items()}

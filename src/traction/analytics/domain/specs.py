@@ -104,6 +104,45 @@ class FunnelSpec(_Spec):
     aggregate_by: Literal["person", "account"] = "person"
 
 
+Math = Literal[
+    "total", "unique_persons", "unique_accounts", "sum", "avg", "min", "max", "p50", "p75", "p90", "p95", "p99",
+]  # fmt: skip
+PROPERTY_MATH = frozenset({"sum", "avg", "min", "max", "p50", "p75", "p90", "p95", "p99"})
+MAX_BREAKDOWN = 25
+
+
+class TrendSeries(_Spec):
+    event: EventMatcher
+    math: Math = "total"
+    math_property: Name | None = None
+
+    @model_validator(mode="after")
+    def _property_for_math(self) -> TrendSeries:
+        if self.math in PROPERTY_MATH and not self.math_property:
+            raise ValueError(f"math {self.math!r} needs math_property (the numeric event property)")
+        if self.math not in PROPERTY_MATH and self.math_property:
+            raise ValueError(f"math {self.math!r} takes no math_property")
+        return self
+
+
+class TrendSpec(_Spec):
+    kind: Literal["trend"] = "trend"
+    series: list[TrendSeries] = Field(min_length=1, max_length=10)
+    range: DateRange
+    interval: Literal["hour", "day", "week", "month"] = "day"
+    breakdown: Name | None = Field(None, description="an event property to split each series by")
+    breakdown_limit: int = Field(
+        10, ge=1, le=MAX_BREAKDOWN, description="top values; the rest is 'other'"
+    )
+    compare_previous: bool = False
+
+    @model_validator(mode="after")
+    def _hourly_span(self) -> TrendSpec:
+        if self.interval == "hour" and (self.range.date_to - self.range.date_from).days > 31:
+            raise ValueError("hourly trends may span at most 31 days")
+        return self
+
+
 class RetentionSpec(_Spec):
     """First-time retention: cohorts by the first time each actor did `start_event` (or
     anything), returning when they do `return_event` (or anything) in a later interval."""

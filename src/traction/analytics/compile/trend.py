@@ -1,0 +1,59 @@
+"""Trend -> SQL: one series at a time, bucketed in the workspace's time zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, json_path, matcher_sql
+from traction.analytics.domain.specs import TrendSeries, TrendSpec
+
+OTHER = "$other"
+NONE = "$none"
+_QUANTILES = {"p50": 0.5, "p75": 0.75, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+
+
+def _aggregate(series: TrendSeries, p: Params) -> str:
+    m = series.math
+    if m == "total":
+        return "count(*)"
+    if m == "unique_persons":
+        return "count(DISTINCT person)"
+    if m == "unique_accounts":
+        return "count(DISTINCT account_id)"
+    assert series.math_property is not None
+    x = f"TRY_CAST(json_extract_string(properties, {p.add(json_path(series.math_property))}) AS DOUBLE)"
+    if m in _QUANTILES:
+        return f"quantile_cont({x}, {_QUANTILES[m]})"
+    return f"{m}({x})"
+
+
+def compile_trend_series(
+    spec: TrendSpec, series: TrendSeries, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> tuple[str, dict[str, object]]:
+    """Rows: (bucket start, breakdown value or NULL, value)."""
+    p = Params()
+    zone, unit = p.add(tz), p.add(spec.interval)
+    where = (
+        f"e.workspace_id = {p.add(workspace_id)} AND e.timestamp >= {p.add(start)} "
+        f"AND e.timestamp < {p.add(end)} AND {matcher_sql(series.event, p, 'e.name', 'e.properties')}"
+    )
+    bd = "NULL"
+    if spec.breakdown:
+        bd = f"COALESCE(json_extract_string(e.properties, {p.add(json_path(spec.breakdown))}), '{NONE}')"
+    agg = _aggregate(series, p)
+    ev = (
+        f"ev AS (SELECT {PERSON} AS person, e.account_id, e.properties, "
+        f"timezone({zone}, e.timestamp AT TIME ZONE 'UTC') AS local_ts, {bd} AS bd "
+        f"FROM {RESOLVED_FROM} WHERE {where})"
+    )
+    if not spec.breakdown:
+        sql = f"WITH {ev} SELECT date_trunc({unit}, local_ts) AS bucket, NULL AS bd, {agg} AS value FROM ev GROUP BY 1 ORDER BY 1"
+        return sql, p.values
+    limit = p.add(spec.breakdown_limit)
+    sql = (
+        f"WITH {ev}, top AS (SELECT bd FROM ev GROUP BY bd ORDER BY count(*) DESC, bd LIMIT {limit}) "
+        f"SELECT date_trunc({unit}, local_ts) AS bucket, "
+        f"CASE WHEN bd IN (SELECT bd FROM top) THEN bd ELSE '{OTHER}' END AS label, {agg} AS value "
+        "FROM ev GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    return sql, p.values
