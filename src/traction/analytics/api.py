@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from traction.analytics.domain.specs import FunnelSpec, RetentionSpec, TrendSpec
+from traction.analytics.domain.specs import ActivationSpec, FunnelSpec, RetentionSpec, TrendSpec
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
 
@@ -44,3 +44,10 @@ def retention(
 @router.post("/trend")
 def trend(spec: TrendSpec, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
     return request.app.state.ctx.analytics.trend(key.workspace_id, spec).as_dict()  # type: ignore[no-any-return]
+
+
+@router.post("/activation")
+def activation(
+    spec: ActivationSpec, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    return request.app.state.ctx.analytics.activation(key.workspace_id, spec).as_dict()  # type: ignore[no-any-return]

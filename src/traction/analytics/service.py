@@ -8,20 +8,30 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+from traction.analytics.compile.activation import compile_activation
 from traction.analytics.compile.funnel import compile_funnel, compile_funnel_dropoffs
 from traction.analytics.compile.retention import compile_data_end, compile_retention
 from traction.analytics.compile.trend import OTHER, compile_trend_series
 from traction.analytics.domain.periods import buckets, last_observable_period
 from traction.analytics.domain.results import (
+    ActivationResult,
     FunnelResult,
     RetentionResult,
     TrendLine,
     TrendResult,
+    activation_result,
     fill_series,
     funnel_result,
     retention_result,
 )
-from traction.analytics.domain.specs import FunnelSpec, RetentionSpec, TrendSpec, day_bounds
+from traction.analytics.domain.specs import (
+    ActivationSpec,
+    EventMatcher,
+    FunnelSpec,
+    RetentionSpec,
+    TrendSpec,
+    day_bounds,
+)
 from traction.store.events import DuckDBEventStore
 from traction.workspaces.service import WorkspaceService
 
@@ -158,3 +168,26 @@ class AnalyticsService:
         cur = self.events.cursor()
         cur.execute(sql, params)
         return fill_series(cur.fetchall(), starts)
+
+    def activation(self, workspace_id: str, spec: ActivationSpec) -> ActivationResult:
+        def compute() -> ActivationResult:
+            tz = self._timezone(workspace_id)
+            start, end = day_bounds(spec.range, tz)
+            sql, params = compile_activation(spec, workspace_id, tz, start, end)
+            cur = self.events.cursor()
+            cur.execute(sql, params)
+            return activation_result(cur.fetchall())
+
+        return self._cached(workspace_id, "activation:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
+
+    def onboarding(
+        self, workspace_id: str, spec: ActivationSpec, steps: list[EventMatcher]
+    ) -> FunnelResult:
+        """The onboarding checklist as a funnel from the start event, in the activation window."""
+        funnel = FunnelSpec(
+            steps=[spec.start_event, *steps],
+            range=spec.range,
+            window_days=spec.window_days,
+            aggregate_by=spec.aggregate_by,
+        )
+        return self.funnel(workspace_id, funnel)

@@ -183,3 +183,78 @@ def fill_series(
     if not by:
         by[None] = {}
     return {bd: [(b, vals.get(b, 0.0)) for b in bucket_starts] for bd, vals in by.items()}
+
+
+@dataclass(frozen=True)
+class ActivationCohort:
+    start: date
+    size: int
+    activated: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.activated / self.size if self.size else None
+
+
+@dataclass(frozen=True)
+class ActivationResult:
+    cohorts: list[ActivationCohort]
+    ttfv_seconds: list[float]  # per activated actor, sorted
+
+    @property
+    def size(self) -> int:
+        return sum(c.size for c in self.cohorts)
+
+    @property
+    def activated(self) -> int:
+        return sum(c.activated for c in self.cohorts)
+
+    @property
+    def rate(self) -> float | None:
+        return self.activated / self.size if self.size else None
+
+    def ttfv(self, q: float) -> float | None:
+        """Quantile of time to first value, linear interpolation (as numpy's default)."""
+        xs = self.ttfv_seconds
+        if not xs:
+            return None
+        pos = q * (len(xs) - 1)
+        lo = int(pos)
+        hi = min(lo + 1, len(xs) - 1)
+        return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "size": self.size,
+            "activated": self.activated,
+            "rate": self.rate,
+            "ttfv_seconds": {
+                "median": self.ttfv(0.5),
+                "p75": self.ttfv(0.75),
+                "p90": self.ttfv(0.9),
+            },
+            "cohorts": [
+                {
+                    "start": c.start.isoformat(),
+                    "size": c.size,
+                    "activated": c.activated,
+                    "rate": c.rate,
+                }
+                for c in self.cohorts
+            ],
+        }
+
+
+def activation_result(rows: list[tuple[Any, Any, datetime, datetime | None]]) -> ActivationResult:
+    """`rows`: (actor, cohort start, first start time, activation time or None)."""
+    sizes: dict[date, int] = {}
+    done: dict[date, int] = {}
+    ttfv: list[float] = []
+    for _, cohort, first, at in rows:
+        c = cohort.date() if hasattr(cohort, "date") else cohort
+        sizes[c] = sizes.get(c, 0) + 1
+        if at is not None:
+            done[c] = done.get(c, 0) + 1
+            ttfv.append((at - first).total_seconds())
+    cohorts = [ActivationCohort(c, sizes[c], done.get(c, 0)) for c in sorted(sizes)]
+    return ActivationResult(cohorts, sorted(ttfv))

@@ -143,6 +143,49 @@ class TrendSpec(_Spec):
         return self
 
 
+class EventCount(_Spec):
+    """At least `at_least` events matching `event` after the start event, within the window."""
+
+    event: EventMatcher
+    at_least: int = Field(1, ge=1, le=10_000)
+
+
+class AllOf(_Spec):
+    all: list[Criterion] = Field(min_length=1, max_length=20)
+
+
+class AnyOf(_Spec):
+    any: list[Criterion] = Field(min_length=1, max_length=20)
+
+
+Criterion = EventCount | AllOf | AnyOf
+
+
+def leaves(c: Criterion) -> list[EventCount]:
+    if isinstance(c, EventCount):
+        return [c]
+    return [leaf for child in (c.all if isinstance(c, AllOf) else c.any) for leaf in leaves(child)]
+
+
+class ActivationSpec(_Spec):
+    """Activated = `criteria` hold within `window_days` of the actor's first `start_event`.
+    The moment they first hold is when the actor reached first value (TTFV)."""
+
+    kind: Literal["activation"] = "activation"
+    start_event: EventMatcher
+    criteria: Criterion
+    window_days: float = Field(7.0, gt=0, le=365)
+    range: DateRange
+    interval: Literal["day", "week", "month"] = "week"
+    aggregate_by: Literal["person", "account"] = "person"
+
+    @model_validator(mode="after")
+    def _not_too_many_conditions(self) -> ActivationSpec:
+        if len(leaves(self.criteria)) > 20:
+            raise ValueError("criteria may hold at most 20 event conditions")
+        return self
+
+
 class RetentionSpec(_Spec):
     """First-time retention: cohorts by the first time each actor did `start_event` (or
     anything), returning when they do `return_event` (or anything) in a later interval."""

@@ -1,0 +1,61 @@
+"""Activation -> SQL.
+
+Each actor's first start event (ever) opens a window. Every condition leaf becomes the time
+of its n-th matching event after the start (in (timestamp, arrival) order) within the
+window; `all` is the latest of its children (missing if any is), `any` the earliest. The
+root's time is the moment of activation; TTFV is that moment minus the start.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, matcher_sql
+from traction.analytics.domain.specs import ActivationSpec, AllOf, Criterion, EventCount, leaves
+
+
+def _combine(c: Criterion, names: dict[int, str]) -> str:
+    if isinstance(c, EventCount):
+        return names[id(c)]
+    parts = [_combine(child, names) for child in (c.all if isinstance(c, AllOf) else c.any)]
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(c, AllOf):
+        nulls = " OR ".join(f"{x} IS NULL" for x in parts)
+        return f"(CASE WHEN {nulls} THEN NULL ELSE greatest({', '.join(parts)}) END)"
+    return f"least({', '.join(parts)})"  # least() skips NULLs
+
+
+def compile_activation(
+    spec: ActivationSpec, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> tuple[str, dict[str, object]]:
+    """One row per actor in a cohort: (actor, cohort, first_ts, activated_at or NULL)."""
+    p = Params()
+    actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
+    not_null = " AND e.account_id IS NOT NULL" if spec.aggregate_by == "account" else ""
+    window = f"to_microseconds({p.add(int(spec.window_days * 86_400_000_000))})"
+    ctes = [
+        f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.name, e.properties "
+        f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)}{not_null})",
+        f"firsts AS (SELECT actor, arg_min(ts, (ts, seq)) AS first_ts, arg_min(seq, (ts, seq)) AS first_seq "
+        f"FROM ev WHERE {matcher_sql(spec.start_event, p)} GROUP BY actor)",
+        f"cohorts AS (SELECT actor, first_ts, first_seq, "
+        f"date_trunc({p.add(spec.interval)}, timezone({p.add(tz)}, first_ts AT TIME ZONE 'UTC')) AS cohort "
+        f"FROM firsts WHERE first_ts >= {p.add(start)} AND first_ts < {p.add(end)})",
+    ]
+    names: dict[int, str] = {}
+    for i, leaf in enumerate(leaves(spec.criteria)):
+        names[id(leaf)] = f"l{i}.t"
+        ctes.append(
+            f"l{i} AS (SELECT actor, min(ts) FILTER (WHERE rn = {p.add(leaf.at_least)}) AS t FROM ("
+            "SELECT c.actor, ev.ts, row_number() OVER (PARTITION BY c.actor ORDER BY ev.ts, ev.seq) AS rn "
+            "FROM cohorts c JOIN ev USING (actor) "
+            f"WHERE (ev.ts, ev.seq) > (c.first_ts, c.first_seq) AND ev.ts <= c.first_ts + {window} "
+            f"AND {matcher_sql(leaf.event, p, 'ev.name', 'ev.properties')}) GROUP BY actor)"
+        )
+    joins = " ".join(f"LEFT JOIN l{i} USING (actor)" for i in range(len(names)))
+    sql = (
+        "WITH " + ",\n".join(ctes) + f"\nSELECT c.actor, c.cohort, c.first_ts, "
+        f"{_combine(spec.criteria, names)} AS activated_at FROM cohorts c {joins}"
+    )
+    return sql, p.values
