@@ -2,20 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel
 
-from traction.analytics.domain.specs import ActivationSpec, FunnelSpec, RetentionSpec, TrendSpec
+from traction.analytics.domain.specs import (
+    ActivationSpec,
+    ActiveUsersSpec,
+    FeatureAdoptionSpec,
+    FunnelSpec,
+    LifecycleSpec,
+    RetentionSpec,
+    SessionsSpec,
+    TrendSpec,
+)
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
 
 router = APIRouter(prefix="/api/v1/insights", tags=["analytics"])
 
+# path -> (spec model, AnalyticsService method): one route each, the same shape for all
+INSIGHTS: dict[str, tuple[type[BaseModel], str]] = {
+    "funnel": (FunnelSpec, "funnel"),
+    "trend": (TrendSpec, "trend"),
+    "retention": (RetentionSpec, "retention"),
+    "activation": (ActivationSpec, "activation"),
+    "sessions": (SessionsSpec, "sessions"),
+    "active-users": (ActiveUsersSpec, "active_users"),
+    "lifecycle": (LifecycleSpec, "lifecycle"),
+    "feature-adoption": (FeatureAdoptionSpec, "feature_adoption"),
+}
 
-@router.post("/funnel")
-def funnel(spec: FunnelSpec, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
-    return request.app.state.ctx.analytics.funnel(key.workspace_id, spec).as_dict()  # type: ignore[no-any-return]
+
+def _route(model: type[BaseModel], method: str) -> Callable[..., dict[str, Any]]:
+    def run(spec: BaseModel, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+        result = getattr(request.app.state.ctx.analytics, method)(key.workspace_id, spec)
+        return result.as_dict()  # type: ignore[no-any-return]
+
+    # FastAPI reads the body model from the annotation: give it the real class, not a string
+    run.__annotations__ = {
+        "spec": model,
+        "request": Request,
+        "key": KeyInfo,
+        "return": dict[str, Any],
+    }
+    run.__name__ = f"insight_{method}"
+    return run
+
+
+for _path, (_model, _method) in INSIGHTS.items():
+    router.add_api_route(f"/{_path}", _route(_model, _method), methods=["POST"], name=_method)
 
 
 @router.post("/funnel/dropoffs")
@@ -32,22 +70,3 @@ def funnel_dropoffs(
         )
     rows = request.app.state.ctx.analytics.funnel_dropoffs(key.workspace_id, spec, step, limit)
     return [{"person_id": r["actor"], "started_at": r["started_at"].isoformat()} for r in rows]
-
-
-@router.post("/retention")
-def retention(
-    spec: RetentionSpec, request: Request, key: KeyInfo = Depends(admin_key)
-) -> dict[str, Any]:
-    return request.app.state.ctx.analytics.retention(key.workspace_id, spec).as_dict()  # type: ignore[no-any-return]
-
-
-@router.post("/trend")
-def trend(spec: TrendSpec, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
-    return request.app.state.ctx.analytics.trend(key.workspace_id, spec).as_dict()  # type: ignore[no-any-return]
-
-
-@router.post("/activation")
-def activation(
-    spec: ActivationSpec, request: Request, key: KeyInfo = Depends(admin_key)
-) -> dict[str, Any]:
-    return request.app.state.ctx.analytics.activation(key.workspace_id, spec).as_dict()  # type: ignore[no-any-return]

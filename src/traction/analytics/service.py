@@ -9,26 +9,42 @@ from datetime import datetime
 from typing import Any
 
 from traction.analytics.compile.activation import compile_activation
+from traction.analytics.compile.engagement import (
+    compile_active_users,
+    compile_feature_adoption,
+    compile_lifecycle,
+    compile_sessions,
+)
 from traction.analytics.compile.funnel import compile_funnel, compile_funnel_dropoffs
 from traction.analytics.compile.retention import compile_data_end, compile_retention
 from traction.analytics.compile.trend import OTHER, compile_trend_series
 from traction.analytics.domain.periods import buckets, last_observable_period
 from traction.analytics.domain.results import (
     ActivationResult,
+    ActiveUsersResult,
+    FeatureAdoptionResult,
     FunnelResult,
+    LifecycleResult,
     RetentionResult,
+    SessionsResult,
     TrendLine,
     TrendResult,
     activation_result,
     fill_series,
     funnel_result,
+    lifecycle_result,
     retention_result,
+    sessions_result,
 )
 from traction.analytics.domain.specs import (
     ActivationSpec,
+    ActiveUsersSpec,
     EventMatcher,
+    FeatureAdoptionSpec,
     FunnelSpec,
+    LifecycleSpec,
     RetentionSpec,
+    SessionsSpec,
     TrendSpec,
     day_bounds,
 )
@@ -191,3 +207,52 @@ class AnalyticsService:
             aggregate_by=spec.aggregate_by,
         )
         return self.funnel(workspace_id, funnel)
+
+    def _rows(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
+        cur = self.events.cursor()
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+    def _run(self, workspace_id: str, spec: Any, compiler: Any, shape: Any) -> Any:
+        """The common path: zone, day bounds, compile, fetch, shape; cached."""
+
+        def compute() -> Any:
+            tz = self._timezone(workspace_id)
+            start, end = day_bounds(spec.range, tz)
+            return shape(self._rows(*compiler(spec, workspace_id, tz, start, end)))
+
+        return self._cached(workspace_id, f"{spec.kind}:{spec.model_dump_json()}", compute)
+
+    def sessions(self, workspace_id: str, spec: SessionsSpec) -> SessionsResult:
+        return self._run(
+            workspace_id,
+            spec,
+            compile_sessions,
+            lambda rows: sessions_result(rows, spec.first_sessions),
+        )  # type: ignore[no-any-return]
+
+    def active_users(self, workspace_id: str, spec: ActiveUsersSpec) -> ActiveUsersResult:
+        return self._run(  # type: ignore[no-any-return]
+            workspace_id, spec, compile_active_users,
+            lambda rows: ActiveUsersResult([(d, int(a), int(w), int(m)) for d, a, w, m in rows]),
+        )  # fmt: skip
+
+    def lifecycle(self, workspace_id: str, spec: LifecycleSpec) -> LifecycleResult:
+        return self._run(
+            workspace_id,
+            spec,
+            compile_lifecycle,
+            lambda rows: lifecycle_result(spec.interval, rows),
+        )  # type: ignore[no-any-return]
+
+    def feature_adoption(
+        self, workspace_id: str, spec: FeatureAdoptionSpec
+    ) -> FeatureAdoptionResult:
+        def shape(rows: list[tuple[Any, ...]]) -> FeatureAdoptionResult:
+            row = rows[0]
+            return FeatureAdoptionResult(
+                int(row[0]),
+                [(f.event, int(n)) for f, n in zip(spec.features, row[1:], strict=True)],
+            )
+
+        return self._run(workspace_id, spec, compile_feature_adoption, shape)  # type: ignore[no-any-return]

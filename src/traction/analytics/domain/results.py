@@ -258,3 +258,99 @@ def activation_result(rows: list[tuple[Any, Any, datetime, datetime | None]]) ->
             ttfv.append((at - first).total_seconds())
     cohorts = [ActivationCohort(c, sizes[c], done.get(c, 0)) for c in sorted(sizes)]
     return ActivationResult(cohorts, sorted(ttfv))
+
+
+@dataclass(frozen=True)
+class SessionsResult:
+    sessions: int  # sessions that began in the range
+    avg_duration_seconds: float | None
+    avg_events: float | None
+    first_sessions: list[dict[str, Any]]  # k-th session of actors new in the range
+    depth_events: float | None  # mean events per session over those first sessions
+    depth_features: float | None  # mean distinct features per session over them
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def sessions_result(rows: list[tuple[Any, ...]], first_n: int) -> SessionsResult:
+    """rows: (actor, session_no, started, ended, events, features, first_in_range, in_range)."""
+    in_range = [r for r in rows if r[7]]
+    firsts = [r for r in rows if r[6] and r[1] <= first_n]
+    per_k = []
+    for k in range(1, first_n + 1):
+        ks = [r for r in firsts if r[1] == k]
+        per_k.append({
+            "session": k,
+            "actors": len(ks),
+            "avg_events": _mean([float(r[4]) for r in ks]),
+            "avg_features": _mean([float(r[5]) for r in ks]),
+        })  # fmt: skip
+    return SessionsResult(
+        sessions=len(in_range),
+        avg_duration_seconds=_mean([(r[3] - r[2]).total_seconds() for r in in_range]),
+        avg_events=_mean([float(r[4]) for r in in_range]),
+        first_sessions=per_k,
+        depth_events=_mean([float(r[4]) for r in firsts]),
+        depth_features=_mean([float(r[5]) for r in firsts]),
+    )
+
+
+@dataclass(frozen=True)
+class ActiveUsersResult:
+    days: list[tuple[date, int, int, int]]  # (day, DAU, WAU, MAU)
+
+    @property
+    def stickiness(self) -> float | None:
+        """Mean over the days of DAU/MAU."""
+        return _mean([dau / mau for _, dau, _, mau in self.days if mau])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "days": [
+                {"day": d.isoformat(), "dau": a, "wau": w, "mau": m} for d, a, w, m in self.days
+            ],
+            "stickiness": self.stickiness,
+        }
+
+
+LIFECYCLE = ("new", "returning", "resurrecting", "dormant")
+
+
+@dataclass(frozen=True)
+class LifecycleResult:
+    interval: str
+    buckets: list[tuple[date, dict[str, int]]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "interval": self.interval,
+            "buckets": [{"start": b.isoformat(), **c} for b, c in self.buckets],
+        }
+
+
+def lifecycle_result(interval: str, rows: list[tuple[Any, str, int]]) -> LifecycleResult:
+    by: dict[date, dict[str, int]] = {}
+    for bucket, status, n in rows:
+        b = bucket.date() if hasattr(bucket, "date") else bucket
+        by.setdefault(b, dict.fromkeys(LIFECYCLE, 0))[status] = int(n)
+    return LifecycleResult(interval, sorted(by.items()))
+
+
+@dataclass(frozen=True)
+class FeatureAdoptionResult:
+    active: int
+    features: list[tuple[str, int]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "active": self.active,
+            "features": [
+                {"event": e, "actors": n, "share": (n / self.active if self.active else None)}
+                for e, n in self.features
+            ],
+        }

@@ -186,6 +186,51 @@ class ActivationSpec(_Spec):
         return self
 
 
+class SessionsSpec(_Spec):
+    """Sessions split at `gap_minutes` of inactivity; depth of each actor's first sessions."""
+
+    kind: Literal["sessions"] = "sessions"
+    range: DateRange
+    gap_minutes: float = Field(30.0, gt=0, le=24 * 60)
+    first_sessions: int = Field(3, ge=1, le=20, description="how many first sessions to describe")
+    feature_events: list[Name] | None = Field(
+        None,
+        max_length=200,
+        description="events that count as features (default: every track event)",
+    )
+    aggregate_by: Literal["person", "account"] = "person"
+
+
+class ActiveUsersSpec(_Spec):
+    """DAU, WAU (7 days), MAU (30 days) for each day, and stickiness (DAU/MAU)."""
+
+    kind: Literal["active_users"] = "active_users"
+    range: DateRange
+    active_event: EventMatcher | None = Field(
+        None, description="what counts as active (default: any event)"
+    )
+    aggregate_by: Literal["person", "account"] = "person"
+
+
+class LifecycleSpec(_Spec):
+    """Per interval: new, returning, resurrecting and dormant actors."""
+
+    kind: Literal["lifecycle"] = "lifecycle"
+    range: DateRange
+    interval: Literal["day", "week", "month"] = "week"
+    active_event: EventMatcher | None = None
+    aggregate_by: Literal["person", "account"] = "person"
+
+
+class FeatureAdoptionSpec(_Spec):
+    """For each feature event: the share of the period's active actors who used it."""
+
+    kind: Literal["feature_adoption"] = "feature_adoption"
+    range: DateRange
+    features: list[EventMatcher] = Field(min_length=1, max_length=50)
+    aggregate_by: Literal["person", "account"] = "person"
+
+
 class RetentionSpec(_Spec):
     """First-time retention: cohorts by the first time each actor did `start_event` (or
     anything), returning when they do `return_event` (or anything) in a later interval."""

@@ -1,0 +1,137 @@
+"""Engagement -> SQL: sessions, active users, lifecycle, feature adoption."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, matcher_sql
+from traction.analytics.domain.specs import (
+    ActiveUsersSpec,
+    EventMatcher,
+    FeatureAdoptionSpec,
+    LifecycleSpec,
+    SessionsSpec,
+)
+
+
+def _events(p: Params, workspace_id: str, aggregate_by: str, tz: str, extra: str = "") -> str:
+    actor = PERSON if aggregate_by == "person" else "e.account_id"
+    not_null = " AND e.account_id IS NOT NULL" if aggregate_by == "account" else ""
+    return (
+        f"SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties, "
+        f"timezone({p.add(tz)}, e.timestamp AT TIME ZONE 'UTC') AS local_ts "
+        f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)}{not_null}{extra}"
+    )
+
+
+def _active(m: EventMatcher | None, p: Params) -> str:
+    return matcher_sql(m, p) if m else "true"
+
+
+def compile_sessions(
+    spec: SessionsSpec, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> tuple[str, dict[str, object]]:
+    """One row per session: (actor, session number in the actor's whole history, start,
+    end, events, distinct features, whether the actor's first session began in range,
+    whether this session began in range)."""
+    p = Params()
+    gap = f"to_microseconds({p.add(int(spec.gap_minutes * 60_000_000))})"
+    if spec.feature_events is None:
+        feature = "CASE WHEN type = 'track' THEN name END"
+    else:
+        feature = f"CASE WHEN name IN (SELECT unnest({p.add(list(spec.feature_events))}::VARCHAR[])) THEN name END"
+    lo, hi = p.add(start), p.add(end)
+    sql = f"""
+WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp < {hi}")}),
+marked AS (
+    SELECT *, CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w > {gap} THEN 1 ELSE 0 END AS starts
+    FROM ev WINDOW w AS (PARTITION BY actor ORDER BY ts, seq)
+),
+numbered AS (
+    SELECT *, sum(starts) OVER (PARTITION BY actor ORDER BY ts, seq ROWS UNBOUNDED PRECEDING) AS session_no
+    FROM marked
+),
+sessions AS (
+    SELECT actor, session_no, min(ts) AS started, max(ts) AS ended, count(*) AS events,
+           count(DISTINCT {feature}) AS features
+    FROM numbered GROUP BY actor, session_no
+),
+firsts AS (SELECT actor, started AS first_started FROM sessions WHERE session_no = 1)
+SELECT s.actor, s.session_no, s.started, s.ended, s.events, s.features,
+       f.first_started >= {lo} AS first_in_range, s.started >= {lo} AS in_range
+FROM sessions s JOIN firsts f USING (actor)
+WHERE s.started >= {lo} OR f.first_started >= {lo}
+"""
+    return sql, p.values
+
+
+def compile_active_users(
+    spec: ActiveUsersSpec, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> tuple[str, dict[str, object]]:
+    """Rows: (day, dau, wau, mau) for every day of the range (local days)."""
+    p = Params()
+    d_from, d_to = p.add(spec.range.date_from), p.add(spec.range.date_to)
+    sql = f"""
+WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp >= {p.add(start)} - INTERVAL 31 DAY AND e.timestamp < {p.add(end)}")}),
+days AS (SELECT DISTINCT actor, CAST(local_ts AS DATE) AS d FROM ev WHERE {_active(spec.active_event, p)}),
+calendar AS (SELECT CAST(unnest(generate_series(CAST({d_from} AS DATE), CAST({d_to} AS DATE), INTERVAL 1 DAY)) AS DATE) AS d)
+SELECT c.d,
+       count(DISTINCT a.actor) FILTER (WHERE a.d = c.d) AS dau,
+       count(DISTINCT a.actor) FILTER (WHERE a.d > c.d - 7) AS wau,
+       count(DISTINCT a.actor) AS mau
+FROM calendar c LEFT JOIN days a ON a.d > c.d - 30 AND a.d <= c.d
+GROUP BY c.d ORDER BY c.d
+"""
+    return sql, p.values
+
+
+def compile_lifecycle(
+    spec: LifecycleSpec, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> tuple[str, dict[str, object]]:
+    """Rows: (bucket, status, actors). A bucket's dormant actors were active in the bucket
+    before and not in this one."""
+    p = Params()
+    unit = p.add(spec.interval)
+    one = f"CAST('1 ' || {unit} AS INTERVAL)"
+    lo, hi = p.add(spec.range.date_from), p.add(spec.range.date_to)
+    sql = f"""
+WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp < {p.add(end)}")}),
+active AS (SELECT DISTINCT actor, date_trunc({unit}, local_ts) AS bucket FROM ev WHERE {_active(spec.active_event, p)}),
+seq AS (
+    SELECT actor, bucket,
+           lag(bucket) OVER (PARTITION BY actor ORDER BY bucket) AS prev,
+           lead(bucket) OVER (PARTITION BY actor ORDER BY bucket) AS next
+    FROM active
+),
+statuses AS (
+    SELECT bucket, CASE WHEN prev IS NULL THEN 'new' WHEN prev = bucket - {one} THEN 'returning'
+                        ELSE 'resurrecting' END AS status, actor FROM seq
+    UNION ALL
+    SELECT bucket + {one} AS bucket, 'dormant' AS status, actor FROM seq
+    WHERE next IS NULL OR next > bucket + {one}
+)
+SELECT bucket, status, count(*) AS actors FROM statuses
+WHERE bucket >= date_trunc({unit}, CAST({lo} AS TIMESTAMP)) AND bucket <= CAST({hi} AS TIMESTAMP)
+GROUP BY bucket, status ORDER BY bucket, status
+"""
+    return sql, p.values
+
+
+def compile_feature_adoption(
+    spec: FeatureAdoptionSpec, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> tuple[str, dict[str, object]]:
+    """One row: active actors, then actors per feature, in the spec's order."""
+    p = Params()
+    ev = _events(
+        p,
+        workspace_id,
+        spec.aggregate_by,
+        tz,
+        f" AND e.timestamp >= {p.add(start)} AND e.timestamp < {p.add(end)}",
+    )
+    cols = ["count(DISTINCT actor) AS active"]
+    cols += [
+        f"count(DISTINCT actor) FILTER (WHERE {matcher_sql(f, p)}) AS f{i}"
+        for i, f in enumerate(spec.features)
+    ]
+    return f"WITH ev AS ({ev}) SELECT {', '.join(cols)} FROM ev", p.values
