@@ -128,12 +128,9 @@ def test_feature_adoption(fx: Fixture) -> None:
         fx.ws, FeatureAdoptionSpec(range=R, features=[{"event": "export"}, {"event": "nothing"}])
     )
     assert r.as_dict() == {
-        "active": 3,
-        "features": [
-            {"event": "export", "actors": 2, "share": 2 / 3},
-            {"event": "nothing", "actors": 0, "share": 0.0},
-        ],
-    }
+        "active": 3, "any": 2, "any_share": 2 / 3,
+        "features": [{"event": "export", "actors": 2, "share": 2 / 3}, {"event": "nothing", "actors": 0, "share": 0.0}],
+    }  # fmt: skip
 
 
 def test_active_users_match_pandas(simulated) -> None:  # type: ignore[no-untyped-def]  # noqa: F811

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from traction.analytics.compile.activation import compile_activation
+from traction.analytics.compile.activation import compile_activation, compile_activation_retention
 from traction.analytics.compile.engagement import (
     compile_active_users,
     compile_feature_adoption,
@@ -18,9 +18,18 @@ from traction.analytics.compile.engagement import (
 from traction.analytics.compile.funnel import compile_funnel, compile_funnel_dropoffs
 from traction.analytics.compile.retention import compile_data_end, compile_retention
 from traction.analytics.compile.trend import OTHER, compile_trend_series
+from traction.analytics.domain.kpis import (
+    BY_KEY,
+    CATALOG,
+    KPIConfig,
+    change,
+    format_value,
+    previous_range,
+)
 from traction.analytics.domain.periods import buckets, last_observable_period
 from traction.analytics.domain.results import (
     ActivationResult,
+    ActivationRetentionResult,
     ActiveUsersResult,
     FeatureAdoptionResult,
     FunnelResult,
@@ -39,6 +48,7 @@ from traction.analytics.domain.results import (
 from traction.analytics.domain.specs import (
     ActivationSpec,
     ActiveUsersSpec,
+    DateRange,
     EventMatcher,
     FeatureAdoptionSpec,
     FunnelSpec,
@@ -249,10 +259,60 @@ class AnalyticsService:
         self, workspace_id: str, spec: FeatureAdoptionSpec
     ) -> FeatureAdoptionResult:
         def shape(rows: list[tuple[Any, ...]]) -> FeatureAdoptionResult:
-            row = rows[0]
-            return FeatureAdoptionResult(
-                int(row[0]),
-                [(f.event, int(n)) for f, n in zip(spec.features, row[1:], strict=True)],
-            )
+            active, any_feature, *per_feature = rows[0]
+            features = [(f.event, int(n)) for f, n in zip(spec.features, per_feature, strict=True)]
+            return FeatureAdoptionResult(int(active), features, int(any_feature))
 
         return self._run(workspace_id, spec, compile_feature_adoption, shape)  # type: ignore[no-any-return]
+
+    def activation_retention(
+        self, workspace_id: str, spec: ActivationSpec, days: tuple[int, ...] = (7, 30)
+    ) -> ActivationRetentionResult:
+        """Day-N retention of activation cohorts: active (any event) on the Nth local day after
+        the day of activation. Actors whose day N is still ahead are left out of that day's base."""
+
+        def compute() -> ActivationRetentionResult:
+            tz = self._timezone(workspace_id)
+            start, end = day_bounds(spec.range, tz)
+            sql, params = compile_activation_retention(spec, workspace_id, tz, start, end, days)
+            row = self._one_row(sql, params)
+            by_day = {
+                d: (row[f"kept_{d}"] / row[f"base_{d}"] if row[f"base_{d}"] else None) for d in days
+            }
+            return ActivationRetentionResult(int(row["activated"] or 0), by_day)
+
+        return self._cached(
+            workspace_id, f"activation_retention:{days}:{spec.model_dump_json()}", compute
+        )  # type: ignore[no-any-return]
+
+    def kpi(
+        self, workspace_id: str, key: str, r: DateRange, config: KPIConfig | None = None
+    ) -> float | None:
+        k = BY_KEY[key]
+        c = config or KPIConfig()
+        spec = k.spec(c, r)
+        if k.insight == "onboarding":
+            result = self.onboarding(
+                workspace_id, spec, [EventMatcher(event=e) for e in c.onboarding_steps]
+            )
+        else:
+            result = getattr(self, k.insight)(workspace_id, spec, **k.extra)
+        return k.value(result)
+
+    def scorecard(
+        self, workspace_id: str, r: DateRange, config: KPIConfig | None = None
+    ) -> list[dict[str, Any]]:
+        """Every KPI for the period and the one before it, with the change and its definition."""
+        prev = previous_range(r)
+        out = []
+        for k in CATALOG:
+            now, before = (
+                self.kpi(workspace_id, k.key, r, config),
+                self.kpi(workspace_id, k.key, prev, config),
+            )
+            out.append({
+                "key": k.key, "name": k.name, "value": now, "previous": before, "change": change(now, before),
+                "unit": k.unit, "direction": k.direction, "definition": k.definition,
+                "formatted": format_value(k, now), "formatted_previous": format_value(k, before),
+            })  # fmt: skip
+        return out

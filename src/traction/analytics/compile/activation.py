@@ -59,3 +59,44 @@ def compile_activation(
         f"{_combine(spec.criteria, names)} AS activated_at FROM cohorts c {joins}"
     )
     return sql, p.values
+
+
+def compile_activation_retention(
+    spec: ActivationSpec,
+    workspace_id: str,
+    tz: str,
+    start: datetime,
+    end: datetime,
+    days: tuple[int, ...],
+) -> tuple[str, dict[str, object]]:
+    """One row: activated, then for each N: base_N (activated actors whose day N has begun by
+    the latest event) and kept_N (those of them active that day)."""
+    inner, values = compile_activation(spec, workspace_id, tz, start, end)
+    p = Params()
+    p.values.update(values)
+    zone = p.add(tz)
+    ws = p.add(workspace_id)
+    actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
+
+    def local(col: str) -> str:
+        return f"CAST(timezone({zone}, {col} AT TIME ZONE 'UTC') AS DATE)"
+
+    cols = ["count(*) AS activated"]
+    for d in days:
+        n = p.add(d)
+        cols.append(
+            f"count(*) FILTER (WHERE a.day + {n} <= (SELECT last_day FROM last)) AS base_{d}"
+        )
+        cols.append(
+            f"count(*) FILTER (WHERE a.day + {n} <= (SELECT last_day FROM last) AND EXISTS ("
+            f"SELECT 1 FROM active_days x WHERE x.actor = a.actor AND x.day = a.day + {n})) AS kept_{d}"
+        )
+    sql = (
+        f"WITH act AS ({inner}), "
+        f"a AS (SELECT actor, {local('activated_at')} AS day FROM act WHERE activated_at IS NOT NULL), "
+        f"active_days AS (SELECT DISTINCT {actor} AS actor, {local('e.timestamp')} AS day FROM {RESOLVED_FROM} "
+        f"WHERE e.workspace_id = {ws} AND {actor} IN (SELECT actor FROM a)), "
+        f"last AS (SELECT {local('max(timestamp)')} AS last_day FROM events WHERE workspace_id = {ws}) "
+        f"SELECT {', '.join(cols)} FROM a"
+    )
+    return sql, p.values

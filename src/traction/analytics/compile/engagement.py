@@ -120,7 +120,7 @@ GROUP BY bucket, status ORDER BY bucket, status
 def compile_feature_adoption(
     spec: FeatureAdoptionSpec, workspace_id: str, tz: str, start: datetime, end: datetime
 ) -> tuple[str, dict[str, object]]:
-    """One row: active actors, then actors per feature, in the spec's order."""
+    """One row: active actors, actors who used any of the features, then each feature's."""
     p = Params()
     ev = _events(
         p,
@@ -129,9 +129,10 @@ def compile_feature_adoption(
         tz,
         f" AND e.timestamp >= {p.add(start)} AND e.timestamp < {p.add(end)}",
     )
-    cols = ["count(DISTINCT actor) AS active"]
-    cols += [
-        f"count(DISTINCT actor) FILTER (WHERE {matcher_sql(f, p)}) AS f{i}"
-        for i, f in enumerate(spec.features)
+    conds = [matcher_sql(f, p) for f in spec.features]
+    cols = [
+        "count(DISTINCT actor) AS active",
+        f"count(DISTINCT actor) FILTER (WHERE {' OR '.join(conds)}) AS any_feature",
     ]
+    cols += [f"count(DISTINCT actor) FILTER (WHERE {c}) AS f{i}" for i, c in enumerate(conds)]
     return f"WITH ev AS ({ev}) SELECT {', '.join(cols)} FROM ev", p.values

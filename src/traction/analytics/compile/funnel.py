@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, matcher_sql
+from traction.analytics.compile.params import PERSON, RESERVED, RESOLVED_FROM, Params, matcher_sql
 from traction.analytics.domain.specs import FunnelSpec
 
 
@@ -26,7 +26,10 @@ def compile_funnel(
     actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
     where = [f"e.workspace_id = {p.add(workspace_id)}", f"e.timestamp >= {p.add(start)}"]
     where.append(f"e.timestamp < {p.add(end)} + to_microseconds({p.add(window_us)})")
-    if spec.mode == "ordered":  # strict needs every event, to see what lies between steps
+    reserved = any(s.event in RESERVED for s in spec.steps)
+    if (
+        spec.mode == "ordered" and not reserved
+    ):  # strict needs every event, to see what lies between
         where.append(
             f"e.name IN (SELECT unnest({p.add(sorted({s.event for s in spec.steps}))}::VARCHAR[]))"
         )
@@ -34,9 +37,9 @@ def compile_funnel(
         where.append("e.account_id IS NOT NULL")
     w = p.add(window_us)
     ctes = [
-        f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.name, e.properties "
+        f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties "
         f"FROM {RESOLVED_FROM} WHERE {' AND '.join(where)})",
-        "ranked AS (SELECT actor, ts, name, properties, "
+        "ranked AS (SELECT actor, ts, type, name, properties, "
         "row_number() OVER (PARTITION BY actor ORDER BY ts, seq) AS pos FROM ev)",
         f"j0 AS (SELECT actor, ts AS t0, pos AS p0 FROM ranked "
         f"WHERE {matcher_sql(spec.steps[0], p)} AND ts < {p.add(end)})",

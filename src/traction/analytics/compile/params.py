@@ -61,10 +61,19 @@ def filter_sql(f: PropertyFilter, p: Params, column: str = "properties") -> str:
     raise ValueError(f"unknown operator {op!r}")  # the spec model makes this unreachable
 
 
+RESERVED = {"$any": "true", "$page": "type = 'page'", "$screen": "type = 'screen'"}
+
+
 def matcher_sql(
     m: EventMatcher, p: Params, name_col: str = "name", props_col: str = "properties"
 ) -> str:
-    parts = [f"{name_col} = {p.add(m.event)}"]
+    """`$any` matches every event, `$page`/`$screen` every page or screen call; anything else
+    is an event name."""
+    if m.event in RESERVED:
+        type_col = name_col[: -len("name")] + "type"
+        parts = [RESERVED[m.event].replace("type", type_col)]
+    else:
+        parts = [f"{name_col} = {p.add(m.event)}"]
     parts += [filter_sql(f, p, props_col) for f in m.filters]
     return "(" + " AND ".join(parts) + ")"
 

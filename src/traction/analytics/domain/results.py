@@ -345,12 +345,30 @@ def lifecycle_result(interval: str, rows: list[tuple[Any, str, int]]) -> Lifecyc
 class FeatureAdoptionResult:
     active: int
     features: list[tuple[str, int]]
+    any: int = 0  # used at least one of the features
+
+    @property
+    def any_share(self) -> float | None:
+        return self.any / self.active if self.active else None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "active": self.active,
+            "any": self.any,
+            "any_share": self.any_share,
             "features": [
                 {"event": e, "actors": n, "share": (n / self.active if self.active else None)}
                 for e, n in self.features
             ],
         }
+
+
+@dataclass(frozen=True)
+class ActivationRetentionResult:
+    """Of the actors activated in the range: the share active on day N after activating."""
+
+    activated: int
+    by_day: dict[int, float | None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"activated": self.activated, "by_day": {str(k): v for k, v in self.by_day.items()}}

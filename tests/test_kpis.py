@@ -1,0 +1,130 @@
+"""The KPI catalog and scorecard on a hand-built month whose every KPI is worked out by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from traction.analytics.domain.kpis import BY_KEY, CATALOG, change, format_value, previous_range
+from traction.analytics.domain.specs import DateRange
+from traction.analytics.service import AnalyticsService
+from traction.context import Context
+from traction.ingest.domain import normalize_segment
+
+MARCH = DateRange(date_from="2026-03-01", date_to="2026-03-31")
+
+
+def msgs() -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def add(
+        kind: str,
+        when: str,
+        *,
+        anon: str | None = None,
+        user: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        m: dict[str, Any] = {
+            "type": kind,
+            "timestamp": f"2026-03-{when}:00Z",
+            "messageId": f"k{len(out)}",
+        }
+        if anon:
+            m["anonymousId"] = anon
+        if user:
+            m["userId"] = user
+        if kind == "track":
+            m["event"] = name
+        elif kind == "page":
+            m["name"] = name or "home"
+        out.append(m)
+
+    # u1: visits, signs up, trial, full onboarding, activated Mar 3 10:00 (24 h), back on day 7
+    add("page", "02T09:55", anon="a1")
+    add("identify", "02T09:59", anon="a1", user="u1")
+    for when, e in [("02T10:00", "signed_up"), ("02T10:05", "trial_started"), ("02T10:20", "project_created"),
+                    ("02T10:40", "data_source_connected"), ("03T10:00", "teammate_invited"),
+                    ("03T10:10", "report_created"), ("10T10:00", "dashboard_viewed")]:  # fmt: skip
+        add("track", when, user="u1", name=e)
+    # u2: one visit
+    add("page", "05T12:00", anon="a2")
+    # u3: visits, signs up (no trial), creates a project the next day: not activated
+    add("page", "06T09:00", anon="a3")
+    add("identify", "06T09:01", anon="a3", user="u3")
+    add("track", "06T09:02", user="u3", name="signed_up")
+    add("track", "07T09:00", user="u3", name="project_created")
+    # u4: visits, signs up, trial, shares a referral link the next day
+    add("page", "08T09:00", anon="a4")
+    add("identify", "08T09:01", anon="a4", user="u4")
+    add("track", "08T09:02", user="u4", name="signed_up")
+    add("track", "08T09:03", user="u4", name="trial_started")
+    add("track", "09T09:00", user="u4", name="referral_link_shared")
+    return out
+
+
+@pytest.fixture
+def month(sqlite_ctx: Context) -> tuple[AnalyticsService, str]:
+    ws = sqlite_ctx.workspaces.create_workspace("KPI").id
+    assert not sqlite_ctx.ingest.ingest_sync(ws, msgs(), normalize_segment).rejected
+    return AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces), ws
+
+
+# days active: u1 Mar 2, 3, 10; u2 Mar 5; u3 Mar 6, 7; u4 Mar 8, 9. DAU/MAU on Mar 2..31 (MAU > 0):
+# 1, 1, 0, 1/2, 1/3, 1/3, 1/4, 1/4, 1/4, then 0 for 21 days -> mean over 30 days.
+STICKINESS = (1 + 1 + 0 + 1 / 2 + 1 / 3 + 1 / 3 + 1 / 4 + 1 / 4 + 1 / 4) / 30
+EXPECTED = {
+    "visitor_to_signup": 3 / 4,  # 4 people viewed a page; u1, u3, u4 signed up
+    "trial_signup_rate": 2 / 3,  # of 3 sign-ups, u1 and u4 started a trial within a day
+    "activation_rate": 1 / 3,  # u1: project + invite within 7 days
+    "onboarding_dropoff": 2 / 3,  # only u1 did all four steps in order
+    "time_to_first_value": 86_400.0,  # u1: sign-up Mar 2 10:00 -> invite Mar 3 10:00
+    "engagement_depth": 19 / 8,  # sessions: u1 6, 2, 1; u2 1; u3 3, 1; u4 4, 1 events
+    "activation_retention_d7": 1.0,  # u1 active Mar 10, day 7 after activating on Mar 3
+    "activation_retention_d30": None,  # day 30 (Apr 2) is after the latest event
+    "sharing_rate": 2 / 4,  # u1 invited, u4 shared; 4 active people
+    "referral_link_shares": 1.0,
+    "stickiness": STICKINESS,
+}
+
+
+def test_catalog_is_complete_and_unique() -> None:
+    assert [k.key for k in CATALOG] == list(EXPECTED)
+    assert len(BY_KEY) == len(CATALOG)
+    for k in CATALOG:
+        assert k.definition.endswith(".") and k.direction in ("up", "down")
+
+
+@pytest.mark.parametrize("key", list(EXPECTED))
+def test_each_kpi_has_its_hand_computed_value(
+    month: tuple[AnalyticsService, str], key: str
+) -> None:
+    svc, ws = month
+    got = svc.kpi(ws, key, MARCH)
+    assert got == pytest.approx(EXPECTED[key]) if EXPECTED[key] is not None else got is None
+
+
+def test_scorecard_compares_with_the_previous_period(month: tuple[AnalyticsService, str]) -> None:
+    svc, ws = month
+    rows = {r["key"]: r for r in svc.scorecard(ws, MARCH)}
+    assert rows["activation_rate"]["value"] == pytest.approx(1 / 3)
+    assert rows["activation_rate"]["previous"] is None  # nobody signed up in February
+    assert (
+        rows["referral_link_shares"]["previous"] == 0.0
+        and rows["referral_link_shares"]["change"] is None
+    )
+    assert rows["visitor_to_signup"]["formatted"] == "75.0%"
+    assert rows["time_to_first_value"]["formatted"] == "24.0 h"
+
+
+def test_period_arithmetic_and_formatting() -> None:
+    prev = previous_range(MARCH)
+    assert (str(prev.date_from), str(prev.date_to)) == ("2026-01-29", "2026-02-28")
+    assert (
+        change(0.5, 0.4) == pytest.approx(0.25)
+        and change(1.0, 0.0) is None
+        and change(None, 1.0) is None
+    )
+    assert format_value(BY_KEY["time_to_first_value"], 3 * 86_400) == "3.0 d"
+    assert format_value(BY_KEY["stickiness"], None) == "—"
