@@ -128,3 +128,79 @@ def test_period_arithmetic_and_formatting() -> None:
     )
     assert format_value(BY_KEY["time_to_first_value"], 3 * 86_400) == "3.0 d"
     assert format_value(BY_KEY["stickiness"], None) == "—"
+
+
+def test_report_cli_and_scorecard_api(tmp_path, server) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    import io
+    import json
+
+    from typer.testing import CliRunner
+
+    from traction.cli import app
+    from traction.settings import Settings
+
+    ctx = Context.open(Settings(data_dir=tmp_path), start_writer=False)
+    try:
+        ws = ctx.workspaces.create_workspace("Report").id
+        ctx.ingest.ingest_sync(ws, msgs(), normalize_segment)
+    finally:
+        ctx.close()
+    runner = CliRunner()
+    r = runner.invoke(
+        app,
+        [
+            "report",
+            "--data-dir",
+            str(tmp_path),
+            "--from",
+            "2026-03-01",
+            "--to",
+            "2026-03-31",
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    kpis = {k["key"]: k for k in json.loads(r.stdout)["kpis"]}
+    assert kpis["sharing_rate"]["value"] == 0.5 and kpis["sharing_rate"]["definition"]
+    r = runner.invoke(
+        app,
+        [
+            "report",
+            "--data-dir",
+            str(tmp_path),
+            "--from",
+            "2026-03-01",
+            "--to",
+            "2026-03-31",
+            "--csv",
+        ],
+    )
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert (
+        len(rows) == len(CATALOG)
+        and rows[0]["key"] == "visitor_to_signup"
+        and float(rows[0]["value"]) == 0.75
+    )
+    r = runner.invoke(
+        app, ["report", "--data-dir", str(tmp_path), "--from", "2026-03-01", "--to", "2026-03-31"]
+    )
+    assert r.exit_code == 0 and "Activation rate" in r.stdout and "33.3%" in r.stdout
+    r = runner.invoke(app, ["report", "--data-dir", str(tmp_path), "--from", "March"])
+    assert r.exit_code == 1 and "YYYY-MM-DD" in r.stderr
+
+    w = server.ctx.workspaces.create_workspace("API")
+    server.ctx.ingest.ingest_sync(w.id, msgs(), normalize_segment)
+    with server.client() as c:
+        auth = {"Authorization": f"Bearer {w.secret_key}"}
+        res = c.get(
+            "/api/v1/insights/scorecard?date_from=2026-03-01&date_to=2026-03-31", headers=auth
+        )
+        assert (
+            res.status_code == 200
+            and {k["key"]: k["value"] for k in res.json()}["referral_link_shares"] == 1.0
+        )
+        bad = c.get(
+            "/api/v1/insights/scorecard?date_from=2026-03-31&date_to=2026-03-01", headers=auth
+        )
+        assert bad.status_code == 422 and "date_to" in bad.json()["error"]

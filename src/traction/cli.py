@@ -257,6 +257,83 @@ def _pick_workspace(ctx, ref: str | None) -> str:  # type: ignore[no-untyped-def
 
 
 @app.command()
+def report(
+    data_dir: DataDir = None,
+    workspace: Annotated[
+        str | None, typer.Option(help="Workspace id or name (default: the only one).")
+    ] = None,
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="First day (default: 30 days ago).")
+    ] = None,
+    date_to: Annotated[
+        str | None, typer.Option("--to", help="Last day, included (default: yesterday).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV for spreadsheets.")] = False,
+) -> None:
+    """The PLG scorecard: every KPI for the period, the period before, the change, the definition."""
+    import csv
+    from datetime import date, timedelta
+
+    from pydantic import ValidationError
+
+    from traction.analytics.domain.specs import DateRange
+
+    yesterday = date.today() - timedelta(days=1)
+    try:
+        r = DateRange(
+            date_from=date_from or (yesterday - timedelta(days=29)).isoformat(),
+            date_to=date_to or yesterday.isoformat(),
+        )
+    except ValidationError as e:
+        raise _fail(f"bad dates: {e.errors()[0]['msg']} (use YYYY-MM-DD)") from None
+    ctx = _open(_settings(data_dir))
+    try:
+        ws = _pick_workspace(ctx, workspace)
+        rows = ctx.analytics.scorecard(ws, r)
+    finally:
+        ctx.close()
+    if as_json:
+        print(
+            json.dumps(
+                {"workspace": ws, "from": str(r.date_from), "to": str(r.date_to), "kpis": rows}
+            )
+        )
+        return
+    if as_csv:
+        out = csv.writer(sys.stdout)
+        out.writerow(["key", "name", "value", "previous", "change", "unit", "definition"])
+        for row in rows:
+            out.writerow(
+                [
+                    row[k]
+                    for k in ("key", "name", "value", "previous", "change", "unit", "definition")
+                ]
+            )
+        return
+    t = Table(
+        "KPI",
+        "value",
+        "previous",
+        "change",
+        "definition",
+        title=f"Scorecard {r.date_from} to {r.date_to}",
+    )
+    for row in rows:
+        ch = row["change"]
+        good = ch is not None and (ch > 0) == (row["direction"] == "up")
+        change_text = "—" if ch is None else f"[{'green' if good else 'red'}]{ch:+.1%}[/]"
+        t.add_row(
+            row["name"],
+            row["formatted"],
+            row["formatted_previous"],
+            change_text,
+            f"[dim]{row['definition']}[/]",
+        )
+    console.print(t)
+
+
+@app.command()
 def simulate(
     data_dir: DataDir = None,
     workspace: Annotated[

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from traction.analytics.domain.specs import (
     ActivationSpec,
     ActiveUsersSpec,
+    DateRange,
     FeatureAdoptionSpec,
     FunnelSpec,
     LifecycleSpec,
@@ -70,3 +72,17 @@ def funnel_dropoffs(
         )
     rows = request.app.state.ctx.analytics.funnel_dropoffs(key.workspace_id, spec, step, limit)
     return [{"person_id": r["actor"], "started_at": r["started_at"].isoformat()} for r in rows]
+
+
+@router.get("/scorecard", name="scorecard")
+def scorecard(
+    request: Request,
+    date_from: date = Query(..., description="first day, workspace time zone"),
+    date_to: date = Query(..., description="last day, included"),
+    key: KeyInfo = Depends(admin_key),
+) -> list[dict[str, Any]]:
+    try:
+        r = DateRange(date_from=date_from, date_to=date_to)
+    except ValidationError as e:
+        raise HTTPException(422, e.errors()[0]["msg"]) from None
+    return request.app.state.ctx.analytics.scorecard(key.workspace_id, r)  # type: ignore[no-any-return]
