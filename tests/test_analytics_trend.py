@@ -194,3 +194,38 @@ def test_trend_over_http(server) -> None:  # type: ignore[no-untyped-def]
             headers=auth,
         )
         assert bad.status_code == 422 and "breakdown_limit" in bad.json()["error"]
+
+
+def test_queries_have_a_time_limit_and_a_row_cap(fx: Fixture, server) -> None:  # type: ignore[no-untyped-def]
+    from traction.analytics.service import QueryTooExpensive
+
+    spec = TrendSpec.model_validate(
+        {
+            "series": [{"event": {"event": "buy"}}],
+            "range": {"date_from": "2026-03-01", "date_to": "2026-03-04"},
+            "breakdown": "plan",
+        }
+    )
+    capped = AnalyticsService(fx.ctx.events, fx.ctx.workspaces, max_rows=1)
+    with pytest.raises(QueryTooExpensive, match="more than 1 rows"):
+        capped.trend(fx.ws, spec)
+    # a heavy query (a large generated cross join) and a tiny limit: interrupted, clear error
+    slow = AnalyticsService(fx.ctx.events, fx.ctx.workspaces, timeout_seconds=0.05)
+    with pytest.raises(QueryTooExpensive, match=r"longer than 0\.05 s"):
+        slow._rows(
+            "SELECT count(*) FROM range(100000000) a, range(1000) b WHERE a.range % 7 = b.range", {}
+        )
+    # and over HTTP it is a 422 that says what to do
+    server.ctx.analytics.max_rows = 0
+    ws = server.ctx.workspaces.create_workspace("H")
+    body = {
+        "series": [{"event": {"event": "buy"}}],
+        "range": {"date_from": "2026-03-01", "date_to": "2026-03-02"},
+    }
+    with server.client() as c:
+        r = c.post(
+            "/api/v1/insights/trend",
+            json=body,
+            headers={"Authorization": f"Bearer {ws.secret_key}"},
+        )
+    assert r.status_code == 422 and "narrow the date range" in r.json()["error"]

@@ -47,7 +47,12 @@ class Context:
             persons=PersonQueries(state, events),
             writer=writer,
             ingest=IngestService(writer, settings.max_event_bytes),
-            analytics=AnalyticsService(events, workspaces),
+            analytics=AnalyticsService(
+                events,
+                workspaces,
+                timeout_seconds=settings.query_timeout_seconds,
+                max_rows=settings.query_max_rows,
+            ),
         )
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from traction import __version__
+from traction.analytics.service import QueryTooExpensive
 from traction.context import Context
 from traction.settings import Settings
 from traction.worker import ReactorRunner, default_reactors
@@ -55,6 +56,10 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
             for err in exc.errors()
         ]
         return JSONResponse({"error": "; ".join(problems), "detail": exc.errors()}, status_code=422)
+
+    @app.exception_handler(QueryTooExpensive)
+    async def _too_expensive(request: Request, exc: QueryTooExpensive) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

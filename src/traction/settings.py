@@ -43,7 +43,9 @@ class Settings(BaseSettings):
 
     # Group commit: the writer takes everything queued, up to this many events, per commit.
     commit_max_events: int = 20_000
-    # Clock skew beyond this is corrected with sentAt (Segment does it for any skew).
+    # Analytics queries: interrupted past this time; refused past this many result rows.
+    query_timeout_seconds: float = 30.0
+    query_max_rows: int = 200_000
     run_worker: bool = True
     worker_poll_seconds: float = 0.5
     session_days: int = 14

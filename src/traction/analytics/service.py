@@ -8,6 +8,8 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+import duckdb
+
 from traction.analytics.compile.activation import compile_activation, compile_activation_retention
 from traction.analytics.compile.engagement import (
     compile_active_users,
@@ -62,12 +64,25 @@ from traction.store.events import DuckDBEventStore
 from traction.workspaces.service import WorkspaceService
 
 
+class QueryTooExpensive(Exception):
+    """A query over its time limit or row cap (HTTP 422: the user can narrow it)."""
+
+
 class AnalyticsService:
     CACHE_SIZE = 512
 
-    def __init__(self, events: DuckDBEventStore, workspaces: WorkspaceService) -> None:
+    def __init__(
+        self,
+        events: DuckDBEventStore,
+        workspaces: WorkspaceService,
+        *,
+        timeout_seconds: float = 30.0,
+        max_rows: int = 200_000,
+    ) -> None:
         self.events = events
         self.workspaces = workspaces
+        self.timeout_seconds = timeout_seconds
+        self.max_rows = max_rows
         self._cache: OrderedDict[tuple[str, str, tuple[int, int]], Any] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -101,12 +116,35 @@ class AnalyticsService:
                 self._cache.popitem(last=False)
         return value
 
-    def _one_row(self, sql: str, params: dict[str, object]) -> dict[str, Any]:
+    def _query(
+        self, sql: str, params: dict[str, object]
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Every analytics query goes through here: a time limit (DuckDB is interrupted) and a
+        row cap, each with an error that says what to change."""
         cur = self.events.cursor()
-        cur.execute(sql, params)
-        cols = [d[0] for d in cur.description or []]
-        row = cur.fetchone()
-        return dict(zip(cols, row, strict=True)) if row else {}
+        timer = threading.Timer(self.timeout_seconds, cur.interrupt)
+        timer.start()
+        try:
+            cur.execute(sql, params)
+            rows = cur.fetchmany(self.max_rows + 1)
+        except duckdb.InterruptException:
+            raise QueryTooExpensive(
+                f"the query ran longer than {self.timeout_seconds:g} s: narrow the date range or add filters"
+            ) from None
+        finally:
+            timer.cancel()
+        if len(rows) > self.max_rows:
+            raise QueryTooExpensive(
+                f"the result has more than {self.max_rows:,} rows: narrow the date range or use a longer interval"
+            )
+        return [d[0] for d in cur.description or []], rows
+
+    def _rows(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
+        return self._query(sql, params)[1]
+
+    def _one_row(self, sql: str, params: dict[str, object]) -> dict[str, Any]:
+        cols, rows = self._query(sql, params)
+        return dict(zip(cols, rows[0], strict=True)) if rows else {}
 
     def funnel(self, workspace_id: str, spec: FunnelSpec) -> FunnelResult:
         def compute() -> FunnelResult:
@@ -124,18 +162,14 @@ class AnalyticsService:
             raise ValueError(f"step must be between 0 and {len(spec.steps) - 2}")
         start, end = day_bounds(spec.range, self._timezone(workspace_id))
         sql, params = compile_funnel_dropoffs(spec, workspace_id, start, end, step, limit)
-        cur = self.events.cursor()
-        cur.execute(sql, params)
-        return [{"actor": r[0], "started_at": r[1]} for r in cur.fetchall()]
+        return [{"actor": r[0], "started_at": r[1]} for r in self._rows(sql, params)]
 
     def retention(self, workspace_id: str, spec: RetentionSpec) -> RetentionResult:
         def compute() -> RetentionResult:
             tz = self._timezone(workspace_id)
             start, end = day_bounds(spec.range, tz)
             sql, params = compile_retention(spec, workspace_id, tz, start, end)
-            cur = self.events.cursor()
-            cur.execute(sql, params)
-            rows = cur.fetchall()
+            rows = self._rows(sql, params)
             data_end = self._one_row(*compile_data_end(workspace_id, tz))
             last = next(iter(data_end.values()), None) if data_end else None
             cohorts = {r[0].date() if hasattr(r[0], "date") else r[0] for r in rows}
@@ -191,18 +225,14 @@ class AnalyticsService:
         starts: list[datetime],
     ) -> dict[str | None, list[tuple[datetime, float]]]:
         sql, params = compile_trend_series(spec, series, workspace_id, tz, start, end)
-        cur = self.events.cursor()
-        cur.execute(sql, params)
-        return fill_series(cur.fetchall(), starts)
+        return fill_series(self._rows(sql, params), starts)
 
     def activation(self, workspace_id: str, spec: ActivationSpec) -> ActivationResult:
         def compute() -> ActivationResult:
             tz = self._timezone(workspace_id)
             start, end = day_bounds(spec.range, tz)
             sql, params = compile_activation(spec, workspace_id, tz, start, end)
-            cur = self.events.cursor()
-            cur.execute(sql, params)
-            return activation_result(cur.fetchall())
+            return activation_result(self._rows(sql, params))
 
         return self._cached(workspace_id, "activation:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
 
@@ -218,18 +248,16 @@ class AnalyticsService:
         )
         return self.funnel(workspace_id, funnel)
 
-    def _rows(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
-        cur = self.events.cursor()
-        cur.execute(sql, params)
-        return cur.fetchall()
-
-    def _run(self, workspace_id: str, spec: Any, compiler: Any, shape: Any) -> Any:
+    def _run(
+        self, workspace_id: str, spec: Any, compiler: Any, shape: Any, one_row: bool = False
+    ) -> Any:
         """The common path: zone, day bounds, compile, fetch, shape; cached."""
 
         def compute() -> Any:
             tz = self._timezone(workspace_id)
             start, end = day_bounds(spec.range, tz)
-            return shape(self._rows(*compiler(spec, workspace_id, tz, start, end)))
+            sql, params = compiler(spec, workspace_id, tz, start, end)
+            return shape(self._one_row(sql, params) if one_row else self._rows(sql, params))
 
         return self._cached(workspace_id, f"{spec.kind}:{spec.model_dump_json()}", compute)
 
@@ -238,7 +266,8 @@ class AnalyticsService:
             workspace_id,
             spec,
             compile_sessions,
-            lambda rows: sessions_result(rows, spec.first_sessions),
+            lambda row: sessions_result(row, spec.first_sessions),
+            one_row=True,
         )  # type: ignore[no-any-return]
 
     def active_users(self, workspace_id: str, spec: ActiveUsersSpec) -> ActiveUsersResult:

@@ -31,16 +31,21 @@ def _active(m: EventMatcher | None, p: Params) -> str:
 def compile_sessions(
     spec: SessionsSpec, workspace_id: str, tz: str, start: datetime, end: datetime
 ) -> tuple[str, dict[str, object]]:
-    """One row per session: (actor, session number in the actor's whole history, start,
-    end, events, distinct features, whether the actor's first session began in range,
-    whether this session began in range)."""
+    """One row of aggregates: sessions that began in the range (count, mean length, mean
+    events), and the first N sessions of actors whose first session ever began in it."""
     p = Params()
     gap = f"to_microseconds({p.add(int(spec.gap_minutes * 60_000_000))})"
     if spec.feature_events is None:
         feature = "CASE WHEN type = 'track' THEN name END"
     else:
         feature = f"CASE WHEN name IN (SELECT unnest({p.add(list(spec.feature_events))}::VARCHAR[])) THEN name END"
-    lo, hi = p.add(start), p.add(end)
+    lo, hi, n = p.add(start), p.add(end), p.add(spec.first_sessions)
+    per_k = ",\n       ".join(
+        f"count(*) FILTER (WHERE early AND session_no = {k}) AS actors_{k}, "
+        f"avg(events) FILTER (WHERE early AND session_no = {k}) AS events_{k}, "
+        f"avg(features) FILTER (WHERE early AND session_no = {k}) AS features_{k}"
+        for k in range(1, spec.first_sessions + 1)
+    )
     sql = f"""
 WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp < {hi}")}),
 marked AS (
@@ -56,11 +61,18 @@ sessions AS (
            count(DISTINCT {feature}) AS features
     FROM numbered GROUP BY actor, session_no
 ),
-firsts AS (SELECT actor, started AS first_started FROM sessions WHERE session_no = 1)
-SELECT s.actor, s.session_no, s.started, s.ended, s.events, s.features,
-       f.first_started >= {lo} AS first_in_range, s.started >= {lo} AS in_range
-FROM sessions s JOIN firsts f USING (actor)
-WHERE s.started >= {lo} OR f.first_started >= {lo}
+firsts AS (SELECT actor, started AS first_started FROM sessions WHERE session_no = 1),
+tagged AS (
+    SELECT s.*, f.first_started >= {lo} AND s.session_no <= {n} AS early, s.started >= {lo} AS in_range
+    FROM sessions s JOIN firsts f USING (actor)
+)
+SELECT count(*) FILTER (WHERE in_range) AS sessions,
+       avg(epoch(ended) - epoch(started)) FILTER (WHERE in_range) AS avg_duration,
+       avg(events) FILTER (WHERE in_range) AS avg_events,
+       avg(events) FILTER (WHERE early) AS depth_events,
+       avg(features) FILTER (WHERE early) AS depth_features,
+       {per_k}
+FROM tagged
 """
     return sql, p.values
 

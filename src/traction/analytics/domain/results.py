@@ -277,26 +277,24 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
-def sessions_result(rows: list[tuple[Any, ...]], first_n: int) -> SessionsResult:
-    """rows: (actor, session_no, started, ended, events, features, first_in_range, in_range)."""
-    in_range = [r for r in rows if r[7]]
-    firsts = [r for r in rows if r[6] and r[1] <= first_n]
-    per_k = []
-    for k in range(1, first_n + 1):
-        ks = [r for r in firsts if r[1] == k]
-        per_k.append({
+def sessions_result(row: dict[str, Any], first_n: int) -> SessionsResult:
+    """`row`: the sessions query's aggregates (see compile_sessions)."""
+    per_k = [
+        {
             "session": k,
-            "actors": len(ks),
-            "avg_events": _mean([float(r[4]) for r in ks]),
-            "avg_features": _mean([float(r[5]) for r in ks]),
-        })  # fmt: skip
+            "actors": int(row[f"actors_{k}"] or 0),
+            "avg_events": _num(row[f"events_{k}"]),
+            "avg_features": _num(row[f"features_{k}"]),
+        }
+        for k in range(1, first_n + 1)
+    ]
     return SessionsResult(
-        sessions=len(in_range),
-        avg_duration_seconds=_mean([(r[3] - r[2]).total_seconds() for r in in_range]),
-        avg_events=_mean([float(r[4]) for r in in_range]),
+        sessions=int(row["sessions"] or 0),
+        avg_duration_seconds=_num(row["avg_duration"]),
+        avg_events=_num(row["avg_events"]),
         first_sessions=per_k,
-        depth_events=_mean([float(r[4]) for r in firsts]),
-        depth_features=_mean([float(r[5]) for r in firsts]),
+        depth_events=_num(row["depth_events"]),
+        depth_features=_num(row["depth_features"]),
     )
 
 

@@ -1,0 +1,184 @@
+"""Analytics query speed on ~10M simulated events, against hand-written DuckDB SQL.
+
+    .venv/bin/python bench/analytics.py [--people 95000] [--runs 3]
+
+The first run builds the data (the simulator through the real ingest pipeline, ~10 minutes
+here) in bench/.data/ and reuses it afterwards. Each query is timed cold (no result cache):
+the median of --runs. The baselines are the queries an analyst would write by hand for the
+same funnel and retention matrix (first attempt only, no merges of ids beyond overrides).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from rich.console import Console  # noqa: E402
+
+from traction.analytics.domain.specs import (  # noqa: E402
+    ActivationSpec,
+    FunnelSpec,
+    RetentionSpec,
+    TrendSpec,
+    day_bounds,
+)
+from traction.analytics.service import AnalyticsService  # noqa: E402
+from traction.context import Context  # noqa: E402
+from traction.settings import Settings  # noqa: E402
+from traction.simulate.runner import run_simulation  # noqa: E402
+from traction.simulate.world import SimulationParams  # noqa: E402
+
+RANGE = {"date_from": "2026-07-01", "date_to": "2026-10-28"}
+
+BASELINE_FUNNEL = """
+WITH e AS (
+  SELECT COALESCE(o.person_id, e.person_id) AS p, e.timestamp AS ts, e.name
+  FROM events e LEFT JOIN person_overrides o ON o.workspace_id = e.workspace_id AND o.old_person_id = e.person_id
+  WHERE e.workspace_id = $ws AND e.name IN ('signed_up', 'project_created', 'teammate_invited')
+    AND e.timestamp >= $start AND e.timestamp < $end + INTERVAL 14 DAY),
+s1 AS (SELECT p, min(ts) AS t1 FROM e WHERE name = 'signed_up' AND ts < $end GROUP BY p),
+s2 AS (SELECT s1.p, s1.t1, min(e.ts) AS t2 FROM s1 JOIN e ON e.p = s1.p AND e.name = 'project_created'
+       AND e.ts >= s1.t1 AND e.ts <= s1.t1 + INTERVAL 14 DAY GROUP BY ALL),
+s3 AS (SELECT s2.p FROM s2 JOIN e ON e.p = s2.p AND e.name = 'teammate_invited'
+       AND e.ts >= s2.t2 AND e.ts <= s2.t1 + INTERVAL 14 DAY GROUP BY ALL)
+SELECT (SELECT count(*) FROM s1), (SELECT count(*) FROM s2), (SELECT count(*) FROM s3)
+"""
+
+BASELINE_RETENTION = """
+WITH e AS (
+  SELECT COALESCE(o.person_id, e.person_id) AS p, e.timestamp AS ts, e.name
+  FROM events e LEFT JOIN person_overrides o ON o.workspace_id = e.workspace_id AND o.old_person_id = e.person_id
+  WHERE e.workspace_id = $ws AND e.name IN ('signed_up', 'session_started')),
+f AS (SELECT p, min(ts) AS ft FROM e WHERE name = 'signed_up' GROUP BY p),
+c AS (SELECT p, ft, date_trunc('week', ft) AS cw FROM f WHERE ft >= $start AND ft < $end),
+r AS (SELECT DISTINCT c.p, c.cw, date_diff('week', c.cw, date_trunc('week', e.ts)) AS k
+      FROM c JOIN e ON e.p = c.p AND e.name = 'session_started' AND e.ts > c.ft)
+SELECT cw, k, count(*) FROM r WHERE k BETWEEN 1 AND 12 GROUP BY ALL
+"""
+
+
+def timed(fn: Callable[[], Any], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--people", type=int, default=95_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--data", type=Path, default=ROOT / "bench" / ".data" / "analytics")
+    args = ap.parse_args()
+    console = Console(stderr=True)
+    ctx = Context.open(Settings(data_dir=args.data, log_json=False), start_writer=False)
+    try:
+        ws_row = ctx.workspaces.find_workspace("bench")
+        ws = ws_row.id if ws_row else ctx.workspaces.create_workspace("bench").id
+        if ctx.events.count(ws) == 0:
+            console.print(f"Building the data: {args.people:,} visitors over 120 days (once) ...")
+            run_simulation(
+                ctx, ws, SimulationParams(people=args.people, days=120, seed=11), console=console
+            )
+        n = ctx.events.count(ws)
+        fresh = lambda: AnalyticsService(ctx.events, ctx.workspaces)  # noqa: E731  (no result cache)
+        funnel = FunnelSpec.model_validate(
+            {
+                "steps": [
+                    {"event": "signed_up"},
+                    {"event": "project_created"},
+                    {"event": "teammate_invited"},
+                ],
+                "range": RANGE,
+                "window_days": 14,
+            }
+        )
+        retention = RetentionSpec.model_validate(
+            {
+                "start_event": {"event": "signed_up"},
+                "return_event": {"event": "session_started"},
+                "range": RANGE,
+                "interval": "week",
+                "periods": 12,
+            }
+        )
+        trend = TrendSpec.model_validate(
+            {
+                "series": [{"event": {"event": "feature_used"}, "math": "unique_persons"}],
+                "range": RANGE,
+                "breakdown": "feature",
+            }
+        )
+        activation = ActivationSpec.model_validate(
+            {
+                "start_event": {"event": "signed_up"},
+                "criteria": {
+                    "all": [
+                        {"event": {"event": "project_created"}},
+                        {"event": {"event": "teammate_invited"}},
+                    ]
+                },
+                "range": RANGE,
+            }
+        )
+        start, end = day_bounds(funnel.range, "UTC")
+        params = {"ws": ws, "start": start, "end": end}
+
+        def base(sql: str) -> Callable[[], Any]:
+            return lambda: ctx.events.cursor().execute(sql, params).fetchall()
+
+        ours_f = fresh().funnel(ws, funnel)
+        base_f = base(BASELINE_FUNNEL)()
+        rows = [
+            (
+                "funnel, 3 steps, 14-day window",
+                timed(lambda: fresh().funnel(ws, funnel), args.runs),
+                timed(base(BASELINE_FUNNEL), args.runs),
+            ),
+            (
+                "retention matrix, weekly, 12 periods",
+                timed(lambda: fresh().retention(ws, retention), args.runs),
+                timed(base(BASELINE_RETENTION), args.runs),
+            ),
+            (
+                "trend: daily unique persons by feature",
+                timed(lambda: fresh().trend(ws, trend), args.runs),
+                None,
+            ),
+            (
+                "activation + TTFV",
+                timed(lambda: fresh().activation(ws, activation), args.runs),
+                None,
+            ),
+        ]
+        svc = fresh()
+        svc.funnel(ws, funnel)
+        cached = timed(lambda: svc.funnel(ws, funnel), args.runs)
+    finally:
+        ctx.close()
+    print(f"{n:,} events, {args.runs} runs each (median), cold\n")
+    print(f"{'query':<42}{'traction':>10}{'baseline':>10}{'ratio':>8}")
+    for name, ours, baseline in rows:
+        b = f"{baseline:.3f}s" if baseline else "—"
+        r = f"{ours / baseline:.2f}" if baseline else "—"
+        print(f"{name:<42}{ours:>9.3f}s{b:>10}{r:>8}")
+    print(f"{'funnel again, cached (same data version)':<42}{cached:>9.4f}s")
+    print(
+        f"\nfunnel counts: traction {[s.entered for s in ours_f.steps]}, baseline (first attempt only) {list(base_f[0])}"
+    )
+
+
+if __name__ == "__main__":
+    main()
