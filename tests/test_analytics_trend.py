@@ -218,6 +218,11 @@ def test_queries_have_a_time_limit_and_a_row_cap(fx: Fixture, server) -> None:  
     # and over HTTP it is a 422 that says what to do
     server.ctx.analytics.max_rows = 0
     ws = server.ctx.workspaces.create_workspace("H")
+    server.ctx.ingest.ingest_sync(
+        ws.id,
+        [{"type": "track", "userId": "u", "event": "buy", "timestamp": "2026-03-02T10:00:00Z"}],
+        normalize_segment,
+    )
     body = {
         "series": [{"event": {"event": "buy"}}],
         "range": {"date_from": "2026-03-01", "date_to": "2026-03-02"},
