@@ -37,6 +37,13 @@ def _user(request: Request) -> User:
     return user  # type: ignore[no-any-return]
 
 
+def page_context(request: Request, ws_id: str, section: str) -> dict[str, Any]:
+    """What every page's layout needs: the user, the workspace (404 unless a member), the
+    switcher's list and the nav section."""
+    user, ws, spaces = _page(request, ws_id)
+    return {"user": user, "ws": ws, "spaces": spaces, "section": section}
+
+
 def _page(request: Request, ws_id: str) -> tuple[User, Workspace, list[Workspace]]:
     """The signed-in user and the workspace they asked for, if they are a member of it."""
     user = _user(request)
@@ -47,14 +54,14 @@ def _page(request: Request, ws_id: str) -> tuple[User, Workspace, list[Workspace
     return user, current, spaces
 
 
-def _same_origin(request: Request) -> None:
+def same_origin(request: Request) -> None:
     """Forms post only from our own pages (the cookie is SameSite=Lax too)."""
     origin = request.headers.get("origin")
     if origin and urlparse(origin).netloc != request.headers.get("host"):
         raise HTTPException(403, "cross-origin form post refused")
 
 
-def _render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+def render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, template, ctx)
 
 
@@ -70,22 +77,22 @@ def home(request: Request) -> Response:
         return RedirectResponse("/login", 303)
     spaces = request.app.state.ctx.workspaces.user_workspaces(user.id)
     if not spaces:
-        return _render(request, "empty.html", user=user)
+        return render(request, "empty.html", user=user)
     return RedirectResponse(f"/w/{spaces[0].id}/events", 303)
 
 
 @router.get("/login")
 def login_form(request: Request) -> HTMLResponse:
-    return _render(request, "login.html", error=None)
+    return render(request, "login.html", error=None)
 
 
 @router.post("/login")
 def login(request: Request, email: str = Form(""), password: str = Form("")) -> Response:
-    _same_origin(request)
+    same_origin(request)
     ctx = request.app.state.ctx
     user = ctx.workspaces.verify_password(email, password)
     if user is None:
-        failed = _render(request, "login.html", error="Wrong email or password.", email=email)
+        failed = render(request, "login.html", error="Wrong email or password.", email=email)
         failed.status_code = 401
         return failed
     token = ctx.workspaces.start_session(user.id, ctx.settings.session_days)
@@ -98,7 +105,7 @@ def login(request: Request, email: str = Form(""), password: str = Form("")) -> 
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
-    _same_origin(request)
+    same_origin(request)
     token = request.cookies.get(COOKIE)
     if token:
         request.app.state.ctx.workspaces.end_session(token)
@@ -112,7 +119,7 @@ def events_page(request: Request, ws_id: str, name: str = "", person: str = "") 
     user, ws, spaces = _page(request, ws_id)
     counts = request.app.state.ctx.persons.counts(ws.id)
     total = request.app.state.ctx.events.count(ws.id)
-    return _render(
+    return render(
         request, "events.html", user=user, ws=ws, spaces=spaces, section="events",
         name=name, person=person, counts=counts, total=total,
     )  # fmt: skip
@@ -127,7 +134,7 @@ def events_table(request: Request, ws_id: str, name: str = "", person: str = "")
         view = ctx.persons.get(ws.id, person) or ctx.persons.by_distinct_id(ws.id, person)
         person_id = view.id if view else "-"
     rows = ctx.events.recent(ws.id, limit=100, name=name or None, person_id=person_id)
-    return _render(request, "events_table.html", ws=ws, rows=rows)
+    return render(request, "events_table.html", ws=ws, rows=rows)
 
 
 @router.get("/w/{ws_id}/events/per-minute.json")
@@ -145,7 +152,7 @@ def events_per_minute(request: Request, ws_id: str, minutes: int = 60) -> dict[s
 def persons_page(request: Request, ws_id: str) -> HTMLResponse:
     user, ws, spaces = _page(request, ws_id)
     people = request.app.state.ctx.persons.recent_persons(ws.id, 100)
-    return _render(
+    return render(
         request, "persons.html", user=user, ws=ws, spaces=spaces, section="persons", people=people
     )
 
@@ -158,7 +165,7 @@ def person_page(request: Request, ws_id: str, person_id: str) -> HTMLResponse:
     if view is None:
         raise HTTPException(404, "no such person")
     events = ctx.events.recent(ws.id, person_id=view.id, limit=500)
-    return _render(
+    return render(
         request,
         "person.html",
         user=user,
@@ -174,7 +181,7 @@ def person_page(request: Request, ws_id: str, person_id: str) -> HTMLResponse:
 def keys_page(request: Request, ws_id: str) -> HTMLResponse:
     user, ws, spaces = _page(request, ws_id)
     keys = request.app.state.ctx.workspaces.list_keys(ws.id)
-    return _render(
+    return render(
         request, "keys.html", user=user, ws=ws, spaces=spaces, section="keys", keys=keys, new=None
     )
 
@@ -183,21 +190,21 @@ def keys_page(request: Request, ws_id: str) -> HTMLResponse:
 def create_key(
     request: Request, ws_id: str, scope: str = Form(...), name: str = Form("")
 ) -> HTMLResponse:
-    _same_origin(request)
+    same_origin(request)
     user, ws, spaces = _page(request, ws_id)
     svc = request.app.state.ctx.workspaces
     if scope not in ("write", "admin"):
         raise HTTPException(422, "scope must be write or admin")
     new = svc.create_key(ws.id, scope, name[:200])
     keys = svc.list_keys(ws.id)
-    return _render(
+    return render(
         request, "keys.html", user=user, ws=ws, spaces=spaces, section="keys", keys=keys, new=new
     )
 
 
 @router.post("/w/{ws_id}/keys/{key_id}/revoke")
 def revoke_key(request: Request, ws_id: str, key_id: str) -> Response:
-    _same_origin(request)
+    same_origin(request)
     _, ws, _ = _page(request, ws_id)
     request.app.state.ctx.workspaces.revoke_key(ws.id, key_id)
     return RedirectResponse(f"/w/{ws.id}/keys", 303)

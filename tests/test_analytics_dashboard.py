@@ -1,0 +1,64 @@
+"""The scorecard and insight pages in real Chromium."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import LiveServer
+from tests.test_dashboard import browser, login, page  # noqa: F401  (shared fixtures)
+from tests.test_kpis import msgs
+from traction.analytics.web import sparkline_svg
+from traction.ingest.domain import normalize_segment
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def site(server: LiveServer):  # type: ignore[no-untyped-def]
+    ws = server.ctx.workspaces.create_workspace("Acme")
+    server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
+    server.ctx.ingest.ingest_sync(ws.id, msgs(), normalize_segment)
+    return ws
+
+
+def test_scorecard_shows_every_kpi_with_sparklines(page, server: LiveServer, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    login(page, server)
+    page.wait_for_url("**/events")
+    page.goto(f"{server.url}/w/{site.id}/scorecard?date_from=2026-03-01&date_to=2026-03-31")
+    table = page.get_by_test_id("scorecard")
+    assert table.locator("tr[data-kpi=visitor_to_signup] .value").inner_text() == "75.0%"
+    assert table.locator("tr[data-kpi=activation_rate] .value").inner_text() == "33.3%"
+    assert table.locator("tr[data-kpi=time_to_first_value] .value").inner_text() == "24.0 h"
+    page.wait_for_function("document.querySelectorAll('svg.spark').length == 11")
+    assert "Share of people who" in table.inner_text()
+
+
+def test_insight_editor_runs_specs_and_explains_errors(page, server: LiveServer, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    login(page, server)
+    page.wait_for_url("**/events")
+    page.goto(f"{server.url}/w/{site.id}/insights?kind=funnel")
+    spec = '{"steps": [{"event": "signed_up"}, {"event": "trial_started"}], "range": {"date_from": "2026-03-01", "date_to": "2026-03-31"}, "window_days": 1}'
+    page.get_by_test_id("spec-editor").fill(spec)
+    page.get_by_role("button", name="Run").click()
+    rows = page.get_by_test_id("funnel-table").locator("tbody tr")
+    rows.first.wait_for()
+    assert rows.nth(1).inner_text().split("\t")[:3] == ["2. trial_started", "2", "66.7%"]
+    page.get_by_test_id("spec-editor").fill(spec.replace('"window_days": 1', '"window_days": -1'))
+    page.get_by_role("button", name="Run").click()
+    error = page.get_by_test_id("insight-error")
+    error.wait_for()
+    assert "window_days" in error.inner_text() and "greater than 0" in error.inner_text()
+    for kind, marker in [
+        ("retention", "retention-matrix"),
+        ("trend", "trend-chart"),
+        ("activation", "activation-rate"),
+    ]:
+        page.goto(f"{server.url}/w/{site.id}/insights?kind={kind}")
+        page.get_by_role("button", name="Run").click()
+        page.get_by_test_id(marker).wait_for()
+
+
+def test_sparkline_svg() -> None:
+    svg = sparkline_svg([1.0, None, 3.0, 2.0])
+    assert 'data-points="3"' in svg and "<polyline" in svg
+    assert "no data" in sparkline_svg([None, None])
