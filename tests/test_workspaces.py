@@ -81,4 +81,12 @@ def test_duplicate_user_is_refused(ctx: Context) -> None:
 def test_migrations_are_idempotent(ctx: Context) -> None:
     ctx.state.migrate()
     with ctx.state.engine.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        current = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    from alembic.script import ScriptDirectory
+
+    from traction.store.state import alembic_config
+
+    assert (
+        current == ScriptDirectory.from_config(alembic_config(ctx.state.engine)).get_current_head()
+    )
+    assert current == "0002"

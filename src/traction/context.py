@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from traction.analytics.domain.specs import SPEC_KINDS
+from traction.analytics.saved import SavedInsights
 from traction.analytics.service import AnalyticsService
 from traction.identity.queries import PersonQueries
 from traction.ingest.service import IngestService
@@ -26,6 +28,7 @@ class Context:
     writer: EventWriter
     ingest: IngestService
     analytics: AnalyticsService
+    saved: SavedInsights
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
@@ -53,6 +56,7 @@ class Context:
                 timeout_seconds=settings.query_timeout_seconds,
                 max_rows=settings.query_max_rows,
             ),
+            saved=SavedInsights(state, dict(SPEC_KINDS)),
         )
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ValidationError
@@ -86,3 +86,147 @@ def scorecard(
     except ValidationError as e:
         raise HTTPException(422, e.errors()[0]["msg"]) from None
     return request.app.state.ctx.analytics.scorecard(key.workspace_id, r)  # type: ignore[no-any-return]
+
+
+# -- saved insights and dashboards -------------------------------------------------------------
+
+saved_router = APIRouter(prefix="/api/v1", tags=["dashboards"])
+
+
+class NewInsight(BaseModel):
+    name: str
+    kind: str
+    spec: dict[str, Any]
+
+
+class NewDashboard(BaseModel):
+    name: str
+
+
+class NewTile(BaseModel):
+    insight_id: str
+
+
+class Move(BaseModel):
+    offset: Literal[-1, 1]
+
+
+def _insight(i: Any) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "name": i.name,
+        "kind": i.kind,
+        "spec": i.spec,
+        "created_at": i.created_at.isoformat(),
+    }
+
+
+@saved_router.get("/saved-insights")
+def list_saved(request: Request, key: KeyInfo = Depends(admin_key)) -> list[dict[str, Any]]:
+    return [_insight(i) for i in request.app.state.ctx.saved.list_insights(key.workspace_id)]
+
+
+@saved_router.post("/saved-insights", status_code=201)
+def save_insight(
+    body: NewInsight, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    try:
+        return _insight(
+            request.app.state.ctx.saved.save(key.workspace_id, body.name, body.kind, body.spec)
+        )
+    except ValidationError as e:
+        raise HTTPException(
+            422,
+            "; ".join(
+                f"spec.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+            ),
+        ) from None
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+
+
+@saved_router.delete("/saved-insights/{insight_id}")
+def delete_saved(
+    insight_id: str, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, str]:
+    _or_404(lambda: request.app.state.ctx.saved.delete(key.workspace_id, insight_id))
+    return {"deleted": insight_id}
+
+
+@saved_router.get("/dashboards")
+def list_dashboards(request: Request, key: KeyInfo = Depends(admin_key)) -> list[dict[str, Any]]:
+    return [
+        {"id": d.id, "name": d.name}
+        for d in request.app.state.ctx.saved.dashboards(key.workspace_id)
+    ]
+
+
+@saved_router.post("/dashboards", status_code=201)
+def create_dashboard(
+    body: NewDashboard, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    try:
+        d = request.app.state.ctx.saved.create_dashboard(key.workspace_id, body.name)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return {"id": d.id, "name": d.name}
+
+
+@saved_router.get("/dashboards/{dashboard_id}")
+def get_dashboard(
+    dashboard_id: str, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    saved = request.app.state.ctx.saved
+    d = _or_404(lambda: saved.dashboard(key.workspace_id, dashboard_id))
+    tiles = saved.tiles(key.workspace_id, dashboard_id)
+    return {
+        "id": d.id,
+        "name": d.name,
+        "tiles": [
+            {"id": t.id, "position": t.position, "insight": _insight(t.insight)} for t in tiles
+        ],
+    }
+
+
+@saved_router.post("/dashboards/{dashboard_id}/tiles", status_code=201)
+def add_tile(
+    dashboard_id: str, body: NewTile, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, int]:
+    return {
+        "id": _or_404(
+            lambda: request.app.state.ctx.saved.add_tile(
+                key.workspace_id, dashboard_id, body.insight_id
+            )
+        )
+    }
+
+
+@saved_router.delete("/dashboards/{dashboard_id}/tiles/{tile_id}")
+def remove_tile(
+    dashboard_id: str, tile_id: int, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, int]:
+    _or_404(
+        lambda: request.app.state.ctx.saved.remove_tile(key.workspace_id, dashboard_id, tile_id)
+    )
+    return {"removed": tile_id}
+
+
+@saved_router.post("/dashboards/{dashboard_id}/tiles/{tile_id}/move")
+def move_tile(
+    dashboard_id: str, tile_id: int, body: Move, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, int]:
+    _or_404(
+        lambda: request.app.state.ctx.saved.move_tile(
+            key.workspace_id, dashboard_id, tile_id, body.offset
+        )
+    )
+    return {"moved": tile_id}
+
+
+def _or_404(fn: Callable[[], Any]) -> Any:
+    from traction.analytics.saved import NotFound
+
+    try:
+        return fn()
+    except NotFound as e:
+        raise HTTPException(404, str(e)) from None

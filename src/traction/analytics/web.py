@@ -7,11 +7,12 @@ from datetime import date, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from traction.analytics.domain.kpis import BY_KEY, format_value
 from traction.analytics.domain.specs import DateRange
+from traction.analytics.saved import NotFound
 from traction.analytics.service import QueryTooExpensive
 from traction.web.routes import page_context, render, same_origin
 
@@ -137,3 +138,131 @@ def run_insight(
     except QueryTooExpensive as e:
         return render(request, "insight_result.html", error=str(e))
     return render(request, "insight_result.html", error=None, kind=kind, result=result.as_dict())
+
+
+# -- saved insights and dashboards -------------------------------------------------------------
+
+
+@router.post("/w/{ws_id}/insights/save")
+def save_insight(
+    request: Request, ws_id: str, kind: str = Form(...), spec: str = Form(...), name: str = Form("")
+) -> HTMLResponse:
+    same_origin(request)
+    page = page_context(request, ws_id, "insights")
+    try:
+        saved = request.app.state.ctx.saved.save(
+            ws_id, name, _kind(kind), json.loads(spec), page["user"].id
+        )
+    except json.JSONDecodeError as e:
+        return HTMLResponse(
+            f'<span class="error" role="alert">the spec is not valid JSON: {e}</span>'
+        )
+    except ValidationError as e:
+        return HTMLResponse(f'<span class="error" role="alert">{e.errors()[0]["msg"]}</span>')
+    except ValueError as e:
+        return HTMLResponse(f'<span class="error" role="alert">{e}</span>')
+    return HTMLResponse(
+        f'<span class="good" data-testid="saved">Saved “{saved.name}”. Add it to a <a href="/w/{ws_id}/dashboards">dashboard</a>.</span>'
+    )
+
+
+def _kind(kind: str) -> str:
+    return kind.replace("-", "_")
+
+
+@router.get("/w/{ws_id}/dashboards")
+def dashboards_page(request: Request, ws_id: str) -> HTMLResponse:
+    page = page_context(request, ws_id, "dashboards")
+    saved = request.app.state.ctx.saved
+    return render(
+        request,
+        "dashboards.html",
+        **page,
+        dashboards=saved.dashboards(ws_id),
+        insights=saved.list_insights(ws_id),
+    )
+
+
+@router.post("/w/{ws_id}/dashboards")
+def create_dashboard(request: Request, ws_id: str, name: str = Form("")) -> RedirectResponse:
+    same_origin(request)
+    page = page_context(request, ws_id, "dashboards")
+    try:
+        d = request.app.state.ctx.saved.create_dashboard(ws_id, name, page["user"].id)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return RedirectResponse(f"/w/{ws_id}/dashboards/{d.id}", 303)
+
+
+@router.get("/w/{ws_id}/dashboards/{dashboard_id}")
+def dashboard_page(request: Request, ws_id: str, dashboard_id: str) -> HTMLResponse:
+    page = page_context(request, ws_id, "dashboards")
+    saved = request.app.state.ctx.saved
+    try:
+        d = saved.dashboard(ws_id, dashboard_id)
+    except NotFound:
+        raise HTTPException(404, "no such dashboard") from None
+    return render(
+        request,
+        "dashboard.html",
+        **page,
+        dashboard=d,
+        tiles=saved.tiles(ws_id, dashboard_id),
+        insights=saved.list_insights(ws_id),
+    )
+
+
+@router.post("/w/{ws_id}/dashboards/{dashboard_id}/tiles")
+def dashboard_tiles(
+    request: Request,
+    ws_id: str,
+    dashboard_id: str,
+    action: str = Form(...),
+    insight_id: str = Form(""),
+    tile_id: int = Form(0),
+) -> RedirectResponse:
+    """add / remove / up / down, from the dashboard page's buttons."""
+    same_origin(request)
+    page_context(request, ws_id, "dashboards")
+    saved = request.app.state.ctx.saved
+    try:
+        if action == "add":
+            saved.add_tile(ws_id, dashboard_id, insight_id)
+        elif action == "remove":
+            saved.remove_tile(ws_id, dashboard_id, tile_id)
+        elif action in ("up", "down"):
+            saved.move_tile(ws_id, dashboard_id, tile_id, -1 if action == "up" else 1)
+        else:
+            raise HTTPException(422, f"unknown action {action!r}")
+    except NotFound as e:
+        raise HTTPException(404, str(e)) from None
+    return RedirectResponse(f"/w/{ws_id}/dashboards/{dashboard_id}", 303)
+
+
+@router.get("/w/{ws_id}/saved/{insight_id}/render")
+def render_saved(request: Request, ws_id: str, insight_id: str, tile: int = 0) -> HTMLResponse:
+    page_context(request, ws_id, "dashboards")
+    from traction.analytics.api import INSIGHTS
+
+    try:
+        insight = request.app.state.ctx.saved.get(ws_id, insight_id)
+    except NotFound:
+        raise HTTPException(404, "no such insight") from None
+    method = {m: m for _, m in INSIGHTS.values()}[insight.kind]
+    parsed = request.app.state.ctx.saved.parse(insight.kind, insight.spec)
+    try:
+        result = getattr(request.app.state.ctx.analytics, method)(ws_id, parsed)
+    except QueryTooExpensive as e:
+        return render(request, "insight_result.html", error=str(e))
+    if not hasattr(result, "as_dict") or insight.kind not in KINDS:
+        return HTMLResponse(
+            f"<pre>{json.dumps(result.as_dict(), indent=2, default=str)[:4000]}</pre>"
+        )
+    return render(
+        request,
+        "insight_result.html",
+        error=None,
+        kind=insight.kind,
+        result=result.as_dict(),
+        chart_id=f"chart-{tile}",
+    )

@@ -253,3 +253,15 @@ def day_bounds(r: DateRange, tz: str) -> tuple[datetime, datetime]:
     start = datetime.combine(r.date_from, datetime.min.time(), zone).astimezone(UTC)
     end = datetime.combine(r.date_to + timedelta(days=1), datetime.min.time(), zone).astimezone(UTC)
     return start.replace(tzinfo=None), end.replace(tzinfo=None)
+
+
+SPEC_KINDS: dict[str, type[_Spec]] = {
+    "funnel": FunnelSpec,
+    "trend": TrendSpec,
+    "retention": RetentionSpec,
+    "activation": ActivationSpec,
+    "sessions": SessionsSpec,
+    "active_users": ActiveUsersSpec,
+    "lifecycle": LifecycleSpec,
+    "feature_adoption": FeatureAdoptionSpec,
+}
