@@ -32,7 +32,7 @@ from traction.identity.domain import (
 )
 from traction.identity.models import Account, AccountMembership, Identity, Person
 from traction.ingest.domain import CanonicalEvent
-from traction.store.events import Merge
+from traction.store.events import Merge, Traits
 
 log = logging.getLogger(__name__)
 _CHUNK = 500
@@ -52,6 +52,7 @@ class Resolution:
     # what the cache may learn once this resolution is committed
     learned_persons: dict[tuple[str, str], str] = field(default_factory=dict)
     learned_accounts: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    traits: list[Traits] = field(default_factory=list)  # mirrored into the EventStore
 
 
 @dataclass
@@ -68,6 +69,7 @@ class _WorkspaceState:
     memberships: dict[str, str] = field(default_factory=dict)  # person -> latest group key
     new_memberships: set[tuple[str, str]] = field(default_factory=set)
     account_traits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    final_account_traits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _is_plain(ev: CanonicalEvent) -> bool:
@@ -184,13 +186,19 @@ class IdentityResolver:
 
         merges: list[Merge] = []
         learned_persons: dict[tuple[str, str], str] = {}
+        traits: list[Traits] = []
         for st in states.values():
             self._flush(session, st)
             merges.extend(st.merges)
+            gone = {m.old_person_id for m in st.merges}
+            for pid in (st.dirty_persons | set(st.new_persons)) - gone:
+                if st.persons[pid].traits or pid in st.dirty_persons:
+                    traits.append(Traits(st.ws, "person", pid, st.persons[pid].traits))
+            traits += [Traits(st.ws, "account", k, t) for k, t in st.final_account_traits.items()]
             learned_persons.update({(st.ws, did): pid for did, pid in st.idmap.items()})
             learned_accounts.update({(st.ws, pid): key for pid, key in st.memberships.items()})
         return Resolution(
-            person_ids, account_ids, merges, refused, learned_persons, learned_accounts
+            person_ids, account_ids, merges, refused, learned_persons, learned_accounts, traits
         )
 
     # -- loading -------------------------------------------------------------------------
@@ -372,9 +380,9 @@ class IdentityResolver:
                     acc = existing[key]
                     acc.traits = {**(acc.traits or {}), **st.account_traits[key]}
                 else:
-                    session.add(
-                        Account(workspace_id=st.ws, group_key=key, traits=st.account_traits[key])
-                    )
+                    acc = Account(workspace_id=st.ws, group_key=key, traits=st.account_traits[key])
+                    session.add(acc)
+                st.final_account_traits[key] = dict(acc.traits)
         if st.new_memberships:
             final = {m.old_person_id: m.person_id for m in st.merges}  # merges are flattened
             pairs = {(final.get(p, p), k) for p, k in st.new_memberships}

@@ -205,7 +205,7 @@ class EventWriter:
                     self._next_seq += len(items)
                     # Events first: if the state commit then fails, the retry finds them as
                     # duplicates and redoes the (deterministic, idempotent) identity work.
-                    inserted = self.events.append(table, res.merges)
+                    inserted = self.events.append(table, res.merges, res.traits)
                 self.resolver.remember(res)  # only now is it all committed
                 return inserted
             except Exception:

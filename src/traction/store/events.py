@@ -65,6 +65,18 @@ CREATE TABLE IF NOT EXISTS events (
     properties JSON,
     context JSON
 );
+CREATE TABLE IF NOT EXISTS person_traits (
+    workspace_id VARCHAR NOT NULL,
+    person_id VARCHAR NOT NULL,
+    traits JSON,
+    PRIMARY KEY (workspace_id, person_id)
+);
+CREATE TABLE IF NOT EXISTS account_traits (
+    workspace_id VARCHAR NOT NULL,
+    account_id VARCHAR NOT NULL,
+    traits JSON,
+    PRIMARY KEY (workspace_id, account_id)
+);
 CREATE TABLE IF NOT EXISTS person_overrides (
     workspace_id VARCHAR NOT NULL,
     old_person_id VARCHAR NOT NULL,
@@ -83,6 +95,16 @@ LEFT JOIN person_overrides o
 
 
 @dataclass(frozen=True)
+class Traits:
+    """A person's or account's current traits, mirrored here so queries can filter on them."""
+
+    workspace_id: str
+    kind: str  # "person" | "account"
+    key: str  # person id or account (group) key
+    traits: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Merge:
     workspace_id: str
     old_person_id: str
@@ -90,7 +112,9 @@ class Merge:
 
 
 class EventStore(Protocol):
-    def append(self, table: pa.Table, merges: Sequence[Merge] = ()) -> int: ...
+    def append(
+        self, table: pa.Table, merges: Sequence[Merge] = (), traits: Sequence[Traits] = ()
+    ) -> int: ...
     def max_seq(self) -> int: ...
     def events_after(
         self, seq: int, limit: int, columns: Sequence[str] | None = None
@@ -147,17 +171,21 @@ class DuckDBEventStore:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._con.cursor()
 
-    def append(self, table: pa.Table, merges: Sequence[Merge] = ()) -> int:
+    def append(
+        self, table: pa.Table, merges: Sequence[Merge] = (), traits: Sequence[Traits] = ()
+    ) -> int:
         """Insert the rows not stored yet and record merges, in one transaction; returns inserted count.
 
         `table` must not hold the same (workspace, event id) twice (the writer dedupes a group)."""
         with self._write_lock:
             try:
-                return self._append(table, merges, "INSERT")
+                return self._append(table, merges, traits, "INSERT")
             except duckdb.ConstraintException:
-                return self._append(table, merges, "INSERT OR IGNORE")
+                return self._append(table, merges, traits, "INSERT OR IGNORE")
 
-    def _append(self, table: pa.Table, merges: Sequence[Merge], verb: str) -> int:
+    def _append(
+        self, table: pa.Table, merges: Sequence[Merge], traits: Sequence[Traits], verb: str
+    ) -> int:
         con = self._con
         con.register("_incoming", table)  # outside the transaction: an aborted one refuses it
         try:
@@ -172,6 +200,16 @@ class DuckDBEventStore:
                         "INSERT OR REPLACE INTO person_overrides VALUES (?, ?, ?)",
                         [m.workspace_id, m.old_person_id, m.person_id],
                     )
+                for kind in ("person", "account"):
+                    rows = [
+                        [t.workspace_id, t.key, orjson.dumps(t.traits).decode()]
+                        for t in traits
+                        if t.kind == kind
+                    ]
+                    if rows:
+                        con.executemany(
+                            f"INSERT OR REPLACE INTO {kind}_traits VALUES (?, ?, ?)", rows
+                        )
                 inserted = 0
                 if table.num_rows:
                     res = con.execute(

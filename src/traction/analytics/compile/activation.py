@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, matcher_sql
+from traction.analytics.compile.params import (
+    PERSON,
+    RESOLVED_FROM,
+    Params,
+    matcher_sql,
+    resolved_from,
+    trait_columns,
+    uses_traits,
+)
 from traction.analytics.domain.specs import ActivationSpec, AllOf, Criterion, EventCount, leaves
 
 
@@ -34,9 +42,11 @@ def compile_activation(
     actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
     not_null = " AND e.account_id IS NOT NULL" if spec.aggregate_by == "account" else ""
     window = f"to_microseconds({p.add(int(spec.window_days * 86_400_000_000))})"
+    traits = uses_traits(spec.start_event, *(leaf.event for leaf in leaves(spec.criteria)))
     ctes = [
-        f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.name, e.properties "
-        f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)}{not_null})",
+        f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties"
+        f"{trait_columns(traits)} FROM {resolved_from(traits)} "
+        f"WHERE e.workspace_id = {p.add(workspace_id)}{not_null})",
         f"firsts AS (SELECT actor, arg_min(ts, (ts, seq)) AS first_ts, arg_min(seq, (ts, seq)) AS first_seq "
         f"FROM ev WHERE {matcher_sql(spec.start_event, p)} GROUP BY actor)",
         f"cohorts AS (SELECT actor, first_ts, first_seq, "
@@ -51,7 +61,7 @@ def compile_activation(
             "SELECT c.actor, ev.ts, row_number() OVER (PARTITION BY c.actor ORDER BY ev.ts, ev.seq) AS rn "
             "FROM cohorts c JOIN ev USING (actor) "
             f"WHERE (ev.ts, ev.seq) > (c.first_ts, c.first_seq) AND ev.ts <= c.first_ts + {window} "
-            f"AND {matcher_sql(leaf.event, p, 'ev.name', 'ev.properties')}) GROUP BY actor)"
+            f"AND {matcher_sql(leaf.event, p, 'ev.name', 'ev.properties', 'ev.person_traits', 'ev.account_traits')}) GROUP BY actor)"
         )
     joins = " ".join(f"LEFT JOIN l{i} USING (actor)" for i in range(len(names)))
     sql = (

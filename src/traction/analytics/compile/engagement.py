@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, matcher_sql
+from traction.analytics.compile.params import (
+    PERSON,
+    Params,
+    matcher_sql,
+    resolved_from,
+    trait_columns,
+    uses_traits,
+)
 from traction.analytics.domain.specs import (
     ActiveUsersSpec,
     EventMatcher,
@@ -14,13 +21,15 @@ from traction.analytics.domain.specs import (
 )
 
 
-def _events(p: Params, workspace_id: str, aggregate_by: str, tz: str, extra: str = "") -> str:
+def _events(
+    p: Params, workspace_id: str, aggregate_by: str, tz: str, extra: str = "", traits: bool = False
+) -> str:
     actor = PERSON if aggregate_by == "person" else "e.account_id"
     not_null = " AND e.account_id IS NOT NULL" if aggregate_by == "account" else ""
     return (
         f"SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties, "
-        f"timezone({p.add(tz)}, e.timestamp AT TIME ZONE 'UTC') AS local_ts "
-        f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)}{not_null}{extra}"
+        f"timezone({p.add(tz)}, e.timestamp AT TIME ZONE 'UTC') AS local_ts{trait_columns(traits)} "
+        f"FROM {resolved_from(traits)} WHERE e.workspace_id = {p.add(workspace_id)}{not_null}{extra}"
     )
 
 
@@ -84,7 +93,7 @@ def compile_active_users(
     p = Params()
     d_from, d_to = p.add(spec.range.date_from), p.add(spec.range.date_to)
     sql = f"""
-WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp >= {p.add(start)} - INTERVAL 31 DAY AND e.timestamp < {p.add(end)}")}),
+WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp >= {p.add(start)} - INTERVAL 31 DAY AND e.timestamp < {p.add(end)}", uses_traits(spec.active_event))}),
 days AS (SELECT DISTINCT actor, CAST(local_ts AS DATE) AS d FROM ev WHERE {_active(spec.active_event, p)}),
 calendar AS (SELECT CAST(unnest(generate_series(CAST({d_from} AS DATE), CAST({d_to} AS DATE), INTERVAL 1 DAY)) AS DATE) AS d)
 SELECT c.d,
@@ -107,7 +116,7 @@ def compile_lifecycle(
     one = f"CAST('1 ' || {unit} AS INTERVAL)"
     lo, hi = p.add(spec.range.date_from), p.add(spec.range.date_to)
     sql = f"""
-WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp < {p.add(end)}")}),
+WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp < {p.add(end)}", uses_traits(spec.active_event))}),
 active AS (SELECT DISTINCT actor, date_trunc({unit}, local_ts) AS bucket FROM ev WHERE {_active(spec.active_event, p)}),
 seq AS (
     SELECT actor, bucket,
@@ -140,6 +149,7 @@ def compile_feature_adoption(
         spec.aggregate_by,
         tz,
         f" AND e.timestamp >= {p.add(start)} AND e.timestamp < {p.add(end)}",
+        uses_traits(*spec.features),
     )
     conds = [matcher_sql(f, p) for f in spec.features]
     cols = [

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from traction.analytics.compile.params import PERSON, RESERVED, RESOLVED_FROM, Params, matcher_sql
+from traction.analytics.compile.params import (
+    PERSON,
+    RESERVED,
+    Params,
+    matcher_sql,
+    resolved_from,
+    trait_columns,
+    uses_traits,
+)
 from traction.analytics.domain.specs import FunnelSpec
 
 
@@ -36,11 +44,11 @@ def compile_funnel(
     if spec.aggregate_by == "account":
         where.append("e.account_id IS NOT NULL")
     w = p.add(window_us)
+    traits = uses_traits(*spec.steps)
     ctes = [
-        f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties "
-        f"FROM {RESOLVED_FROM} WHERE {' AND '.join(where)})",
-        "ranked AS (SELECT actor, ts, type, name, properties, "
-        "row_number() OVER (PARTITION BY actor ORDER BY ts, seq) AS pos FROM ev)",
+        f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties"
+        f"{trait_columns(traits)} FROM {resolved_from(traits)} WHERE {' AND '.join(where)})",
+        "ranked AS (SELECT *, row_number() OVER (PARTITION BY actor ORDER BY ts, seq) AS pos FROM ev)",
         f"j0 AS (SELECT actor, ts AS t0, pos AS p0 FROM ranked "
         f"WHERE {matcher_sql(spec.steps[0], p)} AND ts < {p.add(end)})",
     ]

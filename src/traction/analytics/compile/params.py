@@ -65,7 +65,12 @@ RESERVED = {"$any": "true", "$page": "type = 'page'", "$screen": "type = 'screen
 
 
 def matcher_sql(
-    m: EventMatcher, p: Params, name_col: str = "name", props_col: str = "properties"
+    m: EventMatcher,
+    p: Params,
+    name_col: str = "name",
+    props_col: str = "properties",
+    person_col: str = "person_traits",
+    account_col: str = "account_traits",
 ) -> str:
     """`$any` matches every event, `$page`/`$screen` every page or screen call; anything else
     is an event name."""
@@ -74,7 +79,8 @@ def matcher_sql(
         parts = [RESERVED[m.event].replace("type", type_col)]
     else:
         parts = [f"{name_col} = {p.add(m.event)}"]
-    parts += [filter_sql(f, p, props_col) for f in m.filters]
+    cols = {"event": props_col, "person": person_col, "account": account_col}
+    parts += [filter_sql(f, p, cols[f.source]) for f in m.filters]
     return "(" + " AND ".join(parts) + ")"
 
 
@@ -82,4 +88,25 @@ RESOLVED_FROM = (
     "events e LEFT JOIN person_overrides o "
     "ON o.workspace_id = e.workspace_id AND o.old_person_id = e.person_id"
 )
+TRAITS_JOIN = (
+    " LEFT JOIN person_traits pt ON pt.workspace_id = e.workspace_id"
+    " AND pt.person_id = COALESCE(o.person_id, e.person_id)"
+    " LEFT JOIN account_traits act ON act.workspace_id = e.workspace_id AND act.account_id = e.account_id"
+)
+
+
+def uses_traits(*matchers: EventMatcher | None) -> bool:
+    return any(f.source != "event" for m in matchers if m is not None for f in m.filters)
+
+
+def resolved_from(traits: bool) -> str:
+    """Events with their current person, and (only if a filter needs them) the person's and
+    the account's current traits as `pt.traits` / `act.traits`."""
+    return RESOLVED_FROM + (TRAITS_JOIN if traits else "")
+
+
+def trait_columns(traits: bool) -> str:
+    return ", pt.traits AS person_traits, act.traits AS account_traits" if traits else ""
+
+
 PERSON = "COALESCE(o.person_id, e.person_id)"

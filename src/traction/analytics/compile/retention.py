@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, matcher_sql
+from traction.analytics.compile.params import (
+    PERSON,
+    Params,
+    matcher_sql,
+    resolved_from,
+    trait_columns,
+    uses_traits,
+)
 from traction.analytics.domain.specs import RetentionSpec
 
 
@@ -25,10 +32,11 @@ def compile_retention(
     starts = matcher_sql(spec.start_event, p) if spec.start_event else "true"
     returns = matcher_sql(spec.return_event, p) if spec.return_event else "true"
     not_null = " AND e.account_id IS NOT NULL" if spec.aggregate_by == "account" else ""
+    traits = uses_traits(spec.start_event, spec.return_event)
     sql = f"""
 WITH ev AS (
-    SELECT {actor} AS actor, e.timestamp AS ts, e.name, e.properties
-    FROM {RESOLVED_FROM} WHERE e.workspace_id = {ws}{not_null}
+    SELECT {actor} AS actor, e.timestamp AS ts, e.type, e.name, e.properties{trait_columns(traits)}
+    FROM {resolved_from(traits)} WHERE e.workspace_id = {ws}{not_null}
 ),
 firsts AS (SELECT actor, min(ts) AS ts FROM ev WHERE {starts} GROUP BY actor),
 cohorts AS (

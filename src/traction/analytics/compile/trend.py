@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, json_path, matcher_sql
+from traction.analytics.compile.params import (
+    PERSON,
+    Params,
+    json_path,
+    matcher_sql,
+    resolved_from,
+    uses_traits,
+)
 from traction.analytics.domain.specs import TrendSeries, TrendSpec
 
 OTHER = "$other"
@@ -35,8 +42,10 @@ def compile_trend_series(
     zone, unit = p.add(tz), p.add(spec.interval)
     where = (
         f"e.workspace_id = {p.add(workspace_id)} AND e.timestamp >= {p.add(start)} "
-        f"AND e.timestamp < {p.add(end)} AND {matcher_sql(series.event, p, 'e.name', 'e.properties')}"
+        f"AND e.timestamp < {p.add(end)} AND "
+        f"{matcher_sql(series.event, p, 'e.name', 'e.properties', 'pt.traits', 'act.traits')}"
     )
+    traits = uses_traits(series.event)
     bd = "NULL"
     if spec.breakdown:
         bd = f"COALESCE(json_extract_string(e.properties, {p.add(json_path(spec.breakdown))}), '{NONE}')"
@@ -44,7 +53,7 @@ def compile_trend_series(
     ev = (
         f"ev AS (SELECT {PERSON} AS person, e.account_id, e.properties, "
         f"timezone({zone}, e.timestamp AT TIME ZONE 'UTC') AS local_ts, {bd} AS bd "
-        f"FROM {RESOLVED_FROM} WHERE {where})"
+        f"FROM {resolved_from(traits)} WHERE {where})"
     )
     if not spec.breakdown:
         sql = f"WITH {ev} SELECT date_trunc({unit}, local_ts) AS bucket, NULL AS bd, {agg} AS value FROM ev GROUP BY 1 ORDER BY 1"

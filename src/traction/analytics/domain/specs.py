@@ -37,9 +37,11 @@ NO_VALUE_OPS = frozenset({"is_set", "is_not_set"})
 
 
 class PropertyFilter(_Spec):
-    """A condition on an event property (person and account traits come with their sync)."""
+    """A condition on an event property, the person's traits or the account's traits (as
+    they are now)."""
 
     property: Name
+    source: Literal["event", "person", "account"] = "event"
     operator: Operator = "equals"
     value: Scalar | list[Scalar] | None = None
 
