@@ -469,3 +469,145 @@ def test_funnel_over_http(server) -> None:  # type: ignore[no-untyped-def]
             ).status_code
             == 403
         )
+
+
+# -- exclusions and breakdowns ---------------------------------------------------------------
+
+R31 = {"date_from": "2026-03-01", "date_to": "2026-03-31"}
+
+
+def test_exclusion_steps(fx: Fixture) -> None:
+    day = 24 * 60
+    fx.send("x-between", "a", 0), fx.send("x-between", "x", 1), fx.send("x-between", "b", 2)
+    fx.send("x-after", "a", 0), fx.send("x-after", "b", 1), fx.send("x-after", "x", 2)
+    fx.send("x-no-b", "a", 0), fx.send("x-no-b", "x", 1)
+    fx.send("clean", "a", 0)
+    (
+        fx.send("retry", "a", 0),
+        fx.send("retry", "x", 1),
+        fx.send("retry", "a", 3 * day),
+        fx.send("retry", "b", 3 * day + 1),
+    )
+    spec = FunnelSpec.model_validate({"steps": [{"event": "a"}, {"event": "b"}], "range": R31,
+                                      "exclusions": [{"event": {"event": "x"}, "from_step": 0, "to_step": 1}]})  # fmt: skip
+    assert [s.entered for s in fx.svc.funnel(fx.ws, spec).steps] == [
+        3,
+        2,
+    ]  # x-after, clean, retry; x-after and retry convert
+    assert fx.funnel("a", "b") == [5, 3]
+
+
+def test_breakdown_attributions(fx: Fixture) -> None:
+    fx.send("p1", "a", 0, {"src": "ads"}), fx.send("p1", "b", 1, {"src": "x"})
+    fx.send("p2", "a", 0, {"src": "seo"})
+    fx.send("p3", "a", 0, {"src": "ads"})
+    fx.send("p4", "a", 0), fx.send("p4", "b", 1, {"src": "y"})
+
+    def split(**kw: Any) -> dict[str, list[int]]:
+        spec = FunnelSpec.model_validate(
+            {"steps": [{"event": "a"}, {"event": "b"}], "range": R31, "breakdown": "src", **kw}
+        )
+        result = fx.svc.funnel(fx.ws, spec)
+        assert [s.entered for s in result.steps] == [4, 2]  # the total is unchanged by a breakdown
+        return {v: [s.entered for s in r.steps] for v, r in result.breakdown or []}
+
+    assert split() == {"ads": [2, 1], "$none": [1, 1], "seo": [1, 0]}
+    assert split(breakdown_attribution="last_touch") == {
+        "x": [1, 1],
+        "y": [1, 1],
+        "ads": [1, 0],
+        "seo": [1, 0],
+    }
+    assert split(breakdown_attribution="step", breakdown_step=1) == {
+        "x": [1, 1],
+        "y": [1, 1],
+        "$none": [2, 0],
+    }
+    assert split(breakdown_limit=1) == {"ads": [2, 1], "$other": [2, 1]}
+
+
+@pytest.mark.parametrize(
+    ("kw", "problem"),
+    [
+        (
+            {"exclusions": [{"event": {"event": "x"}, "from_step": 1, "to_step": 1}]},
+            "from_step < to_step",
+        ),
+        (
+            {"exclusions": [{"event": {"event": "x"}, "from_step": 0, "to_step": 5}]},
+            "from_step < to_step",
+        ),
+        ({"breakdown": "p", "breakdown_attribution": "step"}, "needs breakdown_step"),
+        ({"breakdown": "p", "breakdown_step": 1}, "goes with breakdown_attribution"),
+        ({"breakdown": "p", "breakdown_limit": 50}, "breakdown_limit"),
+    ],
+)
+def test_invalid_exclusions_and_breakdowns(kw: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        FunnelSpec.model_validate({"steps": [{"event": "a"}, {"event": "b"}], "range": R31, **kw})
+
+
+def reference_with_exclusion(
+    rows: list[dict[str, Any]],
+    steps: list[str],
+    start: datetime,
+    end: datetime,
+    window: timedelta,
+    excl: str,
+    frm: int,
+    to: int,
+) -> list[int]:
+    """The reference above, plus one exclusion: attempts with `excl` after their from-step event
+    and before their to-step event (or before the window closes) are dropped."""
+    by_actor: dict[Any, list[dict[str, Any]]] = collections.defaultdict(list)
+    for r in rows:
+        if start <= r["timestamp"] < end + window and r["name"] in (*steps, excl):
+            by_actor[r["person_id"]].append(r)
+    reached = [0] * len(steps)
+    for evs in by_actor.values():
+        evs.sort(key=lambda r: (r["timestamp"], r["seq"]))
+        best = 0
+        for i, e in enumerate(evs):
+            if e["name"] != steps[0] or not (start <= e["timestamp"] < end):
+                continue
+            positions, pos = [i], i
+            for k in range(1, len(steps)):
+                nxt = next(
+                    (j for j in range(pos + 1, len(evs)) if evs[j]["name"] == steps[k]), None
+                )
+                if nxt is None or evs[nxt]["timestamp"] > e["timestamp"] + window:
+                    break
+                positions.append(nxt)
+                pos = nxt
+            level = len(positions)
+            if level > frm:
+                x = next(
+                    (j for j in range(positions[frm] + 1, len(evs)) if evs[j]["name"] == excl), None
+                )
+                if x is not None and (
+                    x < positions[to]
+                    if level > to
+                    else evs[x]["timestamp"] <= e["timestamp"] + window
+                ):
+                    continue
+            best = max(best, level)
+        for k in range(best):
+            reached[k] += 1
+    return reached
+
+
+def test_exclusion_matches_reference_on_simulated_product(simulated) -> None:  # type: ignore[no-untyped-def]
+    ctx, ws, rows = simulated
+    steps = ["signed_up", "project_created", "teammate_invited"]
+    spec = FunnelSpec.model_validate({
+        "steps": [{"event": s} for s in steps], "range": {"date_from": "2026-07-05", "date_to": "2026-08-05"},
+        "window_days": 7, "exclusions": [{"event": {"event": "session_started"}, "from_step": 0, "to_step": 1}],
+    })  # fmt: skip
+    start, end = day_bounds(spec.range, "UTC")
+    got = [s.entered for s in AnalyticsService(ctx.events, ctx.workspaces).funnel(ws, spec).steps]
+    expected = reference_with_exclusion(
+        rows, steps, start, end, timedelta(days=7), "session_started", 0, 1
+    )
+    assert got == expected and expected[0] > 10
+    plain = reference_funnel(rows, steps, start, end, timedelta(days=7), False, "person_id")
+    assert expected[0] < plain[0]  # the exclusion did remove someone

@@ -42,6 +42,7 @@ from traction.analytics.domain.results import (
     TrendResult,
     activation_result,
     fill_series,
+    funnel_breakdown,
     funnel_result,
     lifecycle_result,
     retention_result,
@@ -149,8 +150,18 @@ class AnalyticsService:
     def funnel(self, workspace_id: str, spec: FunnelSpec) -> FunnelResult:
         def compute() -> FunnelResult:
             start, end = day_bounds(spec.range, self._timezone(workspace_id))
-            sql, params = compile_funnel(spec, workspace_id, start, end)
-            return funnel_result([s.event for s in spec.steps], self._one_row(sql, params))
+            events = [s.event for s in spec.steps]
+            plain = spec.model_copy(update={"breakdown": None})
+            total = funnel_result(
+                events, self._one_row(*compile_funnel(plain, workspace_id, start, end))
+            )
+            if not spec.breakdown:
+                return total
+            cols, rows = self._query(*compile_funnel(spec, workspace_id, start, end))
+            by_value = [dict(zip(cols, r, strict=True)) for r in rows]
+            return FunnelResult(
+                total.steps, funnel_breakdown(events, by_value, spec.breakdown_limit)
+            )
 
         return self._cached(workspace_id, "funnel:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
 

@@ -3,8 +3,11 @@
 Semantics (docs/analytics.md): a person's events are ordered by (timestamp, arrival); every
 step-1 event in the date range starts an attempt; each next step is matched to the earliest
 later matching event (ASOF join on position); a step counts if it happens within the window
-of the attempt's first event (strict mode: and immediately after the previous step). The
-person's result is their furthest attempt, the earliest one among equals.
+of the attempt's first event (strict mode: and immediately after the previous step). An
+attempt with an exclusion event between its `from_step` and `to_step` events (or, if it never
+reached `to_step`, before the window closed) is discarded. The person's result is their
+furthest remaining attempt, the earliest one among equals; a breakdown value is read from
+that attempt's step events (first touch, last touch, or a chosen step).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from traction.analytics.compile.params import (
     PERSON,
     RESERVED,
     Params,
+    json_path,
     matcher_sql,
     resolved_from,
     trait_columns,
@@ -22,54 +26,71 @@ from traction.analytics.compile.params import (
 )
 from traction.analytics.domain.specs import FunnelSpec
 
+NONE = "$none"
+
 
 def compile_funnel(
     spec: FunnelSpec, workspace_id: str, start: datetime, end: datetime
 ) -> tuple[str, dict[str, object]]:
     """`start`/`end`: the date range as naive UTC. Attempts start in [start, end); later steps
-    may complete up to `window` after `end`."""
+    may complete up to `window` after `end`. With a breakdown, one row per value (`bd`)."""
     p = Params()
     n = len(spec.steps)
     window_us = int(spec.window_days * 86_400_000_000)
     actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
+    matchers = [*spec.steps, *(x.event for x in spec.exclusions)]
     where = [f"e.workspace_id = {p.add(workspace_id)}", f"e.timestamp >= {p.add(start)}"]
     where.append(f"e.timestamp < {p.add(end)} + to_microseconds({p.add(window_us)})")
-    reserved = any(s.event in RESERVED for s in spec.steps)
-    if (
-        spec.mode == "ordered" and not reserved
-    ):  # strict needs every event, to see what lies between
-        where.append(
-            f"e.name IN (SELECT unnest({p.add(sorted({s.event for s in spec.steps}))}::VARCHAR[]))"
-        )
+    # Only the events the funnel names matter, unless strict mode must see what lies between
+    # steps or a reserved matcher ($page, $any) names no event.
+    if spec.mode == "ordered" and not any(m.event in RESERVED for m in matchers):
+        names = sorted({m.event for m in matchers})
+        where.append(f"e.name IN (SELECT unnest({p.add(names)}::VARCHAR[]))")
     if spec.aggregate_by == "account":
         where.append("e.account_id IS NOT NULL")
-    w = p.add(window_us)
-    traits = uses_traits(*spec.steps)
+    w = f"to_microseconds({p.add(window_us)})"
+    traits = uses_traits(*matchers)
     ctes = [
         f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties"
         f"{trait_columns(traits)} FROM {resolved_from(traits)} WHERE {' AND '.join(where)})",
         "ranked AS (SELECT *, row_number() OVER (PARTITION BY actor ORDER BY ts, seq) AS pos FROM ev)",
-        f"j0 AS (SELECT actor, ts AS t0, pos AS p0 FROM ranked "
+        f"j0 AS (SELECT actor, ts AS t0, pos AS p0, properties AS props0 FROM ranked "
         f"WHERE {matcher_sql(spec.steps[0], p)} AND ts < {p.add(end)})",
     ]
     for k in range(1, n):
         ctes.append(
-            f"s{k} AS (SELECT actor, ts, pos FROM ranked WHERE {matcher_sql(spec.steps[k], p)})"
+            f"s{k} AS (SELECT actor, ts, pos, properties FROM ranked WHERE {matcher_sql(spec.steps[k], p)})"
         )
         ctes.append(
-            f"j{k} AS (SELECT j.*, s.ts AS t{k}, s.pos AS p{k} FROM j{k - 1} j "
+            f"j{k} AS (SELECT j.*, s.ts AS t{k}, s.pos AS p{k}, s.properties AS props{k} FROM j{k - 1} j "
             f"ASOF LEFT JOIN s{k} s ON j.actor = s.actor AND s.pos > j.p{k - 1})"
         )
     oks = []
     for k in range(1, n):
-        ok = f"t{k} IS NOT NULL AND t{k} <= t0 + to_microseconds({w})"
+        ok = f"t{k} IS NOT NULL AND t{k} <= t0 + {w}"
         if spec.mode == "strict":
             ok += f" AND p{k} = p{k - 1} + 1"
         oks.append(f"COALESCE({ok}, false)")
     level = " + ".join(["1"] + [f"({' AND '.join(oks[: k + 1])})::INT" for k in range(n - 1)])
-    ctes.append(f"attempts AS (SELECT *, {level} AS level FROM j{n - 1})")
+    last = f"j{n - 1}"
+    ctes.append(f"leveled AS (SELECT *, {level} AS level FROM {last})")
+    source = "leveled"
+    for i, x in enumerate(spec.exclusions):
+        a, b = x.from_step, x.to_step
+        ctes.append(f"x{i} AS (SELECT actor, ts, pos FROM ranked WHERE {matcher_sql(x.event, p)})")
+        # the first exclusion event after the from-step event of the attempt
+        ctes.append(
+            f"xj{i} AS (SELECT l.*, x.pos AS xpos{i}, x.ts AS xts{i} FROM {source} l "
+            f"ASOF LEFT JOIN x{i} x ON l.actor = x.actor AND x.pos > l.p{a})"
+        )
+        reached_b = f"level >= {b + 1}"
+        ctes.append(
+            f"ok{i} AS (SELECT * FROM xj{i} WHERE NOT (level >= {a + 1} AND xpos{i} IS NOT NULL AND "
+            f"CASE WHEN {reached_b} THEN xpos{i} < p{b} ELSE xts{i} <= t0 + {w} END))"
+        )
+        source = f"ok{i}"
     ctes.append(
-        "best AS (SELECT * FROM attempts "
+        f"best AS (SELECT * FROM {source} "
         "QUALIFY row_number() OVER (PARTITION BY actor ORDER BY level DESC, t0, p0) = 1)"
     )
     cols = []
@@ -79,7 +100,24 @@ def compile_funnel(
             gap = f"epoch(t{k}) - epoch(t{k - 1})"
             cols.append(f"median({gap}) FILTER (WHERE level >= {k + 1}) AS median_s_{k}")
             cols.append(f"avg({gap}) FILTER (WHERE level >= {k + 1}) AS mean_s_{k}")
-    sql = "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(cols)} FROM best"
+    if spec.breakdown:
+        path = p.add(json_path(spec.breakdown))
+        if spec.breakdown_attribution == "first_touch":
+            props = "props0"
+        elif spec.breakdown_attribution == "step":
+            props = f"props{spec.breakdown_step}"
+        else:  # last touch: the furthest step reached
+            props = (
+                "CASE level " + " ".join(f"WHEN {k + 1} THEN props{k}" for k in range(n)) + " END"
+            )
+        bd = f"COALESCE(json_extract_string({props}, {path}), '{NONE}')"
+        sql = (
+            "WITH "
+            + ",\n".join(ctes)
+            + f"\nSELECT {bd} AS bd, {', '.join(cols)} FROM best GROUP BY 1"
+        )
+    else:
+        sql = "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(cols)} FROM best"
     return sql, p.values
 
 
@@ -87,7 +125,8 @@ def compile_funnel_dropoffs(
     spec: FunnelSpec, workspace_id: str, start: datetime, end: datetime, step: int, limit: int
 ) -> tuple[str, dict[str, object]]:
     """The actors who reached `step` (0-based) and went no further: the friction list."""
-    sql, values = compile_funnel(spec, workspace_id, start, end)
+    plain = spec.model_copy(update={"breakdown": None})
+    sql, values = compile_funnel(plain, workspace_id, start, end)
     head = sql[: sql.rindex("\nSELECT ")]
     values = {**values, "drop_level": step + 1, "drop_limit": limit}
     return (

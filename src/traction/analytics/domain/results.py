@@ -22,16 +22,20 @@ class FunnelStep:
 @dataclass(frozen=True)
 class FunnelResult:
     steps: list[FunnelStep]
+    breakdown: list[tuple[str, FunnelResult]] | None = None  # (value, that value's funnel)
 
     @property
     def overall_conversion(self) -> float | None:
         return self.steps[-1].conversion_from_start
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "steps": [asdict(s) for s in self.steps],
             "overall_conversion": self.overall_conversion,
         }
+        if self.breakdown is not None:
+            out["breakdown"] = [{"value": v, **r.as_dict()} for v, r in self.breakdown]
+        return out
 
 
 def _ratio(a: int, b: int) -> float | None:
@@ -370,3 +374,20 @@ class ActivationRetentionResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"activated": self.activated, "by_day": {str(k): v for k, v in self.by_day.items()}}
+
+
+def funnel_breakdown(
+    events: list[str], rows: list[dict[str, Any]], limit: int
+) -> list[tuple[str, FunnelResult]]:
+    """Rows per breakdown value -> the top `limit` values by entries, the rest as `$other`
+    (counts summed; its times are unknown, since medians do not add up)."""
+    ranked = sorted(rows, key=lambda r: (-int(r["entered_0"] or 0), str(r["bd"])))
+    top, rest = ranked[:limit], ranked[limit:]
+    out = [(str(r["bd"]), funnel_result(events, r)) for r in top]
+    if rest:
+        merged = {
+            f"entered_{k}": sum(int(r[f"entered_{k}"] or 0) for r in rest)
+            for k in range(len(events))
+        }
+        out.append(("$other", funnel_result(events, merged)))
+    return out

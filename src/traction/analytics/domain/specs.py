@@ -95,6 +95,15 @@ class DateRange(_Spec):
         return self
 
 
+class FunnelExclusion(_Spec):
+    """Attempts where this event happens between step `from_step` and step `to_step`
+    (0-based) do not count."""
+
+    event: EventMatcher
+    from_step: int = Field(0, ge=0)
+    to_step: int = Field(1, ge=1)
+
+
 class FunnelSpec(_Spec):
     kind: Literal["funnel"] = "funnel"
     steps: list[EventMatcher] = Field(min_length=2, max_length=MAX_STEPS)
@@ -104,6 +113,26 @@ class FunnelSpec(_Spec):
     )
     mode: Literal["ordered", "strict"] = "ordered"
     aggregate_by: Literal["person", "account"] = "person"
+    exclusions: list[FunnelExclusion] = Field(default_factory=list, max_length=10)
+    breakdown: Name | None = Field(None, description="an event property to split the funnel by")
+    breakdown_attribution: Literal["first_touch", "last_touch", "step"] = "first_touch"
+    breakdown_step: int | None = Field(None, ge=0, description="0-based, with attribution 'step'")
+    breakdown_limit: int = Field(10, ge=1, le=25)
+
+    @model_validator(mode="after")
+    def _steps_in_range(self) -> FunnelSpec:
+        n = len(self.steps)
+        for i, x in enumerate(self.exclusions):
+            if not x.from_step < x.to_step < n:
+                raise ValueError(
+                    f"exclusions[{i}]: need from_step < to_step < {n} (the number of steps)"
+                )
+        if self.breakdown_attribution == "step":
+            if self.breakdown_step is None or self.breakdown_step >= n:
+                raise ValueError(f"breakdown_attribution 'step' needs breakdown_step below {n}")
+        elif self.breakdown_step is not None:
+            raise ValueError("breakdown_step goes with breakdown_attribution 'step'")
+        return self
 
 
 Math = Literal[
