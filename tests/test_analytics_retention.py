@@ -209,3 +209,39 @@ def test_retention_over_http(server) -> None:  # type: ignore[no-untyped-def]
             headers=auth,
         )
         assert bad.status_code == 422 and "periods" in bad.json()["error"]
+
+
+def test_recurring_retention(sqlite_ctx: Context) -> None:
+    fx = Fixture(sqlite_ctx)
+    for who, day in [("ann", "02"), ("ann", "03"), ("ann", "05"), ("bob", "03"), ("bob", "04")]:
+        at(fx, who, "used", f"2026-03-{day}T10:00:00Z")
+    s = spec(start_event={"event": "used"}, return_event={"event": "used"}, retention_type="recurring",
+             range={"date_from": "2026-03-02", "date_to": "2026-03-05"})  # fmt: skip
+    # every day someone used it starts a cohort for them: ann on 2, 3, 5; bob on 3, 4
+    assert matrix(fx, s) == {
+        "2026-03-02": [1, 1, 0, 1],  # ann: back on 3 (k1) and 5 (k3)
+        "2026-03-03": [2, 1, 1, None],  # bob back on 4 (k1); ann on 5 (k2)
+        "2026-03-04": [1, 0, None, None],
+        "2026-03-05": [1, None, None, None],
+    }
+
+
+def test_cohorts_by_activation_date(sqlite_ctx: Context) -> None:
+    fx = Fixture(sqlite_ctx)
+    for who, event, when in [
+        ("ann", "signed_up", "2026-02-27T10:00:00Z"), ("ann", "project_created", "2026-03-01T10:00:00Z"),
+        ("ann", "teammate_invited", "2026-03-02T10:00:00Z"),  # activated Mar 2 (signed up in February)
+        ("ann", "used", "2026-03-04T10:00:00Z"),
+        ("bob", "signed_up", "2026-03-02T10:00:00Z"), ("bob", "project_created", "2026-03-02T11:00:00Z"),  # never activated
+        ("bob", "used", "2026-03-03T10:00:00Z"),
+    ]:  # fmt: skip
+        at(fx, who, event, when)
+    s = spec(cohort_by="activation", activation_criteria={"all": [{"event": {"event": "project_created"}}, {"event": {"event": "teammate_invited"}}]},
+             range={"date_from": "2026-03-01", "date_to": "2026-03-31"})  # fmt: skip
+    assert matrix(fx, s) == {"2026-03-02": [1, 0, 1, None]}  # ann, back on day 2 after activating
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="needs start_event and activation_criteria"):
+        spec(cohort_by="activation")
+    with pytest.raises(ValidationError, match="goes with cohort_by"):
+        spec(activation_criteria={"all": [{"event": {"event": "x"}}]})

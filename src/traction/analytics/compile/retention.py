@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from traction.analytics.compile.activation import compile_activation
 from traction.analytics.compile.params import (
     PERSON,
     Params,
@@ -26,10 +27,18 @@ def compile_retention(
     spec: RetentionSpec, workspace_id: str, tz: str, start: datetime, end: datetime
 ) -> tuple[str, dict[str, object]]:
     p = Params()
+    activation_sql = ""
+    if spec.cohort_by == "activation":
+        # activations in the range come from sign-ups before its end, however long before
+        activation_sql, inner = compile_activation(
+            spec.activation(), workspace_id, tz, datetime(1970, 1, 1), end
+        )
+        p.values.update(inner)
     actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
     ws, unit, zone = p.add(workspace_id), p.add(spec.interval), p.add(tz)
     local = f"timezone({zone}, ts AT TIME ZONE 'UTC')"
-    starts = matcher_sql(spec.start_event, p) if spec.start_event else "true"
+    by_start = spec.start_event is not None and spec.cohort_by == "start_event"
+    starts = matcher_sql(spec.start_event, p) if by_start and spec.start_event else "true"
     returns = matcher_sql(spec.return_event, p) if spec.return_event else "true"
     not_null = " AND e.account_id IS NOT NULL" if spec.aggregate_by == "account" else ""
     traits = uses_traits(spec.start_event, spec.return_event)
@@ -38,11 +47,7 @@ WITH ev AS (
     SELECT {actor} AS actor, e.timestamp AS ts, e.type, e.name, e.properties{trait_columns(traits)}
     FROM {resolved_from(traits)} WHERE e.workspace_id = {ws}{not_null}
 ),
-firsts AS (SELECT actor, min(ts) AS ts FROM ev WHERE {starts} GROUP BY actor),
-cohorts AS (
-    SELECT actor, ts AS first_ts, date_trunc({unit}, {local}) AS cohort FROM firsts
-    WHERE ts >= {p.add(start)} AND ts < {p.add(end)}
-),
+{_cohorts(spec, starts, local, unit, p.add(start), p.add(end), activation_sql)},
 sizes AS (SELECT cohort, count(*) AS size FROM cohorts GROUP BY cohort),
 back AS (
     SELECT c.actor, c.cohort, date_diff({unit}, c.cohort, date_trunc({unit}, {local})) AS k
@@ -60,6 +65,25 @@ FROM sizes s LEFT JOIN counted c USING (cohort)
 ORDER BY s.cohort, c.k
 """
     return sql, p.values
+
+
+def _cohorts(
+    spec: RetentionSpec, starts: str, local: str, unit: str, lo: str, hi: str, activation_sql: str
+) -> str:
+    """The `cohorts` CTE: (actor, first_ts, cohort) per the spec's kind of retention."""
+    if spec.retention_type == "recurring":
+        return (
+            f"cohorts AS (SELECT actor, min(ts) AS first_ts, date_trunc({unit}, {local}) AS cohort FROM ev "
+            f"WHERE {starts} AND ts >= {lo} AND ts < {hi} GROUP BY actor, cohort)"
+        )
+    if spec.cohort_by == "activation":
+        firsts = f"firsts AS (SELECT actor, activated_at AS ts FROM ({activation_sql}) WHERE activated_at IS NOT NULL)"
+    else:
+        firsts = f"firsts AS (SELECT actor, min(ts) AS ts FROM ev WHERE {starts} GROUP BY actor)"
+    return (
+        f"{firsts},\ncohorts AS (SELECT actor, ts AS first_ts, date_trunc({unit}, {local}) AS cohort "
+        f"FROM firsts WHERE ts >= {lo} AND ts < {hi})"
+    )
 
 
 def compile_data_end(workspace_id: str, tz: str) -> tuple[str, dict[str, object]]:

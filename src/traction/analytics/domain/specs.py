@@ -263,8 +263,10 @@ class FeatureAdoptionSpec(_Spec):
 
 
 class RetentionSpec(_Spec):
-    """First-time retention: cohorts by the first time each actor did `start_event` (or
-    anything), returning when they do `return_event` (or anything) in a later interval."""
+    """Cohorts of actors and whether they come back (`return_event`, or anything) in later
+    intervals. `first_time`: one cohort per actor, by the first time they did `start_event`
+    (or anything), or by the moment they activated (`cohort_by: activation`). `recurring`: an
+    actor is in the cohort of every interval in which they did the start event."""
 
     kind: Literal["retention"] = "retention"
     start_event: EventMatcher | None = None
@@ -276,6 +278,33 @@ class RetentionSpec(_Spec):
         True, description="True: returned in exactly period k; False: in k or later"
     )
     aggregate_by: Literal["person", "account"] = "person"
+    retention_type: Literal["first_time", "recurring"] = "first_time"
+    cohort_by: Literal["start_event", "activation"] = "start_event"
+    activation_criteria: Criterion | None = None
+    activation_window_days: float = Field(7.0, gt=0, le=365)
+
+    @model_validator(mode="after")
+    def _activation_fields(self) -> RetentionSpec:
+        if self.cohort_by == "activation":
+            if self.activation_criteria is None or self.start_event is None:
+                raise ValueError("cohort_by 'activation' needs start_event and activation_criteria")
+            if self.retention_type == "recurring":
+                raise ValueError("cohort_by 'activation' is first-time retention only")
+        elif self.activation_criteria is not None:
+            raise ValueError("activation_criteria goes with cohort_by 'activation'")
+        return self
+
+    def activation(self) -> ActivationSpec:
+        """The activation definition behind `cohort_by: activation`."""
+        assert self.start_event is not None and self.activation_criteria is not None
+        return ActivationSpec(
+            start_event=self.start_event,
+            criteria=self.activation_criteria,
+            window_days=self.activation_window_days,
+            range=self.range,
+            interval=self.interval,
+            aggregate_by=self.aggregate_by,
+        )
 
 
 def day_bounds(r: DateRange, tz: str) -> tuple[datetime, datetime]:
