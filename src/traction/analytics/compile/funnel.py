@@ -50,6 +50,8 @@ def compile_funnel(
         where.append("e.account_id IS NOT NULL")
     w = f"to_microseconds({p.add(window_us)})"
     traits = uses_traits(*matchers)
+    if spec.mode == "unordered":
+        return _unordered(spec, p, actor, where, w, traits, end)
     ctes = [
         f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties"
         f"{trait_columns(traits)} FROM {resolved_from(traits)} WHERE {' AND '.join(where)})",
@@ -118,6 +120,32 @@ def compile_funnel(
         )
     else:
         sql = "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(cols)} FROM best"
+    return sql, p.values
+
+
+def _unordered(
+    spec: FunnelSpec, p: Params, actor: str, where: list[str], w: str, traits: bool, end: datetime
+) -> tuple[str, dict[str, object]]:
+    """Any step event in the range anchors an attempt; its level is how many distinct steps
+    happen in [anchor, anchor + window], in any order. Step k counts actors who did k of them."""
+    n = len(spec.steps)
+    flags = ", ".join(f"{matcher_sql(m, p)} AS m{k}" for k, m in enumerate(spec.steps))
+    any_step = " OR ".join(f"m{k}" for k in range(n))
+    level = " + ".join(f"bool_or(f.m{k})::INT" for k in range(n))
+    sql = f"""
+WITH ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties{trait_columns(traits)}
+            FROM {resolved_from(traits)} WHERE {" AND ".join(where)}),
+flagged AS (SELECT actor, ts, seq, {flags} FROM ev),
+steps AS (SELECT * FROM flagged WHERE {any_step}),
+attempts AS (
+    SELECT a.actor, a.ts AS t0, a.seq AS p0, {level} AS level
+    FROM steps a JOIN steps f ON f.actor = a.actor AND f.ts >= a.ts AND f.ts <= a.ts + {w}
+    WHERE a.ts < {p.add(end)}
+    GROUP BY a.actor, a.ts, a.seq
+),
+best AS (SELECT * FROM attempts QUALIFY row_number() OVER (PARTITION BY actor ORDER BY level DESC, t0, p0) = 1)
+SELECT {", ".join(f"count(*) FILTER (WHERE level >= {k + 1}) AS entered_{k}" for k in range(n))} FROM best
+"""
     return sql, p.values
 
 

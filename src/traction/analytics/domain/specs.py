@@ -111,7 +111,7 @@ class FunnelSpec(_Spec):
     window_days: float = Field(
         14.0, gt=0, le=365, description="conversion window, from the first step"
     )
-    mode: Literal["ordered", "strict"] = "ordered"
+    mode: Literal["ordered", "strict", "unordered"] = "ordered"
     aggregate_by: Literal["person", "account"] = "person"
     exclusions: list[FunnelExclusion] = Field(default_factory=list, max_length=10)
     breakdown: Name | None = Field(None, description="an event property to split the funnel by")
@@ -122,6 +122,8 @@ class FunnelSpec(_Spec):
     @model_validator(mode="after")
     def _steps_in_range(self) -> FunnelSpec:
         n = len(self.steps)
+        if self.mode == "unordered" and (self.exclusions or self.breakdown):
+            raise ValueError("unordered funnels take no exclusions or breakdown")
         for i, x in enumerate(self.exclusions):
             if not x.from_step < x.to_step < n:
                 raise ValueError(
