@@ -43,6 +43,14 @@ def test_insight_editor_runs_specs_and_explains_errors(page, server: LiveServer,
     rows = page.get_by_test_id("funnel-table").locator("tbody tr")
     rows.first.wait_for()
     assert rows.nth(1).inner_text().split("\t")[:3] == ["2. trial_started", "2", "66.7%"]
+    page.get_by_test_id("who-dropped-0").click()  # u3 signed up and started no trial
+    dropped = page.get_by_test_id("dropoff-list").locator("a")
+    dropped.first.wait_for()
+    u3 = server.ctx.persons.by_distinct_id(site.id, "u3")
+    assert (
+        dropped.count() == 1
+        and dropped.first.get_attribute("href") == f"/w/{site.id}/persons/{u3.id}"
+    )
     page.get_by_test_id("spec-editor").fill(spec.replace('"window_days": 1', '"window_days": -1'))
     page.get_by_role("button", name="Run").click()
     error = page.get_by_test_id("insight-error")

@@ -203,6 +203,7 @@ def test_retention_over_http(server) -> None:  # type: ignore[no-untyped-def]
         assert r.json()["cohorts"] == [
             {"start": "2026-03-02", "size": 1, "retained": [1, 1, None], "rates": [1.0, 1.0, None]}
         ]
+        assert r.json()["summary"] == {"d1": 1.0}  # D7/D30 lie beyond the 2 periods asked for
         bad = c.post(
             "/api/v1/insights/retention",
             json={**spec().model_dump(mode="json"), "periods": 500},

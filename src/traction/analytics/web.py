@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from traction.analytics.domain.kpis import BY_KEY, format_value
-from traction.analytics.domain.specs import DateRange
+from traction.analytics.domain.specs import DateRange, FunnelSpec
 from traction.analytics.saved import NotFound
 from traction.analytics.service import QueryTooExpensive
 from traction.web.routes import page_context, render, same_origin
@@ -137,7 +137,30 @@ def run_insight(
         result = getattr(request.app.state.ctx.analytics, method)(ws_id, parsed)
     except QueryTooExpensive as e:
         return render(request, "insight_result.html", error=str(e))
-    return render(request, "insight_result.html", error=None, kind=kind, result=result.as_dict())
+    return render(
+        request,
+        "insight_result.html",
+        error=None,
+        kind=kind,
+        result=result.as_dict(),
+        spec_json=spec,
+        ws_id=ws_id,
+    )
+
+
+@router.post("/w/{ws_id}/insights/dropoffs")
+def funnel_dropoffs(request: Request, ws_id: str, step: int, spec: str = Form(...)) -> HTMLResponse:
+    """The people who reached `step` and stopped there, each linked to their page."""
+    same_origin(request)
+    page_context(request, ws_id, "insights")
+    try:
+        parsed = FunnelSpec.model_validate(json.loads(spec))
+        rows = request.app.state.ctx.analytics.funnel_dropoffs(ws_id, parsed, step, 100)
+    except (json.JSONDecodeError, ValidationError, ValueError) as e:
+        return HTMLResponse(f'<p class="error" role="alert">{e}</p>')
+    return render(
+        request, "dropoffs.html", ws_id=ws_id, step=step, event=parsed.steps[step].event, rows=rows
+    )
 
 
 # -- saved insights and dashboards -------------------------------------------------------------

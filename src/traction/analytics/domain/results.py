@@ -97,9 +97,18 @@ class RetentionResult:
             out.append(sum(c.retained[k] or 0 for c in seen) / size if size else None)
         return out
 
+    @property
+    def summary(self) -> dict[str, float | None]:
+        """D1/D7/D30 (daily retention) from the overall curve, where the spec reaches them."""
+        if self.interval != "day":
+            return {}
+        curve = self.overall
+        return {f"d{k}": curve[k] for k in (1, 7, 30) if k < len(curve)}
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "interval": self.interval,
+            "summary": self.summary,
             "cohorts": [
                 {
                     "start": c.start.isoformat(),
