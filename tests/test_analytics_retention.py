@@ -16,24 +16,6 @@ from traction.context import Context
 from traction.ingest.domain import normalize_segment
 
 
-def at(fx: Fixture, who: str, event: str, when: str) -> None:
-    fx.n += 1
-    r = fx.ctx.ingest.ingest_sync(
-        fx.ws,
-        [
-            {
-                "type": "track",
-                "userId": who,
-                "event": event,
-                "timestamp": when,
-                "messageId": f"r{fx.n}",
-            }
-        ],
-        normalize_segment,
-    )
-    assert not r.rejected
-
-
 def spec(**kw: Any) -> RetentionSpec:
     base: dict[str, Any] = {
         "start_event": {"event": "signed_up"},
@@ -55,10 +37,10 @@ def fx(sqlite_ctx: Context) -> Fixture:
         ("u4", "2026-03-03T08:00:00Z", ["2026-03-04T08:00:00Z"]),
         ("u5", "2026-02-20T08:00:00Z", ["2026-03-03T08:00:00Z"]),  # first start before the range
     ]:
-        at(f, who, "signed_up", start)
+        f.send_at(who, "signed_up", start)
         for r in returns:
-            at(f, who, "used", r)
-    at(f, "u4", "signed_up", "2026-03-04T08:00:00Z")  # a second start does not move the cohort
+            f.send_at(who, "used", r)
+    f.send_at("u4", "signed_up", "2026-03-04T08:00:00Z")  # a second start does not move the cohort
     return f
 
 
@@ -96,10 +78,10 @@ def test_any_event_and_rates(fx: Fixture) -> None:
 
 def test_weekly_cohorts_in_the_workspace_time_zone(sqlite_ctx: Context) -> None:
     fx = Fixture(sqlite_ctx, tz="America/New_York")
-    at(
-        fx, "ny", "signed_up", "2026-03-02T03:00:00Z"
+    fx.send_at(
+        "ny", "signed_up", "2026-03-02T03:00:00Z"
     )  # Sunday Mar 1, 22:00 in New York: week of Feb 23
-    at(fx, "ny", "used", "2026-03-03T15:00:00Z")  # Tuesday: the next week
+    fx.send_at("ny", "used", "2026-03-03T15:00:00Z")  # Tuesday: the next week
     r = fx.svc.retention(
         fx.ws,
         spec(
@@ -215,7 +197,7 @@ def test_retention_over_http(server) -> None:  # type: ignore[no-untyped-def]
 def test_recurring_retention(sqlite_ctx: Context) -> None:
     fx = Fixture(sqlite_ctx)
     for who, day in [("ann", "02"), ("ann", "03"), ("ann", "05"), ("bob", "03"), ("bob", "04")]:
-        at(fx, who, "used", f"2026-03-{day}T10:00:00Z")
+        fx.send_at(who, "used", f"2026-03-{day}T10:00:00Z")
     s = spec(start_event={"event": "used"}, return_event={"event": "used"}, retention_type="recurring",
              range={"date_from": "2026-03-02", "date_to": "2026-03-05"})  # fmt: skip
     # every day someone used it starts a cohort for them: ann on 2, 3, 5; bob on 3, 4
@@ -236,7 +218,7 @@ def test_cohorts_by_activation_date(sqlite_ctx: Context) -> None:
         ("bob", "signed_up", "2026-03-02T10:00:00Z"), ("bob", "project_created", "2026-03-02T11:00:00Z"),  # never activated
         ("bob", "used", "2026-03-03T10:00:00Z"),
     ]:  # fmt: skip
-        at(fx, who, event, when)
+        fx.send_at(who, event, when)
     s = spec(cohort_by="activation", activation_criteria={"all": [{"event": {"event": "project_created"}}, {"event": {"event": "teammate_invited"}}]},
              range={"date_from": "2026-03-01", "date_to": "2026-03-31"})  # fmt: skip
     assert matrix(fx, s) == {"2026-03-02": [1, 0, 1, None]}  # ann, back on day 2 after activating

@@ -17,25 +17,6 @@ from traction.context import Context
 from traction.ingest.domain import normalize_segment
 
 
-def send(fx: Fixture, who: str, event: str, when: str, **props: Any) -> None:
-    fx.n += 1
-    r = fx.ctx.ingest.ingest_sync(
-        fx.ws,
-        [
-            {
-                "type": "track",
-                "userId": who,
-                "event": event,
-                "timestamp": when,
-                "messageId": f"t{fx.n}",
-                "properties": props,
-            }
-        ],
-        normalize_segment,
-    )
-    assert not r.rejected
-
-
 def trend(fx: Fixture, **kw: Any) -> list[tuple[str, list[float], list[float] | None]]:
     base: dict[str, Any] = {
         "series": [{"event": {"event": "buy"}}],
@@ -48,14 +29,14 @@ def trend(fx: Fixture, **kw: Any) -> list[tuple[str, list[float], list[float] | 
 @pytest.fixture
 def fx(sqlite_ctx: Context) -> Fixture:
     f = Fixture(sqlite_ctx)
-    send(f, "ann", "buy", "2026-03-02T10:00:00Z", amount=10, plan="pro")
-    send(f, "ann", "buy", "2026-03-02T11:00:00Z", amount=30, plan="pro")
-    send(f, "bob", "buy", "2026-03-02T12:00:00Z", amount=20, plan="free")
-    send(f, "bob", "buy", "2026-03-04T12:00:00Z", amount=5)
-    send(
-        f, "cem", "buy", "2026-03-01T12:00:00Z", amount=7, plan="pro"
+    f.send_at("ann", "buy", "2026-03-02T10:00:00Z", amount=10, plan="pro")
+    f.send_at("ann", "buy", "2026-03-02T11:00:00Z", amount=30, plan="pro")
+    f.send_at("bob", "buy", "2026-03-02T12:00:00Z", amount=20, plan="free")
+    f.send_at("bob", "buy", "2026-03-04T12:00:00Z", amount=5)
+    f.send_at(
+        "cem", "buy", "2026-03-01T12:00:00Z", amount=7, plan="pro"
     )  # the day before: previous period
-    send(f, "cem", "view", "2026-03-02T12:00:00Z")
+    f.send_at("cem", "view", "2026-03-02T12:00:00Z")
     return f
 
 
@@ -96,8 +77,8 @@ def test_compare_previous_period(fx: Fixture) -> None:
 
 def test_filters_and_time_zone(sqlite_ctx: Context) -> None:
     fx = Fixture(sqlite_ctx, tz="Asia/Tokyo")  # UTC+9
-    send(fx, "ann", "buy", "2026-03-01T16:00:00Z", amount=1)  # Mar 2, 01:00 in Tokyo
-    send(fx, "ann", "buy", "2026-03-02T16:00:00Z", amount=100)  # Mar 3, 01:00 in Tokyo
+    fx.send_at("ann", "buy", "2026-03-01T16:00:00Z", amount=1)  # Mar 2, 01:00 in Tokyo
+    fx.send_at("ann", "buy", "2026-03-02T16:00:00Z", amount=100)  # Mar 3, 01:00 in Tokyo
     assert trend(fx)[0][1] == [1.0, 1.0, 0.0]
     f = [{"property": "amount", "operator": "gt", "value": 50}]
     assert trend(fx, series=[{"event": {"event": "buy", "filters": f}}])[0][1] == [0.0, 1.0, 0.0]
