@@ -14,6 +14,7 @@ from traction.analytics.compile.params import (
     PERSON,
     RESOLVED_FROM,
     Params,
+    local_time,
     matcher_sql,
     resolved_from,
     trait_columns,
@@ -50,7 +51,7 @@ def compile_activation(
         f"firsts AS (SELECT actor, arg_min(ts, (ts, seq)) AS first_ts, arg_min(seq, (ts, seq)) AS first_seq "
         f"FROM ev WHERE {matcher_sql(spec.start_event, p)} GROUP BY actor)",
         f"cohorts AS (SELECT actor, first_ts, first_seq, "
-        f"date_trunc({p.add(spec.interval)}, timezone({p.add(tz)}, first_ts AT TIME ZONE 'UTC')) AS cohort "
+        f"date_trunc({p.add(spec.interval)}, {local_time('first_ts', tz, p)}) AS cohort "
         f"FROM firsts WHERE first_ts >= {p.add(start)} AND first_ts < {p.add(end)})",
     ]
     names: dict[int, str] = {}
@@ -84,12 +85,11 @@ def compile_activation_retention(
     inner, values = compile_activation(spec, workspace_id, tz, start, end)
     p = Params()
     p.values.update(values)
-    zone = p.add(tz)
     ws = p.add(workspace_id)
     actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
 
     def local(col: str) -> str:
-        return f"CAST(timezone({zone}, {col} AT TIME ZONE 'UTC') AS DATE)"
+        return f"CAST({local_time(col, tz, p)} AS DATE)"
 
     cols = ["count(*) AS activated"]
     for d in days:

@@ -7,6 +7,7 @@ from datetime import datetime
 from traction.analytics.compile.params import (
     PERSON,
     Params,
+    local_time,
     matcher_sql,
     resolved_from,
     trait_columns,
@@ -28,7 +29,7 @@ def _events(
     not_null = " AND e.account_id IS NOT NULL" if aggregate_by == "account" else ""
     return (
         f"SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties, "
-        f"timezone({p.add(tz)}, e.timestamp AT TIME ZONE 'UTC') AS local_ts{trait_columns(traits)} "
+        f"{local_time('e.timestamp', tz, p)} AS local_ts{trait_columns(traits)} "
         f"FROM {resolved_from(traits)} WHERE e.workspace_id = {p.add(workspace_id)}{not_null}{extra}"
     )
 

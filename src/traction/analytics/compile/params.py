@@ -110,3 +110,11 @@ def trait_columns(traits: bool) -> str:
 
 
 PERSON = "COALESCE(o.person_id, e.person_id)"
+
+
+def local_time(column: str, tz: str, p: Params) -> str:
+    """`column` (naive UTC) as naive local time in the zone; UTC needs no conversion, which
+    saves a time-zone lookup per row."""
+    if tz == "UTC":
+        return column
+    return f"timezone({p.add(tz)}, {column} AT TIME ZONE 'UTC')"

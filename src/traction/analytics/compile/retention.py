@@ -14,7 +14,9 @@ from datetime import datetime
 from traction.analytics.compile.activation import compile_activation
 from traction.analytics.compile.params import (
     PERSON,
+    RESERVED,
     Params,
+    local_time,
     matcher_sql,
     resolved_from,
     trait_columns,
@@ -35,17 +37,31 @@ def compile_retention(
         )
         p.values.update(inner)
     actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
-    ws, unit, zone = p.add(workspace_id), p.add(spec.interval), p.add(tz)
-    local = f"timezone({zone}, ts AT TIME ZONE 'UTC')"
+    ws, unit = p.add(workspace_id), p.add(spec.interval)
+    local = local_time("ts", tz, p)
     by_start = spec.start_event is not None and spec.cohort_by == "start_event"
     starts = matcher_sql(spec.start_event, p) if by_start and spec.start_event else "true"
     returns = matcher_sql(spec.return_event, p) if spec.return_event else "true"
     not_null = " AND e.account_id IS NOT NULL" if spec.aggregate_by == "account" else ""
     traits = uses_traits(spec.start_event, spec.return_event)
+    # Only the two named events matter (a reserved or missing matcher means any event).
+    named = [
+        m.event
+        for m in (spec.start_event, spec.return_event)
+        if m is not None and m.event not in RESERVED
+    ]
+    names = ""
+    if (
+        spec.cohort_by == "start_event"
+        and spec.start_event
+        and spec.return_event
+        and len(named) == 2
+    ):
+        names = f" AND e.name IN (SELECT unnest({p.add(sorted(set(named)))}::VARCHAR[]))"
     sql = f"""
 WITH ev AS (
     SELECT {actor} AS actor, e.timestamp AS ts, e.type, e.name, e.properties{trait_columns(traits)}
-    FROM {resolved_from(traits)} WHERE e.workspace_id = {ws}{not_null}
+    FROM {resolved_from(traits)} WHERE e.workspace_id = {ws}{not_null}{names}
 ),
 {_cohorts(spec, starts, local, unit, p.add(start), p.add(end), activation_sql)},
 sizes AS (SELECT cohort, count(*) AS size FROM cohorts GROUP BY cohort),

@@ -8,6 +8,7 @@ from traction.analytics.compile.params import (
     PERSON,
     Params,
     json_path,
+    local_time,
     matcher_sql,
     resolved_from,
     uses_traits,
@@ -39,7 +40,7 @@ def compile_trend_series(
 ) -> tuple[str, dict[str, object]]:
     """Rows: (bucket start, breakdown value or NULL, value)."""
     p = Params()
-    zone, unit = p.add(tz), p.add(spec.interval)
+    unit = p.add(spec.interval)
     where = (
         f"e.workspace_id = {p.add(workspace_id)} AND e.timestamp >= {p.add(start)} "
         f"AND e.timestamp < {p.add(end)} AND "
@@ -52,7 +53,7 @@ def compile_trend_series(
     agg = _aggregate(series, p)
     ev = (
         f"ev AS (SELECT {PERSON} AS person, e.account_id, e.properties, "
-        f"timezone({zone}, e.timestamp AT TIME ZONE 'UTC') AS local_ts, {bd} AS bd "
+        f"{local_time('e.timestamp', tz, p)} AS local_ts, {bd} AS bd "
         f"FROM {resolved_from(traits)} WHERE {where})"
     )
     if not spec.breakdown:
