@@ -204,3 +204,75 @@ def test_report_cli_and_scorecard_api(tmp_path, server) -> None:  # type: ignore
             "/api/v1/insights/scorecard?date_from=2026-03-31&date_to=2026-03-01", headers=auth
         )
         assert bad.status_code == 422 and "date_to" in bad.json()["error"]
+
+
+def test_insight_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from traction.cli import app
+    from traction.settings import Settings
+
+    ctx = Context.open(Settings(data_dir=tmp_path), start_writer=False)
+    try:
+        ws = ctx.workspaces.create_workspace("Cli").id
+        ctx.ingest.ingest_sync(ws, msgs(), normalize_segment)
+    finally:
+        ctx.close()
+    runner = CliRunner()
+    funnel = {
+        "steps": [{"event": "signed_up"}, {"event": "trial_started"}],
+        "range": {"date_from": "2026-03-01", "date_to": "2026-03-31"},
+        "window_days": 1,
+    }
+    r = runner.invoke(
+        app, ["insight", "funnel", "--spec", json.dumps(funnel), "--data-dir", str(tmp_path)]
+    )
+    assert r.exit_code == 0, r.output
+    assert "Funnel" in r.stdout and "66.7%" in r.stdout  # (the table may wrap step names)
+    (tmp_path / "ret.json").write_text(
+        json.dumps(
+            {
+                "start_event": {"event": "signed_up"},
+                "range": {"date_from": "2026-03-01", "date_to": "2026-03-31"},
+                "interval": "day",
+                "periods": 2,
+            }
+        )
+    )
+    r = runner.invoke(
+        app,
+        [
+            "insight",
+            "retention",
+            "--spec",
+            f"@{tmp_path / 'ret.json'}",
+            "--data-dir",
+            str(tmp_path),
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0 and json.loads(r.stdout)["cohorts"][0]["start"] == "2026-03-02"
+    for kind in ("trend", "activation", "lifecycle"):
+        spec = {"trend": {"series": [{"event": {"event": "signed_up"}}], "range": {"date_from": "2026-03-01", "date_to": "2026-03-03"}},
+                "activation": {"start_event": {"event": "signed_up"}, "criteria": {"all": [{"event": {"event": "teammate_invited"}}]}, "range": {"date_from": "2026-03-01", "date_to": "2026-03-31"}},
+                "lifecycle": {"range": {"date_from": "2026-03-01", "date_to": "2026-03-31"}}}[kind]  # fmt: skip
+        r = runner.invoke(
+            app, ["insight", kind, "--spec", json.dumps(spec), "--data-dir", str(tmp_path)]
+        )
+        assert r.exit_code == 0, (kind, r.output)
+    r = runner.invoke(
+        app,
+        [
+            "insight",
+            "funnel",
+            "--spec",
+            json.dumps({**funnel, "window_days": -1}),
+            "--data-dir",
+            str(tmp_path),
+        ],
+    )
+    assert r.exit_code == 1 and "window_days" in r.stderr
+    r = runner.invoke(app, ["insight", "pie", "--spec", "{}", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 1 and "unknown kind" in r.stderr

@@ -6,7 +6,7 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -331,6 +331,119 @@ def report(
             f"[dim]{row['definition']}[/]",
         )
     console.print(t)
+
+
+@app.command()
+def insight(
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="funnel, trend, retention, activation, sessions, active-users, lifecycle or feature-adoption"
+        ),
+    ],
+    spec: Annotated[
+        str, typer.Option("--spec", help="The spec as JSON, or @file.json (docs/analytics.md).")
+    ],
+    data_dir: DataDir = None,
+    workspace: Annotated[
+        str | None, typer.Option(help="Workspace id or name (default: the only one).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, for scripts.")] = False,
+) -> None:
+    """Run one insight spec and print the result."""
+    from pydantic import ValidationError
+
+    from traction.analytics.api import INSIGHTS
+    from traction.analytics.service import QueryTooExpensive
+
+    if kind not in INSIGHTS:
+        raise _fail(f"unknown kind {kind!r}: use one of {', '.join(INSIGHTS)}")
+    text = Path(spec[1:]).read_text() if spec.startswith("@") else spec
+    model, method = INSIGHTS[kind]
+    try:
+        parsed = model.model_validate(json.loads(text))
+    except json.JSONDecodeError as e:
+        raise _fail(f"the spec is not valid JSON: {e}") from None
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise _fail(problems) from None
+    ctx = _open(_settings(data_dir))
+    try:
+        ws = _pick_workspace(ctx, workspace)
+        try:
+            result = getattr(ctx.analytics, method)(ws, parsed).as_dict()
+        except QueryTooExpensive as e:
+            raise _fail(str(e)) from None
+    finally:
+        ctx.close()
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    console.print(_result_table(kind, result))
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1%}"
+
+
+def _result_table(kind: str, r: dict[str, Any]) -> Table:
+    """A readable table for each kind; the JSON has everything."""
+    if kind == "funnel":
+        t = Table(
+            "step",
+            "entered",
+            "from previous",
+            "from start",
+            "dropped",
+            "median time",
+            title="Funnel",
+        )
+        for i, s in enumerate(r["steps"], 1):
+            med = s["median_seconds_from_previous"]
+            t.add_row(f"{i}. {s['event']}", f"{s['entered']:,}", _pct(s["conversion_from_previous"]),
+                      _pct(s["conversion_from_start"]), f"{s['dropped']:,}", "—" if med is None else f"{med / 3600:.1f} h")  # fmt: skip
+        return t
+    if kind == "retention":
+        cohorts = r["cohorts"]
+        width = max((len(c["rates"]) for c in cohorts), default=1)
+        t = Table(
+            "cohort", "size", *[str(k) for k in range(width)], title=f"Retention by {r['interval']}"
+        )
+        for c in cohorts:
+            t.add_row(
+                c["start"],
+                f"{c['size']:,}",
+                *[("" if x is None else f"{x:.0%}") for x in c["rates"]],
+            )
+        return t
+    if kind == "trend":
+        lines = r["lines"]
+        t = Table(str(r["interval"]), *[line["label"] for line in lines], title="Trend")
+        for i, x in enumerate(lines[0]["x"] if lines else []):
+            t.add_row(x[:16], *[f"{line['y'][i]:,.4g}" for line in lines])
+        return t
+    if kind == "activation":
+        t = Table(
+            "cohort",
+            "sign-ups",
+            "activated",
+            "rate",
+            title=f"Activation {_pct(r['rate'])}; TTFV median "
+            + (
+                "—"
+                if r["ttfv_seconds"]["median"] is None
+                else f"{r['ttfv_seconds']['median'] / 3600:.1f} h"
+            ),
+        )
+        for c in r["cohorts"]:
+            t.add_row(c["start"], f"{c['size']:,}", f"{c['activated']:,}", _pct(c["rate"]))
+        return t
+    t = Table("field", "value", title=kind)
+    for k, v in r.items():
+        t.add_row(k, json.dumps(v, default=str)[:200])
+    return t
 
 
 @app.command()
