@@ -102,12 +102,15 @@ def workspace_create(
     owner: Annotated[
         str | None, typer.Option(help="Email of an existing dashboard user to add.")
     ] = None,
+    timezone: Annotated[
+        str, typer.Option(help="IANA time zone for day/week/month boundaries.")
+    ] = "UTC",
 ) -> None:
     """Create a workspace; prints its id, public write key and secret (admin) key."""
     ctx = _open(_settings(data_dir))
     try:
         try:
-            created = ctx.workspaces.create_workspace(name)
+            created = ctx.workspaces.create_workspace(name, timezone)
             if owner:
                 ctx.workspaces.add_member(owner, created.id)
         except ValueError as e:
@@ -132,6 +135,51 @@ def workspace_create(
     t.add_row("secret key (admin: keep it secret)", created.secret_key)
     console.print(t)
     console.print("[dim]Keys are stored hashed; they are not shown again.[/]")
+
+
+@workspace_app.command("configure")
+def workspace_configure(
+    workspace: Annotated[
+        str | None, typer.Option(help="Workspace id or name (default: the only one).")
+    ] = None,
+    data_dir: DataDir = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA time zone for day/week/month boundaries.")
+    ] = None,
+    kpi_config: Annotated[
+        str | None,
+        typer.Option("--kpi-config", help="KPI event configuration as JSON or @file.json."),
+    ] = None,
+) -> None:
+    """Set a workspace's time zone and which events its KPIs read; prints the result."""
+    from pydantic import ValidationError
+
+    ctx = _open(_settings(data_dir))
+    try:
+        ws = _pick_workspace(ctx, workspace)
+        try:
+            if timezone:
+                ctx.workspaces.update_workspace(ws, timezone=timezone)
+            if kpi_config:
+                text = (
+                    Path(kpi_config[1:]).read_text() if kpi_config.startswith("@") else kpi_config
+                )
+                ctx.saved.set_kpi_config(ws, json.loads(text))
+        except ValidationError as e:
+            raise _fail(
+                "; ".join(
+                    f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+                )
+            ) from None
+        except (ValueError, json.JSONDecodeError) as e:
+            raise _fail(str(e)) from None
+        current = ctx.workspaces.get_workspace(ws)
+        config = ctx.saved.kpi_config(ws)
+    finally:
+        ctx.close()
+    assert current is not None
+    console.print(f"[bold]{current.name}[/] ({current.id}), time zone [bold]{current.timezone}[/]")
+    console.print_json(data=config.model_dump(mode="json"))
 
 
 @workspace_app.command("list")

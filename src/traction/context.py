@@ -41,6 +41,7 @@ class Context:
         if start_writer:
             writer.start()
         workspaces = WorkspaceService(state)
+        saved = SavedInsights(state, dict(SPEC_KINDS))
         return cls(
             settings=settings,
             state=state,
@@ -55,8 +56,9 @@ class Context:
                 workspaces,
                 timeout_seconds=settings.query_timeout_seconds,
                 max_rows=settings.query_max_rows,
+                kpi_config=saved.kpi_config,
             ),
-            saved=SavedInsights(state, dict(SPEC_KINDS)),
+            saved=saved,
         )
 
     def close(self) -> None:

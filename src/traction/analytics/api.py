@@ -230,3 +230,25 @@ def _or_404(fn: Callable[[], Any]) -> Any:
         return fn()
     except NotFound as e:
         raise HTTPException(404, str(e)) from None
+
+
+@saved_router.get("/kpi-config")
+def get_kpi_config(request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+    return request.app.state.ctx.saved.kpi_config(key.workspace_id).model_dump(mode="json")  # type: ignore[no-any-return]
+
+
+@saved_router.put("/kpi-config")
+def put_kpi_config(
+    body: dict[str, Any], request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    """The whole configuration: fields left out take their defaults."""
+    try:
+        config = request.app.state.ctx.saved.set_kpi_config(key.workspace_id, body)
+    except ValidationError as e:
+        raise HTTPException(
+            422,
+            "; ".join(
+                f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+            ),
+        ) from None
+    return config.model_dump(mode="json")  # type: ignore[no-any-return]

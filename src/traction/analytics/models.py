@@ -46,3 +46,15 @@ class DashboardTile(Base):
     )
     insight_id: Mapped[str] = mapped_column(ForeignKey("saved_insights.id", ondelete="CASCADE"))
     position: Mapped[int] = mapped_column(Integer)
+
+
+class AnalyticsSettings(Base):
+    """Per-workspace analytics configuration: which events the KPIs read."""
+
+    __tablename__ = "analytics_settings"
+
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    kpi_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

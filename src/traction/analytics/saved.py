@@ -8,8 +8,9 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy import delete, func, select
 
-from traction.analytics.models import Dashboard, DashboardTile, SavedInsight
-from traction.store.state import StateStore
+from traction.analytics.domain.kpis import KPIConfig
+from traction.analytics.models import AnalyticsSettings, Dashboard, DashboardTile, SavedInsight
+from traction.store.state import StateStore, utcnow
 
 
 class NotFound(LookupError):
@@ -173,3 +174,26 @@ class SavedInsights:
     def _tile(self, workspace_id: str, dashboard_id: str, tile_id: int) -> None:
         if tile_id not in {t.id for t in self.tiles(workspace_id, dashboard_id)}:
             raise NotFound(f"no tile {tile_id} on this dashboard")
+
+    # -- KPI configuration -------------------------------------------------------------------
+
+    def kpi_config(self, workspace_id: str) -> KPIConfig:
+        with self.state.session() as s:
+            row = s.get(AnalyticsSettings, workspace_id)
+            return KPIConfig.model_validate(row.kpi_config) if row else KPIConfig()
+
+    def set_kpi_config(self, workspace_id: str, values: dict[str, Any]) -> KPIConfig:
+        """Validates (ValidationError names the field) and stores; unset fields keep defaults."""
+        config = KPIConfig.model_validate(values)
+        with self.state.session() as s:
+            row = s.get(AnalyticsSettings, workspace_id)
+            if row is None:
+                s.add(
+                    AnalyticsSettings(
+                        workspace_id=workspace_id, kpi_config=config.model_dump(mode="json")
+                    )
+                )
+            else:
+                row.kpi_config = config.model_dump(mode="json")
+                row.updated_at = utcnow()
+        return config

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -79,12 +80,15 @@ class AnalyticsService:
         *,
         timeout_seconds: float = 30.0,
         max_rows: int = 200_000,
+        kpi_config: Callable[[str], KPIConfig] | None = None,
     ) -> None:
         self.events = events
         self.workspaces = workspaces
+        # where a workspace's KPI configuration comes from (the stored one, in the server)
+        self.kpi_config = kpi_config or (lambda _ws: KPIConfig())
         self.timeout_seconds = timeout_seconds
         self.max_rows = max_rows
-        self._cache: OrderedDict[tuple[str, str, tuple[int, int]], Any] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str, tuple[int, int]], Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def data_version(self, workspace_id: str) -> tuple[int, int]:
@@ -105,7 +109,8 @@ class AnalyticsService:
         return ws.timezone if ws else "UTC"
 
     def _cached(self, workspace_id: str, key: str, compute: Any) -> Any:
-        full = (workspace_id, key, self.data_version(workspace_id))
+        # the zone is part of the key: changing it moves every day/week/month boundary
+        full = (workspace_id, key, self._timezone(workspace_id), self.data_version(workspace_id))
         with self._lock:
             if full in self._cache:
                 self._cache.move_to_end(full)
@@ -329,7 +334,7 @@ class AnalyticsService:
         self, workspace_id: str, key: str, r: DateRange, config: KPIConfig | None = None
     ) -> float | None:
         k = BY_KEY[key]
-        c = config or KPIConfig()
+        c = config or self.kpi_config(workspace_id)
         spec = k.spec(c, r)
         if k.insight == "onboarding":
             result = self.onboarding(
@@ -343,6 +348,7 @@ class AnalyticsService:
         self, workspace_id: str, r: DateRange, config: KPIConfig | None = None
     ) -> list[dict[str, Any]]:
         """Every KPI for the period and the one before it, with the change and its definition."""
+        config = config or self.kpi_config(workspace_id)
         prev = previous_range(r)
         out = []
         for k in CATALOG:

@@ -289,3 +289,41 @@ def render_saved(request: Request, ws_id: str, insight_id: str, tile: int = 0) -
         result=result.as_dict(),
         chart_id=f"chart-{tile}",
     )
+
+
+@router.get("/w/{ws_id}/settings")
+def settings_page(request: Request, ws_id: str) -> HTMLResponse:
+    page = page_context(request, ws_id, "settings")
+    config = request.app.state.ctx.saved.kpi_config(ws_id)
+    config_json = json.dumps(config.model_dump(mode="json"), indent=2)
+    return render(
+        request, "settings.html", **page, config_json=config_json, error=None, saved=False
+    )
+
+
+@router.post("/w/{ws_id}/settings")
+def save_settings(
+    request: Request, ws_id: str, timezone: str = Form(...), kpi_config: str = Form(...)
+) -> HTMLResponse:
+    same_origin(request)
+    page_context(request, ws_id, "settings")
+    ctx = request.app.state.ctx
+    error = None
+    try:
+        ctx.workspaces.update_workspace(ws_id, timezone=timezone.strip())
+        ctx.saved.set_kpi_config(ws_id, json.loads(kpi_config))
+    except json.JSONDecodeError as e:
+        error = f"the KPI configuration is not valid JSON: {e}"
+    except ValidationError as e:
+        error = "; ".join(
+            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+    except ValueError as e:
+        error = str(e)
+    page = page_context(request, ws_id, "settings")  # the time zone may have changed
+    resp = render(
+        request, "settings.html", **page, config_json=kpi_config, error=error, saved=error is None
+    )
+    if error:
+        resp.status_code = 422
+    return resp

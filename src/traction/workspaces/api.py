@@ -39,6 +39,25 @@ def workspace(request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, 
     return {"id": ws.id, "name": ws.name, "timezone": ws.timezone}
 
 
+class WorkspaceChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+
+
+@router.patch("/workspace")
+def update_workspace(
+    body: WorkspaceChange, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    try:
+        ws = request.app.state.ctx.workspaces.update_workspace(
+            key.workspace_id, name=body.name, timezone=body.timezone
+        )
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return {"id": ws.id, "name": ws.name, "timezone": ws.timezone}
+
+
 @router.get("/keys")
 def list_keys(request: Request, key: KeyInfo = Depends(admin_key)) -> list[dict[str, Any]]:
     return [

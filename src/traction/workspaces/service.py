@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -64,6 +65,12 @@ class WorkspaceService:
     def create_workspace(self, name: str, timezone: str = "UTC") -> CreatedWorkspace:
         if not name.strip():
             raise ValueError("workspace name must not be empty")
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {timezone!r}; use an IANA name like 'Europe/Berlin'"
+            ) from None
         with self.state.session() as s:
             ws = Workspace(name=name.strip(), timezone=timezone)
             s.add(ws)
@@ -113,6 +120,29 @@ class WorkspaceService:
         with self._cache_lock:
             self._key_cache.clear()
         return True
+
+    def update_workspace(
+        self, workspace_id: str, *, name: str | None = None, timezone: str | None = None
+    ) -> Workspace:
+        """Rename, or set the time zone every day/week/month boundary is computed in."""
+        if timezone is not None:
+            try:
+                ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"unknown time zone {timezone!r}; use an IANA name like 'Europe/Berlin'"
+                ) from None
+        if name is not None and not name.strip():
+            raise ValueError("workspace name must not be empty")
+        with self.state.session() as s:
+            ws = s.get(Workspace, workspace_id)
+            if ws is None:
+                raise ValueError(f"no workspace {workspace_id}")
+            if name is not None:
+                ws.name = name.strip()
+            if timezone is not None:
+                ws.timezone = timezone
+            return ws
 
     def get_workspace(self, workspace_id: str) -> Workspace | None:
         with self.state.session() as s:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from traction.analytics.domain.specs import (
     ActivationSpec,
@@ -26,23 +28,31 @@ from traction.analytics.domain.specs import (
     TrendSpec,
 )
 
+EventName = Annotated[str, Field(min_length=1, max_length=200)]
 
-@dataclass(frozen=True)
-class KPIConfig:
-    visit_event: str = "$page"
-    signup_event: str = "signed_up"
-    trial_event: str = "trial_started"
-    activation_events: tuple[str, ...] = ("project_created", "teammate_invited")
-    activation_window_days: float = 7.0
-    onboarding_steps: tuple[str, ...] = (
-        "project_created",
-        "data_source_connected",
-        "teammate_invited",
-        "report_created",
+
+class KPIConfig(BaseModel):
+    """Which events mean what, per workspace; the defaults match the simulator's product."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    visit_event: EventName = "$page"
+    signup_event: EventName = "signed_up"
+    trial_event: EventName = "trial_started"
+    activation_events: tuple[EventName, ...] = Field(
+        ("project_created", "teammate_invited"), min_length=1, max_length=10
     )
-    share_events: tuple[str, ...] = ("teammate_invited", "referral_link_shared")
-    referral_share_event: str = "referral_link_shared"
-    visitor_window_days: float = 30.0
+    activation_window_days: float = Field(7.0, gt=0, le=365)
+    onboarding_steps: tuple[EventName, ...] = Field(
+        ("project_created", "data_source_connected", "teammate_invited", "report_created"),
+        min_length=1,
+        max_length=19,
+    )
+    share_events: tuple[EventName, ...] = Field(
+        ("teammate_invited", "referral_link_shared"), min_length=1, max_length=10
+    )
+    referral_share_event: EventName = "referral_link_shared"
+    visitor_window_days: float = Field(30.0, gt=0, le=365)
 
     def activation(self, r: DateRange) -> ActivationSpec:
         return ActivationSpec(
@@ -71,10 +81,13 @@ class KPI:
     extra: dict[str, Any] = field(default_factory=dict)  # arguments for the insight method
 
 
-def _funnel(*events: str, window: float) -> Callable[[KPIConfig, DateRange], FunnelSpec]:
+def _funnel(*events: str, window: float | str) -> Callable[[KPIConfig, DateRange], FunnelSpec]:
+    """Steps and window given as KPIConfig field names (or literal values)."""
+
     def build(c: KPIConfig, r: DateRange) -> FunnelSpec:
         names = [getattr(c, e) if hasattr(c, e) else e for e in events]
-        return FunnelSpec(steps=[EventMatcher(event=n) for n in names], range=r, window_days=window)
+        days = getattr(c, window) if isinstance(window, str) else window
+        return FunnelSpec(steps=[EventMatcher(event=n) for n in names], range=r, window_days=days)
 
     return build
 
@@ -82,7 +95,7 @@ def _funnel(*events: str, window: float) -> Callable[[KPIConfig, DateRange], Fun
 CATALOG: tuple[KPI, ...] = (
     KPI("visitor_to_signup", "Visitor-to-sign-up conversion",
         "Share of people who viewed a page in the period and signed up within 30 days of that visit.",
-        "percent", "up", "funnel", _funnel("visit_event", "signup_event", window=30),
+        "percent", "up", "funnel", _funnel("visit_event", "signup_event", window="visitor_window_days"),
         lambda r: r.overall_conversion),
     KPI("trial_signup_rate", "Trial sign-up rate",
         "Share of sign-ups in the period who started a trial within a day of signing up.",
