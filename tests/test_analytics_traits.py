@@ -149,3 +149,24 @@ def test_retention_activation_and_adoption_take_trait_filters(fx: Fixture) -> No
         }
     )
     assert fx.svc.feature_adoption(fx.ws, adoption).features == [("b", 1)]
+
+
+def test_traits_mirror_is_backfilled_on_open(fx: Fixture) -> None:
+    """Data written before the mirror existed: opening the stores fills it once."""
+    ctx = fx.ctx
+    cur = ctx.events.cursor()
+    cur.execute("DELETE FROM person_traits")
+    cur.execute("DELETE FROM account_traits")
+    assert not ctx.events.traits_mirrored()
+    settings = ctx.settings
+    ctx.close()
+    reopened = Context.open(settings, start_writer=False)
+    try:
+        assert reopened.events.traits_mirrored()
+        from traction.analytics.service import AnalyticsService
+
+        svc = AnalyticsService(reopened.events, reopened.workspaces)
+        funnel = FunnelSpec.model_validate({"steps": [step("a", PRO), step("b")], "range": R})
+        assert [s.entered for s in svc.funnel(fx.ws, funnel).steps] == [1, 1]
+    finally:
+        reopened.close()

@@ -6,7 +6,7 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +14,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from traction.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from traction.context import Context
 
 app = typer.Typer(help="Traction: a self-hosted product-led growth engine.", no_args_is_help=True)
 workspace_app = typer.Typer(help="Workspaces and their keys.", no_args_is_help=True)
@@ -39,7 +42,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _open(settings: Settings, start_writer: bool = False):  # type: ignore[no-untyped-def]
+def _open(settings: Settings, start_writer: bool = False) -> Context:
     from traction.context import Context
     from traction.store.events import EventStoreLocked
 
@@ -292,7 +295,7 @@ def import_events(
         raise typer.Exit(2)
 
 
-def _pick_workspace(ctx, ref: str | None) -> str:  # type: ignore[no-untyped-def]
+def _pick_workspace(ctx: Context, ref: str | None) -> str:
     spaces = ctx.workspaces.list_workspaces()
     if ref:
         for w in spaces:

@@ -8,6 +8,7 @@ from traction.analytics.domain.specs import SPEC_KINDS
 from traction.analytics.saved import SavedInsights
 from traction.analytics.service import AnalyticsService
 from traction.identity.queries import PersonQueries
+from traction.identity.service import backfill_traits
 from traction.ingest.service import IngestService
 from traction.ingest.writer import EventWriter
 from traction.ops.metrics import Metrics
@@ -36,6 +37,11 @@ class Context:
         state = StateStore(settings.resolved_state_url)
         state.migrate()
         events = DuckDBEventStore(settings.resolved_events_path)
+        if not events.traits_mirrored():  # data from before the traits mirror: fill it once
+            with state.session() as s:
+                traits = backfill_traits(s)
+            if traits:
+                events.mirror_traits(traits)
         metrics = Metrics()
         writer = EventWriter(state, events, metrics, max_group_events=settings.commit_max_events)
         if start_writer:
@@ -50,7 +56,7 @@ class Context:
             workspaces=workspaces,
             persons=PersonQueries(state, events),
             writer=writer,
-            ingest=IngestService(writer, settings.max_event_bytes),
+            ingest=IngestService(writer, settings.max_event_bytes, metrics),
             analytics=AnalyticsService(
                 events,
                 workspaces,

@@ -401,3 +401,20 @@ class IdentityResolver:
             for pid, key in sorted(pairs - have):
                 session.add(AccountMembership(workspace_id=st.ws, person_id=pid, group_key=key))
         session.flush()
+
+
+def backfill_traits(session: Session, workspace_ids: Iterable[str] | None = None) -> list[Traits]:
+    """Every person's and account's current traits, for filling the EventStore's mirror when it
+    is empty (data written before the mirror existed)."""
+    persons = select(Person.workspace_id, Person.id, Person.traits).where(
+        Person.merged_into.is_(None)
+    )
+    accounts = select(Account.workspace_id, Account.group_key, Account.traits)
+    out = [Traits(ws, "person", pid, dict(t or {})) for ws, pid, t in session.execute(persons) if t]
+    out += [
+        Traits(ws, "account", key, dict(t or {})) for ws, key, t in session.execute(accounts) if t
+    ]
+    if workspace_ids is not None:
+        keep = set(workspace_ids)
+        out = [t for t in out if t.workspace_id in keep]
+    return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import zlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -32,6 +33,8 @@ from traction.ingest.domain import (
 from traction.ingest.service import IngestResult
 from traction.ingest.writer import WriterOverloaded, WriterStopped
 from traction.workspaces.service import AuthError, ScopeError
+
+log = logging.getLogger(__name__)
 
 BATCH_KEYS = frozenset(
     {"batch", "sentAt", "context", "integrations", "writeKey", "_metadata", "metadata"}
@@ -163,9 +166,7 @@ def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
             )
         except Exception:
             ctx.metrics.requests.labels(api, "503").inc()
-            import logging
-
-            logging.getLogger(__name__).exception("ingest failed")
+            log.exception("ingest failed")
             return _json(
                 503,
                 {"success": False, "error": "storage is unavailable; retry"},
@@ -173,10 +174,6 @@ def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
                 {"Retry-After": "1"},
             )
         ctx.metrics.requests.labels(api, str(response.status_code)).inc()
-        if response.status_code == 400:
-            ctx.metrics.events.labels("rejected").inc(
-                len(orjson.loads(bytes(response.body)).get("rejected", [None]))
-            )
         return response
 
     return endpoint

@@ -12,6 +12,7 @@ import orjson
 
 from traction.ingest.domain import CanonicalEvent, EventError
 from traction.ingest.writer import EventWriter
+from traction.ops.metrics import Metrics
 
 Normalizer = Callable[[Any, datetime], CanonicalEvent]
 
@@ -27,9 +28,12 @@ def now_utc() -> datetime:
 
 
 class IngestService:
-    def __init__(self, writer: EventWriter, max_event_bytes: int) -> None:
+    def __init__(
+        self, writer: EventWriter, max_event_bytes: int, metrics: Metrics | None = None
+    ) -> None:
         self.writer = writer
         self.max_event_bytes = max_event_bytes
+        self.metrics = metrics
 
     def validate(
         self,
@@ -49,6 +53,8 @@ class IngestService:
                 mid = raw.get("messageId") or raw.get("uuid") if isinstance(raw, dict) else None
                 result.rejected.append({"index": i, "messageId": mid, "error": str(e)})
         result.accepted = len(items)
+        if self.metrics is not None and result.rejected:
+            self.metrics.events.labels("rejected").inc(len(result.rejected))
         return items, result
 
     async def ingest(

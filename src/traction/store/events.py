@@ -225,6 +225,29 @@ class DuckDBEventStore:
             con.unregister("_incoming")
         return inserted
 
+    def traits_mirrored(self) -> bool:
+        row = (
+            self.cursor()
+            .execute(
+                "SELECT (SELECT count(*) FROM person_traits) + (SELECT count(*) FROM account_traits)"
+            )
+            .fetchone()
+        )
+        return bool(row and row[0])
+
+    def mirror_traits(self, traits: Sequence[Traits]) -> None:
+        """Upsert traits without events (the writer does it with its commits)."""
+        self.append(
+            pa.table(
+                {
+                    name: pa.array([], type=f.type)
+                    for name, f in zip(EVENT_SCHEMA.names, EVENT_SCHEMA, strict=True)
+                }
+            ),
+            (),
+            traits,
+        )
+
     def max_seq(self) -> int:
         row = self.cursor().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
         return int(row[0]) if row else 0

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.types import JSON, TypeDecorator
+from sqlalchemy.types import TypeDecorator
 
 
 class Base(DeclarativeBase):
@@ -35,9 +35,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         return value
-
-
-JSONDict = JSON().with_variant(JSON(), "sqlite")
 
 
 def utcnow() -> datetime:

@@ -26,10 +26,6 @@ def static_mount() -> StaticFiles:
     return StaticFiles(directory=str(HERE / "static"))
 
 
-class LoginRequired(Exception):
-    pass
-
-
 def _user(request: Request) -> User:
     user = request.app.state.ctx.workspaces.session_user(request.cookies.get(COOKIE))
     if user is None:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from traction.store.state import StateStore, utcnow
 from traction.workspaces.domain import Scope, display_prefix, hash_token, new_key, scope_allows
@@ -79,10 +80,7 @@ class WorkspaceService:
             secret = self._add_key(s, ws.id, "admin", "default secret key")
             return CreatedWorkspace(ws.id, ws.name, write.key, secret.key)
 
-    def _add_key(self, s: object, workspace_id: str, scope: Scope, name: str) -> CreatedKey:
-        from sqlalchemy.orm import Session
-
-        assert isinstance(s, Session)
+    def _add_key(self, s: Session, workspace_id: str, scope: Scope, name: str) -> CreatedKey:
         key = new_key(scope)
         row = ApiKey(
             workspace_id=workspace_id,
