@@ -183,7 +183,8 @@ def segment_routes(ctx: Context) -> list[Route]:
     s = ctx.settings
 
     async def batch(request: Request) -> Response:
-        body = parse_json(await read_body(request, s.max_batch_bytes, s.max_batch_bytes))
+        data = await read_body(request, s.max_batch_bytes, s.max_batch_bytes)
+        body = parse_json(data)
         if not isinstance(body, dict):
             raise Problem(400, 'body must be an object like {"batch": [...]}')
         unknown = body.keys() - BATCH_KEYS
@@ -203,7 +204,7 @@ def segment_routes(ctx: Context) -> list[Route]:
         if context is not None and not isinstance(context, dict):
             raise Problem(400, "context must be an object")
         norm = partial(_segment_batch_norm, sent_at=sent_at, context=context)
-        result = await ctx.ingest.ingest(key.workspace_id, messages, norm)
+        result = await ctx.ingest.ingest(key.workspace_id, messages, norm, len(data))
         status, out = _outcome(result, {"success": True})
         return _json(status, out, request)
 
@@ -304,7 +305,7 @@ def posthog_routes(ctx: Context) -> list[Route]:
         else:
             raise Problem(400, "body must be an event object, a list of events, or {batch: [...]}")
         result = await ctx.ingest.ingest(
-            key.workspace_id, events, partial(_posthog_norm, sent_at=sent_at)
+            key.workspace_id, events, partial(_posthog_norm, sent_at=sent_at), len(raw)
         )
         status, out = _outcome(result, {"status": 1})
         return _json(status, out, request)

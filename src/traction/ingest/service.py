@@ -41,12 +41,16 @@ class IngestService:
         messages: Sequence[Any],
         normalize: Normalizer,
         received_at: datetime,
+        body_bytes: int | None = None,
     ) -> tuple[list[tuple[str, CanonicalEvent]], IngestResult]:
+        """`body_bytes`: the request's size; when it is within the per-event limit no event can
+        exceed it, and the per-event size check (a re-serialisation) is skipped."""
         items: list[tuple[str, CanonicalEvent]] = []
         result = IngestResult()
+        check_size = body_bytes is None or body_bytes > self.max_event_bytes
         for i, raw in enumerate(messages):
             try:
-                if len(orjson.dumps(raw)) > self.max_event_bytes:
+                if check_size and len(orjson.dumps(raw)) > self.max_event_bytes:
                     raise EventError(f"event is larger than {self.max_event_bytes // 1024} KB")
                 items.append((workspace_id, normalize(raw, received_at)))
             except EventError as e:
@@ -58,9 +62,13 @@ class IngestService:
         return items, result
 
     async def ingest(
-        self, workspace_id: str, messages: Sequence[Any], normalize: Normalizer
+        self,
+        workspace_id: str,
+        messages: Sequence[Any],
+        normalize: Normalizer,
+        body_bytes: int | None = None,
     ) -> IngestResult:
-        items, result = self.validate(workspace_id, messages, normalize, now_utc())
+        items, result = self.validate(workspace_id, messages, normalize, now_utc(), body_bytes)
         if items:
             await asyncio.wrap_future(self.writer.submit(items))
         return result
