@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -350,12 +351,17 @@ class AnalyticsService:
         """Every KPI for the period and the one before it, with the change and its definition."""
         config = config or self.kpi_config(workspace_id)
         prev = previous_range(r)
+        # DuckDB releases the GIL while it runs a query: the KPIs run side by side.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = {
+                (k.key, period): pool.submit(self.kpi, workspace_id, k.key, period, config)
+                for k in CATALOG
+                for period in (r, prev)
+            }
+            values = {key: f.result() for key, f in futures.items()}
         out = []
         for k in CATALOG:
-            now, before = (
-                self.kpi(workspace_id, k.key, r, config),
-                self.kpi(workspace_id, k.key, prev, config),
-            )
+            now, before = values[(k.key, r)], values[(k.key, prev)]
             out.append({
                 "key": k.key, "name": k.name, "value": now, "previous": before, "change": change(now, before),
                 "unit": k.unit, "direction": k.direction, "definition": k.definition,
