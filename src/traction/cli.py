@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from traction.settings import Settings, load_settings
+from traction.validation import describe
 
 if TYPE_CHECKING:
     from traction.context import Context
@@ -169,11 +170,7 @@ def workspace_configure(
                 )
                 ctx.saved.set_kpi_config(ws, json.loads(text))
         except ValidationError as e:
-            raise _fail(
-                "; ".join(
-                    f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
-                )
-            ) from None
+            raise _fail(describe(e)) from None
         except (ValueError, json.JSONDecodeError) as e:
             raise _fail(str(e)) from None
         current = ctx.workspaces.get_workspace(ws)
@@ -416,9 +413,7 @@ def insight(
     except json.JSONDecodeError as e:
         raise _fail(f"the spec is not valid JSON: {e}") from None
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
+        problems = describe(e)
         raise _fail(problems) from None
     ctx = _open(_settings(data_dir))
     try:

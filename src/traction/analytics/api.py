@@ -20,6 +20,7 @@ from traction.analytics.domain.specs import (
     SessionsSpec,
     TrendSpec,
 )
+from traction.validation import describe
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
 
@@ -137,9 +138,7 @@ def save_insight(
     except ValidationError as e:
         raise HTTPException(
             422,
-            "; ".join(
-                f"spec.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
-            ),
+            describe(e, "spec."),
         ) from None
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
@@ -247,8 +246,6 @@ def put_kpi_config(
     except ValidationError as e:
         raise HTTPException(
             422,
-            "; ".join(
-                f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
-            ),
+            describe(e),
         ) from None
     return config.model_dump(mode="json")  # type: ignore[no-any-return]

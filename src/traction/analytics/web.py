@@ -14,6 +14,7 @@ from traction.analytics.domain.kpis import BY_KEY, format_value
 from traction.analytics.domain.specs import DateRange, FunnelSpec
 from traction.analytics.saved import NotFound
 from traction.analytics.service import QueryTooExpensive
+from traction.validation import describe
 from traction.web.routes import page_context, render, same_origin
 
 router = APIRouter(include_in_schema=False)
@@ -129,9 +130,7 @@ def run_insight(
     except json.JSONDecodeError as e:
         return render(request, "insight_result.html", error=f"the spec is not valid JSON: {e}")
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
+        problems = describe(e)
         return render(request, "insight_result.html", error=problems)
     try:
         result = getattr(request.app.state.ctx.analytics, method)(ws_id, parsed)
@@ -315,9 +314,7 @@ def save_settings(
     except json.JSONDecodeError as e:
         error = f"the KPI configuration is not valid JSON: {e}"
     except ValidationError as e:
-        error = "; ".join(
-            f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
+        error = describe(e)
     except ValueError as e:
         error = str(e)
     page = page_context(request, ws_id, "settings")  # the time zone may have changed

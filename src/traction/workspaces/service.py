@@ -7,7 +7,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -15,6 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from traction.store.state import StateStore, utcnow
+from traction.validation import check_timezone
 from traction.workspaces.domain import Scope, display_prefix, hash_token, new_key, scope_allows
 from traction.workspaces.models import ApiKey, User, UserSession, Workspace, WorkspaceMember
 
@@ -66,12 +66,7 @@ class WorkspaceService:
     def create_workspace(self, name: str, timezone: str = "UTC") -> CreatedWorkspace:
         if not name.strip():
             raise ValueError("workspace name must not be empty")
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {timezone!r}; use an IANA name like 'Europe/Berlin'"
-            ) from None
+        check_timezone(timezone)
         with self.state.session() as s:
             ws = Workspace(name=name.strip(), timezone=timezone)
             s.add(ws)
@@ -124,12 +119,7 @@ class WorkspaceService:
     ) -> Workspace:
         """Rename, or set the time zone every day/week/month boundary is computed in."""
         if timezone is not None:
-            try:
-                ZoneInfo(timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise ValueError(
-                    f"unknown time zone {timezone!r}; use an IANA name like 'Europe/Berlin'"
-                ) from None
+            check_timezone(timezone)
         if name is not None and not name.strip():
             raise ValueError("workspace name must not be empty")
         with self.state.session() as s:
