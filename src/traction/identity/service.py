@@ -156,8 +156,7 @@ class IdentityResolver:
                 st.dirty_persons.add(pid)
             if ev.group_key:
                 st.account_traits.setdefault(ev.group_key, {}).update(ev.group_traits or {})
-                if (pid, ev.group_key) not in st.new_memberships:
-                    st.new_memberships.add((pid, ev.group_key))
+                st.new_memberships.add((pid, ev.group_key))
                 st.memberships[pid] = ev.group_key
             person_ids.append(pid)
             account_ids.append(ev.account_hint)
