@@ -147,3 +147,46 @@ def test_demo_builds_a_small_workspace_once(tmp_path: Path) -> None:
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "reusing" in again.stderr
     assert f"{n:,} events" in again.stdout
+
+
+def test_import_through_a_running_server(tmp_path: Path, server, workspace) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "events.ndjson"
+    lines = [
+        orjson.dumps(
+            {
+                "type": "track",
+                "userId": "u",
+                "event": "e",
+                "messageId": f"h{i}",
+                "properties": {"pad": "x" * 2000},
+            }
+        )
+        for i in range(400)
+    ]
+    lines.insert(
+        7, orjson.dumps({"type": "track", "userId": "u", "messageId": "no-event"})
+    )  # line 8
+    f.write_bytes(b"\n".join(lines))
+    r = runner.invoke(
+        app,
+        [
+            "import",
+            str(f),
+            "--url",
+            server.url,
+            "--write-key",
+            workspace.write_key,
+            "--chunk",
+            "1000",
+        ],
+    )
+    assert r.exit_code == 2, r.output  # one rejected
+    assert "400 events imported" in r.stdout and "1 rejected" in r.stdout
+    assert "line 8: event is required" in r.stderr
+    assert (
+        server.ctx.events.count(workspace.id) == 400
+    )  # ~800 KB: sent as several batches under 500 KB
+    r = runner.invoke(app, ["import", str(f), "--url", server.url, "--write-key", "tr_pub_wrong"])
+    assert r.exit_code == 1 and "HTTP 401" in r.stderr
+    r = runner.invoke(app, ["import", str(f), "--url", server.url])
+    assert r.exit_code == 1 and "--write-key" in r.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -235,15 +236,28 @@ def import_events(
         str | None, typer.Option(help="Workspace id or name (default: the only one).")
     ] = None,
     data_dir: DataDir = None,
-    chunk: Annotated[int, typer.Option(help="Events per commit.")] = 5000,
+    chunk: Annotated[
+        int, typer.Option(help="Events per commit (or per HTTP batch, at most 500 KB).")
+    ] = 5000,
+    url: Annotated[
+        str | None, typer.Option(help="Send through a running server's tracking API instead.")
+    ] = None,
+    write_key: Annotated[
+        str | None, typer.Option(help="The workspace's write key, with --url.")
+    ] = None,
 ) -> None:
-    """Import historical events through the ingest pipeline (validated, deduped, identities resolved)."""
-    from traction.ingest.domain import normalize_segment
+    """Import historical events through the ingest pipeline (validated, deduped, identities
+    resolved): directly into the data dir, or with --url through a running server."""
     from traction.ingest.files import RowError, count_rows, read_rows
 
-    ctx = _open(_settings(data_dir))
+    if url and not write_key:
+        raise _fail("--url needs --write-key (the workspace's tr_pub_… key)")
+    ctx = None if url else _open(_settings(data_dir))
     try:
-        ws = _pick_workspace(ctx, workspace)
+        if ctx is None:
+            send = _http_sink(url or "", write_key or "")
+        else:
+            send = _local_sink(ctx, _pick_workspace(ctx, workspace))
         total = count_rows(file)
         good = bad = 0
         errors: list[str] = []
@@ -251,12 +265,11 @@ def import_events(
 
         def flush() -> None:
             nonlocal good, bad
-            lines = [n for n, _ in batch]
-            result = ctx.ingest.ingest_sync(ws, [m for _, m in batch], normalize_segment)
-            good += result.accepted
-            for r in result.rejected:
+            accepted, rejected = send([m for _, m in batch])
+            good += accepted
+            for index, problem in rejected:
                 bad += 1
-                errors.append(f"line {lines[r['index']]}: {r['error']}")
+                errors.append(f"line {batch[index][0]}: {problem}")
             batch.clear()
 
         with Progress(
@@ -282,14 +295,71 @@ def import_events(
             if batch:
                 flush()
     finally:
-        ctx.close()
-    console.print(f"[green]{good:,} events imported[/] into {ws}; {bad:,} rejected.")
+        if ctx is not None:
+            ctx.close()
+    console.print(f"[green]{good:,} events imported[/]; {bad:,} rejected.")
     for line in errors[:50]:
         err.print(f"  [red]{line}[/]")
     if len(errors) > 50:
         err.print(f"  … and {len(errors) - 50:,} more")
     if bad:
         raise typer.Exit(2)
+
+
+Sink = Callable[[list[object]], tuple[int, list[tuple[int, str]]]]
+
+
+def _local_sink(ctx: Context, ws: str) -> Sink:
+    from traction.ingest.domain import normalize_segment
+
+    def send(messages: list[object]) -> tuple[int, list[tuple[int, str]]]:
+        result = ctx.ingest.ingest_sync(ws, messages, normalize_segment)
+        return result.accepted, [(r["index"], r["error"]) for r in result.rejected]
+
+    return send
+
+
+def _http_sink(url: str, write_key: str) -> Sink:
+    """POST /v1/batch in bodies under 500 KB; per-event rejections come back by index."""
+    import time
+
+    import httpx
+    import orjson
+
+    client = httpx.Client(base_url=url.rstrip("/"), auth=(write_key, ""), timeout=60)
+    limit = 480 * 1024
+
+    def post(messages: list[object], offset: int) -> tuple[int, list[tuple[int, str]]]:
+        body = orjson.dumps({"batch": messages})
+        if len(body) > limit and len(messages) > 1:
+            half = len(messages) // 2
+            a, ra = post(messages[:half], offset)
+            b, rb = post(messages[half:], offset + half)
+            return a + b, ra + rb
+        for attempt in range(5):
+            try:
+                r = client.post(
+                    "/v1/batch", content=body, headers={"Content-Type": "application/json"}
+                )
+            except httpx.HTTPError as e:
+                problem = f"cannot reach {url}: {e}"
+            else:
+                if r.status_code == 200:
+                    return len(messages), []
+                if r.status_code == 400 and "rejected" in r.json():
+                    out = r.json()
+                    return out["accepted"], [
+                        (offset + x["index"], x["error"]) for x in out["rejected"]
+                    ]
+                if r.status_code < 500 and r.status_code != 429:
+                    raise _fail(
+                        f"the server refused the batch: HTTP {r.status_code}: {r.json().get('error', r.text)}"
+                    )
+                problem = f"HTTP {r.status_code}"
+            time.sleep(min(10.0, 0.5 * 2**attempt))
+        raise _fail(f"giving up after 5 tries: {problem}")
+
+    return lambda messages: post(messages, 0)
 
 
 def _pick_workspace(ctx: Context, ref: str | None) -> str:
