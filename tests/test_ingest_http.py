@@ -508,3 +508,16 @@ def test_clock_skew_corrected_end_to_end(server: LiveServer, workspace: CreatedW
     row = stored(server, workspace.id)[0]
     assert before - timedelta(seconds=42) <= row["timestamp"] <= after - timedelta(seconds=42)
     assert row["original_timestamp"] == datetime(2020, 1, 1) and r.status_code == 200
+
+
+def test_analytics_js_settings_endpoint(server: LiveServer, workspace: CreatedWorkspace) -> None:
+    with server.client() as c:
+        r = c.get(f"/v1/projects/{workspace.write_key}/settings")
+        assert r.status_code == 200
+        seg = r.json()["integrations"]["Segment.io"]
+        assert seg == {
+            "apiKey": workspace.write_key,
+            "apiHost": f"127.0.0.1:{server.port}/v1",
+            "protocol": "http",
+        }
+        assert c.get("/v1/projects/tr_pub_nope/settings").status_code == 401

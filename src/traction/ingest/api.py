@@ -182,6 +182,18 @@ def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
 def segment_routes(ctx: Context) -> list[Route]:
     s = ctx.settings
 
+    async def project_settings(request: Request) -> Response:
+        """What analytics.js loads from its CDN before it sends anything: pointing its `cdnURL`
+        at Traction makes it send here."""
+        key = ctx.workspaces.authenticate_key(request.path_params["write_key"], "write")
+        host = request.headers.get("host", f"{s.host}:{s.port}")
+        scheme = request.headers.get("x-forwarded-proto", request.url.scheme)
+        return _json(200, {
+            "integrations": {"Segment.io": {"apiKey": request.path_params["write_key"], "apiHost": f"{host}/v1", "protocol": scheme}},
+            "plan": {"track": {}, "identify": {}, "group": {}},
+            "workspace": key.workspace_id,
+        }, request)  # fmt: skip
+
     async def batch(request: Request) -> Response:
         data = await read_body(request, s.max_batch_bytes, s.max_batch_bytes)
         body = parse_json(data)
@@ -233,6 +245,13 @@ def segment_routes(ctx: Context) -> list[Route]:
         handler = _guard(ctx, "segment", single(kind))
         routes.append(Route(f"/v1/{kind}", handler, methods=["POST"]))
         routes.append(Route(f"/v1/{kind[0]}", handler, methods=["POST"]))
+    routes.append(
+        Route(
+            "/v1/projects/{write_key}/settings",
+            _guard(ctx, "segment", project_settings),
+            methods=["GET"],
+        )
+    )
     routes.append(Route("/v1/{rest:path}", preflight, methods=["OPTIONS"]))
     return routes
 
