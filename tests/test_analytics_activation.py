@@ -164,3 +164,17 @@ def test_activation_over_http(server) -> None:  # type: ignore[no-untyped-def]
         )
         assert r.status_code == 200, r.text
         assert r.json()["rate"] == 1.0 and r.json()["ttfv_seconds"]["median"] == 3600.0
+
+
+def test_recent_cohorts_say_their_window_is_open(sqlite_ctx: Context) -> None:
+    f = Fixture(sqlite_ctx)
+    f.send_at("early", "signed_up", "2026-03-02T10:00:00Z")
+    f.send_at("late", "signed_up", "2026-03-28T10:00:00Z")
+    f.send_at("late", "x", "2026-03-30T10:00:00Z")  # the latest event: late's 7 days are not over
+    r = f.svc.activation(f.ws, spec(PROJECT_AND_INVITE))  # monthly: one cohort, with late in it
+    assert [c.window_open for c in r.cohorts] == [True]
+    weekly = f.svc.activation(f.ws, spec(PROJECT_AND_INVITE, interval="week"))
+    assert [(c.start.isoformat(), c.window_open) for c in weekly.cohorts] == [
+        ("2026-03-02", False),
+        ("2026-03-23", True),
+    ]

@@ -7,7 +7,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -249,7 +249,12 @@ class AnalyticsService:
             tz = self._timezone(workspace_id)
             start, end = day_bounds(spec.range, tz)
             sql, params = compile_activation(spec, workspace_id, tz, start, end)
-            return activation_result(self._rows(sql, params))
+            last = self._one_row(
+                "SELECT max(timestamp) AS t FROM events WHERE workspace_id = $ws",
+                {"ws": workspace_id},
+            ).get("t")
+            open_after = last - timedelta(days=spec.window_days) if last else None
+            return activation_result(self._rows(sql, params), open_after)
 
         return self._cached(workspace_id, "activation:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
 

@@ -203,6 +203,7 @@ class ActivationCohort:
     start: date
     size: int
     activated: int
+    window_open: bool = False  # someone's window has not closed by the latest event: may still rise
 
     @property
     def rate(self) -> float | None:
@@ -252,24 +253,35 @@ class ActivationResult:
                     "size": c.size,
                     "activated": c.activated,
                     "rate": c.rate,
+                    "window_open": c.window_open,
                 }
                 for c in self.cohorts
             ],
         }
 
 
-def activation_result(rows: list[tuple[Any, Any, datetime, datetime | None]]) -> ActivationResult:
-    """`rows`: (actor, cohort start, first start time, activation time or None)."""
+def activation_result(
+    rows: list[tuple[Any, Any, datetime, datetime | None]], open_after: datetime | None = None
+) -> ActivationResult:
+    """`rows`: (actor, cohort start, first start time, activation time or None). A cohort whose
+    members started after `open_after` (latest event minus the window) is still open."""
     sizes: dict[date, int] = {}
     done: dict[date, int] = {}
+    latest: dict[date, datetime] = {}
     ttfv: list[float] = []
     for _, cohort, first, at in rows:
         c = cohort.date() if hasattr(cohort, "date") else cohort
         sizes[c] = sizes.get(c, 0) + 1
+        latest[c] = max(latest.get(c, first), first)
         if at is not None:
             done[c] = done.get(c, 0) + 1
             ttfv.append((at - first).total_seconds())
-    cohorts = [ActivationCohort(c, sizes[c], done.get(c, 0)) for c in sorted(sizes)]
+    cohorts = [
+        ActivationCohort(
+            c, sizes[c], done.get(c, 0), open_after is not None and latest[c] > open_after
+        )
+        for c in sorted(sizes)
+    ]
     return ActivationResult(cohorts, sorted(ttfv))
 
 
