@@ -45,7 +45,11 @@ EVENT_SCHEMA = pa.schema(
 EVENT_COLUMNS = [f.name for f in EVENT_SCHEMA]
 DEDUPE_KEY = "md5_number(workspace_id || chr(0) || event_id)"
 
-_DDL = """
+# Numbered, append-only: a new schema change is a new entry, never an edit of an old one.
+_MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
 CREATE TABLE IF NOT EXISTS events (
     dedupe_key UHUGEINT NOT NULL PRIMARY KEY,  -- md5_number(workspace_id || chr(0) || event_id)
     workspace_id VARCHAR NOT NULL,
@@ -83,7 +87,9 @@ CREATE TABLE IF NOT EXISTS person_overrides (
     person_id VARCHAR NOT NULL,
     PRIMARY KEY (workspace_id, old_person_id)
 );
-"""
+""",
+    ),
+]
 
 # Every read goes through this: the event's person as of now, after later merges.
 RESOLVED_EVENTS = """
@@ -165,8 +171,26 @@ class DuckDBEventStore:
                     "Stop it, or send the data through its HTTP API instead."
                 ) from e
             raise
-        self._con.execute(_DDL)
+        self._migrate()
         self._write_lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        """Bring the file to the newest schema; each step in its own transaction."""
+        con = self._con
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = int(row[0]) if row and row[0] is not None else 0
+        for version, ddl in _MIGRATIONS:
+            if version > current:
+                con.execute("BEGIN TRANSACTION")
+                con.execute(ddl)
+                con.execute("INSERT INTO schema_version VALUES (?)", [version])
+                con.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        row = self.cursor().execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._con.cursor()
