@@ -178,7 +178,9 @@ class DuckDBEventStore:
         """Bring the file to the newest schema; each step in its own transaction."""
         con = self._con
         con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+        (row,) = con.execute(
+            "SELECT max(version) FROM schema_version"
+        ).fetchall()  # drain: DuckDB 2 refuses new work while a result is open
         current = int(row[0]) if row and row[0] is not None else 0
         for version, ddl in _MIGRATIONS:
             if version > current:
