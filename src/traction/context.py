@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from traction.analytics.domain.specs import SPEC_KINDS
 from traction.analytics.saved import SavedInsights
 from traction.analytics.service import AnalyticsService
-from traction.identity.queries import PersonQueries
+from traction.identity.queries import AccountQueries, PersonQueries
 from traction.identity.service import backfill_traits
 from traction.ingest.service import IngestService
 from traction.ingest.writer import EventWriter
@@ -26,6 +26,7 @@ class Context:
     metrics: Metrics
     workspaces: WorkspaceService
     persons: PersonQueries
+    accounts: AccountQueries
     writer: EventWriter
     ingest: IngestService
     analytics: AnalyticsService
@@ -55,6 +56,7 @@ class Context:
             metrics=metrics,
             workspaces=workspaces,
             persons=PersonQueries(state, events),
+            accounts=AccountQueries(state),
             writer=writer,
             ingest=IngestService(writer, settings.max_event_bytes, metrics),
             analytics=AnalyticsService(

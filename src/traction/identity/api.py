@@ -63,3 +63,20 @@ def list_events(
 ) -> list[dict[str, Any]]:
     events = request.app.state.ctx.events.recent(key.workspace_id, name=name, limit=limit)
     return [_jsonable(e) for e in events]
+
+
+@router.get("/accounts")
+def list_accounts(
+    request: Request, limit: int = Query(200, ge=1, le=1000), key: KeyInfo = Depends(admin_key)
+) -> list[dict[str, Any]]:
+    return request.app.state.ctx.accounts.list(key.workspace_id, limit)  # type: ignore[no-any-return]
+
+
+@router.get("/accounts/{account_key}")
+def get_account(
+    account_key: str, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    view = request.app.state.ctx.accounts.get(key.workspace_id, account_key)
+    if view is None:
+        raise HTTPException(404, f"no account {account_key!r}")
+    return view.as_dict()  # type: ignore[no-any-return]

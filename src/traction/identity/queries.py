@@ -113,3 +113,74 @@ class PersonQueries:
             )
             accounts = s.scalar(select(func.count()).where(Account.workspace_id == workspace_id))
         return {"persons": int(persons or 0), "accounts": int(accounts or 0)}
+
+
+@dataclass
+class AccountView:
+    key: str
+    traits: dict[str, Any]
+    members: list[dict[str, Any]]  # person id, their email/name if known, when they joined
+    created_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "traits": self.traits,
+            "members": [
+                {**m, "joined_at": m["joined_at"].isoformat() if m["joined_at"] else None}
+                for m in self.members
+            ],
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+        }
+
+
+class AccountQueries:
+    """Accounts (groups) as the dashboard and admin API show them."""
+
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+
+    def get(self, workspace_id: str, key: str) -> AccountView | None:
+        with self.state.session() as s:
+            acc = s.scalars(
+                select(Account).where(
+                    Account.workspace_id == workspace_id, Account.group_key == key
+                )
+            ).first()
+            if acc is None:
+                return None
+            rows = s.execute(
+                select(AccountMembership.person_id, AccountMembership.joined_at, Person.traits)
+                .join(Person, Person.id == AccountMembership.person_id, isouter=True)
+                .where(
+                    AccountMembership.workspace_id == workspace_id,
+                    AccountMembership.group_key == key,
+                )
+                .order_by(AccountMembership.joined_at)
+            )
+            members = [
+                {
+                    "person_id": pid,
+                    "label": (t or {}).get("email") or (t or {}).get("name") or pid,
+                    "joined_at": j,
+                }
+                for pid, j, t in rows
+            ]
+            return AccountView(acc.group_key, dict(acc.traits or {}), members, acc.created_at)
+
+    def list(self, workspace_id: str, limit: int = 200) -> list[dict[str, Any]]:
+        with self.state.session() as s:
+            members = (
+                select(AccountMembership.group_key, func.count().label("n"))
+                .where(AccountMembership.workspace_id == workspace_id)
+                .group_by(AccountMembership.group_key)
+                .subquery()
+            )
+            rows = s.execute(
+                select(Account.group_key, Account.traits, func.coalesce(members.c.n, 0))
+                .join(members, members.c.group_key == Account.group_key, isouter=True)
+                .where(Account.workspace_id == workspace_id)
+                .order_by(Account.created_at.desc())
+                .limit(limit)
+            )
+            return [{"key": k, "traits": t or {}, "members": int(n)} for k, t, n in rows]

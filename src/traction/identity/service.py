@@ -67,7 +67,7 @@ class _WorkspaceState:
     dirty_persons: set[str] = field(default_factory=set)
     merges: list[Merge] = field(default_factory=list)
     memberships: dict[str, str] = field(default_factory=dict)  # person -> latest group key
-    new_memberships: set[tuple[str, str]] = field(default_factory=set)
+    new_memberships: dict[tuple[str, str], datetime] = field(default_factory=dict)  # -> joined at
     account_traits: dict[str, dict[str, Any]] = field(default_factory=dict)
     final_account_traits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -130,12 +130,16 @@ class IdentityResolver:
 
         person_ids: list[str] = []
         account_ids: list[str | None] = []
+        pending: list[int] = []  # no account yet: the person's latest from before this batch
         refused = 0
-        for (ws, ev), hit in zip(items, cached, strict=True):
+        for i, ((ws, ev), hit) in enumerate(zip(items, cached, strict=True)):
             st = states[ws]
             if hit is not None:
+                account = ev.account_hint or st.memberships.get(hit)
+                if account is None:
+                    pending.append(i)
                 person_ids.append(hit)
-                account_ids.append(ev.account_hint)
+                account_ids.append(account)
                 continue
             if ev.user_id and (ev.anonymous_id or ev.previous_id):
                 absorbed = ev.previous_id or ev.anonymous_id
@@ -156,32 +160,34 @@ class IdentityResolver:
                 st.dirty_persons.add(pid)
             if ev.group_key:
                 st.account_traits.setdefault(ev.group_key, {}).update(ev.group_traits or {})
-                st.new_memberships.add((pid, ev.group_key))
+                st.new_memberships.setdefault((pid, ev.group_key), ev.timestamp)
                 st.memberships[pid] = ev.group_key
+            # An event that names no account belongs to the person's latest one as of the
+            # event: one joined earlier in this batch, or else one from before it.
+            account = ev.account_hint or st.memberships.get(pid)
+            if account is None:
+                pending.append(i)
             person_ids.append(pid)
-            account_ids.append(ev.account_hint)
+            account_ids.append(account)
 
-        # Events that did not name their account belong to the person's latest one.
-        missing: dict[str, set[str]] = {}
-        for (ws, _), pid, acc in zip(items, person_ids, account_ids, strict=True):
-            st = states[ws]
-            if acc is None and pid not in st.memberships:
-                known, key = self._cached_account(ws, pid, now)
-                if known:
-                    if key is not None:
-                        st.memberships[pid] = key
-                else:
-                    missing.setdefault(ws, set()).add(pid)
+        prior: dict[tuple[str, str], str | None] = {}
+        lookup: dict[str, set[str]] = {}
+        for i in pending:
+            ws, pid = items[i][0], person_ids[i]
+            known, key = self._cached_account(ws, pid, now)
+            if known:
+                prior[(ws, pid)] = key
+            else:
+                lookup.setdefault(ws, set()).add(pid)
         learned_accounts: dict[tuple[str, str], str | None] = {}
-        for ws, pids in missing.items():
-            self._load_memberships(session, states[ws], sorted(pids))
-            learned_accounts.update({(ws, p): states[ws].memberships.get(p) for p in pids})
+        for ws, pids in lookup.items():
+            latest = self._latest_memberships(session, ws, sorted(pids))
+            for member in pids:
+                prior[(ws, member)] = learned_accounts[(ws, member)] = latest.get(member)
+        for i in pending:
+            account_ids[i] = prior.get((items[i][0], person_ids[i]))
         for i, (ws, ev) in enumerate(items):
-            st = states[ws]
-            pid = st.idmap.get(ev.distinct_id, person_ids[i])
-            person_ids[i] = pid
-            if account_ids[i] is None:
-                account_ids[i] = st.memberships.get(pid)
+            person_ids[i] = states[ws].idmap.get(ev.distinct_id, person_ids[i])
 
         merges: list[Merge] = []
         learned_persons: dict[tuple[str, str], str] = {}
@@ -213,17 +219,18 @@ class IdentityResolver:
             st.idmap.update({r[0]: r[1] for r in rows})
         return st
 
-    def _load_memberships(self, session: Session, st: _WorkspaceState, pids: Sequence[str]) -> None:
+    def _latest_memberships(self, session: Session, ws: str, pids: Sequence[str]) -> dict[str, str]:
+        """Each person's most recently joined account, as stored before this batch."""
+        latest: dict[str, str] = {}
         for chunk in _chunks(pids):
             rows = session.execute(
                 select(AccountMembership.person_id, AccountMembership.group_key)
-                .where(
-                    AccountMembership.workspace_id == st.ws, AccountMembership.person_id.in_(chunk)
-                )
+                .where(AccountMembership.workspace_id == ws, AccountMembership.person_id.in_(chunk))
                 .order_by(AccountMembership.joined_at, AccountMembership.id)
             )
             for pid, key in rows:
-                st.memberships[pid] = key
+                latest[pid] = key
+        return latest
 
     def _person(self, session: Session, st: _WorkspaceState, pid: str) -> PersonState:
         p = st.persons.get(pid)
@@ -384,7 +391,11 @@ class IdentityResolver:
                 st.final_account_traits[key] = dict(acc.traits)
         if st.new_memberships:
             final = {m.old_person_id: m.person_id for m in st.merges}  # merges are flattened
-            pairs = {(final.get(p, p), k) for p, k in st.new_memberships}
+            joined: dict[tuple[str, str], datetime] = {}
+            for (p, k), ts in st.new_memberships.items():
+                pair = (final.get(p, p), k)
+                joined[pair] = min(ts, joined.get(pair, ts))
+            pairs = set(joined)
             pids = sorted({p for p, _ in pairs})
             have: set[tuple[str, str]] = set()
             for chunk in _chunks(pids):
@@ -397,8 +408,15 @@ class IdentityResolver:
                         )
                     )
                 }
-            for pid, key in sorted(pairs - have):
-                session.add(AccountMembership(workspace_id=st.ws, person_id=pid, group_key=key))
+            for pid, key in sorted(pairs - have, key=lambda pk: (joined[pk], pk)):
+                session.add(
+                    AccountMembership(
+                        workspace_id=st.ws,
+                        person_id=pid,
+                        group_key=key,
+                        joined_at=joined[(pid, key)],
+                    )
+                )
         session.flush()
 
 

@@ -260,7 +260,7 @@ class World:
                 v,
                 "group",
                 d,
-                hour + 0.02,
+                hour + 0.005,  # the account exists as sign-up completes: signed_up belongs to it
                 groupId=v.account,
                 traits={"name": f"Company {v.account[-6:]}", "plan": "trial"}
                 if not v.invited_to

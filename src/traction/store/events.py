@@ -132,6 +132,7 @@ class EventStore(Protocol):
         limit: int = 100,
         name: str | None = None,
         person_id: str | None = None,
+        account_id: str | None = None,
     ) -> list[dict[str, Any]]: ...
     def count(self, workspace_id: str) -> int: ...
     def per_minute(self, workspace_id: str, since: datetime) -> dict[datetime, int]: ...
@@ -304,6 +305,7 @@ class DuckDBEventStore:
         limit: int = 100,
         name: str | None = None,
         person_id: str | None = None,
+        account_id: str | None = None,
     ) -> list[dict[str, Any]]:
         """Newest events first. Picks the top N before resolving merges (a top-N scan, not a
         join over the whole log); a person's filter includes the ids merged into them."""
@@ -318,6 +320,9 @@ class DuckDBEventStore:
                 "WHERE workspace_id = ? AND person_id = ?)"
             )
             params += [person_id, workspace_id, person_id]
+        if account_id:
+            where.append("account_id = ?")
+            params.append(account_id)
         params.append(limit)
         cur = self.cursor()
         cur.execute(

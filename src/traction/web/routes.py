@@ -173,6 +173,24 @@ def person_page(request: Request, ws_id: str, person_id: str) -> HTMLResponse:
     )
 
 
+@router.get("/w/{ws_id}/accounts")
+def accounts_page(request: Request, ws_id: str) -> HTMLResponse:
+    page = page_context(request, ws_id, "accounts")
+    accounts = request.app.state.ctx.accounts.list(ws_id)
+    return render(request, "accounts.html", **page, accounts=accounts)
+
+
+@router.get("/w/{ws_id}/accounts/{account_key}")
+def account_page(request: Request, ws_id: str, account_key: str) -> HTMLResponse:
+    page = page_context(request, ws_id, "accounts")
+    ctx = request.app.state.ctx
+    view = ctx.accounts.get(ws_id, account_key)
+    if view is None:
+        raise HTTPException(404, "no such account")
+    events = ctx.events.recent(ws_id, account_id=account_key, limit=200)
+    return render(request, "account.html", **page, a=view, events=events)
+
+
 @router.get("/w/{ws_id}/keys")
 def keys_page(request: Request, ws_id: str) -> HTMLResponse:
     user, ws, spaces = _page(request, ws_id)
