@@ -7,8 +7,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -20,7 +21,7 @@ from traction.analytics.compile.engagement import (
     compile_sessions,
 )
 from traction.analytics.compile.funnel import compile_funnel, compile_funnel_dropoffs
-from traction.analytics.compile.retention import compile_data_end, compile_retention
+from traction.analytics.compile.retention import compile_retention
 from traction.analytics.compile.trend import OTHER, compile_trend_series
 from traction.analytics.domain.kpis import (
     BY_KEY,
@@ -149,6 +150,17 @@ class AnalyticsService:
     def _rows(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
         return self._query(sql, params)[1]
 
+    def _latest_event(self, workspace_id: str, tz: str = "UTC") -> datetime | None:
+        """The time of the workspace's latest event (naive, in `tz`): later periods and windows
+        have not been observed yet."""
+        last = self._one_row(
+            "SELECT max(timestamp) AS t FROM events WHERE workspace_id = $ws", {"ws": workspace_id}
+        ).get("t")
+        if last is None or tz == "UTC":
+            return last  # type: ignore[no-any-return]
+        local = last.replace(tzinfo=UTC).astimezone(ZoneInfo(tz))
+        return local.replace(tzinfo=None)  # type: ignore[no-any-return]
+
     def _one_row(self, sql: str, params: dict[str, object]) -> dict[str, Any]:
         cols, rows = self._query(sql, params)
         return dict(zip(cols, rows[0], strict=True)) if rows else {}
@@ -187,8 +199,7 @@ class AnalyticsService:
             start, end = day_bounds(spec.range, tz)
             sql, params = compile_retention(spec, workspace_id, tz, start, end)
             rows = self._rows(sql, params)
-            data_end = self._one_row(*compile_data_end(workspace_id, tz))
-            last = next(iter(data_end.values()), None) if data_end else None
+            last = self._latest_event(workspace_id, tz)
             cohorts = {r[0].date() if hasattr(r[0], "date") else r[0] for r in rows}
             observable = {
                 c: (last_observable_period(c, last, spec.interval) if last else 0) for c in cohorts
@@ -249,10 +260,7 @@ class AnalyticsService:
             tz = self._timezone(workspace_id)
             start, end = day_bounds(spec.range, tz)
             sql, params = compile_activation(spec, workspace_id, tz, start, end)
-            last = self._one_row(
-                "SELECT max(timestamp) AS t FROM events WHERE workspace_id = $ws",
-                {"ws": workspace_id},
-            ).get("t")
+            last = self._latest_event(workspace_id)
             open_after = last - timedelta(days=spec.window_days) if last else None
             return activation_result(self._rows(sql, params), open_after)
 

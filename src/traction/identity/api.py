@@ -12,6 +12,13 @@ from traction.workspaces.service import KeyInfo
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
 
+def _found(view: Any, what: str) -> Any:
+    """The view, or a 404 naming what was not found in this workspace."""
+    if view is None:
+        raise HTTPException(404, f"no {what}")
+    return view
+
+
 def _jsonable(ev: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in ev.items()}
 
@@ -22,9 +29,10 @@ def find_person(
     distinct_id: str = Query(min_length=1, max_length=200),
     key: KeyInfo = Depends(admin_key),
 ) -> dict[str, Any]:
-    view = request.app.state.ctx.persons.by_distinct_id(key.workspace_id, distinct_id)
-    if view is None:
-        raise HTTPException(404, f"no person with distinct id {distinct_id!r}")
+    view = _found(
+        request.app.state.ctx.persons.by_distinct_id(key.workspace_id, distinct_id),
+        f"person with distinct id {distinct_id!r}",
+    )
     return view.as_dict()  # type: ignore[no-any-return]
 
 
@@ -32,9 +40,9 @@ def find_person(
 def get_person(
     person_id: str, request: Request, key: KeyInfo = Depends(admin_key)
 ) -> dict[str, Any]:
-    view = request.app.state.ctx.persons.get(key.workspace_id, person_id)
-    if view is None:
-        raise HTTPException(404, f"no person {person_id}")
+    view = _found(
+        request.app.state.ctx.persons.get(key.workspace_id, person_id), f"person {person_id}"
+    )
     return view.as_dict()  # type: ignore[no-any-return]
 
 
@@ -46,9 +54,7 @@ def person_events(
     key: KeyInfo = Depends(admin_key),
 ) -> list[dict[str, Any]]:
     ctx = request.app.state.ctx
-    view = ctx.persons.get(key.workspace_id, person_id)
-    if view is None:
-        raise HTTPException(404, f"no person {person_id}")
+    view = _found(ctx.persons.get(key.workspace_id, person_id), f"person {person_id}")
     return [
         _jsonable(e) for e in ctx.events.recent(key.workspace_id, person_id=view.id, limit=limit)
     ]
@@ -76,7 +82,8 @@ def list_accounts(
 def get_account(
     account_key: str, request: Request, key: KeyInfo = Depends(admin_key)
 ) -> dict[str, Any]:
-    view = request.app.state.ctx.accounts.get(key.workspace_id, account_key)
-    if view is None:
-        raise HTTPException(404, f"no account {account_key!r}")
+    view = _found(
+        request.app.state.ctx.accounts.get(key.workspace_id, account_key),
+        f"account {account_key!r}",
+    )
     return view.as_dict()  # type: ignore[no-any-return]

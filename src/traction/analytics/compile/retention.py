@@ -100,13 +100,3 @@ def _cohorts(
         f"{firsts},\ncohorts AS (SELECT actor, ts AS first_ts, date_trunc({unit}, {local}) AS cohort "
         f"FROM firsts WHERE ts >= {lo} AND ts < {hi})"
     )
-
-
-def compile_data_end(workspace_id: str, tz: str) -> tuple[str, dict[str, object]]:
-    """The local time of the workspace's latest event: later periods are not observable yet."""
-    p = Params()
-    return (
-        f"SELECT timezone({p.add(tz)}, max(timestamp) AT TIME ZONE 'UTC') FROM events "
-        f"WHERE workspace_id = {p.add(workspace_id)}",
-        p.values,
-    )
