@@ -1,11 +1,13 @@
 """Sustained HTTP ingest vs the in-process floor, on this machine, in one run.
 
     .venv/bin/python bench/ingest.py [--seconds 20] [--connections 32] [--batch 100]
+                                     [--origin http://shop.example]
 
 1. Starts `traction serve` in its own process on a fresh data dir.
 2. A separate load process sends 100-event Segment batches (unique messageIds, 10k users)
    over keep-alive HTTP/1.1 connections on loopback and records each request's latency.
-   Only 200 answers count: a 200 means the events are committed to disk.
+   Only 200 answers count: a 200 means the events are committed to disk. With `--origin`
+   every request carries an Origin header, as a browser SDK's do (the CORS path).
 3. In this process, with no HTTP, the floor: the same batches JSON-parsed and appended to
    a DuckDB file as Arrow (one commit per 2,000 events, like the writer's groups), and the
    pipeline floor: parse + validate + identity + Arrow + commit through the writer.
@@ -33,6 +35,7 @@ import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
+ORIGIN = os.environ.get("BENCH_ORIGIN", "")
 EVENTS = ("dashboard_viewed", "report_created", "feature_used", "signed_up", "invite_sent")
 
 
@@ -71,6 +74,8 @@ async def _conn(
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Basic {auth}\r\n"
+    if ORIGIN:
+        head += f"Origin: {ORIGIN}\r\n"
     for body in bodies:
         if time.perf_counter() >= stop_at:
             break
@@ -213,6 +218,7 @@ def main() -> None:
         action="store_true",
         help="run the reactors in the server too (embedded shape)",
     )
+    ap.add_argument("--origin", default="", help="send this Origin header (browser-like)")
     ap.add_argument("--load", nargs=2, metavar=("PORT", "KEY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.load:
@@ -254,7 +260,7 @@ def main() -> None:
             else "ingest tier: serve --no-worker"
         )
         print(
-            f"HTTP ingest ({shape}): {args.connections} connections x {args.batch}-event batches for {args.seconds:.0f} s ...",
+            f"HTTP ingest ({shape}{', Origin: ' + args.origin if args.origin else ''}): {args.connections} connections x {args.batch}-event batches for {args.seconds:.0f} s ...",
             flush=True,
         )
         out = subprocess.run(
@@ -274,6 +280,7 @@ def main() -> None:
             capture_output=True,
             text=True,
             check=True,
+            env={**os.environ, "BENCH_ORIGIN": args.origin},
         ).stdout
         http = json.loads(out)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text

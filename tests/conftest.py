@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tarfile
 import tempfile
 import threading
 import time
@@ -156,6 +157,7 @@ class LiveServer:
             log_config=None,
             access_log=False,
             lifespan="on",
+            proxy_headers=False,  # as `traction serve`: addresses from trusted_proxies only
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -186,3 +188,74 @@ def server(settings: Settings) -> Iterator[LiveServer]:
 @pytest.fixture
 def workspace(server: LiveServer):  # type: ignore[no-untyped-def]
     return server.ctx.workspaces.create_workspace("Acme")
+
+
+# -- Chromium (Debian's /usr/bin/chromium, driven by Playwright) ----------------------------
+
+CHROMIUM = os.environ.get("TRACTION_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is required in CI: .ci/run must install chromium")
+        pytest.skip("Chromium not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+# -- The real browser SDKs, from the npm registry, cached in .build/ ------------------------
+
+BROWSER_SDKS = {
+    "analytics-next": "@segment/analytics-next@1.84.3",
+    "posthog-js": "posthog-js@1.449.2",
+}
+SDK_CACHE = ROOT / ".build" / "browser-sdks"
+
+
+def fetch_browser_sdks(cache: Path = SDK_CACHE) -> dict[str, Path]:
+    """Each SDK's published package, unpacked under `cache/<name>/` once (`npm pack` asks the
+    npm registry; nothing is fetched at test time once the cache exists). `.ci/run` fills
+    the cache before the tests; a developer's first browser-SDK test run fills it too."""
+    out = {}
+    for name, spec in BROWSER_SDKS.items():
+        target = cache / spec.replace("/", "__")
+        if not (target / "package.json").exists():
+            if shutil.which("npm") is None:
+                if IN_CI:
+                    pytest.fail("npm is required in CI: .ci/run must install it")
+                pytest.skip("npm not installed (apt-get install npm): cannot fetch browser SDKs")
+            work = Path(tempfile.mkdtemp(prefix="traction-npm-"))
+            done = subprocess.run(
+                ["npm", "pack", spec, "--pack-destination", str(work), "--silent"],
+                capture_output=True,
+                text=True,
+                cwd=work,
+                timeout=300,
+            )
+            if done.returncode != 0:
+                pytest.fail(f"npm pack {spec} failed: {done.stderr[-500:]}")
+            (tgz,) = work.glob("*.tgz")
+            with tarfile.open(tgz) as tar:
+                tar.extractall(work / "x", filter="data")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.move(work / "x" / "package", target)
+            shutil.rmtree(work, ignore_errors=True)
+        out[name] = target
+    return out

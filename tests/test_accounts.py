@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import LiveServer
-from tests.test_dashboard import browser, login, page  # noqa: F401  (shared fixtures)
+from tests.test_dashboard import login, page  # noqa: F401  (shared fixtures)
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
 

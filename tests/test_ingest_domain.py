@@ -8,10 +8,12 @@ import pytest
 
 from traction.ingest.domain import (
     EventError,
+    client_address,
     correct_skew,
     is_junk_id,
     normalize_posthog,
     normalize_segment,
+    parse_networks,
     parse_time,
 )
 
@@ -245,3 +247,114 @@ def test_posthog_offset_sets_timestamp() -> None:
 def test_posthog_bad_events(message: dict[str, object], problem: str) -> None:
     with pytest.raises(EventError, match=problem):
         normalize_posthog(message, NOW)
+
+
+# -- what browser SDKs leave out: device facts and the sender's address ---------------------
+
+
+def test_posthog_js_device_properties_map_to_segment_context() -> None:
+    ev = normalize_posthog(
+        {
+            "event": "$pageview",
+            "distinct_id": "anon-1",
+            "properties": {
+                "$is_identified": False,
+                "$raw_user_agent": "Mozilla/5.0 (X11)",
+                "$lib": "web",
+                "$lib_version": "1.449.2",
+                "$current_url": "https://acme.io/pricing?x=1",
+                "$pathname": "/pricing",
+                "title": "Pricing",
+                "$referrer": "$direct",
+            },
+        },
+        NOW,
+        client_ip="203.0.113.7",
+    )
+    assert ev.context == {
+        "ip": "203.0.113.7",
+        "userAgent": "Mozilla/5.0 (X11)",
+        "library": {"name": "web", "version": "1.449.2"},
+        "page": {
+            "url": "https://acme.io/pricing?x=1",
+            "path": "/pricing",
+            "title": "Pricing",
+            "referrer": None,  # "$direct" is posthog-js's word for none
+        },
+    }
+
+
+def test_posthog_own_ip_and_user_agent_win() -> None:
+    ev = normalize_posthog(
+        {
+            "event": "x",
+            "distinct_id": "u",
+            "properties": {
+                "$ip": "198.51.100.1",
+                "$user_agent": "UA-1",
+                "$raw_user_agent": "UA-2",
+                "$current_url": "https://a.io/",
+                "$referrer": "https://news.example/",
+            },
+        },
+        NOW,
+        client_ip="203.0.113.7",
+    )
+    assert ev.context["ip"] == "198.51.100.1" and ev.context["userAgent"] == "UA-1"
+    assert ev.context["page"]["referrer"] == "https://news.example/"
+
+
+def test_segment_takes_the_connection_address_only_when_it_has_none() -> None:
+    bare = normalize_segment(
+        {"type": "track", "userId": "u", "event": "e"}, NOW, client_ip="1.2.3.4"
+    )
+    assert bare.context == {"ip": "1.2.3.4"}
+    own = normalize_segment(
+        {"type": "track", "userId": "u", "event": "e", "context": {"ip": "5.6.7.8"}},
+        NOW,
+        client_ip="1.2.3.4",
+    )
+    assert own.context == {"ip": "5.6.7.8"}
+    batch_ctx = {"library": {"name": "l"}}
+    normalize_segment(
+        {"type": "track", "userId": "u", "event": "e"},
+        NOW,
+        batch_context=batch_ctx,
+        client_ip="1.2.3.4",
+    )
+    assert batch_ctx == {"library": {"name": "l"}}  # the shared batch context is not written to
+
+
+PROXIES = parse_networks("10.0.0.0/8, 127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "trusted", "expected"),
+    [
+        ("203.0.113.7", None, PROXIES, "203.0.113.7"),  # direct
+        ("203.0.113.7", "1.1.1.1", PROXIES, "203.0.113.7"),  # untrusted peer: header ignored
+        ("203.0.113.7", "1.1.1.1", [], "203.0.113.7"),  # no proxies configured
+        ("127.0.0.1", "1.1.1.1", [], "127.0.0.1"),
+        ("10.0.0.5", "198.51.100.9", PROXIES, "198.51.100.9"),
+        # the client forged a first hop; the right-most untrusted hop is the real one
+        ("10.0.0.5", "6.6.6.6, 198.51.100.9, 10.0.0.4", PROXIES, "198.51.100.9"),
+        ("10.0.0.5", "10.0.0.3, 10.0.0.4", PROXIES, "10.0.0.3"),  # all proxies: the first
+        ("10.0.0.5", "not-an-ip", PROXIES, "10.0.0.5"),
+        ("10.0.0.5", "", PROXIES, "10.0.0.5"),
+        ("10.0.0.5", "2001:db8::1", PROXIES, "2001:db8::1"),
+        (None, "1.1.1.1", PROXIES, None),
+    ],
+)
+def test_client_address(
+    peer: str | None,
+    forwarded: str | None,
+    trusted: list,
+    expected: str | None,  # type: ignore[type-arg]
+) -> None:
+    assert client_address(peer, forwarded, trusted) == expected
+
+
+def test_parse_networks_names_the_bad_entry() -> None:
+    assert [str(n) for n in parse_networks(" 10.0.0.0/8 ,::1,")] == ["10.0.0.0/8", "::1/128"]
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.300'"):
+        parse_networks("10.0.0.1, 10.0.0.300")

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import LiveServer
-from tests.test_dashboard import browser, login, page  # noqa: F401  (shared fixtures)
+from tests.test_dashboard import login, page  # noqa: F401  (shared fixtures)
 from tests.test_kpis import msgs
 from traction.analytics.saved import NotFound
 from traction.context import Context

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from tests.conftest import LiveServer
-from tests.test_dashboard import browser, login, page  # noqa: F401  (shared fixtures)
+from tests.test_dashboard import login, page  # noqa: F401  (shared fixtures)
 from tests.test_kpis import MARCH, msgs
 from traction.analytics.domain.kpis import KPIConfig
 from traction.cli import app

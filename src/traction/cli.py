@@ -81,6 +81,9 @@ def serve(
         log_config=None,
         access_log=False,
         http="httptools",
+        # Client addresses come from `trusted_proxies` (ingest), not from uvicorn's own
+        # X-Forwarded-For handling, which trusts any process on 127.0.0.1 by default.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from traction import __version__
 from traction.analytics.service import QueryTooExpensive
 from traction.context import Context
+from traction.ingest.cors import TrackingCORS
 from traction.settings import Settings
 from traction.worker import ReactorRunner, default_reactors
 
@@ -97,4 +98,5 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(web_router)
     app.include_router(analytics_web_router)
     app.mount("/static", static_mount(), name="static")
+    app.add_middleware(TrackingCORS)
     return app

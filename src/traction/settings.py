@@ -9,13 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from traction.ingest.domain import IPNetwork, parse_networks
 
 
 class Settings(BaseSettings):
@@ -49,6 +51,19 @@ class Settings(BaseSettings):
     run_worker: bool = True
     worker_poll_seconds: float = 0.5
     session_days: int = 14
+    # Proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDR ranges). Empty:
+    # the connection's own address is the client's (what a direct deployment wants).
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> list[IPNetwork]:
+        return parse_networks(self.trusted_proxies)
 
     @classmethod
     def settings_customise_sources(

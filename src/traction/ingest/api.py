@@ -26,9 +26,16 @@ from traction.context import Context
 from traction.ingest.domain import (
     SEGMENT_TYPES,
     EventError,
+    client_address,
     normalize_posthog,
     normalize_segment,
     parse_time,
+)
+from traction.ingest.sdk_config import (
+    posthog_flags,
+    posthog_remote_config,
+    posthog_remote_config_js,
+    segment_settings,
 )
 from traction.ingest.service import IngestResult
 from traction.ingest.writer import WriterOverloaded, WriterStopped
@@ -49,33 +56,11 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
-def _json(
-    status: int, body: dict[str, Any], request: Request, headers: dict[str, str] | None = None
-) -> Response:
-    h = _cors(request)
-    h.update(headers or {})
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    """CORS headers are added to every tracking answer by `cors.TrackingCORS`."""
     return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=h
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
     )
-
-
-def _cors(request: Request) -> dict[str, str]:
-    origin = request.headers.get("origin")
-    if not origin:
-        return {}
-    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-
-
-async def preflight(request: Request) -> Response:
-    h = _cors(request)
-    h.update(
-        {
-            "Access-Control-Allow-Methods": "POST, OPTIONS",
-            "Access-Control-Allow-Headers": "Content-Type, Authorization, Content-Encoding",
-            "Access-Control-Max-Age": "86400",
-        }
-    )
-    return Response(status_code=204, headers=h)
 
 
 async def read_body(request: Request, limit: int, inflate_limit: int) -> bytes:
@@ -106,9 +91,29 @@ async def read_body(request: Request, limit: int, inflate_limit: int) -> bytes:
             raise Problem(413, f"decompressed body is larger than {inflate_limit // 1024} KB")
     elif encoding not in ("", "identity"):
         raise Problem(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
-    if compression in ("lz64", "base64"):
-        raise Problem(415, f"compression {compression!r} is not supported; use gzip-js or none")
+    if compression == "lz64":
+        raise Problem(415, "compression 'lz64' is not supported; use gzip-js, base64 or none")
     return body
+
+
+def posthog_payload(request: Request, body: bytes) -> bytes:
+    """posthog-js's body forms -> JSON bytes: plain or gzip JSON (already inflated by
+    `read_body`), a form field `data` holding JSON or base64 JSON (what `sendBeacon` sends
+    at page exit, with `?compression=base64`), or a bare base64 body."""
+    base64_hint = request.query_params.get("compression") == "base64"
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        form = parse_qs(body.decode("utf-8", "replace"))
+        body = (form.get("data") or [""])[0].encode()
+    stripped = body.lstrip()
+    if not stripped or stripped[:1] in (b"{", b"["):
+        return body
+    try:
+        # A form decoder turns "+" into " "; base64 has no spaces, so put them back.
+        return base64.b64decode(stripped.replace(b" ", b"+"), validate=True)
+    except (binascii.Error, ValueError):
+        if base64_hint:
+            raise Problem(400, "body is not valid base64 (sent with compression=base64)") from None
+        return body
 
 
 def parse_json(body: bytes) -> Any:
@@ -155,14 +160,14 @@ def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
         try:
             response = await handler(request)
         except Problem as p:
-            response = _json(p.status, {"success": False, "error": p.message}, request, p.headers)
+            response = _json(p.status, {"success": False, "error": p.message}, p.headers)
         except AuthError as e:
-            response = _json(401, {"success": False, "error": str(e)}, request)
+            response = _json(401, {"success": False, "error": str(e)})
         except ScopeError as e:
-            response = _json(403, {"success": False, "error": str(e)}, request)
+            response = _json(403, {"success": False, "error": str(e)})
         except (WriterOverloaded, WriterStopped) as e:
             response = _json(
-                503, {"success": False, "error": f"{e}; retry later"}, request, {"Retry-After": "1"}
+                503, {"success": False, "error": f"{e}; retry later"}, {"Retry-After": "1"}
             )
         except Exception:
             ctx.metrics.requests.labels(api, "503").inc()
@@ -170,7 +175,6 @@ def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
             return _json(
                 503,
                 {"success": False, "error": "storage is unavailable; retry"},
-                request,
                 {"Retry-After": "1"},
             )
         ctx.metrics.requests.labels(api, str(response.status_code)).inc()
@@ -179,20 +183,29 @@ def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
     return endpoint
 
 
+def _client_ip(ctx: Context) -> Callable[[Request], str | None]:
+    """The sender's address per request (behind a trusted proxy: from X-Forwarded-For)."""
+    trusted = ctx.settings.trusted_proxy_networks
+
+    def client_ip(request: Request) -> str | None:
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers.get("x-forwarded-for"), trusted)
+
+    return client_ip
+
+
 def segment_routes(ctx: Context) -> list[Route]:
     s = ctx.settings
+    client_ip = _client_ip(ctx)
 
     async def project_settings(request: Request) -> Response:
         """What analytics.js loads from its CDN before it sends anything: pointing its `cdnURL`
         at Traction makes it send here."""
-        key = ctx.workspaces.authenticate_key(request.path_params["write_key"], "write")
+        write_key = request.path_params["write_key"]
+        key = ctx.workspaces.authenticate_key(write_key, "write")
         host = request.headers.get("host", f"{s.host}:{s.port}")
         scheme = request.headers.get("x-forwarded-proto", request.url.scheme)
-        return _json(200, {
-            "integrations": {"Segment.io": {"apiKey": request.path_params["write_key"], "apiHost": f"{host}/v1", "protocol": scheme}},
-            "plan": {"track": {}, "identify": {}, "group": {}},
-            "workspace": key.workspace_id,
-        }, request)  # fmt: skip
+        return _json(200, segment_settings(write_key, key.workspace_id, host, scheme))
 
     async def batch(request: Request) -> Response:
         data = await read_body(request, s.max_batch_bytes, s.max_batch_bytes)
@@ -215,10 +228,15 @@ def segment_routes(ctx: Context) -> list[Route]:
         context = body.get("context")
         if context is not None and not isinstance(context, dict):
             raise Problem(400, "context must be an object")
-        norm = partial(_segment_batch_norm, sent_at=sent_at, context=context)
+        norm = partial(
+            normalize_segment,
+            batch_sent_at=sent_at,
+            batch_context=context,
+            client_ip=client_ip(request),
+        )
         result = await ctx.ingest.ingest(key.workspace_id, messages, norm, len(data))
         status, out = _outcome(result, {"success": True})
-        return _json(status, out, request)
+        return _json(status, out)
 
     def single(kind: str) -> Handler:
         async def handler(request: Request) -> Response:
@@ -228,12 +246,11 @@ def segment_routes(ctx: Context) -> list[Route]:
             key = ctx.workspaces.authenticate_key(
                 basic_user(request) or _str(body.get("writeKey")), "write"
             )
-            result = await ctx.ingest.ingest(
-                key.workspace_id, [body], partial(_segment_single_norm, kind=kind)
-            )
+            norm = partial(normalize_segment, default_type=kind, client_ip=client_ip(request))
+            result = await ctx.ingest.ingest(key.workspace_id, [body], norm)
             if result.rejected:
                 raise Problem(400, result.rejected[0]["error"])
-            return _json(200, {"success": True}, request)
+            return _json(200, {"success": True})
 
         return handler
 
@@ -252,7 +269,6 @@ def segment_routes(ctx: Context) -> list[Route]:
             methods=["GET"],
         )
     )
-    routes.append(Route("/v1/{rest:path}", preflight, methods=["OPTIONS"]))
     return routes
 
 
@@ -260,23 +276,15 @@ def _str(v: Any) -> str | None:
     return v if isinstance(v, str) else None
 
 
-def _segment_batch_norm(
-    raw: Any, received_at: datetime, *, sent_at: datetime | None, context: dict[str, Any] | None
+def _posthog_norm(
+    raw: Any, received_at: datetime, *, sent_at: datetime | None, client_ip: str | None
 ) -> Any:
-    return normalize_segment(raw, received_at, batch_sent_at=sent_at, batch_context=context)
-
-
-def _segment_single_norm(raw: Any, received_at: datetime, *, kind: str) -> Any:
-    return normalize_segment(raw, received_at, default_type=kind)
-
-
-def _posthog_norm(raw: Any, received_at: datetime, *, sent_at: datetime | None) -> Any:
     if isinstance(raw, dict):
         raw = {k: v for k, v in raw.items() if k not in ("api_key", "token")}
         props = raw.get("properties")
         if isinstance(props, dict) and "token" in props:
             raw["properties"] = {k: v for k, v in props.items() if k != "token"}
-    return normalize_posthog(raw, received_at, batch_sent_at=sent_at)
+    return normalize_posthog(raw, received_at, batch_sent_at=sent_at, client_ip=client_ip)
 
 
 def _posthog_key(body: Any) -> str | None:
@@ -294,18 +302,12 @@ def _posthog_key(body: Any) -> str | None:
 
 def posthog_routes(ctx: Context) -> list[Route]:
     s = ctx.settings
+    client_ip = _client_ip(ctx)
 
     async def capture(request: Request) -> Response:
-        raw = await read_body(request, s.max_batch_bytes, s.max_batch_bytes)
-        if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            form = parse_qs(raw.decode("utf-8", "replace"))
-            data = (form.get("data") or [""])[0]
-            if data and data[:1] not in "{[":
-                try:
-                    data = base64.b64decode(data).decode()
-                except (binascii.Error, UnicodeDecodeError):
-                    raise Problem(400, "form field data is neither JSON nor base64 JSON") from None
-            raw = data.encode()
+        raw = posthog_payload(
+            request, await read_body(request, s.max_batch_bytes, s.max_batch_bytes)
+        )
         body = parse_json(raw)
         key = ctx.workspaces.authenticate_key(_posthog_key(body) or basic_user(request), "write")
         sent_at = None
@@ -323,16 +325,46 @@ def posthog_routes(ctx: Context) -> list[Route]:
             events = [body]
         else:
             raise Problem(400, "body must be an event object, a list of events, or {batch: [...]}")
-        result = await ctx.ingest.ingest(
-            key.workspace_id, events, partial(_posthog_norm, sent_at=sent_at), len(raw)
-        )
+        norm = partial(_posthog_norm, sent_at=sent_at, client_ip=client_ip(request))
+        result = await ctx.ingest.ingest(key.workspace_id, events, norm, len(raw))
         status, out = _outcome(result, {"status": 1})
-        return _json(status, out, request)
+        return _json(status, out)
+
+    async def flags(request: Request) -> Response:
+        """`/flags/` (posthog-js >= 1.2xx) and `/decide/` (older): the flags for one person.
+        The flags capability will evaluate them; for now the answer holds none."""
+        raw = posthog_payload(
+            request, await read_body(request, s.max_event_bytes, s.max_event_bytes)
+        )
+        body = parse_json(raw)
+        if not isinstance(body, dict):
+            raise Problem(400, "body must be an object with token and distinct_id")
+        ctx.workspaces.authenticate_key(_posthog_key(body) or basic_user(request), "write")
+        return _json(200, posthog_flags())
+
+    async def remote_config(request: Request) -> Response:
+        token, file = request.path_params["token"], request.path_params["file"]
+        if file not in ("config", "config.js"):
+            raise Problem(404, f"no such file {file[:40]!r}; posthog-js reads config or config.js")
+        ctx.workspaces.authenticate_key(token, "write")
+        if file == "config.js":
+            return Response(posthog_remote_config_js(token), media_type="application/javascript")
+        return _json(200, posthog_remote_config(token))
 
     endpoint = _guard(ctx, "posthog", capture)
+    flags_endpoint = _guard(ctx, "posthog", flags)
     routes = []
     for path in ("/batch", "/capture", "/e", "/i/v0/e", "/track"):
         routes.append(Route(path, endpoint, methods=["POST"]))
         routes.append(Route(path + "/", endpoint, methods=["POST"]))
-        routes.append(Route(path + "/", preflight, methods=["OPTIONS"]))
+    for path in ("/flags", "/decide"):
+        routes.append(Route(path, flags_endpoint, methods=["POST"]))
+        routes.append(Route(path + "/", flags_endpoint, methods=["POST"]))
+    routes.append(
+        Route(
+            "/array/{token}/{file:str}",
+            _guard(ctx, "posthog", remote_config),
+            methods=["GET"],
+        )
+    )
     return routes

@@ -6,7 +6,9 @@ tested exhaustively without a server.
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -156,6 +158,53 @@ def _clean_ids(user_id: str | None, anonymous_id: str | None) -> tuple[str | Non
     return user_id, anonymous_id
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(spec: str) -> list[IPNetwork]:
+    """ "10.0.0.0/8, 127.0.0.1" -> networks; ValueError naming the bad entry."""
+    nets: list[IPNetwork] = []
+    for part in spec.split(","):
+        if part.strip():
+            try:
+                nets.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not an IP address or CIDR range") from None
+    return nets
+
+
+def _in(address: str, networks: Sequence[IPNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[IPNetwork]
+) -> str | None:
+    """The address of the device that sent the request. `X-Forwarded-For` is believed only
+    when the connection comes from a trusted proxy, and then only up to the first hop that
+    is not one (walking from the right: everything left of it could be forged by the
+    client)."""
+    if peer is None or not trusted_proxies or not _in(peer, trusted_proxies):
+        return peer
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, trusted_proxies):
+            return hop if _valid_ip(hop) else peer
+    return hops[0] if hops and _valid_ip(hops[0]) else peer
+
+
+def _valid_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def new_event_id() -> str:
     return str(uuid.uuid4())
 
@@ -194,8 +243,11 @@ def normalize_segment(
     default_type: str | None = None,
     batch_sent_at: datetime | None = None,
     batch_context: dict[str, Any] | None = None,
+    client_ip: str | None = None,
 ) -> CanonicalEvent:
-    """One Segment message -> CanonicalEvent, or EventError naming the first problem."""
+    """One Segment message -> CanonicalEvent, or EventError naming the first problem.
+    `client_ip`: the sender's address, stored as `context.ip` when the message has none
+    (browsers cannot know their own address; Segment fills it the same way)."""
     if not isinstance(raw, dict):
         raise EventError(f"each message must be a JSON object, got {type(raw).__name__}")
     if not SEGMENT_KEYS.issuperset(raw):  # (no set built in the common case)
@@ -214,6 +266,8 @@ def normalize_segment(
     context = _opt_obj(raw, "context") or {}
     if batch_context:
         context = {**batch_context, **context}
+    if client_ip and "ip" not in context:
+        context = {**context, "ip": client_ip}
     timestamp = parse_time(raw.get("timestamp"), "timestamp")
     sent_at = parse_time(raw.get("sentAt"), "sentAt") or batch_sent_at
     original = parse_time(raw.get("originalTimestamp"), "originalTimestamp")
@@ -270,8 +324,39 @@ def normalize_segment(
 _POSTHOG_TYPES = {"$pageview": "page", "$screen": "screen", "$identify": "identify"}
 
 
+def _posthog_context(properties: dict[str, Any], client_ip: str | None) -> dict[str, Any]:
+    """PostHog keeps device facts among the properties; Segment keeps them in `context`.
+    Map them, so one query reads both SDKs' events the same way."""
+    context: dict[str, Any] = {}
+    ip = properties.get("$ip") or client_ip
+    if ip:
+        context["ip"] = ip
+    user_agent = properties.get("$user_agent") or properties.get("$raw_user_agent")
+    if user_agent:
+        context["userAgent"] = user_agent
+    if "$lib" in properties:
+        context["library"] = {"name": properties["$lib"], "version": properties.get("$lib_version")}
+    for src, dst in (("utm_source", "source"), ("utm_medium", "medium"), ("utm_campaign", "name")):
+        if src in properties:
+            context.setdefault("campaign", {})[dst] = properties[src]
+    if "$current_url" in properties:
+        referrer = properties.get("$referrer")
+        context["page"] = {
+            "url": properties["$current_url"],
+            "path": properties.get("$pathname"),
+            "title": properties.get("title"),
+            # posthog-js writes "$direct" when there is no referrer.
+            "referrer": None if referrer == "$direct" else referrer,
+        }
+    return context
+
+
 def normalize_posthog(
-    raw: Any, received_at: datetime, *, batch_sent_at: datetime | None = None
+    raw: Any,
+    received_at: datetime,
+    *,
+    batch_sent_at: datetime | None = None,
+    client_ip: str | None = None,
 ) -> CanonicalEvent:
     """One PostHog capture event -> CanonicalEvent (the same row a Segment call makes)."""
     if not isinstance(raw, dict):
@@ -306,19 +391,7 @@ def normalize_posthog(
     traits_once = _opt_obj(raw, "$set_once") or _opt_obj(properties, "$set_once")
     properties.pop("$set", None)
     properties.pop("$set_once", None)
-    context: dict[str, Any] = {}
-    for src, dst in (("$ip", "ip"), ("$user_agent", "userAgent"), ("$lib", "library")):
-        if src in properties:
-            context[dst] = properties[src]
-    for src, dst in (("utm_source", "source"), ("utm_medium", "medium"), ("utm_campaign", "name")):
-        if src in properties:
-            context.setdefault("campaign", {})[dst] = properties[src]
-    if "$current_url" in properties:
-        context["page"] = {
-            "url": properties["$current_url"],
-            "referrer": properties.get("$referrer"),
-        }
-
+    context = _posthog_context(properties, client_ip)
     event = _timed_event(
         event_id, kind, timestamp, sent_at, received_at, user_id, anonymous_id, properties, context
     )
