@@ -634,3 +634,12 @@ def test_unordered_matches_reference_on_simulated_product(simulated) -> None:  #
             reached[k] += 1
     got = [s.entered for s in AnalyticsService(ctx.events, ctx.workspaces).funnel(ws, spec).steps]
     assert got == reached and reached[2] > 0
+
+
+def test_times_are_to_the_millisecond_without_float_noise() -> None:
+    from traction.analytics.domain.results import ActivationResult, funnel_result
+
+    row = {"entered_0": 2, "entered_1": 1, "median_s_1": 55807.12043750286, "mean_s_1": 0.1 + 0.2}
+    step = funnel_result(["a", "b"], row).steps[1]
+    assert (step.median_seconds_from_previous, step.mean_seconds_from_previous) == (55807.12, 0.3)
+    assert ActivationResult([], [1.0, 2.0000000001]).ttfv(0.5) == 1.5

@@ -65,3 +65,51 @@ def test_last_seen_is_a_max_so_redelivery_is_harmless(ctx: Context) -> None:
         r.handle(list(reversed(batch)))
     person = ctx.persons.by_distinct_id(ws, "u")
     assert person is not None and person.last_seen_at == datetime(2026, 2, 1)
+
+
+def _visit(anon: str, user: str, day: int, kind: str = "track") -> dict[str, Any]:
+    ts = f"2026-01-{day:02d}T12:00:00Z"
+    if kind == "identify":
+        return {"type": "identify", "userId": user, "anonymousId": anon, "timestamp": ts}
+    if kind == "anon":
+        return {"type": "page", "anonymousId": anon, "timestamp": ts}
+    return {"type": "track", "userId": user, "event": "x", "timestamp": ts}
+
+
+def test_first_and_last_seen_hold_whatever_the_delivery_order(ctx: Context) -> None:
+    """Each person: anonymous visits, an identify, identified events, on known days. Whatever
+    the order and grouping of delivery, and reactors interleaved with merges, first_seen_at is
+    the earliest event of the person after merges, last_seen_at the latest."""
+    import random
+
+    people = {
+        # user: (anonymous days, identify day, identified days)
+        "ann": ([3, 9], 10, [11, 20]),
+        "bob": ([], 5, [2, 6]),  # an event from before the identify arrives late
+        "cyd": ([1], 14, []),
+    }
+    for seed in range(4):
+        rnd = random.Random(seed)
+        ws = ctx.workspaces.create_workspace(f"shuffle {seed}").id
+        messages = []
+        for user, (anon_days, identify_day, days) in people.items():
+            anon = f"anon-{user}"
+            messages += [_visit(anon, user, d, "anon") for d in anon_days]
+            messages.append(_visit(anon, user, identify_day, "identify"))
+            messages += [_visit(anon, user, d) for d in days]
+        rnd.shuffle(messages)
+        runner = ReactorRunner(ctx.state, ctx.events, default_reactors(ctx.state), ctx.metrics)
+        i = 0
+        while i < len(messages):
+            n = rnd.randint(1, 3)
+            ctx.ingest.ingest_sync(ws, messages[i : i + n], normalize_segment)
+            if rnd.random() < 0.5:
+                runner.run_once()
+            i += n
+        runner.run_once()
+        for user, (anon_days, identify_day, days) in people.items():
+            all_days = [*anon_days, identify_day, *days]
+            person = ctx.persons.by_distinct_id(ws, user)
+            assert person is not None
+            assert person.first_seen_at == datetime(2026, 1, min(all_days), 12), (seed, user)
+            assert person.last_seen_at == datetime(2026, 1, max(all_days), 12), (seed, user)

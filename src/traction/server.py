@@ -16,6 +16,7 @@ from traction.analytics.service import QueryTooExpensive
 from traction.context import Context
 from traction.ingest.cors import TrackingCORS
 from traction.settings import Settings
+from traction.validation import join, problems
 from traction.worker import ReactorRunner, default_reactors
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc'] if p != 'body')}: {err['msg']}"
-            for err in exc.errors()
-        ]
-        return JSONResponse({"error": "; ".join(problems), "detail": exc.errors()}, status_code=422)
+        detail = problems(exc.errors(), skip=("body",))
+        return JSONResponse({"error": join(detail), "detail": detail}, status_code=422)
 
     @app.exception_handler(QueryTooExpensive)
     async def _too_expensive(request: Request, exc: QueryTooExpensive) -> JSONResponse:

@@ -34,9 +34,9 @@ class Reactor(Protocol):
 
 
 def default_reactors(state: StateStore) -> list[Reactor]:
-    from traction.identity.reactors import LastSeenReactor
+    from traction.identity.reactors import SeenReactor
 
-    return [LastSeenReactor(state)]
+    return [SeenReactor(state)]
 
 
 class ReactorRunner:

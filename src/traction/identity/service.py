@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Update, case, insert, select, update
+from sqlalchemy.orm import Session, aliased
 
 from traction.identity.domain import (
     Link,
@@ -340,6 +340,7 @@ class IdentityResolver:
                 ],
             )
         for m in st.merges:
+            session.execute(_absorb_seen_times(m.old_person_id, m.person_id))
             session.execute(
                 update(Identity)
                 .where(Identity.workspace_id == st.ws, Identity.person_id == m.old_person_id)
@@ -418,6 +419,29 @@ class IdentityResolver:
                     )
                 )
         session.flush()
+
+
+def _absorb_seen_times(absorbed: str, survivor: str) -> Update:
+    """The survivor of a merge was first seen when either person was first seen, and last
+    seen when either was last seen. Computed in SQL from both rows as they are now."""
+    old = aliased(Person)
+    old_first = select(old.first_seen_at).where(old.id == absorbed).scalar_subquery()
+    old_last = select(old.last_seen_at).where(old.id == absorbed).scalar_subquery()
+    return (
+        update(Person)
+        .where(Person.id == survivor)
+        .values(
+            first_seen_at=case(
+                (Person.first_seen_at.is_(None) | (old_first < Person.first_seen_at), old_first),
+                else_=Person.first_seen_at,
+            ),
+            last_seen_at=case(
+                (Person.last_seen_at.is_(None) | (old_last > Person.last_seen_at), old_last),
+                else_=Person.last_seen_at,
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def backfill_traits(session: Session, workspace_ids: Iterable[str] | None = None) -> list[Traits]:

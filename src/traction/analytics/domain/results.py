@@ -57,8 +57,8 @@ def funnel_result(events: list[str], row: dict[str, Any]) -> FunnelResult:
                 conversion_from_start=_ratio(entered[k], entered[0]) if k else None,
                 dropped=dropped,
                 drop_off_rate=_ratio(dropped, entered[k]),
-                median_seconds_from_previous=_num(row.get(f"median_s_{k}")),
-                mean_seconds_from_previous=_num(row.get(f"mean_s_{k}")),
+                median_seconds_from_previous=_seconds(row.get(f"median_s_{k}")),
+                mean_seconds_from_previous=_seconds(row.get(f"mean_s_{k}")),
             )
         )
     return FunnelResult(steps)
@@ -66,6 +66,12 @@ def funnel_result(events: list[str], row: dict[str, Any]) -> FunnelResult:
 
 def _num(v: Any) -> float | None:
     return None if v is None else float(v)
+
+
+def _seconds(v: Any) -> float | None:
+    """A duration to the millisecond: SQL medians of microsecond epochs carry float noise
+    (55807.12043750286) that no reader wants."""
+    return None if v is None else round(float(v), 3)
 
 
 @dataclass(frozen=True)
@@ -235,7 +241,7 @@ class ActivationResult:
         pos = q * (len(xs) - 1)
         lo = int(pos)
         hi = min(lo + 1, len(xs) - 1)
-        return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+        return _seconds(xs[lo] + (xs[hi] - xs[lo]) * (pos - lo))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -315,7 +321,7 @@ def sessions_result(row: dict[str, Any], first_n: int) -> SessionsResult:
     ]
     return SessionsResult(
         sessions=int(row["sessions"] or 0),
-        avg_duration_seconds=_num(row["avg_duration"]),
+        avg_duration_seconds=_seconds(row["avg_duration"]),
         avg_events=_num(row["avg_events"]),
         first_sessions=per_k,
         depth_events=_num(row["depth_events"]),
