@@ -163,7 +163,17 @@ def test_activation_over_http(server) -> None:  # type: ignore[no-untyped-def]
             headers={"Authorization": f"Bearer {ws.secret_key}"},
         )
         assert r.status_code == 200, r.text
-        assert r.json()["rate"] == 1.0 and r.json()["ttfv_seconds"]["median"] == 3600.0
+        # the 7-day window is open at the latest event: no rate yet, the cohort says so
+        assert r.json()["rate"] is None and r.json()["ttfv_seconds"]["median"] == 3600.0
+        assert r.json()["cohorts"][0]["complete"] is False
+        later = {"type": "track", "userId": "v", "event": "x", "timestamp": "2026-03-20T00:00:00Z"}
+        server.ctx.ingest.ingest_sync(ws.id, [later], normalize_segment)
+        r = c.post(
+            "/api/v1/insights/activation",
+            json=body,
+            headers={"Authorization": f"Bearer {ws.secret_key}"},
+        )
+        assert r.json()["rate"] == 1.0 and r.json()["cohorts"][0]["complete"] is True
 
 
 def test_recent_cohorts_say_their_window_is_open(sqlite_ctx: Context) -> None:

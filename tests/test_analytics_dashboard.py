@@ -27,7 +27,7 @@ def test_scorecard_shows_every_kpi_with_sparklines(page, server: LiveServer, sit
     page.goto(f"{server.url}/w/{site.id}/scorecard?date_from=2026-03-01&date_to=2026-03-31")
     table = page.get_by_test_id("scorecard")
     assert table.locator("tr[data-kpi=visitor_to_signup] .value").inner_text() == "75.0%"
-    assert table.locator("tr[data-kpi=activation_rate] .value").inner_text() == "33.3%"
+    assert table.locator("tr[data-kpi=activation_rate] .value").inner_text() == "100.0%"
     assert table.locator("tr[data-kpi=time_to_first_value] .value").inner_text() == "24.0 h"
     page.wait_for_function("document.querySelectorAll('svg.spark').length == 11")
     assert "Share of people who" in table.inner_text()
@@ -70,3 +70,30 @@ def test_sparkline_svg() -> None:
     svg = sparkline_svg([1.0, None, 3.0, 2.0])
     assert 'data-points="3"' in svg and "<polyline" in svg
     assert "no data" in sparkline_svg([None, None])
+
+
+def test_periods_in_progress_are_drawn_as_such(page, server: LiveServer, site, tmp_path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The month fixture ends on Tuesday Mar 10: that week is hatched in the retention matrix
+    (and out of the All row), and the trend's last day is dashed with a legend."""
+    login(page, server)
+    page.wait_for_url("**/events")
+    page.goto(f"{server.url}/w/{site.id}/insights?kind=retention")
+    spec = '{"range": {"date_from": "2026-03-01", "date_to": "2026-03-10"}, "interval": "week", "periods": 2}'
+    page.get_by_test_id("spec-editor").fill(spec)
+    page.get_by_role("button", name="Run").click()
+    matrix = page.get_by_test_id("retention-matrix")
+    matrix.wait_for()
+    open_cells = matrix.locator("td.open")
+    assert open_cells.count() >= 1 and "in progress" in (
+        open_cells.first.get_attribute("title") or ""
+    )
+    assert "hatched" in page.locator(".legend").inner_text()
+    page.screenshot(path=str(tmp_path / "retention.png"), full_page=True)
+    page.goto(f"{server.url}/w/{site.id}/insights?kind=trend")
+    trend = '{"series": [{"event": {"event": "$any"}}], "range": {"date_from": "2026-03-01", "date_to": "2026-03-12"}}'
+    page.get_by_test_id("spec-editor").fill(trend)
+    page.get_by_role("button", name="Run").click()
+    page.get_by_test_id("open-legend").wait_for()
+    page.wait_for_function(
+        "document.querySelectorAll('#chart path.js-line[style*=\"dasharray\"]').length >= 1"
+    )

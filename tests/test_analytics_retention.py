@@ -73,7 +73,9 @@ def test_any_event_and_rates(fx: Fixture) -> None:
     (c,) = r.cohorts
     assert (c.size, c.retained) == (3, [3, 1, 1, 1])
     assert c.rates == [1.0, 1 / 3, 1 / 3, 1 / 3]
-    assert r.overall == [1.0, 1 / 3, 1 / 3, 1 / 3]
+    # the data ends during period 3: shown, marked open, left out of the overall curve
+    assert c.complete == [True, True, True, False]
+    assert r.overall == [1.0, 1 / 3, 1 / 3, None]
 
 
 def test_weekly_cohorts_in_the_workspace_time_zone(sqlite_ctx: Context) -> None:
@@ -183,9 +185,11 @@ def test_retention_over_http(server) -> None:  # type: ignore[no-untyped-def]
         )
         assert r.status_code == 200, r.text
         assert r.json()["cohorts"] == [
-            {"start": "2026-03-02", "size": 1, "retained": [1, 1, None], "rates": [1.0, 1.0, None]}
-        ]
-        assert r.json()["summary"] == {"d1": 1.0}  # D7/D30 lie beyond the 2 periods asked for
+            {"start": "2026-03-02", "size": 1, "retained": [1, 1, None], "rates": [1.0, 1.0, None], "complete": [True, False, False]}
+        ]  # fmt: skip
+        # day 1 (Mar 3) is where the data ends: not complete, so not in the summary's average;
+        # D7/D30 lie beyond the 2 periods asked for
+        assert r.json()["summary"] == {"d1": None}
         bad = c.post(
             "/api/v1/insights/retention",
             json={**spec().model_dump(mode="json"), "periods": 500},
@@ -228,3 +232,72 @@ def test_cohorts_by_activation_date(sqlite_ctx: Context) -> None:
         spec(cohort_by="activation")
     with pytest.raises(ValidationError, match="goes with cohort_by"):
         spec(activation_criteria={"all": [{"event": {"event": "x"}}]})
+
+
+def test_open_week_is_flagged_and_left_out_of_the_all_row(sqlite_ctx: Context) -> None:
+    """Random sign-ups and returns over five weeks; the last event falls on a Wednesday. The
+    week holding it is open: flagged, and left out of the "All" row. Every closed cell, and the
+    All row, equal an independent pandas computation."""
+    import random
+
+    import pandas as pd
+
+    rnd = random.Random(7)
+    monday = datetime(2026, 6, 1)  # a Monday
+    last = monday + timedelta(weeks=4, days=2, hours=15)  # Wednesday of week 4
+    msgs, rows = [], []
+    for i in range(60):
+        user = f"u{i}"
+        signup = monday + timedelta(days=rnd.randrange(0, 30), hours=rnd.randrange(0, 24))
+        events = [("signed_up", signup)] + [
+            ("used", signup + timedelta(days=rnd.randrange(1, 30), hours=rnd.randrange(0, 24)))
+            for _ in range(rnd.randrange(0, 6))
+        ]
+        for name, ts in events:
+            if ts <= last:
+                msgs.append(
+                    {
+                        "type": "track",
+                        "userId": user,
+                        "event": name,
+                        "timestamp": ts.isoformat() + "Z",
+                    }
+                )
+                rows.append({"user": user, "name": name, "ts": ts})
+    msgs.append(
+        {"type": "track", "userId": "closer", "event": "noise", "timestamp": last.isoformat() + "Z"}
+    )
+    ws = sqlite_ctx.workspaces.create_workspace("Open week").id
+    assert not sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment).rejected
+    s = spec(interval="week", periods=5, range={"date_from": "2026-06-01", "date_to": "2026-07-05"})
+    got = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces).retention(ws, s)
+
+    # pandas, from the rows we sent
+    df = pd.DataFrame(rows)
+    df["week"] = (df["ts"] - pd.to_timedelta(df["ts"].dt.day_of_week, unit="D")).dt.normalize()
+    first = df[df.name == "signed_up"].groupby("user")["week"].min().rename("cohort")
+    ret = df[df.name == "used"].join(first, on="user")
+    ret = ret[ret["ts"] > ret["user"].map(df[df.name == "signed_up"].groupby("user")["ts"].min())]
+    ret["k"] = (ret["week"] - ret["cohort"]).dt.days // 7
+    open_week = pd.Timestamp(monday + timedelta(weeks=4))
+    sizes = first.value_counts()
+    all_num: dict[int, int] = collections.Counter()
+    all_den: dict[int, int] = collections.Counter()
+    for c in got.cohorts:
+        cohort = pd.Timestamp(c.start)
+        n_open = (open_week - cohort).days // 7  # the first open period of this cohort
+        assert c.size == sizes[cohort]
+        assert c.complete == [k < n_open for k in range(6)], c.start
+        for k in range(1, 6):
+            if k < n_open:
+                want = ret[(ret.cohort == cohort) & (ret.k == k)]["user"].nunique()
+                assert c.retained[k] == want, (c.start, k)
+                all_num[k] += want
+                all_den[k] += c.size
+            elif k == n_open:
+                assert c.retained[k] is not None  # shown (a partial count), but flagged
+            else:
+                assert c.retained[k] is None
+    assert got.overall[1:] == [all_num[k] / all_den[k] if all_den[k] else None for k in range(1, 6)]
+    assert got.overall[4] is None  # only the first cohort reaches week 4, and it is open there
+    assert got.as_dict()["cohorts"][-1]["complete"] == [False] * 6  # the open week's own cohort

@@ -31,7 +31,7 @@ from traction.analytics.domain.kpis import (
     format_value,
     previous_range,
 )
-from traction.analytics.domain.periods import buckets, last_observable_period
+from traction.analytics.domain.periods import buckets, is_complete, last_observable_period
 from traction.analytics.domain.results import (
     ActivationResult,
     ActivationRetentionResult,
@@ -238,7 +238,9 @@ class AnalyticsService:
                     if prev is not None and len(prev) < len(points):
                         prev = prev + [0.0] * (len(points) - len(prev))
                     lines.append(TrendLine(label, i, bd, points, prev))
-            return TrendResult(spec.interval, lines)
+            horizon = self._latest_event(workspace_id, tz)
+            complete = [is_complete(b, spec.interval, horizon) for b in starts]
+            return TrendResult(spec.interval, lines, complete)
 
         return self._cached(workspace_id, "trend:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
 

@@ -26,9 +26,29 @@ def periods_between(a: date, b: date, interval: str) -> int:
 
 
 def last_observable_period(cohort: date, data_end: datetime | date, interval: str) -> int:
-    """The last period whose interval has begun by the latest event."""
+    """The last period whose interval has begun by the latest event. It is still in progress
+    (open): only the periods before it are complete."""
     end = data_end.date() if isinstance(data_end, datetime) else data_end
     return max(0, periods_between(cohort, end, interval))
+
+
+def bucket_end(start: datetime, interval: str) -> datetime:
+    """Where the bucket that begins at `start` ends (the next one's start)."""
+    if interval == "hour":
+        return start + timedelta(hours=1)
+    if interval == "day":
+        return start + timedelta(days=1)
+    if interval == "week":
+        return start + timedelta(days=7)
+    return datetime.combine(
+        (start.date().replace(day=28) + timedelta(days=4)).replace(day=1), start.time()
+    )
+
+
+def is_complete(start: datetime, interval: str, horizon: datetime | None) -> bool:
+    """A bucket is complete once the data reaches past its end. `horizon`: the latest event
+    (local time); with no data nothing is complete."""
+    return horizon is not None and bucket_end(start, interval) <= horizon
 
 
 def buckets(first: datetime, last: datetime, interval: str) -> list[datetime]:

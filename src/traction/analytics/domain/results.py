@@ -79,12 +79,19 @@ class Cohort:
     start: date
     size: int
     retained: list[int | None]  # index k: actors retained in period k; None = not observable yet
+    # The first period still in progress when the data ends: its count may still rise, so it
+    # is shown but not averaged. 0 means the cohort itself is still filling.
+    open_from: int = 10**9
 
     @property
     def rates(self) -> list[float | None]:
         return [
             None if r is None else (r / self.size if self.size else None) for r in self.retained
         ]
+
+    @property
+    def complete(self) -> list[bool]:
+        return [r is not None and k < self.open_from for k, r in enumerate(self.retained)]
 
 
 @dataclass(frozen=True)
@@ -94,11 +101,12 @@ class RetentionResult:
 
     @property
     def overall(self) -> list[float | None]:
-        """Per period: retained / size over the cohorts where that period is observable."""
+        """Per period: retained / size over the cohorts where that period is complete. A period
+        still in progress would pull the average down with counts that are not final."""
         width = max((len(c.retained) for c in self.cohorts), default=0)
         out: list[float | None] = []
         for k in range(width):
-            seen = [c for c in self.cohorts if k < len(c.retained) and c.retained[k] is not None]
+            seen = [c for c in self.cohorts if k < len(c.retained) and c.complete[k]]
             size = sum(c.size for c in seen)
             out.append(sum(c.retained[k] or 0 for c in seen) / size if size else None)
         return out
@@ -121,6 +129,7 @@ class RetentionResult:
                     "size": c.size,
                     "retained": c.retained,
                     "rates": c.rates,
+                    "complete": c.complete,
                 }
                 for c in self.cohorts
             ],
@@ -136,7 +145,8 @@ def retention_result(
     last_period: dict[date, int],
 ) -> RetentionResult:
     """`rows`: (cohort start, cohort size, period k or None, actors whose *furthest* (unbounded)
-    or exact (bounded) return period is k). `last_period[c]`: the last observable period."""
+    or exact (bounded) return period is k). `last_period[c]`: the last observable period, the
+    one in progress when the data ends (earlier ones are complete)."""
     sizes: dict[date, int] = {}
     counts: dict[date, dict[int, int]] = {}
     for start, size, k, n in rows:
@@ -156,7 +166,7 @@ def retention_result(
                 retained.append(by_k.get(k, 0))
             else:  # rolling: came back in period k or any later one
                 retained.append(sum(n for kk, n in by_k.items() if kk >= k))
-        cohorts.append(Cohort(c, sizes[c], retained))
+        cohorts.append(Cohort(c, sizes[c], retained, open_from=seen))
     return RetentionResult(interval, cohorts)
 
 
@@ -187,9 +197,15 @@ class TrendLine:
 class TrendResult:
     interval: str
     lines: list[TrendLine]
+    # per bucket (the same x for every line): False while the data has not reached its end
+    complete: list[bool] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"interval": self.interval, "lines": [line.as_dict() for line in self.lines]}
+        return {
+            "interval": self.interval,
+            "lines": [line.as_dict() for line in self.lines],
+            "complete": self.complete,
+        }
 
 
 def fill_series(
@@ -210,6 +226,8 @@ class ActivationCohort:
     size: int
     activated: int
     window_open: bool = False  # someone's window has not closed by the latest event: may still rise
+    closed_size: int | None = None  # actors whose window has closed (None: all of them)
+    closed_activated: int | None = None
 
     @property
     def rate(self) -> float | None:
@@ -231,7 +249,13 @@ class ActivationResult:
 
     @property
     def rate(self) -> float | None:
-        return self.activated / self.size if self.size else None
+        """Over the actors whose window has closed: one still open may yet activate, and
+        counting them as not activated would pull the rate down."""
+        size = sum(c.size if c.closed_size is None else c.closed_size for c in self.cohorts)
+        done = sum(
+            c.activated if c.closed_activated is None else c.closed_activated for c in self.cohorts
+        )
+        return done / size if size else None
 
     def ttfv(self, q: float) -> float | None:
         """Quantile of time to first value, linear interpolation (as numpy's default)."""
@@ -260,6 +284,7 @@ class ActivationResult:
                     "activated": c.activated,
                     "rate": c.rate,
                     "window_open": c.window_open,
+                    "complete": not c.window_open,
                 }
                 for c in self.cohorts
             ],
@@ -269,22 +294,26 @@ class ActivationResult:
 def activation_result(
     rows: list[tuple[Any, Any, datetime, datetime | None]], open_after: datetime | None = None
 ) -> ActivationResult:
-    """`rows`: (actor, cohort start, first start time, activation time or None). A cohort whose
-    members started after `open_after` (latest event minus the window) is still open."""
+    """`rows`: (actor, cohort start, first start time, activation time or None). An actor who
+    started after `open_after` (latest event minus the window) is still in their window: their
+    cohort is marked open, and the overall rate leaves them out."""
     sizes: dict[date, int] = {}
     done: dict[date, int] = {}
-    latest: dict[date, datetime] = {}
+    closed: dict[date, list[int]] = {}  # cohort -> [closed actors, closed and activated]
     ttfv: list[float] = []
     for _, cohort, first, at in rows:
         c = cohort.date() if hasattr(cohort, "date") else cohort
         sizes[c] = sizes.get(c, 0) + 1
-        latest[c] = max(latest.get(c, first), first)
+        tally = closed.setdefault(c, [0, 0])
+        is_closed = open_after is None or first <= open_after
+        tally[0] += is_closed
         if at is not None:
             done[c] = done.get(c, 0) + 1
+            tally[1] += is_closed
             ttfv.append((at - first).total_seconds())
     cohorts = [
         ActivationCohort(
-            c, sizes[c], done.get(c, 0), open_after is not None and latest[c] > open_after
+            c, sizes[c], done.get(c, 0), closed[c][0] < sizes[c], closed[c][0], closed[c][1]
         )
         for c in sorted(sizes)
     ]
