@@ -24,10 +24,15 @@ def test_kpi_config_is_stored_per_workspace_and_drives_the_kpis(ctx: Context) ->
     b = ctx.workspaces.create_workspace("B").id
     ctx.ingest.ingest_sync(a, msgs(), normalize_segment)
     assert ctx.saved.kpi_config(a) == KPIConfig()
+    # 7-day windows: only u1's has closed by the latest event (Mar 10), and u1 activated
+    assert ctx.analytics.kpi(a, "activation_rate", MARCH) == pytest.approx(1.0)
+    ctx.saved.set_kpi_config(a, {"activation_window_days": 1})  # every window has closed
     assert ctx.analytics.kpi(a, "activation_rate", MARCH) == pytest.approx(1 / 3)
-    stored = ctx.saved.set_kpi_config(a, {"activation_events": ["project_created"]})
+    stored = ctx.saved.set_kpi_config(
+        a, {"activation_window_days": 1, "activation_events": ["project_created"]}
+    )
     assert stored.signup_event == "signed_up"  # fields left out keep their defaults
-    # u1 and u3 created a project within 7 days of signing up
+    # u1 and u3 created a project within a day of signing up
     assert ctx.analytics.kpi(a, "activation_rate", MARCH) == pytest.approx(2 / 3)
     assert ctx.saved.kpi_config(b) == KPIConfig()
     with pytest.raises(ValidationError, match="activation_window_days"):

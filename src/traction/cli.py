@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from traction.settings import Settings, load_settings
+from traction.catalog.cli import app as catalog_app
+from traction.cli_common import DataDir, console, err, fail, pick_workspace, settings_for
+from traction.settings import Settings
 from traction.validation import describe
 
 if TYPE_CHECKING:
@@ -25,23 +26,9 @@ workspace_app = typer.Typer(help="Workspaces and their keys.", no_args_is_help=T
 user_app = typer.Typer(help="Dashboard users.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(user_app, name="user")
-console = Console()
-err = Console(stderr=True)
-
-DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory (default ./traction-data).")
-]
-
-
-def _settings(data_dir: Path | None, **kw: object) -> Settings:
-    if data_dir is not None:
-        kw["data_dir"] = data_dir
-    return load_settings(**kw)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]Error:[/] {message}")
-    return typer.Exit(1)
+app.add_typer(catalog_app, name="catalog")
+_settings = settings_for
+_fail = fail
 
 
 def _open(settings: Settings, start_writer: bool = False) -> Context:
@@ -366,15 +353,7 @@ def _http_sink(url: str, write_key: str) -> Sink:
 
 
 def _pick_workspace(ctx: Context, ref: str | None) -> str:
-    spaces = ctx.workspaces.list_workspaces()
-    if ref:
-        for w in spaces:
-            if ref in (w.id, w.name):
-                return str(w.id)
-        raise _fail(f"no workspace {ref!r}; see `traction workspace list`")
-    if len(spaces) == 1:
-        return str(spaces[0].id)
-    raise _fail(f"name the workspace with --workspace (there are {len(spaces)})")
+    return pick_workspace(ctx.workspaces.list_workspaces(), ref)
 
 
 @app.command()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from traction.analytics.domain.specs import SPEC_KINDS
 from traction.analytics.saved import SavedInsights
 from traction.analytics.service import AnalyticsService
+from traction.catalog.service import CatalogService
 from traction.identity.queries import AccountQueries, PersonQueries
 from traction.identity.service import backfill_traits
 from traction.ingest.service import IngestService
@@ -31,6 +32,7 @@ class Context:
     ingest: IngestService
     analytics: AnalyticsService
     saved: SavedInsights
+    catalog: CatalogService
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
@@ -67,6 +69,7 @@ class Context:
                 kpi_config=saved.kpi_config,
             ),
             saved=saved,
+            catalog=CatalogService(state),
         )
 
     def close(self) -> None:

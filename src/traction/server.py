@@ -79,6 +79,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.analytics.api import router as analytics_router
     from traction.analytics.api import saved_router
     from traction.analytics.web import router as analytics_web_router
+    from traction.catalog.api import router as catalog_router
+    from traction.catalog.web import router as catalog_web_router
     from traction.identity.api import router as identity_router
     from traction.ingest.api import posthog_routes, segment_routes
     from traction.ops.api import router as ops_router
@@ -91,10 +93,12 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(ops_router)
     app.include_router(workspace_router)
     app.include_router(identity_router)
+    app.include_router(catalog_router)
     app.include_router(analytics_router)
     app.include_router(saved_router)
     app.include_router(web_router)
     app.include_router(analytics_web_router)
+    app.include_router(catalog_web_router)
     app.mount("/static", static_mount(), name="static")
     app.add_middleware(TrackingCORS)
     return app

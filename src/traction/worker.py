@@ -34,9 +34,11 @@ class Reactor(Protocol):
 
 
 def default_reactors(state: StateStore) -> list[Reactor]:
+    from traction.catalog.reactors import CatalogReactor
+    from traction.catalog.service import CatalogService
     from traction.identity.reactors import SeenReactor
 
-    return [SeenReactor(state)]
+    return [SeenReactor(state), CatalogReactor(CatalogService(state))]
 
 
 class ReactorRunner:

@@ -19,6 +19,7 @@ from traction.analytics.domain.specs import (
     RetentionSpec,
     SessionsSpec,
     TrendSpec,
+    event_names,
 )
 from traction.validation import describe
 from traction.workspaces.api import admin_key
@@ -41,8 +42,10 @@ INSIGHTS: dict[str, tuple[type[BaseModel], str]] = {
 
 def _route(model: type[BaseModel], method: str) -> Callable[..., dict[str, Any]]:
     def run(spec: BaseModel, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
-        result = getattr(request.app.state.ctx.analytics, method)(key.workspace_id, spec)
-        return result.as_dict()  # type: ignore[no-any-return]
+        ctx = request.app.state.ctx
+        out: dict[str, Any] = getattr(ctx.analytics, method)(key.workspace_id, spec).as_dict()
+        out["warnings"] = ctx.catalog.warnings(key.workspace_id, event_names(spec))
+        return out
 
     # FastAPI reads the body model from the annotation: give it the real class, not a string
     run.__annotations__ = {

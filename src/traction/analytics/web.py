@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from traction.analytics.domain.kpis import BY_KEY, format_value
-from traction.analytics.domain.specs import DateRange, FunnelSpec
+from traction.analytics.domain.specs import DateRange, FunnelSpec, event_names
 from traction.analytics.saved import NotFound
 from traction.analytics.service import QueryTooExpensive
 from traction.validation import describe
@@ -132,8 +132,9 @@ def run_insight(
     except ValidationError as e:
         problems = describe(e)
         return render(request, "insight_result.html", error=problems)
+    ctx = request.app.state.ctx
     try:
-        result = getattr(request.app.state.ctx.analytics, method)(ws_id, parsed)
+        result = getattr(ctx.analytics, method)(ws_id, parsed)
     except QueryTooExpensive as e:
         return render(request, "insight_result.html", error=str(e))
     return render(
@@ -142,6 +143,7 @@ def run_insight(
         error=None,
         kind=kind,
         result=result.as_dict(),
+        warnings=ctx.catalog.warnings(ws_id, event_names(parsed)),
         spec_json=spec,
         ws_id=ws_id,
     )

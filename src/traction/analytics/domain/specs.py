@@ -339,3 +339,24 @@ SPEC_KINDS: dict[str, type[_Spec]] = {
     "lifecycle": LifecycleSpec,
     "feature_adoption": FeatureAdoptionSpec,
 }
+
+
+def event_names(spec: BaseModel) -> set[str]:
+    """Every event name a spec matches on, wherever it sits (steps, series, criteria, ...):
+    the names to check against what the workspace has received."""
+    out: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, EventMatcher):
+            out.add(value.event)
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(spec)
+    if isinstance(spec, SessionsSpec) and spec.feature_events:
+        out |= set(spec.feature_events)
+    return out

@@ -1,0 +1,192 @@
+"""The event catalog's rules, pure: what an event or property is called in the catalog, what
+type a value has, and how a batch of events adds to what is known.
+
+The catalog is what a person picks from in the insight builder (and later in experiment
+metrics, journey triggers and segments), so it follows the names the analytics engine
+matches on: track events by name, every page view as `$page`, every screen as `$screen`;
+identify traits as person properties, group traits as account properties.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+MAX_PROPERTIES_PER_EVENT = 300  # past this, an event's new keys are not catalogued
+MAX_VALUES = 30  # top values kept per property (first come; counted from then on)
+MAX_VALUE_LENGTH = 120
+SOURCES = ("event", "person", "account")
+
+PAGE, SCREEN = "$page", "$screen"
+
+
+def catalog_event(kind: str, name: str | None) -> str | None:
+    """The catalog name of a stored event, or None for identity calls (identify, group,
+    alias: they feed the person and account traits instead)."""
+    if kind == "track":
+        return name
+    if kind == "page":
+        return PAGE
+    if kind == "screen":
+        return SCREEN
+    return None
+
+
+def infer_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "datetime" if _looks_like_datetime(value) else "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+def _looks_like_datetime(s: str) -> bool:
+    if not (10 <= len(s) <= 35 and s[4:5] == "-" and s[:4].isdigit()):
+        return False
+    try:
+        (datetime if len(s) > 10 else date).fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def value_key(value: Any) -> str | None:
+    """How a value is listed among the top values: scalars only, and not overly long."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        text = str(value)
+        return text if len(text) <= MAX_VALUE_LENGTH else None
+    return None
+
+
+@dataclass
+class EventTally:
+    count: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+    max_seq: int = 0
+
+    def add(self, ts: datetime, seq: int) -> None:
+        self.count += 1
+        self.first = ts if self.first is None or ts < self.first else self.first
+        self.last = ts if self.last is None or ts > self.last else self.last
+        self.max_seq = max(self.max_seq, seq)
+
+
+@dataclass
+class PropertyTally:
+    count: int = 0
+    types: Counter[str] = field(default_factory=Counter)
+    values: Counter[str] = field(default_factory=Counter)
+    max_seq: int = 0
+
+    def add(self, value: Any, seq: int) -> None:
+        self.count += 1
+        self.types[infer_type(value)] += 1
+        key = value_key(value)
+        if key is not None:
+            self.values[key] += 1
+        self.max_seq = max(self.max_seq, seq)
+
+
+PropertyKey = tuple[str, str, str]  # (source, event or "", property)
+
+
+@dataclass
+class BatchTally:
+    """What one batch adds, per workspace. Events at or below a row's `applied_seq` were
+    counted already (a redelivered batch) and are skipped, which makes the update idempotent."""
+
+    events: dict[tuple[str, str], EventTally] = field(default_factory=dict)
+    properties: dict[tuple[str, PropertyKey], PropertyTally] = field(default_factory=dict)
+
+
+def event_keys(batch: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    keys = set()
+    for ev in batch:
+        name = catalog_event(ev["type"], ev["name"])
+        if name:
+            keys.add((ev["workspace_id"], name))
+    return keys
+
+
+def property_sources(ev: Mapping[str, Any]) -> list[tuple[PropertyKey, Mapping[str, Any]]]:
+    """(source, event, "") prefixes and the dict of properties each describes."""
+    props = ev.get("properties") or {}
+    name = catalog_event(ev["type"], ev["name"])
+    if name is not None:
+        return [(("event", name, ""), props)]
+    traits = props.get("$set") if isinstance(props, dict) else None
+    if not isinstance(traits, dict):
+        return []
+    if ev["type"] == "identify":
+        return [(("person", "", ""), traits)]
+    if ev["type"] == "group":
+        return [(("account", "", ""), traits)]
+    return []
+
+
+def tally(
+    batch: Iterable[Mapping[str, Any]],
+    applied_events: Mapping[tuple[str, str], int],
+    applied_properties: Mapping[tuple[str, PropertyKey], int],
+    known_counts: Mapping[tuple[str, str, str], int] | None = None,
+) -> BatchTally:
+    """Adds up a batch. `applied_*`: the highest seq each row has counted already.
+    `known_counts[(ws, source, event)]`: properties catalogued for it so far (for the cap)."""
+    out = BatchTally()
+    per_event: Counter[tuple[str, str, str]] = Counter(known_counts or {})
+    for ev in batch:
+        ws, seq = ev["workspace_id"], int(ev["seq"])
+        name = catalog_event(ev["type"], ev["name"])
+        if name is not None and seq > applied_events.get((ws, name), 0):
+            out.events.setdefault((ws, name), EventTally()).add(ev["timestamp"], seq)
+        for (source, event, _), props in property_sources(ev):
+            if not isinstance(props, Mapping):
+                continue
+            for prop, value in props.items():
+                if source == "event" and prop in ("$set", "$set_once"):
+                    continue
+                key = (ws, (source, event, str(prop)[:200]))
+                if seq <= applied_properties.get(key, 0):
+                    continue
+                if key not in out.properties:
+                    scope = (ws, source, event)
+                    if key not in applied_properties:
+                        if per_event[scope] >= MAX_PROPERTIES_PER_EVENT:
+                            continue
+                        per_event[scope] += 1
+                    out.properties[key] = PropertyTally()
+                out.properties[key].add(value, seq)
+    return out
+
+
+def merge_values(
+    existing: Mapping[str, int], new: Counter[str], cap: int = MAX_VALUES
+) -> dict[str, int]:
+    """Top values so far: counts of the kept values grow; a new value gets a place while there
+    is room, the most frequent first. The result is ordered by count, highest first."""
+    out = dict(existing)
+    for value, n in new.most_common():
+        if value in out:
+            out[value] += n
+        elif len(out) < cap:
+            out[value] = n
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def main_type(types: Mapping[str, int]) -> str:
+    """The type most values had (nulls count only when there is nothing else)."""
+    real = {t: n for t, n in types.items() if t != "null"}
+    pool = real or dict(types)
+    return max(sorted(pool), key=lambda t: pool[t]) if pool else "null"

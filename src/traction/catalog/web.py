@@ -1,0 +1,63 @@
+"""The "Data management" page: every event seen, its properties and values, and notes."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from traction.catalog.service import UnknownEntry
+from traction.web.routes import page_context, render, same_origin
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/w/{ws_id}/data")
+def data_page(request: Request, ws_id: str, q: str | None = None) -> HTMLResponse:
+    page = page_context(request, ws_id, "data")
+    catalog = request.app.state.ctx.catalog
+    return render(
+        request,
+        "catalog.html",
+        **page,
+        events=catalog.events(ws_id, q=q),
+        q=q or "",
+        person_traits=catalog.properties(ws_id, source="person"),
+        account_traits=catalog.properties(ws_id, source="account"),
+    )
+
+
+@router.get("/w/{ws_id}/data/event/{name}")
+def event_properties(request: Request, ws_id: str, name: str) -> HTMLResponse:
+    """The event's properties and their top values, as a fragment under its row."""
+    page_context(request, ws_id, "data")
+    catalog = request.app.state.ctx.catalog
+    props = catalog.properties(ws_id, event=name)
+    for p in props:
+        p["top"] = catalog.values(ws_id, p["name"], event=name, limit=8)
+    return render(request, "catalog_properties.html", props=props, event=name)
+
+
+@router.post("/w/{ws_id}/data/event/{name}")
+def annotate_event(
+    request: Request,
+    ws_id: str,
+    name: str,
+    description: str = Form(""),
+    tags: str = Form(""),
+    verified: bool = Form(False),
+    hidden: bool = Form(False),
+) -> RedirectResponse:
+    same_origin(request)
+    page_context(request, ws_id, "data")
+    with suppress(UnknownEntry):  # the list shows what exists; nothing else to annotate
+        request.app.state.ctx.catalog.update_event(
+            ws_id,
+            name,
+            description=description[:2000],
+            tags=[t.strip()[:50] for t in tags.split(",") if t.strip()][:20],
+            verified=verified,
+            hidden=hidden,
+        )
+    return RedirectResponse(f"/w/{ws_id}/data", status_code=303)

@@ -1,0 +1,361 @@
+"""The event and property catalog: pure rules, then kept by its reactor on SQLite and
+PostgreSQL and checked against a count of the log itself."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.test_dashboard import page  # noqa: F401  (shared fixture)
+from traction.catalog.domain import (
+    MAX_VALUES,
+    catalog_event,
+    infer_type,
+    main_type,
+    merge_values,
+    tally,
+    value_key,
+)
+from traction.context import Context
+from traction.ingest.domain import normalize_segment
+from traction.worker import ReactorRunner, default_reactors
+
+# -- pure rules ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (True, "boolean"), (3, "number"), (2.5, "number"), ("pro", "string"),
+        ("2026-03-01", "datetime"), ("2026-03-01T10:00:00Z", "datetime"), ("2026-13-45", "string"),
+        ([1], "list"), ({"a": 1}, "object"), (None, "null"), ("1234-abc", "string"),
+    ],
+)  # fmt: skip
+def test_infer_type(value: Any, kind: str) -> None:
+    assert infer_type(value) == kind
+
+
+def test_names_values_and_types() -> None:
+    assert [catalog_event(k, n) for k, n in [("track", "x"), ("page", "pricing"), ("screen", "s"), ("identify", None), ("group", None)]] == ["x", "$page", "$screen", None, None]  # fmt: skip
+    assert (value_key(True), value_key(3), value_key("a" * 200), value_key([1])) == ("true", "3", None, None)  # fmt: skip
+    assert main_type({"null": 9, "number": 2, "string": 1}) == "number"
+    assert main_type({"null": 3}) == "null" and main_type({}) == "null"
+
+
+def test_top_values_keep_the_first_come_and_count_on() -> None:
+    kept = merge_values({}, Counter({f"v{i}": i + 1 for i in range(MAX_VALUES + 5)}))
+    assert len(kept) == MAX_VALUES and "v34" in kept and "v0" not in kept  # most frequent first
+    again = merge_values(kept, Counter({"v34": 10, "new": 100}))
+    assert again["v34"] == 45 and "new" not in again  # full: counted on, no newcomers
+    assert next(iter(again)) == "v34"
+
+
+def _ev(
+    seq: int, kind: str, name: str | None, props: dict[str, Any], ws: str = "w"
+) -> dict[str, Any]:
+    return {"workspace_id": ws, "seq": seq, "type": kind, "name": name, "timestamp": datetime(2026, 3, seq % 28 + 1), "properties": props}  # fmt: skip
+
+
+def test_tally_skips_what_a_row_has_counted() -> None:
+    batch = [
+        _ev(1, "track", "buy", {"plan": "pro", "n": 1}),
+        _ev(2, "track", "buy", {"plan": "team"}),
+        _ev(3, "page", "pricing", {"path": "/p"}),
+        _ev(4, "identify", None, {"$set": {"email": "a@b.c"}}),
+        _ev(5, "group", None, {"$set": {"seats": 4}}),
+    ]
+    t = tally(batch, {}, {})
+    assert {k: v.count for k, v in t.events.items()} == {("w", "buy"): 2, ("w", "$page"): 1}
+    assert t.properties[("w", ("event", "buy", "plan"))].values == Counter({"pro": 1, "team": 1})
+    assert ("w", ("person", "", "email")) in t.properties
+    assert ("w", ("account", "", "seats")) in t.properties
+    # a redelivered batch: rows that counted up to seq 2 skip events 1 and 2
+    again = tally(batch, {("w", "buy"): 2}, {("w", ("event", "buy", "plan")): 2})
+    assert ("w", "buy") not in again.events
+    assert ("w", ("event", "buy", "plan")) not in again.properties
+
+
+# -- kept by the reactor, checked against the log ------------------------------------------
+
+
+def _send(ctx: Context, ws: str, msgs: list[dict[str, Any]]) -> None:
+    assert not ctx.ingest.ingest_sync(ws, msgs, normalize_segment).rejected
+
+
+def _run(ctx: Context) -> ReactorRunner:
+    runner = ReactorRunner(
+        ctx.state, ctx.events, default_reactors(ctx.state), ctx.metrics, batch_size=7
+    )
+    runner.run_once()
+    return runner
+
+
+def test_catalog_matches_the_log_and_redelivery_is_harmless(ctx: Context) -> None:
+    ws = ctx.workspaces.create_workspace("Cat").id
+    other = ctx.workspaces.create_workspace("Other").id
+    msgs: list[dict[str, Any]] = []
+    for i in range(40):
+        msgs.append({"type": "track", "userId": f"u{i % 6}", "event": ["report_created", "signed_up", "invite_sent"][i % 3],
+                     "properties": {"plan": ["free", "pro"][i % 2], "seats": i, "beta": i % 5 == 0},
+                     "timestamp": f"2026-03-{i % 27 + 1:02d}T10:00:00Z"})  # fmt: skip
+    msgs += [{"type": "page", "anonymousId": "a1", "name": "pricing", "properties": {"path": "/pricing"}},
+             {"type": "identify", "userId": "u1", "traits": {"email": "u1@x.io", "role": "admin"}},
+             {"type": "group", "userId": "u1", "groupId": "acme", "traits": {"industry": "retail"}}]  # fmt: skip
+    _send(ctx, ws, msgs)
+    _send(ctx, other, [{"type": "track", "userId": "z", "event": "secret_thing"}])
+    runner = _run(ctx)
+
+    names = Counter(m["event"] for m in msgs if m["type"] == "track")
+    got = {e["name"]: e for e in ctx.catalog.events(ws)}
+    assert {n: e["volume"] for n, e in got.items()} == {**names, "$page": 1}
+    assert got["report_created"]["first_seen_at"] == "2026-03-01T10:00:00"
+    assert "secret_thing" not in got  # workspaces are separate
+    props = {p["name"]: p for p in ctx.catalog.properties(ws, event="report_created")}
+    assert props["seats"]["type"] == "number" and props["beta"]["type"] == "boolean"
+    assert props["plan"]["count"] == names["report_created"]
+    plan_values = ctx.catalog.values(ws, "plan", event="report_created")
+    want = Counter(m["properties"]["plan"] for m in msgs if m.get("event") == "report_created")
+    assert {v["value"]: v["count"] for v in plan_values} == dict(want)
+    assert [p["name"] for p in ctx.catalog.properties(ws, source="person")] == ["email", "role"]
+    assert [p["name"] for p in ctx.catalog.properties(ws, source="account")] == ["industry"]
+    assert ctx.catalog.values(ws, "email", source="person", q="U1") == [
+        {"value": "u1@x.io", "count": 1}
+    ]
+
+    # every batch again, as after a crash between handling and saving the cursor
+    for r in runner.reactors:
+        if r.name == "catalog":
+            r.handle(ctx.events.events_after(0, 10_000, r.columns))
+    assert {e["name"]: e["volume"] for e in ctx.catalog.events(ws)} == {**names, "$page": 1}
+    assert ctx.catalog.values(ws, "plan", event="report_created")[0]["count"] == max(want.values())
+
+    # annotations survive new events
+    ctx.catalog.update_event(
+        ws, "signed_up", description="A new account", verified=True, tags=["core"]
+    )
+    _send(ctx, ws, [{"type": "track", "userId": "u9", "event": "signed_up"}])
+    _run(ctx)
+    e = ctx.catalog.event(ws, "signed_up")
+    assert (e["volume"], e["description"], e["verified"], e["tags"]) == (
+        names["signed_up"] + 1,
+        "A new account",
+        True,
+        ["core"],
+    )
+    ctx.catalog.update_event(ws, "invite_sent", hidden=True)
+    assert "invite_sent" not in [x["name"] for x in ctx.catalog.events(ws, include_hidden=False)]
+    assert ctx.catalog.unknown_events(ws, ["signed_up", "sign_up", "$any", "$page"]) == ["sign_up"]
+
+
+# -- API, page, CLI, warnings ----------------------------------------------------------------
+
+
+def _wait_catalog(server: Any, ws: str, n: int) -> None:
+    import time
+
+    deadline = time.monotonic() + 20
+    while sum(e["volume"] for e in server.ctx.catalog.events(ws)) < n:
+        assert time.monotonic() < deadline, "the catalog reactor did not catch up"
+        time.sleep(0.05)
+
+
+def test_catalog_api_and_insight_warnings(server: Any) -> None:
+    w = server.ctx.workspaces.create_workspace("API")
+    other = server.ctx.workspaces.create_workspace("Other")
+    _send(server.ctx, w.id, [{"type": "track", "userId": "u", "event": "signed_up", "properties": {"plan": "pro"}},
+                             {"type": "track", "userId": "v", "event": "signed_up", "properties": {"plan": "free"}}])  # fmt: skip
+    _wait_catalog(server, w.id, 2)
+    auth = {"Authorization": f"Bearer {w.secret_key}"}
+    with server.client() as c:
+        r = c.get("/api/v1/catalog/events", headers=auth)
+        assert [(e["name"], e["volume"]) for e in r.json()] == [("signed_up", 2)]
+        r = c.get("/api/v1/catalog/properties", params={"event": "signed_up"}, headers=auth)
+        assert [(p["name"], p["type"]) for p in r.json()] == [("plan", "string")]
+        r = c.get(
+            "/api/v1/catalog/values",
+            params={"event": "signed_up", "property": "plan", "q": "pr"},
+            headers=auth,
+        )
+        assert r.json() == [{"value": "pro", "count": 1}]
+        r = c.patch(
+            "/api/v1/catalog/events/signed_up",
+            json={"description": "New account", "verified": True},
+            headers=auth,
+        )
+        assert r.status_code == 200 and r.json()["verified"] is True
+        assert (
+            c.patch("/api/v1/catalog/events/nope", json={"hidden": True}, headers=auth).status_code
+            == 404
+        )
+        bad = c.patch("/api/v1/catalog/events/signed_up", json={"verfied": True}, headers=auth)
+        assert bad.status_code == 422 and "verfied" in bad.json()["error"]
+        assert (
+            c.get(
+                "/api/v1/catalog/properties", params={"source": "robot"}, headers=auth
+            ).status_code
+            == 422
+        )
+        # another workspace's key sees nothing of this one; a write key is refused
+        other_auth = {"Authorization": f"Bearer {other.secret_key}"}
+        assert c.get("/api/v1/catalog/events", headers=other_auth).json() == []
+        assert c.get("/api/v1/catalog/events", auth=(w.write_key, "")).status_code == 403
+        # an insight on a misspelt event warns; on a real one it does not
+        spec = {
+            "steps": [{"event": "signed_up"}, {"event": "sigend_up"}],
+            "range": {"date_from": "2026-01-01", "date_to": "2026-12-31"},
+        }
+        r = c.post("/api/v1/insights/funnel", json=spec, headers=auth)
+        assert (
+            r.status_code == 200
+            and len(r.json()["warnings"]) == 1
+            and "'sigend_up'" in r.json()["warnings"][0]
+        )
+        spec["steps"][1] = {"event": "$any"}
+        assert c.post("/api/v1/insights/funnel", json=spec, headers=auth).json()["warnings"] == []
+
+
+def test_catalog_cli_works_while_the_server_runs(server: Any) -> None:
+    from typer.testing import CliRunner
+
+    from traction.cli import app
+
+    w = server.ctx.workspaces.create_workspace("CLI")
+    _send(
+        server.ctx,
+        w.id,
+        [
+            {
+                "type": "track",
+                "userId": "u",
+                "event": "report_created",
+                "properties": {"kind": "chart"},
+            }
+        ],
+    )
+    _wait_catalog(server, w.id, 1)
+    data_dir = str(server.ctx.settings.data_dir)
+    runner = CliRunner()
+    r = runner.invoke(
+        app, ["catalog", "events", "--data-dir", data_dir, "--workspace", "CLI", "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    assert [e["name"] for e in json.loads(r.stdout)] == ["report_created"]
+    r = runner.invoke(
+        app,
+        [
+            "catalog",
+            "properties",
+            "--event",
+            "report_created",
+            "--data-dir",
+            data_dir,
+            "--workspace",
+            "CLI",
+        ],
+    )
+    assert r.exit_code == 0 and "kind" in r.stdout and "chart (1)" in r.stdout
+    r = runner.invoke(
+        app,
+        [
+            "catalog",
+            "describe",
+            "report_created",
+            "--description",
+            "A report",
+            "--verified",
+            "--data-dir",
+            data_dir,
+            "--workspace",
+            "CLI",
+        ],
+    )
+    assert r.exit_code == 0 and server.ctx.catalog.event(w.id, "report_created")["verified"] is True
+    r = runner.invoke(
+        app, ["catalog", "describe", "nope", "--data-dir", data_dir, "--workspace", "CLI"]
+    )
+    assert r.exit_code == 1 and "no event 'nope'" in r.stderr
+
+
+@pytest.mark.browser
+def test_data_page_lists_events_properties_and_saves_notes(page: Any, server: Any) -> None:  # noqa: F811
+    from tests.test_dashboard import login
+
+    w = server.ctx.workspaces.create_workspace("Acme")
+    server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [w.id])
+    _send(server.ctx, w.id, [{"type": "track", "userId": "u", "event": "plan_upgraded", "properties": {"to": "team"}},
+                             {"type": "identify", "userId": "u", "traits": {"email": "u@acme.io"}}])  # fmt: skip
+    _wait_catalog(server, w.id, 1)
+    login(page, server)
+    page.wait_for_url("**/events")
+    page.get_by_role("link", name="Data").click()
+    table = page.get_by_test_id("catalog-events")
+    row = table.locator("tr[data-event=plan_upgraded]")
+    assert "plan_upgraded" in row.inner_text()
+    assert "email" in page.get_by_test_id("person-traits").inner_text()
+    row.get_by_test_id("event-link").click()
+    props = page.get_by_test_id("event-properties")
+    props.wait_for()
+    assert "team (1)" in props.inner_text()
+    row.get_by_label("Description of plan_upgraded").fill("Moved to a paid plan")
+    row.get_by_label("Verified").check()
+    row.get_by_role("button", name="Save").click()
+    page.wait_for_url("**/data")
+    assert server.ctx.catalog.event(w.id, "plan_upgraded")["description"] == "Moved to a paid plan"
+    assert (
+        "✓"
+        in page.get_by_test_id("catalog-events")
+        .locator("tr[data-event=plan_upgraded]")
+        .inner_text()
+    )
+
+
+@pytest.fixture(scope="module")
+def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.conftest import LiveServer
+    from traction.settings import Settings
+
+    s = Settings(data_dir=tmp_path_factory.mktemp("catfuzz") / "data", log_json=False)
+    with LiveServer(s) as server:
+        w = server.ctx.workspaces.create_workspace("Fuzz")
+        _send(
+            server.ctx,
+            w.id,
+            [{"type": "track", "userId": "u", "event": "e", "properties": {"p": 1}}],
+        )
+        yield server, w
+
+
+_text = st.text(max_size=30)
+_json = st.recursive(st.none() | st.booleans() | st.integers() | _text, lambda i: st.lists(i, max_size=3) | st.dictionaries(_text, i, max_size=3), max_leaves=8)  # fmt: skip
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    path=st.sampled_from(["/api/v1/catalog/events", "/api/v1/catalog/properties", "/api/v1/catalog/values"]),
+    params=st.dictionaries(st.sampled_from(["q", "source", "event", "property", "limit", "include_hidden"]), _text, max_size=4),
+    name=_text,
+    body=_json,
+)  # fmt: skip
+def test_fuzz_catalog_api_never_5xx(
+    fuzz_api: Any, path: str, params: dict[str, str], name: str, body: Any
+) -> None:
+    import httpx
+
+    server, w = fuzz_api
+    auth = {"Authorization": f"Bearer {w.secret_key}"}
+    r = httpx.get(server.url + path, params=params, headers=auth, timeout=30)
+    assert r.status_code in (200, 422), (path, params, r.text)
+    r = httpx.patch(
+        f"{server.url}/api/v1/catalog/events/{quote(name or 'e', safe='')}",
+        json=body,
+        headers=auth,
+        timeout=30,
+    )
+    assert r.status_code in (200, 404, 422), (name, body, r.text)
