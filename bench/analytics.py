@@ -1,6 +1,11 @@
 """Analytics query speed on ~10M simulated events, against hand-written DuckDB SQL.
 
     .venv/bin/python bench/analytics.py [--people 95000] [--runs 3]
+    .venv/bin/python bench/analytics.py --scorecard [--data traction-data]
+
+The second form times the scorecard on the `make demo` data (a copy of it: cold, warm, and
+after one new event, against a full recomputation in the same run).
+
 
 The first run builds the data (the simulator through the real ingest pipeline, ~10 minutes
 here) in bench/.data/ and reuses it afterwards. Each query is timed cold (no result cache):
@@ -74,15 +79,79 @@ def timed(fn: Callable[[], Any], runs: int) -> float:
     return statistics.median(times)
 
 
+def scorecard_bench(data: Path, runs: int, console: Console) -> None:
+    """Cold, warm and after-one-event scorecard on a copy of a data dir (it gains events)."""
+    import shutil
+    import tempfile
+    from datetime import timedelta
+
+    from traction.ingest.domain import normalize_segment
+
+    if not (data / "events.duckdb").exists():
+        sys.exit(f"no data in {data}: run `make demo` (or `traction demo --no-serve`) first")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "data"
+        with console.status(f"copying {data} ..."):
+            shutil.copytree(data, copy)
+        ctx = Context.open(Settings(data_dir=copy, log_json=False), start_writer=False)
+        try:
+            ws = ctx.workspaces.list_workspaces()[0].id
+            n = ctx.events.count(ws)
+            svc = AnalyticsService(ctx.events, ctx.workspaces)
+            r = svc.default_range(ws)
+            t0 = time.perf_counter()
+            first = svc.scorecard(ws, r)
+            cold = time.perf_counter() - t0
+            warm = timed(lambda: svc.scorecard(ws, r), runs)
+            latest = svc._latest_event(ws)
+            assert latest is not None
+            after_exact, after_page = [], []
+            for i in range(runs):
+                ts = (latest + timedelta(minutes=i + 1)).isoformat() + "Z"
+                msg = {"type": "track", "userId": "bench-user", "event": "dashboard_viewed",
+                       "timestamp": ts, "messageId": f"bench-{i}-{time.time_ns()}"}  # fmt: skip
+                ctx.ingest.ingest_sync(ws, [msg], normalize_segment)
+                t0 = time.perf_counter()
+                svc.scorecard(ws, r, wait=False)  # the dashboard: stale values marked updating
+                after_page.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                svc.scorecard(ws, r)  # the API and CLI: exact values
+                after_exact.append(time.perf_counter() - t0)
+            full = timed(lambda: AnalyticsService(ctx.events, ctx.workspaces).scorecard(ws, r), 1)
+            same = [row["value"] for row in svc.scorecard(ws, r)] == [
+                row["value"]
+                for row in AnalyticsService(ctx.events, ctx.workspaces).scorecard(ws, r)
+            ]
+        finally:
+            ctx.close()
+    del first
+    page, exact = statistics.median(after_page), statistics.median(after_exact)
+    print(
+        f"scorecard on {n:,} events, range {r.date_from} to {r.date_to} (and the 30 days before)\n"
+    )
+    print(f"{'':<46}{'seconds':>10}{'vs full':>9}")
+    print(f"{'full recomputation (no cache: the baseline)':<46}{full:>10.3f}{1:>9.2f}")
+    print(f"{'cold (first request)':<46}{cold:>10.3f}{cold / full:>9.2f}")
+    print(f"{'warm (no new events)':<46}{warm:>10.4f}{warm / full:>9.4f}")
+    print(f"{'after one new event: page answers (stale+bg)':<46}{page:>10.4f}{page / full:>9.4f}")
+    print(f"{'after one new event: exact (API, CLI)':<46}{exact:>10.3f}{exact / full:>9.2f}")
+    print(f"\ncached figures equal a full recomputation: {same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--people", type=int, default=95_000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--data", type=Path, default=ROOT / "bench" / ".data" / "analytics")
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--scorecard", action="store_true", help="time the scorecard on --data")
     args = ap.parse_args()
     console = Console(stderr=True)
+    if args.scorecard:
+        scorecard_bench(args.data or ROOT / "traction-data", args.runs, console)
+        return
+    args.data = args.data or ROOT / "bench" / ".data" / "analytics"
     ctx = Context.open(Settings(data_dir=args.data, log_json=False), start_writer=False)
     try:
         ws_row = ctx.workspaces.find_workspace("bench")

@@ -106,7 +106,7 @@ def test_account_pages(page, server: LiveServer) -> None:  # type: ignore[no-unt
     server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
     server.ctx.ingest.ingest_sync(ws.id, MESSAGES, normalize_segment)
     login(page, server)
-    page.wait_for_url("**/events")
+    page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{ws.id}/accounts")
     page.get_by_test_id("accounts-table").get_by_role("link", name="acme").click()
     assert page.get_by_test_id("account-title").inner_text() == "Acme"

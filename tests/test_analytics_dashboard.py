@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import LiveServer
 from tests.test_dashboard import login, page  # noqa: F401  (shared fixtures)
@@ -23,7 +24,7 @@ def site(server: LiveServer):  # type: ignore[no-untyped-def]
 
 def test_scorecard_shows_every_kpi_with_sparklines(page, server: LiveServer, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     login(page, server)
-    page.wait_for_url("**/events")
+    page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{site.id}/scorecard?date_from=2026-03-01&date_to=2026-03-31")
     table = page.get_by_test_id("scorecard")
     assert table.locator("tr[data-kpi=visitor_to_signup] .value").inner_text() == "75.0%"
@@ -31,11 +32,33 @@ def test_scorecard_shows_every_kpi_with_sparklines(page, server: LiveServer, sit
     assert table.locator("tr[data-kpi=time_to_first_value] .value").inner_text() == "24.0 h"
     page.wait_for_function("document.querySelectorAll('svg.spark').length == 11")
     assert "Share of people who" in table.inner_text()
+    # an unknown value says why; a rate's change is in points
+    d30 = table.locator("tr[data-kpi=activation_retention_d30] .why")
+    assert d30.inner_text() == "nobody activated in the period, or their 30th day is still to come"
+
+
+def test_scorecard_follows_new_events_without_blocking(page, server: LiveServer, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    login(page, server)
+    page.wait_for_url("**/scorecard")
+    url = f"{server.url}/w/{site.id}/scorecard?date_from=2026-03-01&date_to=2026-03-31"
+    page.goto(url)
+    value = page.get_by_test_id("scorecard").locator("tr[data-kpi=visitor_to_signup] .value")
+    expect(value).to_have_text("75.0%")
+    late = {
+        "type": "page",
+        "anonymousId": "a5",
+        "timestamp": "2026-03-20T10:00:00Z",
+        "messageId": "late-1",
+    }
+    server.ctx.ingest.ingest_sync(site.id, [late], normalize_segment)
+    page.goto(url)  # answered from the stale figures at once, then refreshed in place
+    expect(value).to_have_text("60.0%")  # 3 of 5 visitors signed up
+    expect(page.locator("[data-updating]")).to_have_count(0)
 
 
 def test_insight_editor_runs_specs_and_explains_errors(page, server: LiveServer, site) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     login(page, server)
-    page.wait_for_url("**/events")
+    page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{site.id}/insights?kind=funnel")
     spec = '{"steps": [{"event": "signed_up"}, {"event": "trial_started"}], "range": {"date_from": "2026-03-01", "date_to": "2026-03-31"}, "window_days": 1}'
     page.get_by_test_id("spec-editor").fill(spec)
@@ -76,7 +99,7 @@ def test_periods_in_progress_are_drawn_as_such(page, server: LiveServer, site, t
     """The month fixture ends on Tuesday Mar 10: that week is hatched in the retention matrix
     (and out of the All row), and the trend's last day is dashed with a legend."""
     login(page, server)
-    page.wait_for_url("**/events")
+    page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{site.id}/insights?kind=retention")
     spec = '{"range": {"date_from": "2026-03-01", "date_to": "2026-03-10"}, "interval": "week", "periods": 2}'
     page.get_by_test_id("spec-editor").fill(spec)

@@ -180,3 +180,44 @@ def test_engagement_over_http(server, path: str, body: dict[str, Any]) -> None: 
             f"/api/v1/insights/{path}", json={**body, "aggregate_by": "company"}, headers=auth
         )
         assert bad.status_code == 422 and "aggregate_by" in bad.json()["error"]
+
+
+def test_sessions_match_pandas_over_all_history(simulated) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """Sessions are split over each person's whole history (the query only reads from one gap
+    before the range): a reference that splits everything, then keeps what began in range."""
+    ctx, ws, rows = simulated
+    lo, hi = pd.Timestamp("2026-07-20"), pd.Timestamp("2026-07-30")
+    df = pd.DataFrame(rows)[["person_id", "timestamp"]]
+    df = df[df["timestamp"] < hi].sort_values(["person_id", "timestamp"])
+    gap = df.groupby("person_id")["timestamp"].diff()
+    df["session"] = (
+        (gap.isna() | (gap > pd.Timedelta(minutes=30))).groupby(df["person_id"]).cumsum()
+    )
+    s = df.groupby(["person_id", "session"])["timestamp"].agg(["min", "max", "count"]).reset_index()
+    in_range = s[s["min"] >= lo]
+    first_seen = df.groupby("person_id")["timestamp"].min()
+    new = first_seen[first_seen >= lo].index
+    early = s[s["person_id"].isin(new) & (s["session"] <= 3)]
+
+    r = AnalyticsService(ctx.events, ctx.workspaces).sessions(
+        ws, SessionsSpec(range={"date_from": "2026-07-20", "date_to": "2026-07-29"})
+    )
+    duration = (in_range["max"] - in_range["min"]).dt.total_seconds()
+    assert r.sessions == len(in_range) > 100
+    assert r.avg_events == pytest.approx(in_range["count"].mean())
+    assert r.avg_duration_seconds == pytest.approx(duration.mean())
+    assert r.depth_events == pytest.approx(early["count"].mean())
+    assert [k["actors"] for k in r.first_sessions] == [
+        int((early["session"] == k).sum()) for k in (1, 2, 3)
+    ]
+
+
+def test_a_session_running_across_the_range_start_is_not_new(fx: Fixture) -> None:
+    # cy: 23:05, 23:33 (28 min), 00:01 (28 min: still the session begun before the range),
+    # 01:00 (a new session in the range). dee: 23:40, then 00:20 (40 min: a new session).
+    for when in ["02-28T23:05", "02-28T23:33", "03-01T00:01", "03-01T01:00"]:
+        at(fx, "cy", "a", f"2026-{when}:00Z")
+    for when in ["02-28T23:40", "03-01T00:20"]:
+        at(fx, "dee", "a", f"2026-{when}:00Z")
+    r = fx.svc.sessions(fx.ws, SessionsSpec(range=R))
+    assert (r.sessions, r.avg_events, r.first_sessions[0]["actors"]) == (2, 1.0, 0)

@@ -293,7 +293,7 @@ def test_data_page_lists_events_properties_and_saves_notes(page: Any, server: An
                              {"type": "identify", "userId": "u", "traits": {"email": "u@acme.io"}}])  # fmt: skip
     _wait_catalog(server, w.id, 1)
     login(page, server)
-    page.wait_for_url("**/events")
+    page.wait_for_url("**/scorecard")
     page.get_by_role("link", name="Data").click()
     table = page.get_by_test_id("catalog-events")
     row = table.locator("tr[data-event=plan_upgraded]")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import LiveServer
 from traction.ingest.domain import normalize_segment
@@ -67,7 +68,8 @@ def test_login_live_events_filter_and_person(
     login(page, server, "wrong-password")
     assert page.get_by_role("alert").inner_text() == "Wrong email or password."
     login(page, server)
-    page.wait_for_url(re.compile(f"/w/{site['a'].id}/events"))
+    page.wait_for_url(re.compile(f"/w/{site['a'].id}/scorecard"))  # after login: the scorecard
+    page.get_by_role("link", name="Events").click()
     table = page.get_by_test_id("events-table")
     table.get_by_text("report_created").wait_for()
     assert "globex_event" not in table.inner_text()
@@ -88,6 +90,14 @@ def test_login_live_events_filter_and_person(
     )
     assert "signed_up" in table.inner_text()
     page.screenshot(path=str(tmp_path / "events.png"), full_page=True)
+    page.fill("input[name=name]", "no_such_event")
+    page.click("#filters button")
+    expect(page.get_by_test_id("events-empty")).to_have_text(
+        "No events match: clear the filter to see every event."
+    )
+    page.fill("input[name=name]", "signed_up")
+    page.click("#filters button")
+    table.get_by_text("signed_up").first.wait_for()
 
     table.get_by_role("link", name="pat").first.click()
     page.get_by_test_id("person-title").wait_for()
@@ -126,7 +136,8 @@ def test_keys_page_creates_working_keys_and_revokes(page, server: LiveServer, si
 
 def test_workspace_switcher_membership_and_logout(page, server: LiveServer, site) -> None:  # type: ignore[no-untyped-def]
     login(page, server)
-    page.wait_for_url(re.compile("/events"))
+    page.wait_for_url(re.compile("/scorecard"))
+    page.goto(f"{server.url}/w/{site['a'].id}/events")
     page.get_by_test_id("workspace-switcher").select_option(label="Globex")
     page.wait_for_url(re.compile(f"/w/{site['b'].id}/events"))
     page.get_by_test_id("events-table").get_by_text("globex_event").wait_for()

@@ -104,7 +104,7 @@ def test_build_a_dashboard_in_the_browser(page, server: LiveServer) -> None:  # 
     server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
     server.ctx.ingest.ingest_sync(ws.id, msgs(), normalize_segment)
     login(page, server)
-    page.wait_for_url("**/events")
+    page.wait_for_url("**/scorecard")
     import json
 
     for kind, name, spec in [("funnel", "Trial funnel", FUNNEL), ("trend", "Sign-ups", TREND)]:

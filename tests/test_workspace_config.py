@@ -132,7 +132,7 @@ def test_settings_page(page, server: LiveServer) -> None:  # type: ignore[no-unt
     ws = server.ctx.workspaces.create_workspace("Acme")
     server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
     login(page, server)
-    page.wait_for_url("**/events")
+    page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{ws.id}/settings")
     page.fill("#timezone", "Asia/Tokyo")
     config = json.loads(page.get_by_test_id("kpi-config").input_value())

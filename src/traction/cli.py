@@ -19,6 +19,7 @@ from traction.settings import Settings
 from traction.validation import describe
 
 if TYPE_CHECKING:
+    from traction.analytics.domain.specs import DateRange
     from traction.context import Context
 
 app = typer.Typer(help="Traction: a self-hosted product-led growth engine.", no_args_is_help=True)
@@ -363,34 +364,24 @@ def report(
         str | None, typer.Option(help="Workspace id or name (default: the only one).")
     ] = None,
     date_from: Annotated[
-        str | None, typer.Option("--from", help="First day (default: 30 days ago).")
+        str | None, typer.Option("--from", help="First day (default: 29 days before --to).")
     ] = None,
     date_to: Annotated[
-        str | None, typer.Option("--to", help="Last day, included (default: yesterday).")
+        str | None,
+        typer.Option("--to", help="Last day, included (default: the latest event's day)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV for spreadsheets.")] = False,
 ) -> None:
     """The PLG scorecard: every KPI for the period, the period before, the change, the definition."""
     import csv
-    from datetime import date, timedelta
 
-    from pydantic import ValidationError
-
-    from traction.analytics.domain.specs import DateRange
-
-    yesterday = date.today() - timedelta(days=1)
-    try:
-        r = DateRange(
-            date_from=date_from or (yesterday - timedelta(days=29)).isoformat(),
-            date_to=date_to or yesterday.isoformat(),
-        )
-    except ValidationError as e:
-        raise _fail(f"bad dates: {e.errors()[0]['msg']} (use YYYY-MM-DD)") from None
     ctx = _open(_settings(data_dir))
     try:
         ws = _pick_workspace(ctx, workspace)
-        rows = ctx.analytics.scorecard(ws, r)
+        r = _report_range(ctx.analytics.default_range(ws), date_from, date_to)
+        with err.status(f"Computing the scorecard for {r.date_from} to {r.date_to}…"):
+            rows = ctx.analytics.scorecard(ws, r)
     finally:
         ctx.close()
     if as_json:
@@ -420,9 +411,8 @@ def report(
         title=f"Scorecard {r.date_from} to {r.date_to}",
     )
     for row in rows:
-        ch = row["change"]
-        good = ch is not None and (ch > 0) == (row["direction"] == "up")
-        change_text = "—" if ch is None else f"[{'green' if good else 'red'}]{ch:+.1%}[/]"
+        colour = {"good": "green", "bad": "red"}.get(row["trend"] or "", "dim")
+        change_text = f"[{colour}]{row['formatted_change']}[/]"
         t.add_row(
             row["name"],
             row["formatted"],
@@ -431,6 +421,30 @@ def report(
             f"[dim]{row['definition']}[/]",
         )
     console.print(t)
+
+
+def _report_range(default: DateRange, date_from: str | None, date_to: str | None) -> DateRange:
+    """The dashboard's default (the 30 days up to the latest event) unless told otherwise;
+    one end given alone makes a 30-day range."""
+    from datetime import date, timedelta
+
+    from pydantic import ValidationError
+
+    from traction.analytics.domain.specs import DateRange
+
+    try:
+        if date_from and not date_to:
+            start = date.fromisoformat(date_from)
+            return DateRange(date_from=start, date_to=start + timedelta(days=29))
+        if date_to and not date_from:
+            end = date.fromisoformat(date_to)
+            return DateRange(date_from=end - timedelta(days=29), date_to=end)
+        if date_from and date_to:
+            return DateRange(date_from=date_from, date_to=date_to)  # type: ignore[arg-type]
+    except (ValidationError, ValueError) as e:
+        msg = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
+        raise _fail(f"bad dates: {msg} (use YYYY-MM-DD)") from None
+    return default
 
 
 @app.command()

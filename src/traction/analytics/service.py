@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,11 +24,7 @@ from traction.analytics.compile.retention import compile_retention
 from traction.analytics.compile.trend import OTHER, compile_trend_series
 from traction.analytics.domain.kpis import (
     BY_KEY,
-    CATALOG,
     KPIConfig,
-    change,
-    format_value,
-    previous_range,
 )
 from traction.analytics.domain.periods import buckets, is_complete, last_observable_period
 from traction.analytics.domain.results import (
@@ -92,6 +87,9 @@ class AnalyticsService:
         self.max_rows = max_rows
         self._cache: OrderedDict[tuple[str, str, str, tuple[int, int]], Any] = OrderedDict()
         self._lock = threading.Lock()
+        from traction.analytics.scorecard import Scorecard
+
+        self._scorecard = Scorecard(self)
 
     def data_version(self, workspace_id: str) -> tuple[int, int]:
         row = (
@@ -105,6 +103,14 @@ class AnalyticsService:
         )
         assert row is not None
         return int(row[0]), int(row[1])
+
+    def default_range(self, workspace_id: str) -> DateRange:
+        """The last 30 days of data, up to the latest event's day (today when there is none):
+        what the scorecard and `traction report` show unless told otherwise."""
+        tz = self._timezone(workspace_id)
+        latest = self._latest_event(workspace_id, tz)
+        end = latest.date() if latest else datetime.now(ZoneInfo(tz)).date()
+        return DateRange(date_from=end - timedelta(days=29), date_to=end)
 
     def _timezone(self, workspace_id: str) -> str:
         ws = self.workspaces.get_workspace(workspace_id)
@@ -361,25 +367,20 @@ class AnalyticsService:
         return k.value(result)
 
     def scorecard(
-        self, workspace_id: str, r: DateRange, config: KPIConfig | None = None
+        self,
+        workspace_id: str,
+        r: DateRange,
+        config: KPIConfig | None = None,
+        *,
+        wait: bool = True,
     ) -> list[dict[str, Any]]:
-        """Every KPI for the period and the one before it, with the change and its definition."""
-        config = config or self.kpi_config(workspace_id)
-        prev = previous_range(r)
-        # DuckDB releases the GIL while it runs a query: the KPIs run side by side.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            futures = {
-                (k.key, period): pool.submit(self.kpi, workspace_id, k.key, period, config)
-                for k in CATALOG
-                for period in (r, prev)
-            }
-            values = {key: f.result() for key, f in futures.items()}
-        out = []
-        for k in CATALOG:
-            now, before = values[(k.key, r)], values[(k.key, prev)]
-            out.append({
-                "key": k.key, "name": k.name, "value": now, "previous": before, "change": change(now, before),
-                "unit": k.unit, "direction": k.direction, "definition": k.definition,
-                "formatted": format_value(k, now), "formatted_previous": format_value(k, before),
-            })  # fmt: skip
-        return out
+        """Every KPI for the period and the one before it, with the change and its definition
+        (kept warm: see `analytics.scorecard`)."""
+        return self._scorecard.rows(workspace_id, r, config, wait=wait)
+
+    def kpi_series(
+        self, workspace_id: str, key: str, ranges: list[DateRange], *, wait: bool = True
+    ) -> list[float | None]:
+        """One KPI over several periods, from the scorecard's cache (sparklines)."""
+        found, _ = self._scorecard.values(workspace_id, [key], ranges, wait=wait)
+        return [found[(key, r)] for r in ranges]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -30,10 +30,8 @@ def default_range(
         if date_from and date_to:
             return DateRange(date_from=date_from, date_to=date_to)
     except ValidationError as e:
-        raise HTTPException(422, e.errors()[0]["msg"]) from None
-    latest = request.app.state.ctx.events.recent(ws_id, limit=1)
-    end = latest[0]["timestamp"].date() if latest else date.today()
-    return DateRange(date_from=end - timedelta(days=29), date_to=end)
+        raise HTTPException(422, describe(e)) from None
+    return request.app.state.ctx.analytics.default_range(ws_id)  # type: ignore[no-any-return]
 
 
 def example_spec(kind: str, r: DateRange) -> dict[str, Any]:
@@ -51,26 +49,44 @@ def example_spec(kind: str, r: DateRange) -> dict[str, Any]:
 def scorecard_page(
     request: Request, ws_id: str, date_from: str | None = None, date_to: str | None = None
 ) -> HTMLResponse:
+    """The page answers at once; its table comes from the fragment below, so a cold
+    computation shows a loading state rather than a blank browser tab."""
     page = page_context(request, ws_id, "scorecard")
     r = default_range(request, ws_id, date_from, date_to)
-    rows = request.app.state.ctx.analytics.scorecard(ws_id, r)
-    return render(request, "scorecard.html", **page, rows=rows, range=r)
+    return render(request, "scorecard.html", **page, range=r)
+
+
+@router.get("/w/{ws_id}/scorecard/rows")
+def scorecard_rows(
+    request: Request, ws_id: str, date_from: str | None = None, date_to: str | None = None
+) -> HTMLResponse:
+    """The table. Values made stale by new events are shown marked "updating" while they are
+    recomputed in the background; the fragment then polls until they are exact."""
+    page = page_context(request, ws_id, "scorecard")
+    r = default_range(request, ws_id, date_from, date_to)
+    rows = request.app.state.ctx.analytics.scorecard(ws_id, r, wait=False)
+    updating = any(row["updating"] for row in rows)
+    return render(request, "scorecard_rows.html", **page, rows=rows, range=r, updating=updating)
 
 
 @router.get("/w/{ws_id}/scorecard/spark/{key}")
 def sparkline(request: Request, ws_id: str, key: str, date_from: str, date_to: str) -> HTMLResponse:
-    """The KPI over the six periods up to this one, as a small inline SVG."""
+    """The KPI over the six periods up to this one, as a small inline SVG (from the
+    scorecard's cache: closed periods are not recomputed when events arrive)."""
     page_context(request, ws_id, "scorecard")
     kpi = BY_KEY.get(key)
     if kpi is None:
         raise HTTPException(404, "no such KPI")
-    r = DateRange(date_from=date_from, date_to=date_to)
+    try:
+        r = DateRange(date_from=date_from, date_to=date_to)
+    except ValidationError as e:
+        raise HTTPException(422, describe(e)) from None
     span = (r.date_to - r.date_from).days + 1
-    values = []
+    ranges = []
     for i in range(5, -1, -1):
         shift = timedelta(days=span * i)
-        rr = DateRange(date_from=r.date_from - shift, date_to=r.date_to - shift)
-        values.append(request.app.state.ctx.analytics.kpi(ws_id, key, rr))
+        ranges.append(DateRange(date_from=r.date_from - shift, date_to=r.date_to - shift))
+    values = request.app.state.ctx.analytics.kpi_series(ws_id, key, ranges, wait=False)
     title = " · ".join(format_value(kpi, v) for v in values)
     return HTMLResponse(sparkline_svg(values, title))
 

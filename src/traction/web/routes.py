@@ -61,6 +61,11 @@ def render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, template, ctx)
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> FileResponse:
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
+
 @router.get("/static/vendor/plotly.min.js")
 def plotly_js() -> FileResponse:
     return FileResponse(PLOTLY_JS, media_type="application/javascript")
@@ -74,7 +79,7 @@ def home(request: Request) -> Response:
     spaces = request.app.state.ctx.workspaces.user_workspaces(user.id)
     if not spaces:
         return render(request, "empty.html", user=user)
-    return RedirectResponse(f"/w/{spaces[0].id}/events", 303)
+    return RedirectResponse(f"/w/{spaces[0].id}/scorecard", 303)
 
 
 @router.get("/login")
@@ -130,7 +135,7 @@ def events_table(request: Request, ws_id: str, name: str = "", person: str = "")
         view = ctx.persons.get(ws.id, person) or ctx.persons.by_distinct_id(ws.id, person)
         person_id = view.id if view else "-"
     rows = ctx.events.recent(ws.id, limit=100, name=name or None, person_id=person_id)
-    return render(request, "events_table.html", ws=ws, rows=rows)
+    return render(request, "events_table.html", ws=ws, rows=rows, filtered=bool(name or person))
 
 
 @router.get("/w/{ws_id}/events/per-minute.json")

@@ -42,7 +42,13 @@ def compile_sessions(
     spec: SessionsSpec, workspace_id: str, tz: str, start: datetime, end: datetime
 ) -> tuple[str, dict[str, object]]:
     """One row of aggregates: sessions that began in the range (count, mean length, mean
-    events), and the first N sessions of actors whose first session ever began in it."""
+    events), and the first N sessions of actors whose first session ever began in it.
+
+    Only events from one gap before the range are split into sessions: an event in the range
+    starts a session exactly when its predecessor is over a gap earlier, which that window
+    decides (no predecessor in it means one further back, or none). Actors new in the range
+    have no earlier events at all, so their sessions are numbered from their first; the
+    others are found with a plain scan, not a window over all history."""
     p = Params()
     gap = f"to_microseconds({p.add(int(spec.gap_minutes * 60_000_000))})"
     if spec.feature_events is None:
@@ -57,7 +63,8 @@ def compile_sessions(
         for k in range(1, spec.first_sessions + 1)
     )
     sql = f"""
-WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp < {hi}")}),
+WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp >= {lo} - {gap} AND e.timestamp < {hi}")}),
+seen_before AS (SELECT DISTINCT actor FROM ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp < {lo}")})),
 marked AS (
     SELECT *, CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w > {gap} THEN 1 ELSE 0 END AS starts
     FROM ev WINDOW w AS (PARTITION BY actor ORDER BY ts, seq)
@@ -71,10 +78,9 @@ sessions AS (
            count(DISTINCT {feature}) AS features
     FROM numbered GROUP BY actor, session_no
 ),
-firsts AS (SELECT actor, started AS first_started FROM sessions WHERE session_no = 1),
 tagged AS (
-    SELECT s.*, f.first_started >= {lo} AND s.session_no <= {n} AS early, s.started >= {lo} AS in_range
-    FROM sessions s JOIN firsts f USING (actor)
+    SELECT s.*, b.actor IS NULL AND s.session_no <= {n} AS early, s.started >= {lo} AS in_range
+    FROM sessions s LEFT JOIN seen_before b USING (actor)
 )
 SELECT count(*) FILTER (WHERE in_range) AS sessions,
        avg(epoch(ended) - epoch(started)) FILTER (WHERE in_range) AS avg_duration,

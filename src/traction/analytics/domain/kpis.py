@@ -79,6 +79,11 @@ class KPI:
     spec: Callable[[KPIConfig, DateRange], Any]
     value: Callable[[Any], float | None]
     extra: dict[str, Any] = field(default_factory=dict)  # arguments for the insight method
+    # How many days after the range's end its value reads events (conversion windows, day-N
+    # retention). Once the data reaches past that, the value is final: later events cannot
+    # change it, only late ones (timestamped earlier) or merges can.
+    lookahead_days: Callable[[KPIConfig], float] = lambda c: 0.0
+    empty: str = "no events in the period"  # why the value can be unknown, for the reader
 
 
 def _funnel(*events: str, window: float | str) -> Callable[[KPIConfig, DateRange], FunnelSpec]:
@@ -96,38 +101,41 @@ CATALOG: tuple[KPI, ...] = (
     KPI("visitor_to_signup", "Visitor-to-sign-up conversion",
         "Share of people who viewed a page in the period and signed up within 30 days of that visit.",
         "percent", "up", "funnel", _funnel("visit_event", "signup_event", window="visitor_window_days"),
-        lambda r: r.overall_conversion),
+        lambda r: r.overall_conversion, lookahead_days=lambda c: c.visitor_window_days, empty="nobody viewed a page in the period"),
     KPI("trial_signup_rate", "Trial sign-up rate",
         "Share of sign-ups in the period who started a trial within a day of signing up.",
         "percent", "up", "funnel", _funnel("signup_event", "trial_event", window=1),
-        lambda r: r.overall_conversion),
+        lambda r: r.overall_conversion, lookahead_days=lambda c: 1.0, empty="nobody signed up in the period"),
     KPI("activation_rate", "Activation rate",
         "Share of people who signed up in the period and met the activation criteria (default: created a project and invited a teammate) within 7 days.",
-        "percent", "up", "activation", lambda c, r: c.activation(r), lambda r: r.rate),
+        "percent", "up", "activation", lambda c, r: c.activation(r), lambda r: r.rate,
+        lookahead_days=lambda c: c.activation_window_days, empty="no sign-up in the period whose activation window has closed"),
     KPI("onboarding_dropoff", "Onboarding drop-off",
         "Share of sign-ups in the period who did not finish every onboarding step, in order, within the activation window.",
         "percent", "down", "onboarding",
         lambda c, r: c.activation(r),
-        lambda r: None if r.overall_conversion is None else 1 - r.overall_conversion),
+        lambda r: None if r.overall_conversion is None else 1 - r.overall_conversion,
+        lookahead_days=lambda c: c.activation_window_days, empty="no sign-up in the period whose activation window has closed"),
     KPI("time_to_first_value", "Time to first value (median)",
         "Median time from sign-up to activation, over the people who activated.",
-        "seconds", "down", "activation", lambda c, r: c.activation(r), lambda r: r.ttfv(0.5)),
+        "seconds", "down", "activation", lambda c, r: c.activation(r), lambda r: r.ttfv(0.5),
+        lookahead_days=lambda c: c.activation_window_days, empty="nobody who signed up in the period has activated"),
     KPI("engagement_depth", "Engagement depth (first 3 sessions)",
         "Mean events per session over the first three sessions of people new in the period (30-minute sessions).",
-        "events", "up", "sessions", lambda c, r: SessionsSpec(range=r), lambda r: r.depth_events),
+        "events", "up", "sessions", lambda c, r: SessionsSpec(range=r), lambda r: r.depth_events, empty="nobody had a first session in the period"),
     KPI("activation_retention_d7", "Activation cohort retention D7",
         "Share of people activated in the period who were active on the 7th day after activating.",
         "percent", "up", "activation_retention", lambda c, r: c.activation(r),
-        lambda r: r.by_day.get(7), {"days": (7, 30)}),
+        lambda r: r.by_day.get(7), {"days": (7, 30)}, lambda c: c.activation_window_days + 31, empty="nobody activated in the period, or their 7th day is still to come"),
     KPI("activation_retention_d30", "Activation cohort retention D30",
         "Share of people activated in the period who were active on the 30th day after activating.",
         "percent", "up", "activation_retention", lambda c, r: c.activation(r),
-        lambda r: r.by_day.get(30), {"days": (7, 30)}),
+        lambda r: r.by_day.get(30), {"days": (7, 30)}, lambda c: c.activation_window_days + 31, empty="nobody activated in the period, or their 30th day is still to come"),
     KPI("sharing_rate", "Product sharing rate",
         "Share of people active in the period who invited a teammate or shared a referral link.",
         "percent", "up", "feature_adoption",
         lambda c, r: FeatureAdoptionSpec(range=r, features=[EventMatcher(event=e) for e in c.share_events]),
-        lambda r: r.any_share),
+        lambda r: r.any_share, empty="nobody was active in the period"),
     KPI("referral_link_shares", "Referral link shares",
         "Referral links shared in the period.",
         "count", "up", "trend",
@@ -135,7 +143,8 @@ CATALOG: tuple[KPI, ...] = (
         lambda r: sum(line.total for line in r.lines)),
     KPI("stickiness", "Stickiness (DAU/MAU)",
         "Mean over the period's days of daily active people divided by the people active in the 30 days to that day.",
-        "ratio", "up", "active_users", lambda c, r: ActiveUsersSpec(range=r), lambda r: r.stickiness),
+        "ratio", "up", "active_users", lambda c, r: ActiveUsersSpec(range=r), lambda r: r.stickiness,
+        empty="nobody was active in the period"),
 )  # fmt: skip
 BY_KEY = {k.key: k for k in CATALOG}
 
@@ -154,6 +163,50 @@ def change(current: float | None, previous: float | None) -> float | None:
     if current is None or previous is None or previous == 0:
         return None
     return (current - previous) / abs(previous)
+
+
+def change_points(kpi: KPI, current: float | None, previous: float | None) -> float | None:
+    """A rate's change in percentage points: 40% -> 44% is +4 pp, which is what a reader of a
+    rate means by "up 4"; the relative +10% would read as 40% -> 50%."""
+    if kpi.unit != "percent" or current is None or previous is None:
+        return None
+    return (current - previous) * 100
+
+
+def format_change(kpi: KPI, current: float | None, previous: float | None) -> str:
+    """`+4.0 pp` for rates, `+12.5%` for the rest; no sign when it rounds to zero (never
+    "-0.0%"); an em dash when there is nothing to compare with."""
+    points = change_points(kpi, current, previous)
+    if points is not None:
+        return _signed(points, " pp")
+    rel = change(current, previous)
+    return "—" if rel is None else _signed(rel * 100, "%")
+
+
+def _signed(v: float, suffix: str) -> str:
+    text = f"{abs(v):.1f}"
+    if text.strip("0.") == "":
+        return "0.0" + suffix
+    return ("+" if v > 0 else "-") + text + suffix
+
+
+def scorecard_row(kpi: KPI, now: float | None, before: float | None) -> dict[str, Any]:
+    """One KPI's line on the scorecard, the same in the API, the CLI and the dashboard."""
+    rel = change(now, before)
+    points = change_points(kpi, now, before)
+    moved = points if points is not None else rel
+    return {
+        "key": kpi.key, "name": kpi.name, "value": now, "previous": before, "change": rel,
+        "change_points": points, "unit": kpi.unit, "direction": kpi.direction,
+        "definition": kpi.definition, "formatted": format_value(kpi, now),
+        "formatted_previous": format_value(kpi, before),
+        "formatted_change": format_change(kpi, now, before),
+        # better or worse, once the change shows in the rounded figure
+        "trend": None if moved is None or format_change(kpi, now, before).startswith("0.0")
+        else ("good" if (moved > 0) == (kpi.direction == "up") else "bad"),
+        "empty": None if now is not None else kpi.empty,
+        "empty_previous": None if before is not None else kpi.empty,
+    }  # fmt: skip
 
 
 def format_value(kpi: KPI, v: float | None) -> str:

@@ -1,0 +1,154 @@
+"""The scorecard's cache: after any sequence of new batches (late events, merges, events in
+open and closed periods), the cached figures equal a full recomputation."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from traction.analytics.domain.kpis import BY_KEY, scorecard_row
+from traction.analytics.domain.specs import DateRange
+from traction.analytics.scorecard import reads_until
+from traction.analytics.service import AnalyticsService
+from traction.context import Context
+from traction.ingest.domain import normalize_segment
+
+EVENTS = ["signed_up", "trial_started", "project_created", "teammate_invited",
+          "referral_link_shared", "dashboard_viewed", "data_source_connected", "report_created"]  # fmt: skip
+START = datetime(2026, 2, 1)
+MARCH = DateRange(date_from="2026-03-01", date_to="2026-03-31")
+EARLY_FEB = DateRange(
+    date_from="2026-02-01", date_to="2026-02-07"
+)  # final once data reaches mid-March
+_ids = itertools.count()
+
+message = st.tuples(
+    st.sampled_from(["track", "track", "track", "page", "identify"]),
+    st.sampled_from(EVENTS),
+    st.integers(0, 5),  # which person
+    st.booleans(),  # known by user id, or still anonymous
+    st.integers(0, 95 * 24),  # hours after Feb 1: late events land in closed periods
+)
+batches = st.lists(st.lists(message, min_size=1, max_size=12), min_size=1, max_size=5)
+
+
+def to_segment(kind: str, event: str, who: int, known: bool, hours: int) -> dict[str, Any]:
+    m: dict[str, Any] = {
+        "type": kind,
+        "timestamp": (START + timedelta(hours=hours)).isoformat() + "Z",
+        "messageId": f"m{next(_ids)}",
+        "anonymousId": f"a{who}",
+    }
+    if known or kind == "identify":  # identify merges the anonymous person into the user
+        m["userId"] = f"u{who}"
+    if kind == "track":
+        m["event"] = event
+    return m
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batches=batches)
+def test_cached_scorecard_equals_a_full_recomputation(
+    sqlite_ctx: Context, batches: list[list[tuple[str, str, int, bool, int]]]
+) -> None:
+    ws = sqlite_ctx.workspaces.create_workspace(f"cache-{next(_ids)}").id
+    cached = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
+    for batch in batches:
+        msgs = [to_segment(*m) for m in batch]
+        assert not sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment).rejected
+        for r in (EARLY_FEB, MARCH):
+            fresh = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces).scorecard(ws, r)
+            assert cached.scorecard(ws, r) == fresh
+
+
+def test_closed_periods_are_not_recomputed_when_new_events_arrive(sqlite_ctx: Context) -> None:
+    ws = sqlite_ctx.workspaces.create_workspace("closed").id
+    base = [to_segment("track", "signed_up", i, True, 24 * 30 + i) for i in range(4)]
+    base += [to_segment("track", "dashboard_viewed", 0, True, 24 * 120)]  # data reaches June
+    sqlite_ctx.ingest.ingest_sync(ws, base, normalize_segment)
+    svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
+    calls: list[tuple[str, DateRange]] = []
+    original = svc.kpi
+
+    def counting(workspace_id: str, key: str, r: DateRange, config: Any = None) -> float | None:
+        calls.append((key, r))
+        return original(workspace_id, key, r, config)
+
+    svc.kpi = counting  # type: ignore[method-assign]
+    svc.scorecard(ws, MARCH)
+    assert len(calls) == 22  # 11 KPIs, two periods
+    calls.clear()
+    # a new event after every closed window: nothing recomputed
+    sqlite_ctx.ingest.ingest_sync(
+        ws, [to_segment("track", "signed_up", 9, True, 24 * 121)], normalize_segment
+    )
+    svc.scorecard(ws, MARCH)
+    assert calls == []
+    # a late event on Mar 13: March's figures are recomputed; of February's, only those that
+    # read that far (30-day visitor window, day-7 and day-30 retention)
+    sqlite_ctx.ingest.ingest_sync(
+        ws, [to_segment("track", "signed_up", 8, True, 24 * 40)], normalize_segment
+    )
+    svc.scorecard(ws, MARCH)
+    assert {k for k, r in calls if r == MARCH} == set(BY_KEY)
+    feb = {k for k, r in calls if r != MARCH}
+    assert feb == {"visitor_to_signup", "activation_retention_d7", "activation_retention_d30"}
+
+
+def test_reads_until_adds_each_kpis_look_ahead() -> None:
+    from traction.analytics.domain.kpis import KPIConfig
+
+    c = KPIConfig()
+    end = datetime(2026, 4, 1)
+    assert reads_until(BY_KEY["stickiness"], MARCH, c, "UTC") == end
+    assert reads_until(BY_KEY["activation_rate"], MARCH, c, "UTC") == end + timedelta(days=7)
+    assert reads_until(BY_KEY["visitor_to_signup"], MARCH, c, "UTC") == end + timedelta(days=30)
+    assert reads_until(BY_KEY["activation_retention_d30"], MARCH, c, "UTC") == end + timedelta(
+        days=38
+    )
+    # a zone east of UTC ends its day earlier in UTC
+    assert reads_until(BY_KEY["stickiness"], MARCH, c, "Europe/Paris") == end - timedelta(hours=2)
+
+
+def test_changes_of_rates_are_in_points_and_never_minus_zero() -> None:
+    rate, count = BY_KEY["activation_rate"], BY_KEY["referral_link_shares"]
+    row = scorecard_row(rate, 0.44, 0.40)
+    assert row["formatted_change"] == "+4.0 pp" and row["change_points"] == pytest.approx(4.0)
+    assert row["trend"] == "good"
+    assert scorecard_row(rate, 0.40, 0.4004)["formatted_change"] == "0.0 pp"
+    assert scorecard_row(rate, 0.40, 0.4004)["trend"] is None
+    assert scorecard_row(count, 100.0, 100.04)["formatted_change"] == "0.0%"
+    assert scorecard_row(count, 90.0, 100.0)["formatted_change"] == "-10.0%"
+    assert scorecard_row(count, 90.0, 0.0)["formatted_change"] == "—"
+    assert scorecard_row(BY_KEY["onboarding_dropoff"], 0.5, 0.6)["trend"] == "good"  # down is good
+    empty = scorecard_row(rate, None, 0.4)
+    assert empty["formatted"] == "—" and "activation window" in empty["empty"]
+    assert empty["formatted_change"] == "—" and empty["trend"] is None
+
+
+def test_a_merge_after_the_window_still_refreshes_closed_figures(sqlite_ctx: Context) -> None:
+    """A visitor who signs up under a user id: separate people until an identify, timestamped
+    long after the period, merges them. No new event falls in the window; the merge must count."""
+    ws = sqlite_ctx.workspaces.create_workspace("merge").id
+    base = [
+        to_segment("page", "", 1, False, 30),  # a1 views a page on Feb 2
+        to_segment("track", "signed_up", 1, True, 31),  # u1 signs up an hour later
+        to_segment("track", "dashboard_viewed", 5, True, 24 * 90),  # data reaches May 2
+    ]
+    base[1].pop("anonymousId")  # the sign-up carries the user id only: no link yet
+    sqlite_ctx.ingest.ingest_sync(ws, base, normalize_segment)
+    svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
+    before = {row["key"]: row["value"] for row in svc.scorecard(ws, EARLY_FEB)}
+    assert before["visitor_to_signup"] == 0.0
+    sqlite_ctx.ingest.ingest_sync(
+        ws, [to_segment("identify", "", 1, True, 24 * 91)], normalize_segment
+    )
+    after = {row["key"]: row["value"] for row in svc.scorecard(ws, EARLY_FEB)}
+    assert after["visitor_to_signup"] == 1.0
