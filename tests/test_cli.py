@@ -189,4 +189,4 @@ def test_import_through_a_running_server(tmp_path: Path, server, workspace) -> N
     r = runner.invoke(app, ["import", str(f), "--url", server.url, "--write-key", "tr_pub_wrong"])
     assert r.exit_code == 1 and "HTTP 401" in r.stderr
     r = runner.invoke(app, ["import", str(f), "--url", server.url])
-    assert r.exit_code == 1 and "--write-key" in r.stderr
+    assert r.exit_code == 1 and "--key" in r.stderr

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,23 +11,35 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from traction.analytics.domain.specs import DateRange
 from traction.catalog.cli import app as catalog_app
-from traction.cli_common import DataDir, console, err, fail, pick_workspace, settings_for
+from traction.cli_access import Local, Remote, announce, events_access
+from traction.cli_common import DataDir, console, err, fail, settings_for
 from traction.settings import Settings
 from traction.validation import describe
+from traction.workspaces.cli import user_app, workspace_app
 
 if TYPE_CHECKING:
-    from traction.analytics.domain.specs import DateRange
     from traction.context import Context
 
 app = typer.Typer(help="Traction: a self-hosted product-led growth engine.", no_args_is_help=True)
-workspace_app = typer.Typer(help="Workspaces and their keys.", no_args_is_help=True)
-user_app = typer.Typer(help="Dashboard users.", no_args_is_help=True)
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(user_app, name="user")
 app.add_typer(catalog_app, name="catalog")
 _settings = settings_for
 _fail = fail
+Url = Annotated[
+    str | None,
+    typer.Option(help="A Traction server's URL (default: the one running on --data-dir, if any)."),
+]
+Key = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        "--write-key",
+        help="With --url: a secret key (tr_sec_…), or a write key to import.",
+    ),
+]
 
 
 def _open(settings: Settings, start_writer: bool = False) -> Context:
@@ -53,19 +63,28 @@ def serve(
     quiet: Annotated[bool, typer.Option("--quiet", help="Plain-text warnings only.")] = False,
 ) -> None:
     """Run the HTTP API, the dashboard and (unless --no-worker) the reactors."""
-    import uvicorn
-
     from traction.ops.logging import configure_logging
     from traction.server import create_app
+    from traction.store.events import EventStoreLocked
 
     s = _settings(data_dir)
     # `demo` is for a person at a terminal: its summary, then plain warnings only.
     configure_logging("WARNING" if quiet else s.log_level, json=s.log_json and not quiet)
-    application = create_app(s, run_worker=not no_worker and s.run_worker)
+    try:
+        application = create_app(s, run_worker=not no_worker and s.run_worker)
+    except EventStoreLocked as e:
+        raise _fail(str(e)) from None
+    with announce(s, host or s.host, port or s.port):
+        _run(application, host or s.host, port or s.port)
+
+
+def _run(application: Any, host: str, port: int) -> None:
+    import uvicorn
+
     uvicorn.run(
         application,
-        host=host or s.host,
-        port=port or s.port,
+        host=host,
+        port=port,
         log_config=None,
         access_log=False,
         http="httptools",
@@ -90,129 +109,6 @@ def migrate(data_dir: DataDir = None) -> None:
     )
 
 
-@workspace_app.command("create")
-def workspace_create(
-    name: str,
-    data_dir: DataDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
-    owner: Annotated[
-        str | None, typer.Option(help="Email of an existing dashboard user to add.")
-    ] = None,
-    timezone: Annotated[
-        str, typer.Option(help="IANA time zone for day/week/month boundaries.")
-    ] = "UTC",
-) -> None:
-    """Create a workspace; prints its id, public write key and secret (admin) key."""
-    ctx = _open(_settings(data_dir))
-    try:
-        try:
-            created = ctx.workspaces.create_workspace(name, timezone)
-            if owner:
-                ctx.workspaces.add_member(owner, created.id)
-        except ValueError as e:
-            raise _fail(str(e)) from None
-    finally:
-        ctx.close()
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "id": created.id,
-                    "name": created.name,
-                    "write_key": created.write_key,
-                    "secret_key": created.secret_key,
-                }
-            )
-        )
-        return
-    t = Table(show_header=False)
-    t.add_row("workspace id", created.id)
-    t.add_row("write key (public: ingest only)", created.write_key)
-    t.add_row("secret key (admin: keep it secret)", created.secret_key)
-    console.print(t)
-    console.print("[dim]Keys are stored hashed; they are not shown again.[/]")
-
-
-@workspace_app.command("configure")
-def workspace_configure(
-    workspace: Annotated[
-        str | None, typer.Option(help="Workspace id or name (default: the only one).")
-    ] = None,
-    data_dir: DataDir = None,
-    timezone: Annotated[
-        str | None, typer.Option(help="IANA time zone for day/week/month boundaries.")
-    ] = None,
-    kpi_config: Annotated[
-        str | None,
-        typer.Option("--kpi-config", help="KPI event configuration as JSON or @file.json."),
-    ] = None,
-) -> None:
-    """Set a workspace's time zone and which events its KPIs read; prints the result."""
-    from pydantic import ValidationError
-
-    ctx = _open(_settings(data_dir))
-    try:
-        ws = _pick_workspace(ctx, workspace)
-        try:
-            if timezone:
-                ctx.workspaces.update_workspace(ws, timezone=timezone)
-            if kpi_config:
-                text = (
-                    Path(kpi_config[1:]).read_text() if kpi_config.startswith("@") else kpi_config
-                )
-                ctx.saved.set_kpi_config(ws, json.loads(text))
-        except ValidationError as e:
-            raise _fail(describe(e)) from None
-        except (ValueError, json.JSONDecodeError) as e:
-            raise _fail(str(e)) from None
-        current = ctx.workspaces.get_workspace(ws)
-        config = ctx.saved.kpi_config(ws)
-    finally:
-        ctx.close()
-    assert current is not None
-    console.print(f"[bold]{current.name}[/] ({current.id}), time zone [bold]{current.timezone}[/]")
-    console.print_json(data=config.model_dump(mode="json"))
-
-
-@workspace_app.command("list")
-def workspace_list(data_dir: DataDir = None) -> None:
-    """List workspaces."""
-    ctx = _open(_settings(data_dir))
-    try:
-        t = Table("id", "name", "time zone")
-        for w in ctx.workspaces.list_workspaces():
-            t.add_row(w.id, w.name, w.timezone)
-        console.print(t)
-    finally:
-        ctx.close()
-
-
-@user_app.command("create")
-def user_create(
-    email: str,
-    data_dir: DataDir = None,
-    workspace: Annotated[
-        list[str] | None, typer.Option(help="Workspace id to join (repeatable).")
-    ] = None,
-    password: Annotated[str | None, typer.Option(help="Password (prompted if omitted).")] = None,
-) -> None:
-    """Create a dashboard user (the password is stored as an argon2 hash)."""
-    if password is None:
-        if not sys.stdin.isatty():
-            raise _fail("give --password, or run in a terminal to be prompted")
-        password = getpass.getpass("Password: ")
-    ctx = _open(_settings(data_dir))
-    try:
-        ids = workspace or [w.id for w in ctx.workspaces.list_workspaces()]
-        try:
-            ctx.workspaces.create_user(email, password, ids)
-        except ValueError as e:
-            raise _fail(str(e)) from None
-    finally:
-        ctx.close()
-    console.print(f"[green]User {email} created[/] with access to {len(ids)} workspace(s).")
-
-
 @app.command("import")
 def import_events(
     file: Annotated[
@@ -230,25 +126,15 @@ def import_events(
     chunk: Annotated[
         int, typer.Option(help="Events per commit (or per HTTP batch, at most 500 KB).")
     ] = 5000,
-    url: Annotated[
-        str | None, typer.Option(help="Send through a running server's tracking API instead.")
-    ] = None,
-    write_key: Annotated[
-        str | None, typer.Option(help="The workspace's write key, with --url.")
-    ] = None,
+    url: Url = None,
+    key: Key = None,
 ) -> None:
     """Import historical events through the ingest pipeline (validated, deduped, identities
-    resolved): directly into the data dir, or with --url through a running server."""
+    resolved): into the data dir, or through the server that holds it (or --url)."""
     from traction.ingest.files import RowError, count_rows, read_rows
 
-    if url and not write_key:
-        raise _fail("--url needs --write-key (the workspace's tr_pub_… key)")
-    ctx = None if url else _open(_settings(data_dir))
-    try:
-        if ctx is None:
-            send = _http_sink(url or "", write_key or "")
-        else:
-            send = _local_sink(ctx, _pick_workspace(ctx, workspace))
+    with events_access(data_dir, workspace, url, key) as access:
+        send = access.sink()
         total = count_rows(file)
         good = bad = 0
         errors: list[str] = []
@@ -285,9 +171,6 @@ def import_events(
                 raise _fail(str(e)) from None
             if batch:
                 flush()
-    finally:
-        if ctx is not None:
-            ctx.close()
     console.print(f"[green]{good:,} events imported[/]; {bad:,} rejected.")
     for line in errors[:50]:
         err.print(f"  [red]{line}[/]")
@@ -295,66 +178,6 @@ def import_events(
         err.print(f"  … and {len(errors) - 50:,} more")
     if bad:
         raise typer.Exit(2)
-
-
-Sink = Callable[[list[object]], tuple[int, list[tuple[int, str]]]]
-
-
-def _local_sink(ctx: Context, ws: str) -> Sink:
-    from traction.ingest.domain import normalize_segment
-
-    def send(messages: list[object]) -> tuple[int, list[tuple[int, str]]]:
-        result = ctx.ingest.ingest_sync(ws, messages, normalize_segment)
-        return result.accepted, [(r["index"], r["error"]) for r in result.rejected]
-
-    return send
-
-
-def _http_sink(url: str, write_key: str) -> Sink:
-    """POST /v1/batch in bodies under 500 KB; per-event rejections come back by index."""
-    import time
-
-    import httpx
-    import orjson
-
-    client = httpx.Client(base_url=url.rstrip("/"), auth=(write_key, ""), timeout=60)
-    limit = 480 * 1024
-
-    def post(messages: list[object], offset: int) -> tuple[int, list[tuple[int, str]]]:
-        body = orjson.dumps({"batch": messages})
-        if len(body) > limit and len(messages) > 1:
-            half = len(messages) // 2
-            a, ra = post(messages[:half], offset)
-            b, rb = post(messages[half:], offset + half)
-            return a + b, ra + rb
-        for attempt in range(5):
-            try:
-                r = client.post(
-                    "/v1/batch", content=body, headers={"Content-Type": "application/json"}
-                )
-            except httpx.HTTPError as e:
-                problem = f"cannot reach {url}: {e}"
-            else:
-                if r.status_code == 200:
-                    return len(messages), []
-                if r.status_code == 400 and "rejected" in r.json():
-                    out = r.json()
-                    return out["accepted"], [
-                        (offset + x["index"], x["error"]) for x in out["rejected"]
-                    ]
-                if r.status_code < 500 and r.status_code != 429:
-                    raise _fail(
-                        f"the server refused the batch: HTTP {r.status_code}: {r.json().get('error', r.text)}"
-                    )
-                problem = f"HTTP {r.status_code}"
-            time.sleep(min(10.0, 0.5 * 2**attempt))
-        raise _fail(f"giving up after 5 tries: {problem}")
-
-    return lambda messages: post(messages, 0)
-
-
-def _pick_workspace(ctx: Context, ref: str | None) -> str:
-    return pick_workspace(ctx.workspaces.list_workspaces(), ref)
 
 
 @app.command()
@@ -372,18 +195,29 @@ def report(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV for spreadsheets.")] = False,
+    url: Url = None,
+    key: Key = None,
 ) -> None:
     """The PLG scorecard: every KPI for the period, the period before, the change, the definition."""
     import csv
 
-    ctx = _open(_settings(data_dir))
-    try:
-        ws = _pick_workspace(ctx, workspace)
-        r = _report_range(ctx.analytics.default_range(ws), date_from, date_to)
-        with err.status(f"Computing the scorecard for {r.date_from} to {r.date_to}…"):
-            rows = ctx.analytics.scorecard(ws, r)
-    finally:
-        ctx.close()
+    chosen = _report_range(date_from, date_to)
+    with events_access(data_dir, workspace, url, key) as access:
+        ws = access.workspace_id
+        with err.status("Computing the scorecard…"):
+            if isinstance(access, Local):
+                r = chosen or access.ctx.analytics.default_range(ws)
+                rows = access.ctx.analytics.scorecard(ws, r)
+            else:
+                span = (
+                    {"date_from": str(chosen.date_from), "date_to": str(chosen.date_to)}
+                    if chosen
+                    else {}
+                )
+                rows = access.get("/api/v1/insights/scorecard", **span)
+                r = DateRange(date_from=rows[0]["date_from"], date_to=rows[0]["date_to"])
+                for row in rows:
+                    del row["date_from"], row["date_to"]
     if as_json:
         print(
             json.dumps(
@@ -423,14 +257,12 @@ def report(
     console.print(t)
 
 
-def _report_range(default: DateRange, date_from: str | None, date_to: str | None) -> DateRange:
-    """The dashboard's default (the 30 days up to the latest event) unless told otherwise;
-    one end given alone makes a 30-day range."""
+def _report_range(date_from: str | None, date_to: str | None) -> DateRange | None:
+    """None for the dashboard's default (the 30 days up to the latest event); one end given
+    alone makes a 30-day range."""
     from datetime import date, timedelta
 
     from pydantic import ValidationError
-
-    from traction.analytics.domain.specs import DateRange
 
     try:
         if date_from and not date_to:
@@ -444,7 +276,7 @@ def _report_range(default: DateRange, date_from: str | None, date_to: str | None
     except (ValidationError, ValueError) as e:
         msg = e.errors()[0]["msg"] if isinstance(e, ValidationError) else str(e)
         raise _fail(f"bad dates: {msg} (use YYYY-MM-DD)") from None
-    return default
+    return None
 
 
 @app.command()
@@ -463,6 +295,8 @@ def insight(
         str | None, typer.Option(help="Workspace id or name (default: the only one).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The API's JSON, for scripts.")] = False,
+    url: Url = None,
+    key: Key = None,
 ) -> None:
     """Run one insight spec and print the result."""
     from pydantic import ValidationError
@@ -472,7 +306,10 @@ def insight(
 
     if kind not in INSIGHTS:
         raise _fail(f"unknown kind {kind!r}: use one of {', '.join(INSIGHTS)}")
-    text = Path(spec[1:]).read_text() if spec.startswith("@") else spec
+    try:
+        text = Path(spec[1:]).read_text() if spec.startswith("@") else spec
+    except OSError as e:
+        raise _fail(f"cannot read the spec file {spec[1:]}: {e.strerror}") from None
     model, method = INSIGHTS[kind]
     try:
         parsed = model.model_validate(json.loads(text))
@@ -481,15 +318,15 @@ def insight(
     except ValidationError as e:
         problems = describe(e)
         raise _fail(problems) from None
-    ctx = _open(_settings(data_dir))
-    try:
-        ws = _pick_workspace(ctx, workspace)
-        try:
-            result = getattr(ctx.analytics, method)(ws, parsed).as_dict()
-        except QueryTooExpensive as e:
-            raise _fail(str(e)) from None
-    finally:
-        ctx.close()
+    with events_access(data_dir, workspace, url, key) as access, err.status(f"Running the {kind}…"):
+        if isinstance(access, Remote):
+            result = access.post(f"/api/v1/insights/{kind}", json.loads(text))
+        else:
+            try:
+                found = getattr(access.ctx.analytics, method)(access.workspace_id, parsed)
+            except QueryTooExpensive as e:
+                raise _fail(str(e)) from None
+            result = json.loads(json.dumps(found.as_dict(), default=str))  # as the API says it
     if as_json:
         print(json.dumps(result, default=str))
         return
@@ -567,21 +404,21 @@ def simulate(
     people: Annotated[int, typer.Option(help="Visitors to simulate.")] = 20_000,
     days: Annotated[int, typer.Option(help="Days of history.")] = 120,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same events).")] = 7,
+    url: Url = None,
+    key: Key = None,
 ) -> None:
-    """Simulate a SaaS product's users and send their events through the ingest pipeline."""
-    from traction.simulate.runner import run_simulation
+    """Simulate a SaaS product's users and send their events through the ingest pipeline
+    (or through the server that holds the data dir, or --url)."""
+    from traction.simulate.runner import simulate_into
     from traction.simulate.world import SimulationParams
 
-    ctx = _open(_settings(data_dir))
-    try:
-        name = workspace or "Demo SaaS"
-        ws = ctx.workspaces.find_workspace(name)
-        ws_id = ws.id if ws else ctx.workspaces.create_workspace(name).id
-        stats = run_simulation(
-            ctx, ws_id, SimulationParams(people=people, days=days, seed=seed), console=err
-        )
-    finally:
-        ctx.close()
+    params = SimulationParams(people=people, days=days, seed=seed)
+    with events_access(
+        data_dir, workspace or "Demo SaaS", url, key, create_workspace=True
+    ) as access:
+        ws_id = access.workspace_id
+        sink = access.sink()
+        stats = simulate_into(lambda m: len(sink(m)[1]), params, console=err)
     console.print(
         f"[green]{stats.events:,} events[/] from {stats.visitors:,} visitors ({stats.signups:,} sign-ups) in {ws_id}"
     )
@@ -599,9 +436,16 @@ def demo(
     ] = False,
 ) -> None:
     """Create a demo workspace with realistic simulated data, then serve the dashboard."""
+    from traction.cli_access import running_server
     from traction.simulate.demo import prepare_demo
 
     s = _settings(data_dir)
+    running = running_server(s)
+    if running:
+        raise _fail(
+            f"a Traction server already runs on {s.data_dir} at {running}: the demo is there "
+            "(stop it to rebuild, or use another --data-dir)"
+        )
     ctx = _open(s)
     try:
         info = prepare_demo(ctx, people=people, days=days, console=err)

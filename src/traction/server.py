@@ -87,6 +87,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.web.routes import router as web_router
     from traction.web.routes import static_mount
     from traction.workspaces.api import router as workspace_router
+    from traction.workspaces.web import router as workspace_web_router
 
     for route in segment_routes(ctx) + posthog_routes(ctx):
         app.router.routes.append(route)
@@ -99,6 +100,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(web_router)
     app.include_router(analytics_web_router)
     app.include_router(catalog_web_router)
+    app.include_router(workspace_web_router)
     app.mount("/static", static_mount(), name="static")
     app.add_middleware(TrackingCORS)
     return app

@@ -81,15 +81,26 @@ def funnel_dropoffs(
 @router.get("/scorecard", name="scorecard")
 def scorecard(
     request: Request,
-    date_from: date = Query(..., description="first day, workspace time zone"),
-    date_to: date = Query(..., description="last day, included"),
+    date_from: date | None = Query(None, description="first day, workspace time zone"),
+    date_to: date | None = Query(None, description="last day, included"),
     key: KeyInfo = Depends(admin_key),
 ) -> list[dict[str, Any]]:
+    """Every KPI over the range and the one before it. Without dates: the 30 days up to the
+    latest event, as on the dashboard. Each row repeats the range it is for."""
+    analytics = request.app.state.ctx.analytics
+    if (date_from is None) != (date_to is None):
+        raise HTTPException(422, "give both date_from and date_to, or neither (the last 30 days)")
     try:
-        r = DateRange(date_from=date_from, date_to=date_to)
+        r = (
+            DateRange(date_from=date_from, date_to=date_to)
+            if date_from and date_to
+            else analytics.default_range(key.workspace_id)
+        )
     except ValidationError as e:
-        raise HTTPException(422, e.errors()[0]["msg"]) from None
-    return request.app.state.ctx.analytics.scorecard(key.workspace_id, r)  # type: ignore[no-any-return]
+        raise HTTPException(422, describe(e)) from None
+    rows = analytics.scorecard(key.workspace_id, r)
+    span = {"date_from": r.date_from.isoformat(), "date_to": r.date_to.isoformat()}
+    return [row | span for row in rows]
 
 
 # -- saved insights and dashboards -------------------------------------------------------------

@@ -15,7 +15,7 @@ from traction.analytics.domain.specs import DateRange, FunnelSpec, event_names
 from traction.analytics.saved import NotFound
 from traction.analytics.service import QueryTooExpensive
 from traction.validation import describe
-from traction.web.routes import page_context, render, same_origin
+from traction.web.routes import admin_page, page_context, render, same_origin
 
 router = APIRouter(include_in_schema=False)
 
@@ -323,7 +323,7 @@ def save_settings(
     request: Request, ws_id: str, timezone: str = Form(...), kpi_config: str = Form(...)
 ) -> HTMLResponse:
     same_origin(request)
-    page_context(request, ws_id, "settings")
+    admin_page(request, ws_id, "settings")
     ctx = request.app.state.ctx
     error = None
     try:

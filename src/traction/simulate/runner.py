@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -17,6 +19,22 @@ def run_simulation(
     console: Console | None = None,
     chunk: int = 10_000,
 ) -> SimulationStats:
+    """Into a data dir opened here."""
+
+    def send(messages: list[object]) -> int:
+        return len(ctx.ingest.ingest_sync(workspace_id, messages, normalize_segment).rejected)
+
+    return simulate_into(send, params, console, chunk)
+
+
+def simulate_into(
+    send: Callable[[list[object]], int],
+    params: SimulationParams,
+    console: Console | None = None,
+    chunk: int = 10_000,
+) -> SimulationStats:
+    """Through any sink that answers how many events it refused (the ingest pipeline here,
+    or a server's tracking API)."""
     world = World(params)
     rejected = 0
     with Progress(
@@ -30,10 +48,7 @@ def run_simulation(
         task = bar.add_task("sim", total=params.days, events=0)
         for messages in world.run():
             for i in range(0, len(messages), chunk):
-                result = ctx.ingest.ingest_sync(
-                    workspace_id, messages[i : i + chunk], normalize_segment
-                )
-                rejected += len(result.rejected)
+                rejected += send(list(messages[i : i + chunk]))
             bar.update(task, advance=1, events=world.stats.events)
     if rejected:
         raise RuntimeError(

@@ -26,7 +26,7 @@ def static_mount() -> StaticFiles:
     return StaticFiles(directory=str(HERE / "static"))
 
 
-def _user(request: Request) -> User:
+def current_user(request: Request) -> User:
     user = request.app.state.ctx.workspaces.session_user(request.cookies.get(COOKIE))
     if user is None:
         raise HTTPException(303, headers={"Location": "/login"})
@@ -37,12 +37,21 @@ def page_context(request: Request, ws_id: str, section: str) -> dict[str, Any]:
     """What every page's layout needs: the user, the workspace (404 unless a member), the
     switcher's list and the nav section."""
     user, ws, spaces = _page(request, ws_id)
-    return {"user": user, "ws": ws, "spaces": spaces, "section": section}
+    role = request.app.state.ctx.workspaces.role(user.id, ws.id)
+    return {"user": user, "ws": ws, "spaces": spaces, "section": section, "role": role}
+
+
+def admin_page(request: Request, ws_id: str, section: str) -> dict[str, Any]:
+    """`page_context`, for pages only a workspace admin may use (keys, members, settings)."""
+    page = page_context(request, ws_id, section)
+    if page["role"] != "admin":
+        raise HTTPException(403, "only an admin of this workspace can do this: ask one of them")
+    return page
 
 
 def _page(request: Request, ws_id: str) -> tuple[User, Workspace, list[Workspace]]:
     """The signed-in user and the workspace they asked for, if they are a member of it."""
-    user = _user(request)
+    user = current_user(request)
     spaces = request.app.state.ctx.workspaces.user_workspaces(user.id)
     current = next((w for w in spaces if w.id == ws_id), None)
     if current is None:
@@ -58,6 +67,8 @@ def same_origin(request: Request) -> None:
 
 
 def render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+    if "role" not in ctx and ctx.get("user") is not None and ctx.get("ws") is not None:
+        ctx["role"] = request.app.state.ctx.workspaces.role(ctx["user"].id, ctx["ws"].id)
     return templates.TemplateResponse(request, template, ctx)
 
 
@@ -96,8 +107,14 @@ def login(request: Request, email: str = Form(""), password: str = Form("")) -> 
         failed = render(request, "login.html", error="Wrong email or password.", email=email)
         failed.status_code = 401
         return failed
-    token = ctx.workspaces.start_session(user.id, ctx.settings.session_days)
-    resp = RedirectResponse("/", 303)
+    return signed_in(request, user.id, "/")
+
+
+def signed_in(request: Request, user_id: str, to: str) -> Response:
+    """A redirect that also starts the user's session (login, an accepted invitation)."""
+    ctx = request.app.state.ctx
+    token = ctx.workspaces.start_session(user_id, ctx.settings.session_days)
+    resp = RedirectResponse(to, 303)
     resp.set_cookie(
         COOKIE, token, httponly=True, samesite="lax", max_age=ctx.settings.session_days * 86400
     )
@@ -198,11 +215,9 @@ def account_page(request: Request, ws_id: str, account_key: str) -> HTMLResponse
 
 @router.get("/w/{ws_id}/keys")
 def keys_page(request: Request, ws_id: str) -> HTMLResponse:
-    user, ws, spaces = _page(request, ws_id)
-    keys = request.app.state.ctx.workspaces.list_keys(ws.id)
-    return render(
-        request, "keys.html", user=user, ws=ws, spaces=spaces, section="keys", keys=keys, new=None
-    )
+    page = admin_page(request, ws_id, "keys")
+    keys = request.app.state.ctx.workspaces.list_keys(ws_id)
+    return render(request, "keys.html", **page, keys=keys, new=None)
 
 
 @router.post("/w/{ws_id}/keys")
@@ -210,20 +225,17 @@ def create_key(
     request: Request, ws_id: str, scope: str = Form(...), name: str = Form("")
 ) -> HTMLResponse:
     same_origin(request)
-    user, ws, spaces = _page(request, ws_id)
+    page = admin_page(request, ws_id, "keys")
     svc = request.app.state.ctx.workspaces
     if scope not in ("write", "admin"):
         raise HTTPException(422, "scope must be write or admin")
-    new = svc.create_key(ws.id, scope, name[:200])
-    keys = svc.list_keys(ws.id)
-    return render(
-        request, "keys.html", user=user, ws=ws, spaces=spaces, section="keys", keys=keys, new=new
-    )
+    new = svc.create_key(ws_id, scope, name[:200])
+    return render(request, "keys.html", **page, keys=svc.list_keys(ws_id), new=new)
 
 
 @router.post("/w/{ws_id}/keys/{key_id}/revoke")
 def revoke_key(request: Request, ws_id: str, key_id: str) -> Response:
     same_origin(request)
-    _, ws, _ = _page(request, ws_id)
-    request.app.state.ctx.workspaces.revoke_key(ws.id, key_id)
-    return RedirectResponse(f"/w/{ws.id}/keys", 303)
+    admin_page(request, ws_id, "keys")
+    request.app.state.ctx.workspaces.revoke_key(ws_id, key_id)
+    return RedirectResponse(f"/w/{ws_id}/keys", 303)

@@ -84,3 +84,56 @@ def revoke_key(key_id: str, request: Request, key: KeyInfo = Depends(admin_key))
     if not request.app.state.ctx.workspaces.revoke_key(key.workspace_id, key_id):
         raise HTTPException(404, f"no key {key_id} in this workspace")
     return {"revoked": key_id}
+
+
+class NewMember(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=3, max_length=320)
+    role: Literal["admin", "member"] = "member"
+
+
+@router.get("/members")
+def list_members(request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+    svc = request.app.state.ctx.workspaces
+    return {
+        "members": [
+            {"user_id": u.id, "email": u.email, "role": role}
+            for u, role in svc.members(key.workspace_id)
+        ],
+        "invites": [
+            {"email": i.email, "role": i.role, "expires_at": i.expires_at.isoformat()}
+            for i in svc.pending_invites(key.workspace_id)
+        ],
+    }
+
+
+@router.post("/members", status_code=201)
+def add_member(
+    body: NewMember, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    """An existing user is added (or their role changed); anyone else gets an invitation,
+    whose one-time link is in the answer (send it to them: it is not stored)."""
+    svc = request.app.state.ctx.workspaces
+    try:
+        if svc.find_user(body.email) is not None:
+            svc.add_member(body.email, key.workspace_id, body.role)
+            return {"email": body.email.strip().lower(), "role": body.role, "status": "added"}
+        token = svc.invite(body.email, key.workspace_id, body.role)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    link = str(request.base_url).rstrip("/") + f"/invite/{token}"
+    return {
+        "email": body.email.strip().lower(),
+        "role": body.role,
+        "status": "invited",
+        "invite_url": link,
+    }
+
+
+@router.delete("/members/{user_id}")
+def remove_member(
+    user_id: str, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    if not request.app.state.ctx.workspaces.remove_member(user_id, key.workspace_id):
+        raise HTTPException(404, f"no member {user_id} in this workspace")
+    return {"removed": user_id}

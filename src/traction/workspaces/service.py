@@ -15,8 +15,20 @@ from sqlalchemy.orm import Session
 
 from traction.store.state import StateStore, utcnow
 from traction.validation import check_timezone
-from traction.workspaces.domain import Scope, display_prefix, hash_token, new_key, scope_allows
-from traction.workspaces.models import ApiKey, User, UserSession, Workspace, WorkspaceMember
+from traction.workspaces.domain import (
+    ROLES,
+    Role,
+    Scope,
+    check_password,
+    display_prefix,
+    hash_token,
+    new_key,
+    scope_allows,
+)
+from traction.workspaces.domain import (
+    normalize_email as _email,
+)
+from traction.workspaces.models import ApiKey, Invite, User, UserSession, Workspace, WorkspaceMember
 
 _hasher = PasswordHasher()
 
@@ -114,6 +126,15 @@ class WorkspaceService:
             self._key_cache.clear()
         return True
 
+    def delete_key(self, workspace_id: str, key_id: str) -> None:
+        """Gone without a trace: for the CLI's temporary keys, never shown to anyone."""
+        with self.state.session() as s:
+            s.execute(
+                delete(ApiKey).where(ApiKey.id == key_id, ApiKey.workspace_id == workspace_id)
+            )
+        with self._cache_lock:
+            self._key_cache.clear()
+
     def update_workspace(
         self, workspace_id: str, *, name: str | None = None, timezone: str | None = None
     ) -> Workspace:
@@ -175,12 +196,11 @@ class WorkspaceService:
 
     # -- users and sessions ------------------------------------------------------------------
 
-    def create_user(self, email: str, password: str, workspace_ids: list[str]) -> User:
-        email = email.strip().lower()
-        if "@" not in email:
-            raise ValueError("email must be an email address")
-        if len(password) < 8:
-            raise ValueError("password must have at least 8 characters")
+    def create_user(
+        self, email: str, password: str, workspace_ids: list[str], role: Role = "admin"
+    ) -> User:
+        email = _email(email)
+        check_password(password)
         with self.state.session() as s:
             if s.scalars(select(User).where(User.email == email)).first():
                 raise ValueError(f"a user {email} exists already")
@@ -188,21 +208,142 @@ class WorkspaceService:
             s.add(user)
             s.flush()
             for ws in workspace_ids:
-                s.add(WorkspaceMember(workspace_id=ws, user_id=user.id))
+                s.add(WorkspaceMember(workspace_id=ws, user_id=user.id, role=role))
             return user
 
-    def add_member(self, email: str, workspace_id: str) -> None:
+    def find_user(self, email: str) -> User | None:
         with self.state.session() as s:
-            user = s.scalars(select(User).where(User.email == email.strip().lower())).first()
+            return s.scalars(select(User).where(User.email == _email(email))).first()
+
+    def list_users(self) -> list[tuple[User, list[tuple[str, str]]]]:
+        """Every user with their (workspace id, role) pairs."""
+        with self.state.session() as s:
+            users = list(s.scalars(select(User).order_by(User.created_at)))
+            rows = s.execute(
+                select(WorkspaceMember.user_id, WorkspaceMember.workspace_id, WorkspaceMember.role)
+            ).all()
+        access: dict[str, list[tuple[str, str]]] = {}
+        for user_id, ws, role in rows:
+            access.setdefault(user_id, []).append((ws, role))
+        return [(u, access.get(u.id, [])) for u in users]
+
+    def add_member(self, email: str, workspace_id: str, role: Role = "admin") -> bool:
+        """Give an existing user access (or change their role). True when it is new access."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        with self.state.session() as s:
+            user = s.scalars(select(User).where(User.email == _email(email))).first()
             if user is None:
-                raise ValueError(f"no user {email}")
-            exists = s.scalars(
+                raise ValueError(
+                    f"no user {email}: create it with `traction user add {email} --workspace …`"
+                )
+            if s.get(Workspace, workspace_id) is None:
+                raise ValueError(f"no workspace {workspace_id}")
+            row = s.scalars(
                 select(WorkspaceMember).where(
                     WorkspaceMember.user_id == user.id, WorkspaceMember.workspace_id == workspace_id
                 )
             ).first()
-            if not exists:
-                s.add(WorkspaceMember(workspace_id=workspace_id, user_id=user.id))
+            if row is None:
+                s.add(WorkspaceMember(workspace_id=workspace_id, user_id=user.id, role=role))
+                return True
+            row.role = role
+            return False
+
+    def remove_member(self, user_id: str, workspace_id: str) -> bool:
+        with self.state.session() as s:
+            done = s.execute(
+                delete(WorkspaceMember).where(
+                    WorkspaceMember.user_id == user_id, WorkspaceMember.workspace_id == workspace_id
+                )
+            )
+            return bool(done.rowcount)  # type: ignore[attr-defined]
+
+    def members(self, workspace_id: str) -> list[tuple[User, str]]:
+        with self.state.session() as s:
+            return [
+                (u, role)
+                for u, role in s.execute(
+                    select(User, WorkspaceMember.role)
+                    .join(WorkspaceMember, WorkspaceMember.user_id == User.id)
+                    .where(WorkspaceMember.workspace_id == workspace_id)
+                    .order_by(User.email)
+                ).all()
+            ]
+
+    def role(self, user_id: str, workspace_id: str) -> str | None:
+        """The user's role in the workspace; None when they are not a member."""
+        with self.state.session() as s:
+            return s.scalars(
+                select(WorkspaceMember.role).where(
+                    WorkspaceMember.user_id == user_id, WorkspaceMember.workspace_id == workspace_id
+                )
+            ).first()
+
+    def invite(self, email: str, workspace_id: str, role: Role = "member", days: int = 7) -> str:
+        """A one-time token for someone without an account (an existing user is simply added:
+        see `add_member`). Only its hash is stored."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        email = _email(email)
+        token = secrets.token_urlsafe(32)
+        with self.state.session() as s:
+            s.add(
+                Invite(
+                    token_hash=hash_token(token), workspace_id=workspace_id, email=email,
+                    role=role, expires_at=utcnow() + timedelta(days=days),
+                )
+            )  # fmt: skip
+        return token
+
+    def pending_invite(self, token: str) -> Invite | None:
+        with self.state.session() as s:
+            row = s.get(Invite, hash_token(token))
+            return row if row is not None and row.expires_at >= utcnow() else None
+
+    def accept_invite(self, token: str, password: str) -> User:
+        """Create the invited user and spend the token. If the email has an account already
+        (made since the invitation), its own password is required: the link alone must never
+        sign anyone in to an existing account."""
+        check_password(password)
+        with self.state.session() as s:
+            row = s.get(Invite, hash_token(token))
+            if row is None or row.expires_at < utcnow():
+                raise ValueError("this invitation has expired or was used: ask for a new one")
+            user = s.scalars(select(User).where(User.email == row.email)).first()
+            if user is None:
+                user = User(email=row.email, password_hash=_hasher.hash(password))
+                s.add(user)
+                s.flush()
+            else:
+                try:
+                    _hasher.verify(user.password_hash, password)
+                except (VerificationError, InvalidHashError):
+                    raise ValueError(
+                        f"{row.email} has an account already: enter its password"
+                    ) from None
+            member = s.scalars(
+                select(WorkspaceMember).where(
+                    WorkspaceMember.user_id == user.id,
+                    WorkspaceMember.workspace_id == row.workspace_id,
+                )
+            ).first()
+            if member is None:
+                s.add(
+                    WorkspaceMember(workspace_id=row.workspace_id, user_id=user.id, role=row.role)
+                )
+            s.delete(row)
+            return user
+
+    def pending_invites(self, workspace_id: str) -> list[Invite]:
+        with self.state.session() as s:
+            return list(
+                s.scalars(
+                    select(Invite)
+                    .where(Invite.workspace_id == workspace_id, Invite.expires_at >= utcnow())
+                    .order_by(Invite.created_at)
+                )
+            )
 
     def verify_password(self, email: str, password: str) -> User | None:
         with self.state.session() as s:
