@@ -259,3 +259,9 @@ def fetch_browser_sdks(cache: Path = SDK_CACHE) -> dict[str, Path]:
             shutil.rmtree(work, ignore_errors=True)
         out[name] = target
     return out
+
+
+def show_json(page) -> None:  # type: ignore[no-untyped-def]
+    """The insight builder hides the JSON spec until asked."""
+    if not page.get_by_test_id("spec-editor").is_visible():
+        page.get_by_test_id("toggle-json").click()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, show_json
 from tests.test_dashboard import login, page  # noqa: F401  (shared fixtures)
 from tests.test_kpis import msgs
 from traction.analytics.web import sparkline_svg
@@ -61,6 +61,7 @@ def test_insight_editor_runs_specs_and_explains_errors(page, server: LiveServer,
     page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{site.id}/insights?kind=funnel")
     spec = '{"steps": [{"event": "signed_up"}, {"event": "trial_started"}], "range": {"date_from": "2026-03-01", "date_to": "2026-03-31"}, "window_days": 1}'
+    show_json(page)
     page.get_by_test_id("spec-editor").fill(spec)
     page.get_by_role("button", name="Run").click()
     rows = page.get_by_test_id("funnel-table").locator("tbody tr")
@@ -74,6 +75,7 @@ def test_insight_editor_runs_specs_and_explains_errors(page, server: LiveServer,
         dropped.count() == 1
         and dropped.first.get_attribute("href") == f"/w/{site.id}/persons/{u3.id}"
     )
+    show_json(page)
     page.get_by_test_id("spec-editor").fill(spec.replace('"window_days": 1', '"window_days": -1'))
     page.get_by_role("button", name="Run").click()
     error = page.get_by_test_id("insight-error")
@@ -102,6 +104,7 @@ def test_periods_in_progress_are_drawn_as_such(page, server: LiveServer, site, t
     page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{site.id}/insights?kind=retention")
     spec = '{"range": {"date_from": "2026-03-01", "date_to": "2026-03-10"}, "interval": "week", "periods": 2}'
+    show_json(page)
     page.get_by_test_id("spec-editor").fill(spec)
     page.get_by_role("button", name="Run").click()
     matrix = page.get_by_test_id("retention-matrix")
@@ -114,6 +117,7 @@ def test_periods_in_progress_are_drawn_as_such(page, server: LiveServer, site, t
     page.screenshot(path=str(tmp_path / "retention.png"), full_page=True)
     page.goto(f"{server.url}/w/{site.id}/insights?kind=trend")
     trend = '{"series": [{"event": {"event": "$any"}}], "range": {"date_from": "2026-03-01", "date_to": "2026-03-12"}}'
+    show_json(page)
     page.get_by_test_id("spec-editor").fill(trend)
     page.get_by_role("button", name="Run").click()
     page.get_by_test_id("open-legend").wait_for()

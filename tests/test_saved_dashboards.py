@@ -7,7 +7,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, show_json
 from tests.test_dashboard import login, page  # noqa: F401  (shared fixtures)
 from tests.test_kpis import msgs
 from traction.analytics.saved import NotFound
@@ -109,6 +109,7 @@ def test_build_a_dashboard_in_the_browser(page, server: LiveServer) -> None:  # 
 
     for kind, name, spec in [("funnel", "Trial funnel", FUNNEL), ("trend", "Sign-ups", TREND)]:
         page.goto(f"{server.url}/w/{ws.id}/insights?kind={kind}")
+        show_json(page)
         page.get_by_test_id("spec-editor").fill(json.dumps(spec))
         page.get_by_test_id("insight-name").fill(name)
         page.get_by_role("button", name="Save insight").click()

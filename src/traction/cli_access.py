@@ -41,9 +41,10 @@ def announce(settings: Settings, host: str, port: int) -> Iterator[None]:
     path.write_text(json.dumps({"url": f"http://{shown}:{port}", "pid": os.getpid()}))
 
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler
-    # it found: make that an exit that runs this `finally` rather than an abrupt death.
-    def leave(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
+    # it found: make that a clean exit (status 0: the shutdown went well) that runs this
+    # `finally`, rather than an abrupt death that leaves the file behind.
+    def leave(_signum: int, _frame: object) -> None:
+        raise SystemExit(0)
 
     previous = signal.signal(signal.SIGTERM, leave)
     try:

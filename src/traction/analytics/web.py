@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from traction.analytics.domain.kpis import BY_KEY, format_value
-from traction.analytics.domain.specs import DateRange, FunnelSpec, event_names
+from traction.analytics.domain.specs import RELATIVE_RANGES, DateRange, FunnelSpec, event_names
 from traction.analytics.saved import NotFound
 from traction.analytics.service import QueryTooExpensive
 from traction.validation import describe
@@ -19,7 +20,12 @@ from traction.web.routes import admin_page, page_context, render, same_origin
 
 router = APIRouter(include_in_schema=False)
 
-KINDS = ("funnel", "trend", "retention", "activation")
+KINDS = {
+    "funnel": "Funnel", "trend": "Trend", "retention": "Retention", "activation": "Activation",
+    "sessions": "Sessions", "active_users": "Active users", "lifecycle": "Lifecycle",
+    "feature_adoption": "Feature adoption",
+}  # fmt: skip
+API_KIND = {k: k.replace("_", "-") for k in KINDS}  # the API's path for each kind
 
 
 def default_range(
@@ -34,13 +40,18 @@ def default_range(
     return request.app.state.ctx.analytics.default_range(ws_id)  # type: ignore[no-any-return]
 
 
-def example_spec(kind: str, r: DateRange) -> dict[str, Any]:
-    rng = {"date_from": r.date_from.isoformat(), "date_to": r.date_to.isoformat()}
+def example_spec(kind: str) -> dict[str, Any]:
+    """What each kind's builder starts from: the simulator's product, the last 30 days."""
+    rng = {"relative": "last_30_days"}
     examples: dict[str, dict[str, Any]] = {
         "funnel": {"steps": [{"event": "signed_up"}, {"event": "project_created"}, {"event": "teammate_invited"}], "range": rng, "window_days": 14},
         "trend": {"series": [{"event": {"event": "feature_used"}, "math": "unique_persons"}], "range": rng, "interval": "day", "breakdown": "feature", "breakdown_limit": 5},
-        "retention": {"start_event": {"event": "signed_up"}, "return_event": {"event": "session_started"}, "range": rng, "interval": "week", "periods": 8},
-        "activation": {"start_event": {"event": "signed_up"}, "criteria": {"all": [{"event": {"event": "project_created"}}, {"event": {"event": "teammate_invited"}}]}, "window_days": 7, "range": rng, "interval": "week"},
+        "retention": {"start_event": {"event": "signed_up"}, "return_event": {"event": "session_started"}, "range": {"relative": "last_90_days"}, "interval": "week", "periods": 8},
+        "activation": {"start_event": {"event": "signed_up"}, "criteria": {"all": [{"event": {"event": "project_created"}}, {"event": {"event": "teammate_invited"}}]}, "window_days": 7, "range": {"relative": "last_90_days"}, "interval": "week"},
+        "sessions": {"range": rng, "gap_minutes": 30, "first_sessions": 3},
+        "active_users": {"range": rng},
+        "lifecycle": {"range": {"relative": "last_90_days"}, "interval": "week"},
+        "feature_adoption": {"range": rng, "features": [{"event": "report_created"}, {"event": "dashboard_viewed"}, {"event": "teammate_invited"}]},
     }  # fmt: skip
     return examples[kind]
 
@@ -114,19 +125,27 @@ def sparkline_svg(
 
 
 @router.get("/w/{ws_id}/insights")
-def insights_page(request: Request, ws_id: str, kind: str = "funnel") -> HTMLResponse:
+def insights_page(
+    request: Request, ws_id: str, kind: str = "funnel", insight: str | None = None
+) -> HTMLResponse:
+    """The builder for one kind; `insight` opens a saved insight (a dashboard tile) in it."""
     page = page_context(request, ws_id, "insights")
+    kind = kind.replace("-", "_")
     if kind not in KINDS:
         raise HTTPException(404, f"no insight kind {kind!r}")
-    spec = example_spec(kind, default_range(request, ws_id, None, None))
+    spec, name = example_spec(kind), ""
+    if insight:
+        try:
+            saved = request.app.state.ctx.saved.get(ws_id, insight)
+        except NotFound:
+            raise HTTPException(404, "no such insight") from None
+        kind, spec, name = saved.kind, dict(saved.spec), saved.name
+        if spec.get("range", {}).get("relative"):  # show the rule, not the day it was saved
+            spec["range"] = {"relative": spec["range"]["relative"]}
     return render(
-        request,
-        "insights.html",
-        **page,
-        kind=kind,
-        kinds=KINDS,
-        spec_json=json.dumps(spec, indent=2),
-    )
+        request, "insights.html", **page, kind=kind, kinds=KINDS,
+        spec_json=json.dumps(spec, indent=2), insight_name=name,
+    )  # fmt: skip
 
 
 @router.post("/w/{ws_id}/insights/run")
@@ -140,7 +159,7 @@ def run_insight(
 
     if kind not in KINDS:
         return render(request, "insight_result.html", error=f"unknown insight kind {kind!r}")
-    model, method = INSIGHTS[kind]
+    model, method = INSIGHTS[API_KIND[kind]]
     try:
         parsed = model.model_validate(json.loads(spec))
     except json.JSONDecodeError as e:
@@ -162,6 +181,7 @@ def run_insight(
         warnings=ctx.catalog.warnings(ws_id, event_names(parsed)),
         spec_json=spec,
         ws_id=ws_id,
+        breakdown=getattr(parsed, "breakdown", None),
     )
 
 
@@ -235,7 +255,14 @@ def create_dashboard(request: Request, ws_id: str, name: str = Form("")) -> Redi
 
 
 @router.get("/w/{ws_id}/dashboards/{dashboard_id}")
-def dashboard_page(request: Request, ws_id: str, dashboard_id: str) -> HTMLResponse:
+def dashboard_page(
+    request: Request,
+    ws_id: str,
+    dashboard_id: str,
+    relative: str | None = None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+) -> HTMLResponse:
     page = page_context(request, ws_id, "dashboards")
     saved = request.app.state.ctx.saved
     try:
@@ -249,6 +276,17 @@ def dashboard_page(request: Request, ws_id: str, dashboard_id: str) -> HTMLRespo
         dashboard=d,
         tiles=saved.tiles(ws_id, dashboard_id),
         insights=saved.list_insights(ws_id),
+        relative=relative or "",
+        date_from=date_from or "",
+        date_to=date_to or "",
+        presets=RELATIVE_RANGES,
+        tile_query=urlencode(
+            {
+                k: v
+                for k, v in (("relative", relative), ("date_from", date_from), ("date_to", date_to))
+                if v
+            }
+        ),
     )
 
 
@@ -279,8 +317,27 @@ def dashboard_tiles(
     return RedirectResponse(f"/w/{ws_id}/dashboards/{dashboard_id}", 303)
 
 
+def dashboard_range(
+    relative: str | None, date_from: str | None, date_to: str | None
+) -> dict[str, Any] | None:
+    """The dashboard's own date control, which its tiles follow (None: each tile's own)."""
+    if relative:
+        return {"relative": relative}
+    if date_from and date_to:
+        return {"date_from": date_from, "date_to": date_to}
+    return None
+
+
 @router.get("/w/{ws_id}/saved/{insight_id}/render")
-def render_saved(request: Request, ws_id: str, insight_id: str, tile: int = 0) -> HTMLResponse:
+def render_saved(
+    request: Request,
+    ws_id: str,
+    insight_id: str,
+    tile: int = 0,
+    relative: str | None = None,
+    date_from: str | None = None,
+    date_to: str | None = None,
+) -> HTMLResponse:
     page_context(request, ws_id, "dashboards")
     from traction.analytics.api import INSIGHTS
 
@@ -289,7 +346,14 @@ def render_saved(request: Request, ws_id: str, insight_id: str, tile: int = 0) -
     except NotFound:
         raise HTTPException(404, "no such insight") from None
     method = {m: m for _, m in INSIGHTS.values()}[insight.kind]
-    parsed = request.app.state.ctx.saved.parse(insight.kind, insight.spec)
+    spec = dict(insight.spec)
+    override = dashboard_range(relative, date_from, date_to)
+    if override and "range" in spec:
+        spec["range"] = override
+    try:
+        parsed = request.app.state.ctx.saved.parse(insight.kind, spec)
+    except ValidationError as e:
+        return render(request, "insight_result.html", error=describe(e))
     try:
         result = getattr(request.app.state.ctx.analytics, method)(ws_id, parsed)
     except QueryTooExpensive as e:

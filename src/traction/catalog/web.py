@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from contextlib import suppress
+from typing import Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from traction.catalog.service import UnknownEntry
@@ -26,6 +27,39 @@ def data_page(request: Request, ws_id: str, q: str | None = None) -> HTMLRespons
         person_traits=catalog.properties(ws_id, source="person"),
         account_traits=catalog.properties(ws_id, source="account"),
     )
+
+
+@router.get("/w/{ws_id}/data/events.json")
+def events_json(request: Request, ws_id: str, q: str | None = None) -> list[dict[str, Any]]:
+    """For the insight builder's event picker: names by volume, hidden ones left out."""
+    page_context(request, ws_id, "data")
+    rows = request.app.state.ctx.catalog.events(ws_id, include_hidden=False, q=q)
+    return [
+        {"name": r["name"], "volume": r["volume"], "verified": r["verified"]} for r in rows[:500]
+    ]
+
+
+@router.get("/w/{ws_id}/data/properties.json")
+def properties_json(
+    request: Request, ws_id: str, event: str | None = None, source: str = "event"
+) -> list[dict[str, Any]]:
+    """For property pickers (filters, breakdowns): name, main type and how often seen."""
+    page_context(request, ws_id, "data")
+    try:
+        rows = request.app.state.ctx.catalog.properties(ws_id, source=source, event=event)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return [{"name": r["name"], "type": r["type"], "count": r["count"]} for r in rows[:500]]
+
+
+@router.get("/w/{ws_id}/data/values.json")
+def values_json(
+    request: Request, ws_id: str, property: str, event: str | None = None, source: str = "event"
+) -> list[dict[str, Any]]:
+    """For a filter's value box: the property's most frequent values."""
+    page_context(request, ws_id, "data")
+    rows = request.app.state.ctx.catalog.values(ws_id, property, source=source, event=event)
+    return rows  # type: ignore[no-any-return]
 
 
 @router.get("/w/{ws_id}/data/event/{name}")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
 
 import plotly
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -13,6 +14,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from traction.analytics.domain.specs import TODAY
 from traction.workspaces.models import User, Workspace
 
 COOKIE = "traction_session"
@@ -38,6 +40,8 @@ def page_context(request: Request, ws_id: str, section: str) -> dict[str, Any]:
     switcher's list and the nav section."""
     user, ws, spaces = _page(request, ws_id)
     role = request.app.state.ctx.workspaces.role(user.id, ws.id)
+    # relative ranges ("last 7 days") in specs read on this request mean the workspace's days
+    TODAY.set(datetime.now(ZoneInfo(ws.timezone)).date())
     return {"user": user, "ws": ws, "spaces": spaces, "section": section, "role": role}
 
 

@@ -9,6 +9,9 @@ window, an unknown operator or a cap exceeded is.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -92,11 +95,80 @@ class EventMatcher(_Spec):
     filters: list[PropertyFilter] = Field(default_factory=list, max_length=20)
 
 
+RELATIVE_RANGES = {
+    "today": "Today",
+    "yesterday": "Yesterday",
+    "last_7_days": "Last 7 days",
+    "last_30_days": "Last 30 days",
+    "last_90_days": "Last 90 days",
+    "this_week": "This week",
+    "this_month": "This month",
+    "last_month": "Last month",
+    "this_year": "This year",
+}
+# "Today" for relative ranges: the workspace's local day where the caller knows it (the
+# dashboard sets it), else UTC's.
+TODAY: ContextVar[date | None] = ContextVar("traction_today", default=None)
+
+
+@contextmanager
+def today_in(tz: str) -> Iterator[None]:
+    token = TODAY.set(datetime.now(ZoneInfo(tz)).date())
+    try:
+        yield
+    finally:
+        TODAY.reset(token)
+
+
+def resolve_relative(relative: str, today: date) -> tuple[date, date]:
+    """The days a relative range covers on `today` (both ends included): what a saved
+    insight or a dashboard tile shows when it is opened, not when it was saved."""
+    if relative.startswith("since:"):
+        try:
+            start = date.fromisoformat(relative[6:])
+        except ValueError:
+            raise ValueError(f"relative 'since:' needs an ISO date, got {relative[6:]!r}") from None
+        return start, today
+    month_start = today.replace(day=1)
+    match relative:
+        case "today":
+            return today, today
+        case "yesterday":
+            return today - timedelta(days=1), today - timedelta(days=1)
+        case "last_7_days" | "last_30_days" | "last_90_days":
+            n = int(relative.split("_")[1])
+            return today - timedelta(days=n - 1), today
+        case "this_week":
+            return today - timedelta(days=today.weekday()), today
+        case "this_month":
+            return month_start, today
+        case "last_month":
+            end = month_start - timedelta(days=1)
+            return end.replace(day=1), end
+        case "this_year":
+            return today.replace(month=1, day=1), today
+    raise ValueError(
+        f"unknown relative range {relative!r}; use one of {', '.join(RELATIVE_RANGES)} or since:YYYY-MM-DD"
+    )
+
+
 class DateRange(_Spec):
-    """Whole days in the workspace's time zone, both ends included."""
+    """Whole days in the workspace's time zone, both ends included: fixed dates, or a
+    `relative` range ("last_30_days", "since:2026-01-01", …) that sets them when the spec is
+    read, so a saved insight or a dashboard moves with time."""
 
     date_from: date
     date_to: date
+    relative: str | None = Field(None, max_length=40)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("relative"), str):
+            today = TODAY.get() or datetime.now(UTC).date()
+            start, end = resolve_relative(data["relative"], today)
+            data = {**data, "date_from": start, "date_to": end}
+        return data
 
     @model_validator(mode="after")
     def _ordered(self) -> DateRange:
