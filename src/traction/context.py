@@ -58,7 +58,7 @@ class Context:
             metrics=metrics,
             workspaces=workspaces,
             persons=PersonQueries(state, events),
-            accounts=AccountQueries(state),
+            accounts=AccountQueries(state, events),
             writer=writer,
             ingest=IngestService(writer, settings.max_event_bytes, metrics),
             analytics=AnalyticsService(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
@@ -36,6 +36,21 @@ def find_person(
     return view.as_dict()  # type: ignore[no-any-return]
 
 
+@router.get("/persons/search")
+def search_persons(
+    request: Request,
+    q: str = Query("", max_length=200, description="part of an id, or of any trait value"),
+    offset: int = Query(0, ge=0, le=10_000_000),
+    limit: int = Query(50, ge=1, le=1000),
+    key: KeyInfo = Depends(admin_key),
+) -> dict[str, Any]:
+    """People most recently seen first, with how many match in all (for paging)."""
+    rows, total = request.app.state.ctx.persons.search(
+        key.workspace_id, q, offset=offset, limit=limit
+    )
+    return {"total": total, "persons": [_jsonable(r) for r in rows]}
+
+
 @router.get("/persons/{person_id}")
 def get_person(
     person_id: str, request: Request, key: KeyInfo = Depends(admin_key)
@@ -51,13 +66,13 @@ def person_events(
     person_id: str,
     request: Request,
     limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=10_000_000),
     key: KeyInfo = Depends(admin_key),
 ) -> list[dict[str, Any]]:
     ctx = request.app.state.ctx
     view = _found(ctx.persons.get(key.workspace_id, person_id), f"person {person_id}")
-    return [
-        _jsonable(e) for e in ctx.events.recent(key.workspace_id, person_id=view.id, limit=limit)
-    ]
+    events = ctx.events.recent(key.workspace_id, person_id=view.id, limit=limit, offset=offset)
+    return [_jsonable(e) for e in events]
 
 
 @router.get("/events")
@@ -73,9 +88,18 @@ def list_events(
 
 @router.get("/accounts")
 def list_accounts(
-    request: Request, limit: int = Query(200, ge=1, le=1000), key: KeyInfo = Depends(admin_key)
+    request: Request,
+    limit: int = Query(200, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=10_000_000),
+    q: str = Query("", max_length=200, description="part of the key, or of any trait value"),
+    sort: Literal["last_seen", "events_30d", "members", "since", "key"] = "last_seen",
+    key: KeyInfo = Depends(admin_key),
 ) -> list[dict[str, Any]]:
-    return request.app.state.ctx.accounts.list(key.workspace_id, limit)  # type: ignore[no-any-return]
+    """Accounts with members, last seen, events in the last 30 days and since when they exist."""
+    rows = request.app.state.ctx.accounts.list(
+        key.workspace_id, limit, q=q, sort=sort, offset=offset
+    )
+    return [_jsonable(r) for r in rows]
 
 
 @router.get("/accounts/{account_key}")

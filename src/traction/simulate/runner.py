@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
@@ -17,9 +23,11 @@ def run_simulation(
     workspace_id: str,
     params: SimulationParams,
     console: Console | None = None,
-    chunk: int = 10_000,
+    chunk: int = 50_000,
 ) -> SimulationStats:
-    """Into a data dir opened here."""
+    """Into a data dir opened here, through the same validation, identity and writer code as
+    the API, without HTTP. (Committing on another thread while the next batch is validated
+    was measured slower: both halves need the GIL.)"""
 
     def send(messages: list[object]) -> int:
         return len(ctx.ingest.ingest_sync(workspace_id, messages, normalize_segment).rejected)
@@ -31,10 +39,11 @@ def simulate_into(
     send: Callable[[list[object]], int],
     params: SimulationParams,
     console: Console | None = None,
-    chunk: int = 10_000,
+    chunk: int = 50_000,
 ) -> SimulationStats:
     """Through any sink that answers how many events it refused (the ingest pipeline here,
-    or a server's tracking API)."""
+    or a server's tracking API). Days are sent together up to `chunk` events: each batch
+    costs a transaction and an identity flush, so fewer, larger ones go faster."""
     world = World(params)
     rejected = 0
     with Progress(
@@ -42,14 +51,21 @@ def simulate_into(
         BarColumn(),
         TextColumn("{task.fields[events]:,} events"),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=console,
         disable=console is None,
     ) as bar:
         task = bar.add_task("sim", total=params.days, events=0)
+        pending: list[object] = []
         for messages in world.run():
-            for i in range(0, len(messages), chunk):
-                rejected += send(list(messages[i : i + chunk]))
+            pending.extend(messages)
+            if len(pending) >= chunk:
+                rejected += send(pending)
+                pending = []
             bar.update(task, advance=1, events=world.stats.events)
+        if pending:
+            rejected += send(pending)
     if rejected:
         raise RuntimeError(
             f"the simulator produced {rejected} invalid events: a bug in traction.simulate"

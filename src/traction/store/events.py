@@ -133,8 +133,9 @@ class EventStore(Protocol):
         name: str | None = None,
         person_id: str | None = None,
         account_id: str | None = None,
+        offset: int = 0,
     ) -> list[dict[str, Any]]: ...
-    def count(self, workspace_id: str) -> int: ...
+    def count(self, workspace_id: str, *, person_id: str | None = None) -> int: ...
     def per_minute(self, workspace_id: str, since: datetime) -> dict[datetime, int]: ...
     def ping(self) -> bool: ...
     def close(self) -> None: ...
@@ -306,6 +307,7 @@ class DuckDBEventStore:
         name: str | None = None,
         person_id: str | None = None,
         account_id: str | None = None,
+        offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Newest events first. Picks the top N before resolving merges (a top-N scan, not a
         join over the whole log); a person's filter includes the ids merged into them."""
@@ -323,11 +325,11 @@ class DuckDBEventStore:
         if account_id:
             where.append("account_id = ?")
             params.append(account_id)
-        params.append(limit)
+        params += [limit, offset]
         cur = self.cursor()
         cur.execute(
             f"WITH pick AS (SELECT * FROM events WHERE {' AND '.join(where)} "
-            "ORDER BY timestamp DESC, seq DESC LIMIT ?) "
+            "ORDER BY timestamp DESC, seq DESC LIMIT ? OFFSET ?) "
             "SELECT pick.* EXCLUDE (person_id, dedupe_key), "
             "COALESCE(o.person_id, pick.person_id) AS person_id FROM pick "
             "LEFT JOIN person_overrides o "
@@ -337,12 +339,16 @@ class DuckDBEventStore:
         )
         return _rows(cur)
 
-    def count(self, workspace_id: str) -> int:
-        row = (
-            self.cursor()
-            .execute("SELECT COUNT(*) FROM events WHERE workspace_id = ?", [workspace_id])
-            .fetchone()
-        )
+    def count(self, workspace_id: str, *, person_id: str | None = None) -> int:
+        """All the workspace's events, or one person's (the ids merged into them included)."""
+        sql, params = "SELECT COUNT(*) FROM events WHERE workspace_id = ?", [workspace_id]
+        if person_id:
+            sql += (
+                " AND person_id IN (SELECT ? UNION ALL SELECT old_person_id FROM person_overrides"
+                " WHERE workspace_id = ? AND person_id = ?)"
+            )
+            params += [person_id, workspace_id, person_id]
+        row = self.cursor().execute(sql, params).fetchone()
         return int(row[0]) if row else 0
 
     def per_minute(self, workspace_id: str, since: datetime) -> dict[datetime, int]:

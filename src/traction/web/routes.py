@@ -170,40 +170,61 @@ def events_per_minute(request: Request, ws_id: str, minutes: int = 60) -> dict[s
     return {"x": [x.isoformat() for x in xs], "y": [counts.get(x, 0) for x in xs]}
 
 
+PAGE_SIZE = 50
+
+
+def _page_number(page: int) -> int:
+    return max(1, min(page, 100_000))
+
+
 @router.get("/w/{ws_id}/persons")
-def persons_page(request: Request, ws_id: str) -> HTMLResponse:
-    user, ws, spaces = _page(request, ws_id)
-    people = request.app.state.ctx.persons.recent_persons(ws.id, 100)
-    return render(
-        request, "persons.html", user=user, ws=ws, spaces=spaces, section="persons", people=people
+def persons_page(request: Request, ws_id: str, q: str = "", page: int = 1) -> HTMLResponse:
+    """Everyone, most recently seen first, searchable by any id or trait, a page at a time."""
+    ctx = page_context(request, ws_id, "persons")
+    page = _page_number(page)
+    people, total = request.app.state.ctx.persons.search(
+        ws_id, q[:200], offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
     )
+    return render(
+        request, "persons.html", **ctx, people=people, total=total, q=q, page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+    )  # fmt: skip
 
 
 @router.get("/w/{ws_id}/persons/{person_id}")
-def person_page(request: Request, ws_id: str, person_id: str) -> HTMLResponse:
-    user, ws, spaces = _page(request, ws_id)
-    ctx = request.app.state.ctx
-    view = ctx.persons.get(ws.id, person_id)
+def person_page(request: Request, ws_id: str, person_id: str, page: int = 1) -> HTMLResponse:
+    ctx = page_context(request, ws_id, "persons")
+    app = request.app.state.ctx
+    view = app.persons.get(ws_id, person_id)
     if view is None:
         raise HTTPException(404, "no such person")
-    events = ctx.events.recent(ws.id, person_id=view.id, limit=500)
-    return render(
-        request,
-        "person.html",
-        user=user,
-        ws=ws,
-        spaces=spaces,
-        section="persons",
-        p=view,
-        events=events,
+    page = _page_number(page)
+    events = app.events.recent(
+        ws_id, person_id=view.id, limit=PAGE_SIZE * 2, offset=(page - 1) * PAGE_SIZE * 2
     )
+    total = app.events.count(ws_id, person_id=view.id)
+    return render(
+        request, "person.html", **ctx, p=view, events=events, total=total, page=page,
+        pages=max(1, -(-total // (PAGE_SIZE * 2))),
+    )  # fmt: skip
 
 
 @router.get("/w/{ws_id}/accounts")
-def accounts_page(request: Request, ws_id: str) -> HTMLResponse:
-    page = page_context(request, ws_id, "accounts")
-    accounts = request.app.state.ctx.accounts.list(ws_id)
-    return render(request, "accounts.html", **page, accounts=accounts)
+def accounts_page(
+    request: Request, ws_id: str, q: str = "", sort: str = "last_seen", page: int = 1
+) -> HTMLResponse:
+    ctx = page_context(request, ws_id, "accounts")
+    page = _page_number(page)
+    try:
+        accounts, total = request.app.state.ctx.accounts.search(
+            ws_id, q[:200], sort=sort, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE
+        )
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return render(
+        request, "accounts.html", **ctx, accounts=accounts, total=total, q=q, sort=sort,
+        page=page, pages=max(1, -(-total // PAGE_SIZE)),
+    )  # fmt: skip
 
 
 @router.get("/w/{ws_id}/accounts/{account_key}")
