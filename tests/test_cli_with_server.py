@@ -167,3 +167,27 @@ def test_clean_errors_instead_of_tracebacks(tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 1 and "--role must be one of admin, member" in r.stderr
+
+
+SPECS = {
+    "funnel": (FUNNEL, "Funnel"),
+    "trend": ({"series": [{"event": {"event": "signed_up"}}], "range": FUNNEL["range"]}, "Trend"),
+    "retention": ({"range": FUNNEL["range"], "periods": 2}, "Retention by week"),
+    "activation": ({"start_event": {"event": "signed_up"}, "criteria": {"all": [{"event": {"event": "project_created"}}]}, "range": FUNNEL["range"]}, "TTFV median 1.0 h"),
+    "sessions": ({"range": FUNNEL["range"]}, "Sessions: 3 begun"),
+    "active-users": ({"range": FUNNEL["range"]}, "stickiness"),
+    "lifecycle": ({"range": FUNNEL["range"]}, "Lifecycle"),
+    "feature-adoption": ({"range": FUNNEL["range"], "features": [{"event": "project_created"}]}, "2 active, 50.0% used any"),
+}  # fmt: skip
+
+
+def test_every_insight_kind_prints_a_table(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    seed(data)
+    for kind, (spec, title) in SPECS.items():
+        out = runner.invoke(
+            app,
+            ["insight", kind, "--spec", json.dumps(spec), "--data-dir", str(data)],
+            terminal_width=200,
+        )
+        assert out.exit_code == 0 and title in out.stdout, (kind, out.output)

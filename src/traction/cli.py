@@ -349,6 +349,7 @@ def _result_table(kind: str, r: dict[str, Any]) -> Table:
             "median time",
             title="Funnel",
         )
+        t.columns[0].overflow = "fold"  # step names whole, wrapped if they must be
         for i, s in enumerate(r["steps"], 1):
             med = s["median_seconds_from_previous"]
             t.add_row(f"{i}. {s['event']}", f"{s['entered']:,}", _pct(s["conversion_from_previous"]),
@@ -389,10 +390,46 @@ def _result_table(kind: str, r: dict[str, Any]) -> Table:
         for c in r["cohorts"]:
             t.add_row(c["start"], f"{c['size']:,}", f"{c['activated']:,}", _pct(c["rate"]))
         return t
-    t = Table("field", "value", title=kind)
-    for k, v in r.items():
-        t.add_row(k, json.dumps(v, default=str)[:200])
+    if kind == "sessions":
+        t = Table("session", "new actors with it", "mean events", "mean features",
+                  title=f"Sessions: {r['sessions']:,} begun, mean {_minutes(r['avg_duration_seconds'])}, "
+                  f"{_num(r['avg_events'])} events each; first-session depth {_num(r['depth_events'])}")  # fmt: skip
+        for k in r["first_sessions"]:
+            t.add_row(
+                str(k["session"]),
+                f"{k['actors']:,}",
+                _num(k["avg_events"]),
+                _num(k["avg_features"]),
+            )
+        return t
+    if kind == "active-users":
+        t = Table(
+            "day", "DAU", "WAU", "MAU", title=f"Active users; stickiness {_num(r['stickiness'], 3)}"
+        )
+        for d in r["days"]:
+            t.add_row(d["day"], f"{d['dau']:,}", f"{d['wau']:,}", f"{d['mau']:,}")
+        return t
+    if kind == "lifecycle":
+        t = Table(r["interval"], "new", "returning", "resurrecting", "dormant", title="Lifecycle")
+        for b in r["buckets"]:
+            t.add_row(
+                b["start"], *(f"{b[k]:,}" for k in ("new", "returning", "resurrecting", "dormant"))
+            )
+        return t
+    t = Table("feature", "used by", "share of active",
+              title=f"Feature adoption: {r['active']:,} active, {_pct(r['any_share'])} used any")  # fmt: skip
+    t.columns[0].overflow = "fold"
+    for f in r["features"]:
+        t.add_row(f["event"], f"{f['actors']:,}", _pct(f["share"]))
     return t
+
+
+def _num(v: float | None, digits: int = 1) -> str:
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def _minutes(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds / 60:.1f} min"
 
 
 @app.command()
