@@ -129,7 +129,9 @@ def test_429_honours_retry_after(
     client.shutdown()
 
 
-def test_4xx_is_not_retried_and_is_reported(server: LiveServer) -> None:
+def test_4xx_is_not_retried_and_is_reported(
+    server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
     errors: list[Any] = []
     client = Client(
         "tr_pub_not-a-key", server.url, flush_at=1, on_error=lambda e, b: errors.append((e, len(b)))
@@ -138,6 +140,11 @@ def test_4xx_is_not_retried_and_is_reported(server: LiveServer) -> None:
     assert client.flush(timeout=30)
     assert client.stats.retries == 0 and client.stats.failed == 1
     assert "HTTP 401" in str(errors[0][0]) and errors[0][1] == 1
+    refused = [r for r in caplog.records if r.name.startswith("traction.sdk")]
+    assert [r.levelname for r in refused] == ["ERROR"]
+    assert (
+        "HTTP 401" in refused[0].getMessage() and "check the write key" in refused[0].getMessage()
+    )
     client.shutdown()
 
 

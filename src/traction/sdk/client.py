@@ -280,7 +280,14 @@ class Client:
             delay = retry_after if retry_after is not None else self._backoff(attempt)
             self._stop.wait(delay)  # cut short on shutdown: then the remaining tries go at once
         self.stats.failed += len(batch)
-        log.error("batch not delivered", extra={"error": str(error), "events": len(batch)})
+        hint = ""
+        if isinstance(error, str) and error.startswith(("HTTP 401", "HTTP 403")):
+            hint = " (check the write key: a workspace's tr_pub_… key, sent as the Basic-auth user)"
+        # The reason is in the message itself: a plain log formatter drops `extra`.
+        log.error(
+            "batch of %d events not delivered: %s%s", len(batch), error, hint,
+            extra={"error": str(error), "events": len(batch)},
+        )  # fmt: skip
         if self.on_error:
             self.on_error(error, batch)
 
