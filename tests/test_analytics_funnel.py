@@ -251,6 +251,20 @@ def test_time_to_convert_and_dropoffs(fx: Fixture) -> None:
     assert [d["actor"] for d in fx.svc.funnel_dropoffs(fx.ws, spec, 0)] == [stuck.id]  # type: ignore[union-attr]
 
 
+def test_the_dropoff_list_pages_past_any_cap(fx: Fixture) -> None:
+    for i in range(25):
+        fx.send(f"s{i}", "a", i)  # 25 people start and stop, one a minute
+    spec = FunnelSpec(
+        steps=[EventMatcher(event="a"), EventMatcher(event="b")],
+        range={"date_from": "2026-03-01", "date_to": "2026-03-31"},
+    )
+    pages = [fx.svc.funnel_dropoffs(fx.ws, spec, 0, limit=10, offset=o) for o in (0, 10, 20, 30)]
+    assert [len(p) for p in pages] == [10, 10, 5, 0]
+    everyone = [d for p in pages for d in p]
+    expected = [fx.ctx.persons.by_distinct_id(fx.ws, f"s{i}").id for i in range(25)]  # type: ignore[union-attr]
+    assert [d["actor"] for d in everyone] == expected  # earliest start first, none twice
+
+
 @pytest.mark.parametrize(
     ("spec", "field"),
     [

@@ -161,10 +161,12 @@ def test_matches_reference_on_simulated_product(simulated, bounded: bool) -> Non
         start_event=EventMatcher(event="signed_up"), return_event=EventMatcher(event="session_started"),
         range={"date_from": "2026-07-01", "date_to": "2026-07-31"}, interval="week", periods=6, bounded=bounded,
     )  # fmt: skip
-    got = {
-        c.start: c.retained
-        for c in AnalyticsService(ctx.events, ctx.workspaces).retention(ws, s).cohorts
-    }
+    cohorts = AnalyticsService(ctx.events, ctx.workspaces).retention(ws, s).cohorts
+    got = {c.start: c.retained for c in cohorts}
+    # the range starts on a Wednesday: the first weekly cohort began the Monday before, and is
+    # labelled by its first day inside the range
+    assert (cohorts[0].start, cohorts[0].first_day) == (date(2026, 6, 29), date(2026, 7, 1))
+    assert all(c.first_day == c.start for c in cohorts[1:])
     expected = reference_retention(
         rows, "signed_up", "session_started", date(2026, 7, 1), date(2026, 7, 31), 6, bounded
     )
@@ -185,7 +187,7 @@ def test_retention_over_http(server) -> None:  # type: ignore[no-untyped-def]
         )
         assert r.status_code == 200, r.text
         assert r.json()["cohorts"] == [
-            {"start": "2026-03-02", "size": 1, "retained": [1, 1, None], "rates": [1.0, 1.0, None], "complete": [True, False, False]}
+            {"start": "2026-03-02", "first_day": "2026-03-02", "size": 1, "retained": [1, 1, None], "rates": [1.0, 1.0, None], "complete": [True, False, False]}
         ]  # fmt: skip
         # day 1 (Mar 3) is where the data ends: not complete, so not in the summary's average;
         # D7/D30 lie beyond the 2 periods asked for

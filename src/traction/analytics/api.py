@@ -68,13 +68,16 @@ def funnel_dropoffs(
     request: Request,
     step: int = Query(0, ge=0, description="0-based step the people reached and stopped at"),
     limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=100_000_000, description="for the next page: add `limit`"),
     key: KeyInfo = Depends(admin_key),
 ) -> list[dict[str, Any]]:
     if step >= len(spec.steps) - 1:
         raise HTTPException(
             422, f"step must be below {len(spec.steps) - 1} (the last step has no drop-off)"
         )
-    rows = request.app.state.ctx.analytics.funnel_dropoffs(key.workspace_id, spec, step, limit)
+    rows = request.app.state.ctx.analytics.funnel_dropoffs(
+        key.workspace_id, spec, step, limit, offset
+    )
     return [{"person_id": r["actor"], "started_at": r["started_at"].isoformat()} for r in rows]
 
 

@@ -190,13 +190,13 @@ class AnalyticsService:
         return self._cached(workspace_id, "funnel:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
 
     def funnel_dropoffs(
-        self, workspace_id: str, spec: FunnelSpec, step: int, limit: int = 100
+        self, workspace_id: str, spec: FunnelSpec, step: int, limit: int = 100, offset: int = 0
     ) -> list[dict[str, Any]]:
-        """Who reached `step` and stopped there: the people to look at first."""
+        """Who reached `step` and stopped there, earliest first (page with `offset`)."""
         if not 0 <= step < len(spec.steps) - 1:
             raise ValueError(f"step must be between 0 and {len(spec.steps) - 2}")
         start, end = day_bounds(spec.range, self._timezone(workspace_id))
-        sql, params = compile_funnel_dropoffs(spec, workspace_id, start, end, step, limit)
+        sql, params = compile_funnel_dropoffs(spec, workspace_id, start, end, step, limit, offset)
         return [{"actor": r[0], "started_at": r[1]} for r in self._rows(sql, params)]
 
     def retention(self, workspace_id: str, spec: RetentionSpec) -> RetentionResult:
@@ -210,7 +210,9 @@ class AnalyticsService:
             observable = {
                 c: (last_observable_period(c, last, spec.interval) if last else 0) for c in cohorts
             }
-            return retention_result(spec.interval, spec.periods, spec.bounded, rows, observable)
+            return retention_result(
+                spec.interval, spec.periods, spec.bounded, rows, observable, spec.range.date_from
+            )
 
         return self._cached(workspace_id, "retention:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
 

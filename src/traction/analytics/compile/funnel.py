@@ -150,15 +150,21 @@ SELECT {", ".join(f"count(*) FILTER (WHERE level >= {k + 1}) AS entered_{k}" for
 
 
 def compile_funnel_dropoffs(
-    spec: FunnelSpec, workspace_id: str, start: datetime, end: datetime, step: int, limit: int
+    spec: FunnelSpec,
+    workspace_id: str,
+    start: datetime,
+    end: datetime,
+    step: int,
+    limit: int,
+    offset: int = 0,
 ) -> tuple[str, dict[str, object]]:
     """The actors who reached `step` (0-based) and went no further: the friction list."""
     plain = spec.model_copy(update={"breakdown": None})
     sql, values = compile_funnel(plain, workspace_id, start, end)
     head = sql[: sql.rindex("\nSELECT ")]
-    values = {**values, "drop_level": step + 1, "drop_limit": limit}
+    values = {**values, "drop_level": step + 1, "drop_limit": limit, "drop_offset": offset}
     return (
         head
-        + "\nSELECT actor, t0 AS started_at FROM best WHERE level = $drop_level ORDER BY t0 LIMIT $drop_limit",
+        + "\nSELECT actor, t0 AS started_at FROM best WHERE level = $drop_level ORDER BY t0, actor LIMIT $drop_limit OFFSET $drop_offset",
         values,
     )

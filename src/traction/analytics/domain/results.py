@@ -82,6 +82,9 @@ class Cohort:
     # The first period still in progress when the data ends: its count may still rise, so it
     # is shown but not averaged. 0 means the cohort itself is still filling.
     open_from: int = 10**9
+    # Its first day inside the range: a weekly cohort of a range starting on a Wednesday
+    # begins (`start`) on the Monday before, but holds only people from the Wednesday on.
+    first_day: date | None = None
 
     @property
     def rates(self) -> list[float | None]:
@@ -126,6 +129,7 @@ class RetentionResult:
             "cohorts": [
                 {
                     "start": c.start.isoformat(),
+                    "first_day": (c.first_day or c.start).isoformat(),
                     "size": c.size,
                     "retained": c.retained,
                     "rates": c.rates,
@@ -143,6 +147,7 @@ def retention_result(
     bounded: bool,
     rows: list[tuple[Any, int, int | None, int]],
     last_period: dict[date, int],
+    range_start: date | None = None,
 ) -> RetentionResult:
     """`rows`: (cohort start, cohort size, period k or None, actors whose *furthest* (unbounded)
     or exact (bounded) return period is k). `last_period[c]`: the last observable period, the
@@ -166,7 +171,8 @@ def retention_result(
                 retained.append(by_k.get(k, 0))
             else:  # rolling: came back in period k or any later one
                 retained.append(sum(n for kk, n in by_k.items() if kk >= k))
-        cohorts.append(Cohort(c, sizes[c], retained, open_from=seen))
+        first = max(c, range_start) if range_start else c
+        cohorts.append(Cohort(c, sizes[c], retained, open_from=seen, first_day=first))
     return RetentionResult(interval, cohorts)
 
 
