@@ -215,3 +215,60 @@ def test_queries_have_a_time_limit_and_a_row_cap(fx: Fixture, server) -> None:  
             headers={"Authorization": f"Bearer {ws.secret_key}"},
         )
     assert r.status_code == 422 and "narrow the date range" in r.json()["error"]
+
+
+def test_the_people_behind_a_point(fx: Fixture) -> None:
+    spec = TrendSpec.model_validate({
+        "series": [{"event": {"event": "buy"}}],
+        "range": {"date_from": "2026-03-02", "date_to": "2026-03-04"},
+    })  # fmt: skip
+    pid = {who: fx.ctx.persons.by_distinct_id(fx.ws, who).id for who in ("ann", "bob")}  # type: ignore[union-attr]
+
+    def people(s: TrendSpec, day: int, breakdown: str | None = None) -> list[tuple[str, int]]:
+        rows = fx.svc.trend_people(fx.ws, s, 0, datetime(2026, 3, day), breakdown)
+        return [(r["actor"], r["events"]) for r in rows]
+
+    # Mar 2: ann bought twice, bob once (cem's Mar 1 purchase is outside the range)
+    assert people(spec, 2) == [(pid["ann"], 2), (pid["bob"], 1)]
+    assert people(spec, 3) == [] and people(spec, 4) == [(pid["bob"], 1)]
+    by_plan = spec.model_copy(update={"breakdown": "plan", "breakdown_limit": 1})
+    assert people(by_plan, 2, "pro") == [(pid["ann"], 2)]
+    # with one value kept (pro: 2 events), "other" is free and the purchase without a plan
+    assert people(by_plan, 2, "$other") == [(pid["bob"], 1)]
+    assert people(by_plan, 4, "$other") == [(pid["bob"], 1)]
+    with pytest.raises(ValueError, match="series must be between 0 and 0"):
+        fx.svc.trend_people(fx.ws, spec, 1, datetime(2026, 3, 2))
+
+
+def test_trend_people_over_http(server) -> None:  # type: ignore[no-untyped-def]
+    ws = server.ctx.workspaces.create_workspace("T")
+    server.ctx.ingest.ingest_sync(ws.id, [
+        {"type": "track", "userId": "a", "event": "buy", "timestamp": "2026-03-02T10:00:00Z", "messageId": "1"},
+        {"type": "track", "userId": "a", "event": "buy", "timestamp": "2026-03-02T11:00:00Z", "messageId": "2"},
+        {"type": "track", "userId": "b", "event": "buy", "timestamp": "2026-03-02T12:00:00Z", "messageId": "3"},
+    ], normalize_segment)  # fmt: skip
+    spec = {
+        "series": [{"event": {"event": "buy"}}],
+        "range": {"date_from": "2026-03-01", "date_to": "2026-03-03"},
+    }
+    auth = {"Authorization": f"Bearer {ws.secret_key}"}
+    with server.client() as c:
+        r = c.post(
+            "/api/v1/insights/trend/people?bucket=2026-03-02T00:00:00", json=spec, headers=auth
+        )
+        assert r.status_code == 200, r.text
+        a = server.ctx.persons.by_distinct_id(ws.id, "a").id
+        b = server.ctx.persons.by_distinct_id(ws.id, "b").id
+        assert r.json() == [{"person_id": a, "events": 2}, {"person_id": b, "events": 1}]
+        assert (
+            c.post(
+                "/api/v1/insights/trend/people?bucket=2026-03-02&series=3", json=spec, headers=auth
+            ).status_code
+            == 422
+        )
+        assert (
+            c.post(
+                "/api/v1/insights/trend/people?bucket=yesterday", json=spec, headers=auth
+            ).status_code
+            == 422
+        )

@@ -174,3 +174,29 @@ def test_relative_ranges_resolve_on_the_day_they_are_read() -> None:
         TODAY.reset(token)
     with pytest.raises(ValueError, match="unknown relative range 'last_week'"):
         DateRange.model_validate({"relative": "last_week"})
+
+
+def test_clicking_a_trend_point_lists_its_people(page, server: LiveServer, shop) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    page.goto(server.url + "/")
+    page.fill("#email", "pat@acme.io")
+    page.fill("#password", "s3cret-pass")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/scorecard")
+    page.goto(f"{server.url}/w/{shop.id}/insights?kind=trend")
+    pick(page, "series-0-event", "signed_up")
+    page.get_by_test_id("builder").get_by_role("button", name="clear").click()  # no breakdown
+    page.get_by_role("button", name="Run").click()
+    page.get_by_test_id("trend-chart").wait_for()
+    page.wait_for_function("document.querySelectorAll('#chart .scatterlayer .point').length > 0")
+    points = page.locator("#chart .scatterlayer .point")
+    # the busiest point: the day the four signed up
+    heights = [points.nth(i).bounding_box() for i in range(points.count())]
+    top = min(range(len(heights)), key=lambda i: heights[i]["y"])  # type: ignore[index]
+    box = heights[top]
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.click(x, y)
+    people = page.get_by_test_id("point-people").locator("a")
+    expect(people).to_have_count(4)
+    assert sorted(people.all_inner_texts()) == ["u1", "u2", "u3", "u4"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -79,6 +79,26 @@ def funnel_dropoffs(
         key.workspace_id, spec, step, limit, offset
     )
     return [{"person_id": r["actor"], "started_at": r["started_at"].isoformat()} for r in rows]
+
+
+@router.post("/trend/people")
+def trend_people(
+    spec: TrendSpec,
+    request: Request,
+    bucket: datetime = Query(..., description="the point's bucket start, as in the trend's x"),
+    series: int = Query(0, ge=0, description="0-based series index"),
+    breakdown: str | None = Query(None, max_length=200, description="the line's breakdown value"),
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=100_000_000),
+    key: KeyInfo = Depends(admin_key),
+) -> list[dict[str, Any]]:
+    """The people behind one point of a trend line, most events first."""
+    if series >= len(spec.series):
+        raise HTTPException(422, f"series must be below {len(spec.series)}")
+    rows = request.app.state.ctx.analytics.trend_people(
+        key.workspace_id, spec, series, bucket.replace(tzinfo=None), breakdown, limit, offset
+    )
+    return [{"person_id": r["actor"], "events": r["events"]} for r in rows]
 
 
 @router.get("/scorecard", name="scorecard")

@@ -21,7 +21,7 @@ from traction.analytics.compile.engagement import (
 )
 from traction.analytics.compile.funnel import compile_funnel, compile_funnel_dropoffs
 from traction.analytics.compile.retention import compile_retention
-from traction.analytics.compile.trend import OTHER, compile_trend_series
+from traction.analytics.compile.trend import OTHER, compile_trend_people, compile_trend_series
 from traction.analytics.domain.kpis import (
     BY_KEY,
     KPIConfig,
@@ -251,6 +251,27 @@ class AnalyticsService:
             return TrendResult(spec.interval, lines, complete)
 
         return self._cached(workspace_id, "trend:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
+
+    def trend_people(
+        self,
+        workspace_id: str,
+        spec: TrendSpec,
+        series_index: int,
+        bucket: datetime,
+        breakdown: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """The people behind one point of a trend: who did it in that bucket (local time)."""
+        if not 0 <= series_index < len(spec.series):
+            raise ValueError(f"series must be between 0 and {len(spec.series) - 1}")
+        tz = self._timezone(workspace_id)
+        start, end = day_bounds(spec.range, tz)
+        sql, params = compile_trend_people(
+            spec, spec.series[series_index], workspace_id, tz, start, end, bucket, breakdown,
+            limit, offset,
+        )  # fmt: skip
+        return [{"actor": r[0], "events": int(r[1])} for r in self._rows(sql, params)]
 
     def _series(
         self,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,7 +13,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
 from traction.analytics.domain.kpis import BY_KEY, format_value
-from traction.analytics.domain.specs import RELATIVE_RANGES, DateRange, FunnelSpec, event_names
+from traction.analytics.domain.specs import (
+    RELATIVE_RANGES,
+    DateRange,
+    FunnelSpec,
+    TrendSpec,
+    event_names,
+)
 from traction.analytics.saved import NotFound
 from traction.analytics.service import QueryTooExpensive
 from traction.validation import describe
@@ -198,6 +205,35 @@ def funnel_dropoffs(request: Request, ws_id: str, step: int, spec: str = Form(..
     return render(
         request, "dropoffs.html", ws_id=ws_id, step=step, event=parsed.steps[step].event, rows=rows
     )
+
+
+@router.post("/w/{ws_id}/insights/trend-people")
+def trend_people(
+    request: Request,
+    ws_id: str,
+    spec: str = Form(...),
+    series: int = Form(0),
+    bucket: str = Form(...),
+    breakdown: str = Form(""),
+) -> HTMLResponse:
+    """The people behind a clicked point of a trend line, each linked to their page."""
+    same_origin(request)
+    page_context(request, ws_id, "insights")
+    try:
+        parsed = TrendSpec.model_validate(json.loads(spec))
+        when = datetime.fromisoformat(bucket)
+        rows = request.app.state.ctx.analytics.trend_people(
+            ws_id, parsed, series, when, breakdown or None, 100
+        )
+    except ValidationError as e:
+        return HTMLResponse(f'<p class="error" role="alert">{escape(describe(e))}</p>')
+    except (json.JSONDecodeError, ValueError) as e:
+        return HTMLResponse(f'<p class="error" role="alert">{escape(str(e))}</p>')
+    people = request.app.state.ctx.persons.labels(ws_id, [r["actor"] for r in rows])
+    return render(
+        request, "trend_people.html", ws_id=ws_id, rows=rows, people=people, bucket=when,
+        breakdown=breakdown, event=parsed.series[series].event.event,
+    )  # fmt: skip
 
 
 # -- saved insights and dashboards -------------------------------------------------------------

@@ -151,6 +151,32 @@ class PersonQueries:
             })  # fmt: skip
         return out, total
 
+    def labels(self, workspace_id: str, person_ids: Sequence[str]) -> dict[str, str]:
+        """What to call each person in a list: their email or name, else their own user id,
+        else their first id."""
+        if not person_ids:
+            return {}
+        with self.state.session() as s:
+            traits: dict[str, Any] = dict(
+                s.execute(select(Person.id, Person.traits).where(Person.id.in_(person_ids))).all()
+            )
+            ids: dict[str, list[tuple[str, bool]]] = {}
+            for pid, did, is_user in s.execute(
+                select(Identity.person_id, Identity.distinct_id, Identity.is_user_id)
+                .where(Identity.workspace_id == workspace_id, Identity.person_id.in_(person_ids))
+                .order_by(Identity.id)
+            ):
+                ids.setdefault(pid, []).append((did, bool(is_user)))
+        out = {}
+        for pid in person_ids:
+            t = traits.get(pid) or {}
+            mine = ids.get(pid, [])
+            users = [d for d, u in mine if u]
+            out[pid] = (
+                t.get("email") or t.get("name") or (users or [d for d, _ in mine] or [pid])[0]
+            )
+        return out
+
     def counts(self, workspace_id: str) -> dict[str, int]:
         with self.state.session() as s:
             persons = s.scalar(
