@@ -265,3 +265,10 @@ def show_json(page) -> None:  # type: ignore[no-untyped-def]
     """The insight builder hides the JSON spec until asked."""
     if not page.get_by_test_id("spec-editor").is_visible():
         page.get_by_test_id("toggle-json").click()
+
+
+def run_spec(page, spec: str) -> None:  # type: ignore[no-untyped-def]
+    """Type a spec into the builder's JSON box and run it."""
+    show_json(page)
+    page.get_by_test_id("spec-editor").fill(spec)
+    page.get_by_role("button", name="Run").click()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import LiveServer, show_json
+from tests.conftest import LiveServer, run_spec
 from tests.test_dashboard import login, page  # noqa: F401  (shared fixtures)
 from tests.test_kpis import msgs
 from traction.analytics.web import sparkline_svg
@@ -61,9 +61,7 @@ def test_insight_editor_runs_specs_and_explains_errors(page, server: LiveServer,
     page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{site.id}/insights?kind=funnel")
     spec = '{"steps": [{"event": "signed_up"}, {"event": "trial_started"}], "range": {"date_from": "2026-03-01", "date_to": "2026-03-31"}, "window_days": 1}'
-    show_json(page)
-    page.get_by_test_id("spec-editor").fill(spec)
-    page.get_by_role("button", name="Run").click()
+    run_spec(page, spec)
     rows = page.get_by_test_id("funnel-table").locator("tbody tr")
     rows.first.wait_for()
     assert rows.nth(1).inner_text().split("\t")[:3] == ["2. trial_started", "2", "66.7%"]
@@ -75,9 +73,7 @@ def test_insight_editor_runs_specs_and_explains_errors(page, server: LiveServer,
         dropped.count() == 1
         and dropped.first.get_attribute("href") == f"/w/{site.id}/persons/{u3.id}"
     )
-    show_json(page)
-    page.get_by_test_id("spec-editor").fill(spec.replace('"window_days": 1', '"window_days": -1'))
-    page.get_by_role("button", name="Run").click()
+    run_spec(page, spec.replace('"window_days": 1', '"window_days": -1'))
     error = page.get_by_test_id("insight-error")
     error.wait_for()
     assert "window_days" in error.inner_text() and "greater than 0" in error.inner_text()
@@ -104,9 +100,7 @@ def test_periods_in_progress_are_drawn_as_such(page, server: LiveServer, site, t
     page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{site.id}/insights?kind=retention")
     spec = '{"range": {"date_from": "2026-03-01", "date_to": "2026-03-10"}, "interval": "week", "periods": 2}'
-    show_json(page)
-    page.get_by_test_id("spec-editor").fill(spec)
-    page.get_by_role("button", name="Run").click()
+    run_spec(page, spec)
     matrix = page.get_by_test_id("retention-matrix")
     matrix.wait_for()
     open_cells = matrix.locator("td.open")
@@ -117,9 +111,7 @@ def test_periods_in_progress_are_drawn_as_such(page, server: LiveServer, site, t
     page.screenshot(path=str(tmp_path / "retention.png"), full_page=True)
     page.goto(f"{server.url}/w/{site.id}/insights?kind=trend")
     trend = '{"series": [{"event": {"event": "$any"}}], "range": {"date_from": "2026-03-01", "date_to": "2026-03-12"}}'
-    show_json(page)
-    page.get_by_test_id("spec-editor").fill(trend)
-    page.get_by_role("button", name="Run").click()
+    run_spec(page, trend)
     page.get_by_test_id("open-legend").wait_for()
     page.wait_for_function(
         "document.querySelectorAll('#chart path.js-line[style*=\"dasharray\"]').length >= 1"

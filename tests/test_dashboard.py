@@ -46,9 +46,11 @@ def site(server: LiveServer):  # type: ignore[no-untyped-def]
     return {"a": a, "b": b, "hidden": hidden}
 
 
-def login(page, server: LiveServer, password: str = "s3cret-pass") -> None:  # type: ignore[no-untyped-def]
+def login(
+    page, server: LiveServer, password: str = "s3cret-pass", email: str = "pat@acme.io"
+) -> None:  # type: ignore[no-untyped-def]
     page.goto(server.url + "/")
-    page.fill("#email", "pat@acme.io")
+    page.fill("#email", email)
     page.fill("#password", password)
     page.click("button[type=submit]")
 

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import LiveServer
-from tests.test_dashboard import page  # noqa: F401  (shared fixture)
+from tests.test_dashboard import login, page  # noqa: F401  (shared fixture)
 from traction.analytics.domain.specs import TODAY, resolve_relative
 from traction.ingest.domain import normalize_segment
 
@@ -61,10 +61,7 @@ def test_build_a_funnel_with_a_filter_and_a_breakdown_by_clicking(
     server: LiveServer,
     shop,
 ) -> None:  # type: ignore[no-untyped-def]
-    page.goto(server.url + "/")
-    page.fill("#email", "pat@acme.io")
-    page.fill("#password", "s3cret-pass")
-    page.click("button[type=submit]")
+    login(page, server)
     page.wait_for_url("**/scorecard")
     page.get_by_role("link", name="Insights").click()
     builder = page.get_by_test_id("builder")
@@ -106,10 +103,7 @@ def test_build_a_funnel_with_a_filter_and_a_breakdown_by_clicking(
 
 
 def test_a_never_seen_event_warns(page, server: LiveServer, shop) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    page.goto(server.url + "/")
-    page.fill("#email", "pat@acme.io")
-    page.fill("#password", "s3cret-pass")
-    page.click("button[type=submit]")
+    login(page, server)
     page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{shop.id}/insights?kind=feature_adoption")
     page.get_by_role("button", name="Run").click()
@@ -134,10 +128,7 @@ def test_every_kind_has_a_form_and_a_result(
     kind: str,
     marker: str,
 ) -> None:  # type: ignore[no-untyped-def]
-    page.goto(server.url + "/")
-    page.fill("#email", "pat@acme.io")
-    page.fill("#password", "s3cret-pass")
-    page.click("button[type=submit]")
+    login(page, server)
     page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{shop.id}/insights?kind={kind}")
     assert page.get_by_test_id("builder").locator("select[aria-label='date range']").count() == 1
@@ -177,10 +168,7 @@ def test_relative_ranges_resolve_on_the_day_they_are_read() -> None:
 
 
 def test_clicking_a_trend_point_lists_its_people(page, server: LiveServer, shop) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
-    page.goto(server.url + "/")
-    page.fill("#email", "pat@acme.io")
-    page.fill("#password", "s3cret-pass")
-    page.click("button[type=submit]")
+    login(page, server)
     page.wait_for_url("**/scorecard")
     page.goto(f"{server.url}/w/{shop.id}/insights?kind=trend")
     pick(page, "series-0-event", "signed_up")

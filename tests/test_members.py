@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import LiveServer
-from tests.test_dashboard import page  # noqa: F401  (shared fixture)
+from tests.test_dashboard import login, page  # noqa: F401  (shared fixture)
 
 PASSWORD = "s3cret-pass"
 
@@ -177,10 +177,7 @@ def test_invite_a_teammate_by_clicking(  # type: ignore[no-untyped-def]
     team: dict[str, Any],
     browser,
 ) -> None:
-    page.goto(server.url + "/")
-    page.fill("#email", "ada@acme.io")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    login(page, server, PASSWORD, "ada@acme.io")
     page.wait_for_url("**/scorecard")
     page.get_by_test_id("new-workspace").click()
     page.fill("#ws-name", "Gamma")

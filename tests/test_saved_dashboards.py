@@ -146,34 +146,21 @@ def test_build_a_dashboard_in_the_browser(page, server: LiveServer) -> None:  # 
     ] == ["Trial funnel"]
     page.reload()  # persisted
     assert page.get_by_test_id("tile").count() == 1
+
     # the dashboard's own dates: every tile follows them
-    tile = page.get_by_test_id("tile").first
-    first_entered = (
-        tile.get_by_test_id("funnel-table").locator("tbody tr").first.locator("td").nth(1)
-    )
-    assert first_entered.inner_text() == "3"  # the saved March range: 3 sign-ups
+    def first_entered() -> str:
+        tile = page.get_by_test_id("tile").first.get_by_test_id("funnel-table")
+        return tile.locator("tbody tr").first.locator("td").nth(1).inner_text()  # type: ignore[no-any-return]
+
+    assert first_entered() == "3"  # the saved March range: 3 sign-ups
     page.get_by_label("Dashboard dates").select_option("last_7_days")
     page.wait_for_url(re.compile(r"relative=last_7_days"))
-    first_entered = (
-        page.get_by_test_id("tile")
-        .first.get_by_test_id("funnel-table")
-        .locator("tbody tr")
-        .first.locator("td")
-        .nth(1)
-    )
-    assert first_entered.inner_text() == "0"  # nothing in the last 7 days
+    assert first_entered() == "0"  # nothing in the last 7 days
     page.get_by_test_id("dashboard-range").get_by_label("from").fill("2026-03-06")
     page.get_by_test_id("dashboard-range").get_by_label("to").fill("2026-03-31")
     page.get_by_test_id("dashboard-range").get_by_role("button", name="Apply").click()
     page.wait_for_url(re.compile(r"date_from=2026-03-06"))
-    first_entered = (
-        page.get_by_test_id("tile")
-        .first.get_by_test_id("funnel-table")
-        .locator("tbody tr")
-        .first.locator("td")
-        .nth(1)
-    )
-    assert first_entered.inner_text() == "2"  # u3 and u4 signed up from Mar 6
+    assert first_entered() == "2"  # u3 and u4 signed up from Mar 6
     # a tile opens in the builder
     page.get_by_test_id("tile").first.get_by_test_id("open-tile").click()
     page.wait_for_url(re.compile(r"/insights\?insight=ins_"))

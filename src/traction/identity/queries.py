@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy.orm import Session
 
 from traction.identity.models import Account, AccountMembership, Identity, Person
 from traction.store.events import DuckDBEventStore
@@ -131,14 +132,7 @@ class PersonQueries:
                 .offset(offset)
                 .limit(limit)
             ).all()
-            pids = [r[0] for r in rows]
-            ids: dict[str, list[tuple[str, bool]]] = {}
-            for pid, did, is_user in s.execute(
-                select(Identity.person_id, Identity.distinct_id, Identity.is_user_id)
-                .where(Identity.workspace_id == workspace_id, Identity.person_id.in_(pids))
-                .order_by(Identity.id)
-            ):
-                ids.setdefault(pid, []).append((did, bool(is_user)))
+            ids = _own_ids(s, workspace_id, [r[0] for r in rows])
         out = []
         for pid, identified, traits, last, first in rows:
             mine = ids.get(pid, [])
@@ -160,13 +154,7 @@ class PersonQueries:
             traits: dict[str, Any] = dict(
                 s.execute(select(Person.id, Person.traits).where(Person.id.in_(person_ids))).all()
             )
-            ids: dict[str, list[tuple[str, bool]]] = {}
-            for pid, did, is_user in s.execute(
-                select(Identity.person_id, Identity.distinct_id, Identity.is_user_id)
-                .where(Identity.workspace_id == workspace_id, Identity.person_id.in_(person_ids))
-                .order_by(Identity.id)
-            ):
-                ids.setdefault(pid, []).append((did, bool(is_user)))
+            ids = _own_ids(s, workspace_id, person_ids)
         out = {}
         for pid in person_ids:
             t = traits.get(pid) or {}
@@ -189,6 +177,20 @@ class PersonQueries:
 
 
 Rows = list[dict[str, Any]]
+
+
+def _own_ids(
+    s: Session, workspace_id: str, person_ids: Sequence[str]
+) -> dict[str, list[tuple[str, bool]]]:
+    """Each person's distinct ids in the order they were first seen, flagged when a user id."""
+    ids: dict[str, list[tuple[str, bool]]] = {}
+    for pid, did, is_user in s.execute(
+        select(Identity.person_id, Identity.distinct_id, Identity.is_user_id)
+        .where(Identity.workspace_id == workspace_id, Identity.person_id.in_(person_ids))
+        .order_by(Identity.id)
+    ):
+        ids.setdefault(pid, []).append((did, bool(is_user)))
+    return ids
 
 
 def _newest_first(t: datetime | None) -> float:
