@@ -359,3 +359,16 @@ def test_fuzz_catalog_api_never_5xx(
         timeout=30,
     )
     assert r.status_code in (200, 404, 422), (name, body, r.text)
+
+
+def test_no_false_warning_while_the_catalog_catches_up(sqlite_ctx: Context) -> None:
+    """Right after a bulk import the catalog's reactor has not read the events yet: the
+    events themselves decide, so a name that did arrive never gets a warning."""
+    ws = sqlite_ctx.workspaces.create_workspace("Late").id
+    msgs = [{"type": "track", "userId": "u", "event": "signed_up", "messageId": "1"}]
+    assert not sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment).rejected
+    assert sqlite_ctx.catalog.events(ws) == []  # no reactor ran here
+    in_log = lambda names: sqlite_ctx.events.names_present(ws, names)  # noqa: E731
+    assert sqlite_ctx.catalog.warnings(ws, ["signed_up"], in_log) == []
+    (only,) = sqlite_ctx.catalog.warnings(ws, ["signed_up", "sigend_up"], in_log)
+    assert "'sigend_up' has never been received" in only

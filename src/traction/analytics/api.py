@@ -44,7 +44,11 @@ def _route(model: type[BaseModel], method: str) -> Callable[..., dict[str, Any]]
     def run(spec: BaseModel, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
         ctx = request.app.state.ctx
         out: dict[str, Any] = getattr(ctx.analytics, method)(key.workspace_id, spec).as_dict()
-        out["warnings"] = ctx.catalog.warnings(key.workspace_id, event_names(spec))
+        out["warnings"] = ctx.catalog.warnings(
+            key.workspace_id,
+            event_names(spec),
+            lambda n: ctx.events.names_present(key.workspace_id, n),
+        )
         return out
 
     # FastAPI reads the body model from the annotation: give it the real class, not a string

@@ -185,7 +185,9 @@ def run_insight(
         error=None,
         kind=kind,
         result=result.as_dict(),
-        warnings=ctx.catalog.warnings(ws_id, event_names(parsed)),
+        warnings=ctx.catalog.warnings(
+            ws_id, event_names(parsed), lambda n: ctx.events.names_present(ws_id, n)
+        ),
         spec_json=spec,
         ws_id=ws_id,
         breakdown=getattr(parsed, "breakdown", None),

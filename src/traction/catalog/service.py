@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
@@ -166,13 +166,24 @@ class CatalogService:
             ranked = [kv for kv in ranked if q.lower() in kv[0].lower()]
         return [{"value": v, "count": n} for v, n in ranked[:limit]]
 
-    def warnings(self, workspace_id: str, names: Iterable[str]) -> list[str]:
+    def warnings(
+        self,
+        workspace_id: str,
+        names: Iterable[str],
+        in_log: Callable[[list[str]], set[str]] | None = None,
+    ) -> list[str]:
         """What to tell someone whose insight names events that never arrived: a misspelt
-        event silently counts zero otherwise."""
+        event silently counts zero otherwise. The catalog trails the log by its reactor (after
+        a bulk import, for a minute or so): `in_log` confirms a name it does not know yet
+        against the events themselves, so a warning is never false."""
+        unknown = self.unknown_events(workspace_id, names)
+        if unknown and in_log is not None:
+            present = in_log(unknown)
+            unknown = [n for n in unknown if n not in present]
         return [
             f"event {n!r} has never been received in this workspace: it counts as zero "
             "(check the spelling, or pick it from the catalog)"
-            for n in self.unknown_events(workspace_id, names)
+            for n in unknown
         ]
 
     def unknown_events(self, workspace_id: str, names: Iterable[str]) -> list[str]:

@@ -339,6 +339,21 @@ class DuckDBEventStore:
         )
         return _rows(cur)
 
+    def names_present(self, workspace_id: str, names: Sequence[str]) -> set[str]:
+        """Which of `names` occur among the workspace's events."""
+        if not names:
+            return set()
+        rows = (
+            self.cursor()
+            .execute(
+                "SELECT DISTINCT name FROM events WHERE workspace_id = ? AND name IN "
+                "(SELECT unnest(?::VARCHAR[]))",
+                [workspace_id, list(names)],
+            )
+            .fetchall()
+        )
+        return {r[0] for r in rows}
+
     def count(self, workspace_id: str, *, person_id: str | None = None) -> int:
         """All the workspace's events, or one person's (the ids merged into them included)."""
         sql, params = "SELECT COUNT(*) FROM events WHERE workspace_id = ?", [workspace_id]

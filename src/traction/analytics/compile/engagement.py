@@ -66,11 +66,13 @@ def compile_sessions(
 WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp >= {lo} - {gap} AND e.timestamp < {hi}")}),
 seen_before AS (SELECT DISTINCT actor FROM ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp < {lo}")})),
 marked AS (
-    SELECT *, CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w > {gap} THEN 1 ELSE 0 END AS starts
+    SELECT actor, ts, seq, type, name,
+           CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w > {gap} THEN 1 ELSE 0 END AS starts
     FROM ev WINDOW w AS (PARTITION BY actor ORDER BY ts, seq)
 ),
 numbered AS (
-    SELECT *, sum(starts) OVER (PARTITION BY actor ORDER BY ts, seq ROWS UNBOUNDED PRECEDING) AS session_no
+    SELECT actor, ts, type, name,
+           sum(starts) OVER (PARTITION BY actor ORDER BY ts, seq ROWS UNBOUNDED PRECEDING) AS session_no
     FROM marked
 ),
 sessions AS (
