@@ -210,6 +210,13 @@ def test_sessions_match_pandas_over_all_history(simulated) -> None:  # type: ign
     assert [k["actors"] for k in r.first_sessions] == [
         int((early["session"] == k).sum()) for k in (1, 2, 3)
     ]
+    # only the new actors: the same first sessions; the other figures cover them alone
+    new_only = AnalyticsService(ctx.events, ctx.workspaces).sessions(
+        ws, SessionsSpec(range={"date_from": "2026-07-20", "date_to": "2026-07-29"}, actors="new")
+    )
+    assert new_only.first_sessions == r.first_sessions and new_only.depth_events == r.depth_events
+    new_sessions = in_range[in_range["person_id"].isin(new)]
+    assert new_only.sessions == len(new_sessions) < r.sessions
 
 
 def test_a_session_running_across_the_range_start_is_not_new(fx: Fixture) -> None:

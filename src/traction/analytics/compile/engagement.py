@@ -56,6 +56,8 @@ def compile_sessions(
     else:
         feature = f"CASE WHEN name IN (SELECT unnest({p.add(list(spec.feature_events))}::VARCHAR[])) THEN name END"
     lo, hi, n = p.add(start), p.add(end), p.add(spec.first_sessions)
+    # new actors only: the sessions of everyone seen before are never split (most of the work)
+    only_new = "WHERE actor NOT IN (SELECT actor FROM seen_before)" if spec.actors == "new" else ""
     per_k = ",\n       ".join(
         f"count(*) FILTER (WHERE early AND session_no = {k}) AS actors_{k}, "
         f"avg(events) FILTER (WHERE early AND session_no = {k}) AS events_{k}, "
@@ -68,7 +70,7 @@ seen_before AS (SELECT DISTINCT actor FROM ({_events(p, workspace_id, spec.aggre
 marked AS (
     SELECT actor, ts, seq, type, name,
            CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w > {gap} THEN 1 ELSE 0 END AS starts
-    FROM ev WINDOW w AS (PARTITION BY actor ORDER BY ts, seq)
+    FROM ev {only_new} WINDOW w AS (PARTITION BY actor ORDER BY ts, seq)
 ),
 numbered AS (
     SELECT actor, ts, type, name,

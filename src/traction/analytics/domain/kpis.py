@@ -122,7 +122,7 @@ CATALOG: tuple[KPI, ...] = (
         lookahead_days=lambda c: c.activation_window_days, empty="nobody who signed up in the period has activated"),
     KPI("engagement_depth", "Engagement depth (first 3 sessions)",
         "Mean events per session over the first three sessions of people new in the period (30-minute sessions).",
-        "events", "up", "sessions", lambda c, r: SessionsSpec(range=r), lambda r: r.depth_events, empty="nobody had a first session in the period"),
+        "events", "up", "sessions", lambda c, r: SessionsSpec(range=r, actors="new"), lambda r: r.depth_events, empty="nobody had a first session in the period"),
     KPI("activation_retention_d7", "Activation cohort retention D7",
         "Share of people activated in the period who were active on the 7th day after activating.",
         "percent", "up", "activation_retention", lambda c, r: c.activation(r),

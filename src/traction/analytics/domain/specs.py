@@ -316,6 +316,11 @@ class SessionsSpec(_Spec):
         description="events that count as features (default: every track event)",
     )
     aggregate_by: Literal["person", "account"] = "person"
+    actors: Literal["all", "new"] = Field(
+        "all",
+        description="'new': only actors whose first session began in the range (all the "
+        "figures then describe them alone; faster when only first sessions matter)",
+    )
 
 
 class ActiveUsersSpec(_Spec):
