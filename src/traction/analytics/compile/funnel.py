@@ -24,9 +24,19 @@ from traction.analytics.compile.params import (
     trait_columns,
     uses_traits,
 )
-from traction.analytics.domain.specs import FunnelSpec
+from traction.analytics.domain.specs import EventMatcher, FunnelSpec
 
 NONE = "$none"
+
+
+def prefilter(matchers: list[EventMatcher], p: Params) -> str:
+    """A cheap condition every event matching one of `matchers` meets (none is `$any`)."""
+    names = sorted({m.event for m in matchers} - set(RESERVED))
+    types = sorted({RESERVED[m.event].split("'")[1] for m in matchers if m.event in RESERVED})
+    conds = [f"e.name IN (SELECT unnest({p.add(names)}::VARCHAR[]))"] if names else []
+    if types:
+        conds.append(f"e.type IN (SELECT unnest({p.add(types)}::VARCHAR[]))")
+    return "(" + " OR ".join(conds) + ")"
 
 
 def compile_funnel(
@@ -41,11 +51,11 @@ def compile_funnel(
     matchers = [*spec.steps, *(x.event for x in spec.exclusions)]
     where = [f"e.workspace_id = {p.add(workspace_id)}", f"e.timestamp >= {p.add(start)}"]
     where.append(f"e.timestamp < {p.add(end)} + to_microseconds({p.add(window_us)})")
-    # Only the events the funnel names matter, unless strict mode must see what lies between
-    # steps or a reserved matcher ($page, $any) names no event.
-    if spec.mode == "ordered" and not any(m.event in RESERVED for m in matchers):
-        names = sorted({m.event for m in matchers})
-        where.append(f"e.name IN (SELECT unnest({p.add(names)}::VARCHAR[]))")
+    # Only the events the funnel names matter (by name, or by call type for $page/$screen),
+    # unless strict mode must see what lies between steps or a step is $any. Positions then
+    # number only those events, which keeps their order: all that ordered matching uses.
+    if spec.mode == "ordered" and not any(m.event == "$any" for m in matchers):
+        where.append(prefilter(matchers, p))
     if spec.aggregate_by == "account":
         where.append("e.account_id IS NOT NULL")
     w = f"to_microseconds({p.add(window_us)})"
