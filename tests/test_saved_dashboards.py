@@ -165,3 +165,23 @@ def test_build_a_dashboard_in_the_browser(page, server: LiveServer) -> None:  # 
     page.get_by_test_id("tile").first.get_by_test_id("open-tile").click()
     page.wait_for_url(re.compile(r"/insights\?insight=ins_"))
     assert page.get_by_test_id("step-1-event").input_value() == "trial_started"
+
+
+def test_fragments_escape_what_users_typed(server: LiveServer) -> None:
+    import httpx
+
+    ws = server.ctx.workspaces.create_workspace("Acme")
+    server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
+    with httpx.Client(base_url=server.url) as web:
+        web.post("/login", data={"email": "pat@acme.io", "password": "s3cret-pass"})
+        evil = "<img src=x onerror=alert(1)>"
+        import json
+
+        r = web.post(
+            f"/w/{ws.id}/insights/save",
+            data={"kind": "funnel", "spec": json.dumps(FUNNEL), "name": evil},
+        )
+        assert evil not in r.text and "&lt;img src=x onerror=alert(1)&gt;" in r.text
+        bad = {**FUNNEL, "steps": [{"event": evil}]}  # one step: a validation error naming it
+        r = web.post(f"/w/{ws.id}/insights/dropoffs?step=0", data={"spec": json.dumps(bad)})
+        assert 'role="alert"' in r.text and "<img" not in r.text

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,7 +22,7 @@ from traction.analytics.domain.specs import (
 from traction.analytics.saved import NotFound
 from traction.analytics.service import QueryTooExpensive
 from traction.validation import describe
-from traction.web.routes import admin_page, page_context, render, same_origin
+from traction.web.routes import admin_page, alert, page_context, render, same_origin
 
 router = APIRouter(include_in_schema=False)
 
@@ -202,8 +201,10 @@ def funnel_dropoffs(request: Request, ws_id: str, step: int, spec: str = Form(..
     try:
         parsed = FunnelSpec.model_validate(json.loads(spec))
         rows = request.app.state.ctx.analytics.funnel_dropoffs(ws_id, parsed, step, 100)
-    except (json.JSONDecodeError, ValidationError, ValueError) as e:
-        return HTMLResponse(f'<p class="error" role="alert">{e}</p>')
+    except ValidationError as e:
+        return alert(request, describe(e))
+    except (json.JSONDecodeError, ValueError) as e:
+        return alert(request, str(e))
     return render(
         request, "dropoffs.html", ws_id=ws_id, step=step, event=parsed.steps[step].event, rows=rows
     )
@@ -228,9 +229,9 @@ def trend_people(
             ws_id, parsed, series, when, breakdown or None, 100
         )
     except ValidationError as e:
-        return HTMLResponse(f'<p class="error" role="alert">{escape(describe(e))}</p>')
+        return alert(request, describe(e))
     except (json.JSONDecodeError, ValueError) as e:
-        return HTMLResponse(f'<p class="error" role="alert">{escape(str(e))}</p>')
+        return alert(request, str(e))
     people = request.app.state.ctx.persons.labels(ws_id, [r["actor"] for r in rows])
     return render(
         request, "trend_people.html", ws_id=ws_id, rows=rows, people=people, bucket=when,
@@ -252,16 +253,12 @@ def save_insight(
             ws_id, name, _kind(kind), json.loads(spec), page["user"].id
         )
     except json.JSONDecodeError as e:
-        return HTMLResponse(
-            f'<span class="error" role="alert">the spec is not valid JSON: {e}</span>'
-        )
+        return alert(request, f"the spec is not valid JSON: {e}", "span")
     except ValidationError as e:
-        return HTMLResponse(f'<span class="error" role="alert">{e.errors()[0]["msg"]}</span>')
+        return alert(request, describe(e), "span")
     except ValueError as e:
-        return HTMLResponse(f'<span class="error" role="alert">{e}</span>')
-    return HTMLResponse(
-        f'<span class="good" data-testid="saved">Saved “{saved.name}”. Add it to a <a href="/w/{ws_id}/dashboards">dashboard</a>.</span>'
-    )
+        return alert(request, str(e), "span")
+    return render(request, "saved_notice.html", name=saved.name, ws_id=ws_id)
 
 
 def _kind(kind: str) -> str:

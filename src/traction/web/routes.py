@@ -76,6 +76,11 @@ def render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, template, ctx)
 
 
+def alert(request: Request, message: str, tag: str = "p") -> HTMLResponse:
+    """An error as an htmx fragment, escaped like every rendered value."""
+    return render(request, "alert.html", message=message, tag=tag)
+
+
 @router.get("/favicon.ico", include_in_schema=False)
 def favicon() -> FileResponse:
     return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
