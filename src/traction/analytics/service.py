@@ -59,6 +59,7 @@ from traction.analytics.domain.specs import (
     TrendSpec,
     day_bounds,
 )
+from traction.analytics.scorecard import Scorecard
 from traction.store.events import DuckDBEventStore
 from traction.workspaces.service import WorkspaceService
 
@@ -87,8 +88,6 @@ class AnalyticsService:
         self.max_rows = max_rows
         self._cache: OrderedDict[tuple[str, str, str, tuple[int, int]], Any] = OrderedDict()
         self._lock = threading.Lock()
-        from traction.analytics.scorecard import Scorecard
-
         self._scorecard = Scorecard(self)
 
     def data_version(self, workspace_id: str) -> tuple[int, int]:
