@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from traction import __version__
@@ -71,10 +71,12 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
             return JSONResponse(
                 {"error": exc.detail}, status_code=exc.status_code, headers=exc.headers
             )
-        return HTMLResponse(
-            f"<!doctype html><title>{exc.status_code}</title><p>{exc.detail}</p><p><a href='/'>Back</a></p>",
+        from traction.web.routes import templates  # rendered, hence escaped: never echo markup
+
+        return templates.TemplateResponse(
+            request, "error.html", {"status": exc.status_code, "detail": exc.detail},
             status_code=exc.status_code,
-        )
+        )  # fmt: skip
 
     from traction.analytics.api import router as analytics_router
     from traction.analytics.api import saved_router
