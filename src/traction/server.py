@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -55,6 +56,23 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = problems(exc.errors(), skip=("body",))
         return JSONResponse({"error": join(detail), "detail": detail}, status_code=422)
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        return JSONResponse({"error": "the JSON body is nested too deeply"}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def _last_resort(request: Request, exc: Exception) -> Response:
+        """A bug: answer (never drop the connection) with an id the log carries too."""
+        error_id = uuid.uuid4().hex[:12]
+        log.error(
+            "unhandled error", exc_info=exc,
+            extra={"error_id": error_id, "path": request.url.path, "method": request.method},
+        )  # fmt: skip
+        return JSONResponse(
+            {"error": f"internal error {error_id}: it is logged; please report it"},
+            status_code=500,
+        )
 
     @app.exception_handler(QueryTooExpensive)
     async def _too_expensive(request: Request, exc: QueryTooExpensive) -> JSONResponse:

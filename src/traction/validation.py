@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import duckdb
 from pydantic import ValidationError
 
 # pydantic's prefixes on messages our validators raise: the user needs only what follows.
@@ -51,12 +56,57 @@ def join(details: Sequence[Mapping[str, Any]], prefix: str = "") -> str:
     return "; ".join(parts)
 
 
+def load_json(text: str | bytes) -> Any:
+    """json.loads, refusing nesting too deep for Python's parser as bad JSON (a 4xx) instead
+    of letting a RecursionError through (a 500)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", str(text)[:0], 0) from None
+
+
 def check_timezone(name: str) -> str:
-    """The name if it is an IANA time zone; ValueError saying what to use otherwise."""
+    """The name if it is an IANA time zone the query engine knows too (Python accepts a few,
+    like 'posixrules', that DuckDB does not: every later query would fail); ValueError saying
+    what to use otherwise."""
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"unknown time zone {name!r}; use an IANA name like 'Europe/Berlin'"
-        ) from None
+        name_ok = False
+    else:
+        name_ok = name in _engine_timezones()
+    if not name_ok:
+        raise ValueError(f"unknown time zone {name!r}; use an IANA name like 'Europe/Berlin'")
     return name
+
+
+def check_regex(pattern: str) -> str:
+    """The pattern if both Python and the query engine (RE2: no look-arounds, no back
+    references) accept it; ValueError with the engine's reason otherwise."""
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"invalid regex: {e}") from None
+    with _engine_lock:
+        try:
+            _engine().execute("SELECT regexp_matches('', ?)", [pattern]).fetchall()
+        except duckdb.Error as e:
+            why = str(e).split("Error: ", 1)[-1]
+            raise ValueError(f"invalid regex for the query engine (RE2 syntax): {why}") from None
+    return pattern
+
+
+_engine_lock = threading.Lock()
+
+
+@functools.cache
+def _engine() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB, only to ask it what it accepts."""
+    return duckdb.connect()
+
+
+@functools.cache
+def _engine_timezones() -> frozenset[str]:
+    with _engine_lock:
+        rows = _engine().execute("SELECT name FROM pg_timezone_names()").fetchall()
+    return frozenset(r[0] for r in rows)

@@ -21,7 +21,7 @@ from traction.analytics.domain.specs import (
 )
 from traction.analytics.saved import NotFound
 from traction.analytics.service import QueryTooExpensive
-from traction.validation import describe
+from traction.validation import describe, load_json
 from traction.web.routes import admin_page, alert, page_context, render, same_origin
 
 router = APIRouter(include_in_schema=False)
@@ -167,7 +167,7 @@ def run_insight(
         return render(request, "insight_result.html", error=f"unknown insight kind {kind!r}")
     model, method = INSIGHTS[API_KIND[kind]]
     try:
-        parsed = model.model_validate(json.loads(spec))
+        parsed = model.model_validate(load_json(spec))
     except json.JSONDecodeError as e:
         return render(request, "insight_result.html", error=f"the spec is not valid JSON: {e}")
     except ValidationError as e:
@@ -199,7 +199,7 @@ def funnel_dropoffs(request: Request, ws_id: str, step: int, spec: str = Form(..
     same_origin(request)
     page_context(request, ws_id, "insights")
     try:
-        parsed = FunnelSpec.model_validate(json.loads(spec))
+        parsed = FunnelSpec.model_validate(load_json(spec))
         rows = request.app.state.ctx.analytics.funnel_dropoffs(ws_id, parsed, step, 100)
     except ValidationError as e:
         return alert(request, describe(e))
@@ -223,7 +223,7 @@ def trend_people(
     same_origin(request)
     page_context(request, ws_id, "insights")
     try:
-        parsed = TrendSpec.model_validate(json.loads(spec))
+        parsed = TrendSpec.model_validate(load_json(spec))
         when = datetime.fromisoformat(bucket)
         rows = request.app.state.ctx.analytics.trend_people(
             ws_id, parsed, series, when, breakdown or None, 100
@@ -250,7 +250,7 @@ def save_insight(
     page = page_context(request, ws_id, "insights")
     try:
         saved = request.app.state.ctx.saved.save(
-            ws_id, name, _kind(kind), json.loads(spec), page["user"].id
+            ws_id, name, _kind(kind), load_json(spec), page["user"].id
         )
     except json.JSONDecodeError as e:
         return alert(request, f"the spec is not valid JSON: {e}", "span")
@@ -427,7 +427,7 @@ def save_settings(
     error = None
     try:
         ctx.workspaces.update_workspace(ws_id, timezone=timezone.strip())
-        ctx.saved.set_kpi_config(ws_id, json.loads(kpi_config))
+        ctx.saved.set_kpi_config(ws_id, load_json(kpi_config))
     except json.JSONDecodeError as e:
         error = f"the KPI configuration is not valid JSON: {e}"
     except ValidationError as e:

@@ -8,7 +8,7 @@ window, an unknown operator or a cap exceeded is.
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,10 +18,14 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from traction.validation import check_regex
+
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Scalar = str | int | float | bool
 
 MAX_SPAN_DAYS = 5 * 366
+# Beyond these, date arithmetic (previous periods, windows, zones) overflows: a 422, not a 500.
+MIN_DATE, MAX_DATE = date(1970, 1, 1), date(2199, 12, 31)
 MAX_STEPS = 20
 
 
@@ -77,14 +81,18 @@ class PropertyFilter(_Spec):
             raise ValueError(f"operator {op!r} needs a number")
         elif op in DATE_OPS:
             try:
-                date.fromisoformat(str(v)[:10])
+                datetime.fromisoformat(str(v))
             except ValueError:
-                raise ValueError(f"operator {op!r} needs an ISO date, got {v!r}") from None
+                raise ValueError(f"operator {op!r} needs an ISO date or time, got {v!r}") from None
         elif op == "regex":
-            try:
-                re.compile(str(v))
-            except re.error as e:
-                raise ValueError(f"invalid regex: {e}") from None
+            check_regex(str(v))
+        for one in v if isinstance(v, list) else [v]:
+            if isinstance(one, int | float) and not isinstance(one, bool):
+                try:
+                    if not math.isfinite(float(one)):
+                        raise OverflowError
+                except OverflowError:
+                    raise ValueError("a number in value is too large (beyond ±1.8e308)") from None
         return self
 
 
@@ -174,6 +182,8 @@ class DateRange(_Spec):
     def _ordered(self) -> DateRange:
         if self.date_to < self.date_from:
             raise ValueError("date_to must not be before date_from")
+        if self.date_from < MIN_DATE or self.date_to > MAX_DATE:
+            raise ValueError(f"dates must lie between {MIN_DATE} and {MAX_DATE}")
         if (self.date_to - self.date_from).days > MAX_SPAN_DAYS:
             raise ValueError(f"the date range may span at most {MAX_SPAN_DAYS} days")
         return self
