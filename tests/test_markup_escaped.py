@@ -71,3 +71,19 @@ def test_markup_in_every_page_parameter_and_form_field_is_escaped(
     # the reflected XSS of the issue, exactly
     r = client.get(f"/w/{ws}/insights", params={"kind": MARKUP})
     assert r.status_code == 404 and "&lt;script&gt;" in r.text and MARKUP not in r.text
+
+
+def test_security_headers(server: LiveServer, signed_in: tuple[httpx.Client, str]) -> None:
+    client, ws = signed_in
+    page = client.get(f"/w/{ws}/scorecard")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self' 'nonce-" in csp and "frame-ancestors 'none'" in csp
+    nonce = csp.split("'nonce-")[1].split("'")[0]
+    assert f'"inlineScriptNonce": "{nonce}"' in page.text  # htmx runs fragments' scripts with it
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+    again = client.get(f"/w/{ws}/scorecard").headers["content-security-policy"]
+    assert again != csp  # a fresh nonce per response
+    api = httpx.get(server.url + "/healthz")
+    assert api.headers["x-content-type-options"] == "nosniff"

@@ -18,6 +18,7 @@ from traction.context import Context
 from traction.ingest.cors import TrackingCORS
 from traction.settings import Settings
 from traction.validation import join, problems
+from traction.web.headers import SecurityHeaders
 from traction.worker import ReactorRunner, default_reactors
 
 log = logging.getLogger(__name__)
@@ -123,4 +124,5 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(workspace_web_router)
     app.mount("/static", static_mount(), name="static")
     app.add_middleware(TrackingCORS)
+    app.add_middleware(SecurityHeaders)
     return app
