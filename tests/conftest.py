@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -272,3 +273,17 @@ def run_spec(page, spec: str) -> None:  # type: ignore[no-untyped-def]
     show_json(page)
     page.get_by_test_id("spec-editor").fill(spec)
     page.get_by_role("button", name="Run").click()
+
+
+@contextmanager
+def web_client(
+    server: LiveServer, email: str, password: str = "s3cret-pass"
+) -> Iterator[httpx.Client]:
+    """A logged-in dashboard client, sending the session's CSRF token as a browser page would."""
+    from traction.web.session import COOKIE, csrf_token
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        r = client.post("/login", data={"email": email, "password": password})
+        assert r.status_code == 303, r.text
+        client.headers["X-CSRF-Token"] = csrf_token(client.cookies[COOKIE])
+        yield client

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, web_client
 from traction.workspaces.service import CreatedWorkspace
 
 R = {"date_from": "2026-03-01", "date_to": "2026-03-31"}
@@ -101,8 +101,7 @@ def test_json_nested_too_deep(api) -> None:  # type: ignore[no-untyped-def]
     assert 400 <= r.status_code < 500, r.text
     server, ws = api
     server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
-    with httpx.Client(base_url=server.url) as web:
-        web.post("/login", data={"email": "pat@acme.io", "password": "s3cret-pass"})
+    with web_client(server, "pat@acme.io") as web:
         r = web.post(f"/w/{ws.id}/insights/run", data={"kind": "funnel", "spec": deep})
         assert r.status_code == 200 and "not valid JSON" in r.text
         for dates in (

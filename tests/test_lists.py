@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, web_client
 from traction.ingest.domain import normalize_segment
 
 START = datetime(2026, 3, 1, 9, 0)
@@ -122,8 +122,7 @@ def test_accounts_search_sort_and_activity(server: LiveServer, crowd: dict[str, 
 def test_list_pages_search_and_page(server: LiveServer, crowd: dict[str, Any]) -> None:
     svc = server.ctx.workspaces
     svc.create_user("pat@acme.io", "s3cret-pass", [crowd["ws"].id])
-    with httpx.Client(base_url=server.url) as web:
-        web.post("/login", data={"email": "pat@acme.io", "password": "s3cret-pass"})
+    with web_client(server, "pat@acme.io") as web:
         ws = crowd["ws"].id
         page = web.get(f"/w/{ws}/persons").text
         assert "122 in all" in page and "page 1 of 3" in page

@@ -4,27 +4,24 @@ covered the day it is added."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.routing import APIRoute
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, web_client
 
 MARKUP = "<script>alert(1)</script>"
 
 
 @pytest.fixture
-def signed_in(server: LiveServer) -> tuple[httpx.Client, str]:
+def signed_in(server: LiveServer) -> Iterator[tuple[httpx.Client, str]]:
     ws = server.ctx.workspaces.create_workspace("Acme")
     server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
-    client = httpx.Client(base_url=server.url, timeout=30)
-    assert (
-        client.post("/login", data={"email": "pat@acme.io", "password": "s3cret-pass"}).status_code
-        == 303
-    )
-    return client, ws.id
+    with web_client(server, "pat@acme.io") as client:
+        yield client, ws.id
 
 
 def all_routes(routes: list[Any]) -> list[Any]:
@@ -87,3 +84,34 @@ def test_security_headers(server: LiveServer, signed_in: tuple[httpx.Client, str
     assert again != csp  # a fresh nonce per response
     api = httpx.get(server.url + "/healthz")
     assert api.headers["x-content-type-options"] == "nosniff"
+
+
+def test_posts_without_the_sessions_csrf_token_are_refused(
+    server: LiveServer, signed_in: tuple[httpx.Client, str]
+) -> None:
+    client, ws = signed_in
+    good = client.headers.pop("X-CSRF-Token")
+    create = {"scope": "write", "name": "forged"}
+    assert client.post(f"/w/{ws}/keys", data=create).status_code == 403  # no token
+    assert (
+        client.post(f"/w/{ws}/keys", data=create, headers={"X-CSRF-Token": "0" * 40}).status_code
+        == 403
+    )
+    assert (
+        client.post(f"/w/{ws}/keys", data={**create, "csrf_token": good}).status_code == 200
+    )  # form field
+    assert (
+        client.post(f"/w/{ws}/keys", data=create, headers={"X-CSRF-Token": good}).status_code == 200
+    )  # htmx header
+    names = [k.name for k in server.ctx.workspaces.list_keys(ws)]
+    assert names.count("forged") == 2
+    # the page gives the browser the token: a meta tag for forms, hx-headers for htmx
+    page = client.get(f"/w/{ws}/keys").text
+    assert (
+        f'<meta name="csrf-token" content="{good}">' in page and f'"X-CSRF-Token": "{good}"' in page
+    )
+    # logging in again with a stale cookie needs no token
+    assert (
+        client.post("/login", data={"email": "pat@acme.io", "password": "s3cret-pass"}).status_code
+        == 303
+    )

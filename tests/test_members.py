@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, web_client
 from tests.test_dashboard import login, page  # noqa: F401  (shared fixture)
 
 PASSWORD = "s3cret-pass"
@@ -30,9 +30,7 @@ def team(server: LiveServer) -> dict[str, Any]:
 
 @contextmanager
 def signed_in(server: LiveServer, email: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url) as c:
-        r = c.post("/login", data={"email": email, "password": PASSWORD})
-        assert r.status_code == 303, r.text
+    with web_client(server, email, PASSWORD) as c:
         yield c
 
 

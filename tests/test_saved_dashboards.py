@@ -7,7 +7,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from tests.conftest import LiveServer, show_json
+from tests.conftest import LiveServer, show_json, web_client
 from tests.test_dashboard import login, page  # noqa: F401  (shared fixtures)
 from tests.test_kpis import msgs
 from traction.analytics.saved import NotFound
@@ -168,12 +168,10 @@ def test_build_a_dashboard_in_the_browser(page, server: LiveServer) -> None:  # 
 
 
 def test_fragments_escape_what_users_typed(server: LiveServer) -> None:
-    import httpx
 
     ws = server.ctx.workspaces.create_workspace("Acme")
     server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
-    with httpx.Client(base_url=server.url) as web:
-        web.post("/login", data={"email": "pat@acme.io", "password": "s3cret-pass"})
+    with web_client(server, "pat@acme.io") as web:
         evil = "<img src=x onerror=alert(1)>"
         import json
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 
@@ -23,8 +23,9 @@ from traction.analytics.saved import NotFound
 from traction.analytics.service import QueryTooExpensive
 from traction.validation import describe, load_json
 from traction.web.routes import admin_page, alert, page_context, render, same_origin
+from traction.web.session import csrf_protect
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_protect)])
 
 KINDS = {
     "funnel": "Funnel", "trend": "Trend", "retention": "Retention", "activation": "Activation",

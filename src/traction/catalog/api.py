@@ -38,7 +38,7 @@ class EventChange(BaseModel):
     hidden: bool | None = None
 
 
-@router.patch("/events/{name}")
+@router.patch("/events/{name:path}")  # an event name may hold a "/"
 def update_event(
     name: str, body: EventChange, request: Request, key: KeyInfo = Depends(admin_key)
 ) -> dict[str, Any]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from contextlib import suppress
 from typing import Any
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from traction.catalog.service import UnknownEntry
 from traction.web.routes import page_context, render, same_origin
+from traction.web.session import csrf_protect
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_protect)])
 
 
 @router.get("/w/{ws_id}/data")
@@ -62,7 +63,7 @@ def values_json(
     return rows  # type: ignore[no-any-return]
 
 
-@router.get("/w/{ws_id}/data/event/{name}")
+@router.get("/w/{ws_id}/data/event/{name:path}")
 def event_properties(request: Request, ws_id: str, name: str) -> HTMLResponse:
     """The event's properties and their top values, as a fragment under its row."""
     page_context(request, ws_id, "data")
@@ -73,7 +74,7 @@ def event_properties(request: Request, ws_id: str, name: str) -> HTMLResponse:
     return render(request, "catalog_properties.html", props=props, event=name)
 
 
-@router.post("/w/{ws_id}/data/event/{name}")
+@router.post("/w/{ws_id}/data/event/{name:path}")
 def annotate_event(
     request: Request,
     ws_id: str,

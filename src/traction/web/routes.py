@@ -9,18 +9,18 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 import plotly
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from traction.analytics.domain.specs import TODAY
+from traction.web.session import COOKIE, csrf_for, csrf_protect
 from traction.workspaces.models import User, Workspace
 
-COOKIE = "traction_session"
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_protect)])
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
@@ -71,6 +71,7 @@ def same_origin(request: Request) -> None:
 
 
 def render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+    ctx.setdefault("csrf", csrf_for(request))
     if "role" not in ctx and ctx.get("user") is not None and ctx.get("ws") is not None:
         ctx["role"] = request.app.state.ctx.workspaces.role(ctx["user"].id, ctx["ws"].id)
     return templates.TemplateResponse(request, template, ctx)

@@ -4,12 +4,13 @@ accept an invitation. Only admins manage members; anyone signed in may create a 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from traction.web.routes import admin_page, current_user, render, same_origin, signed_in
+from traction.web.session import csrf_protect
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_protect)])
 
 
 @router.get("/workspaces/new")

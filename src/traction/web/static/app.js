@@ -11,6 +11,17 @@
       el.form.submit();
     }
   });
+  // Every POST form carries the session's CSRF token (htmx sends it as a header).
+  document.addEventListener("submit", (e) => {
+    const form = e.target;
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    if (!meta || (form.method || "").toLowerCase() !== "post" || form.elements.csrf_token) return;
+    const field = document.createElement("input");
+    field.type = "hidden";
+    field.name = "csrf_token";
+    field.value = meta.content;
+    form.append(field);
+  }, true);
   document.addEventListener("click", (e) => {
     const el = e.target.closest("[data-clear-on-click]");
     if (el) for (const name of el.dataset.clearOnClick.split(" ")) el.form.elements[name].value = "";
