@@ -115,3 +115,39 @@ def test_posts_without_the_sessions_csrf_token_are_refused(
         client.post("/login", data={"email": "pat@acme.io", "password": "s3cret-pass"}).status_code
         == 303
     )
+
+
+def test_sessions_end_when_idle_and_cookies_are_secure_over_https(tmp_path: Any) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from tests.conftest import LiveServer as Live
+    from traction.settings import Settings
+    from traction.store.state import utcnow
+    from traction.web.session import COOKIE
+    from traction.workspaces.models import UserSession
+
+    settings = Settings(
+        data_dir=tmp_path, trusted_proxies="127.0.0.1", session_idle_minutes=30, log_json=False
+    )
+    with Live(settings) as server:
+        ws = server.ctx.workspaces.create_workspace("Acme")
+        server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
+        login = {"email": "pat@acme.io", "password": "s3cret-pass"}
+        with httpx.Client(base_url=server.url) as plain:
+            r = plain.post("/login", data=login)
+            assert (
+                "secure" not in r.headers["set-cookie"].lower()
+            )  # plain HTTP: a Secure cookie would be dropped
+            assert plain.get(f"/w/{ws.id}/scorecard").status_code == 200
+            with server.ctx.state.session() as s:  # 31 minutes without a request
+                s.execute(update(UserSession).values(last_used_at=utcnow() - timedelta(minutes=31)))
+            r = plain.get(f"/w/{ws.id}/scorecard")
+            assert r.status_code == 303 and r.headers["location"] == "/login"
+            assert (
+                server.ctx.workspaces.session_user(plain.cookies[COOKIE]) is None
+            )  # gone for good
+        with httpx.Client(base_url=server.url) as proxied:  # a trusted TLS proxy in front
+            r = proxied.post("/login", data=login, headers={"X-Forwarded-Proto": "https"})
+            assert "secure" in r.headers["set-cookie"].lower()

@@ -7,7 +7,7 @@ so tests can build one per temporary data directory and nothing depends on impor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     run_worker: bool = True
     worker_poll_seconds: float = 0.5
     session_days: int = 14
+    # Signed out after this long without a request (the cookie itself lasts session_days).
+    session_idle_minutes: int = Field(12 * 60, ge=1, le=60 * 24 * 90)
+    # Session cookies `Secure`: "auto" when the request came over HTTPS (directly, or through
+    # a trusted proxy's X-Forwarded-Proto), "always" behind a TLS terminator you trust, "never".
+    secure_cookies: Literal["auto", "always", "never"] = "auto"
     # Proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDR ranges). Empty:
     # the connection's own address is the client's (what a direct deployment wants).
     trusted_proxies: str = ""

@@ -181,6 +181,11 @@ def _in(address: str, networks: Sequence[IPNetwork]) -> bool:
     return any(ip in net for net in networks)
 
 
+def from_trusted_proxy(peer: str | None, trusted_proxies: Sequence[IPNetwork]) -> bool:
+    """Whether the connection comes from a proxy whose forwarded headers are believed."""
+    return peer is not None and bool(trusted_proxies) and _in(peer, trusted_proxies)
+
+
 def client_address(
     peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[IPNetwork]
 ) -> str | None:

@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from traction.analytics.domain.specs import TODAY
+from traction.ingest.domain import from_trusted_proxy
 from traction.web.session import COOKIE, csrf_for, csrf_protect
 from traction.workspaces.models import User, Workspace
 
@@ -28,8 +29,26 @@ def static_mount() -> StaticFiles:
     return StaticFiles(directory=str(HERE / "static"))
 
 
+def session_user(request: Request) -> User | None:
+    ctx = request.app.state.ctx
+    return ctx.workspaces.session_user(  # type: ignore[no-any-return]
+        request.cookies.get(COOKIE), ctx.settings.session_idle_minutes
+    )
+
+
+def is_https(request: Request) -> bool:
+    """Whether the browser reached us over HTTPS: directly, or through a trusted proxy."""
+    if request.url.scheme == "https":
+        return True
+    settings = request.app.state.ctx.settings
+    peer = request.client.host if request.client else None
+    return from_trusted_proxy(peer, settings.trusted_proxy_networks) and (
+        request.headers.get("x-forwarded-proto", "").lower() == "https"
+    )
+
+
 def current_user(request: Request) -> User:
-    user = request.app.state.ctx.workspaces.session_user(request.cookies.get(COOKIE))
+    user = session_user(request)
     if user is None:
         raise HTTPException(303, headers={"Location": "/login"})
     return user  # type: ignore[no-any-return]
@@ -94,7 +113,7 @@ def plotly_js() -> FileResponse:
 
 @router.get("/")
 def home(request: Request) -> Response:
-    user = request.app.state.ctx.workspaces.session_user(request.cookies.get(COOKIE))
+    user = session_user(request)
     if user is None:
         return RedirectResponse("/login", 303)
     spaces = request.app.state.ctx.workspaces.user_workspaces(user.id)
@@ -125,9 +144,12 @@ def signed_in(request: Request, user_id: str, to: str) -> Response:
     ctx = request.app.state.ctx
     token = ctx.workspaces.start_session(user_id, ctx.settings.session_days)
     resp = RedirectResponse(to, 303)
+    mode = ctx.settings.secure_cookies
+    secure = mode == "always" or (mode == "auto" and is_https(request))
     resp.set_cookie(
-        COOKIE, token, httponly=True, samesite="lax", max_age=ctx.settings.session_days * 86400
-    )
+        COOKIE, token, httponly=True, samesite="lax", secure=secure,
+        max_age=ctx.settings.session_days * 86400,
+    )  # fmt: skip
     return resp
 
 

@@ -369,13 +369,22 @@ class WorkspaceService:
             )
         return token
 
-    def session_user(self, token: str | None) -> User | None:
+    def session_user(self, token: str | None, idle_minutes: float | None = None) -> User | None:
+        """The session's user, unless it expired or (with `idle_minutes`) went unused that
+        long: a laptop left open does not stay signed in for the session's whole life."""
         if not token:
             return None
+        now = utcnow()
         with self.state.session() as s:
             row = s.get(UserSession, hash_token(token))
-            if row is None or row.expires_at < utcnow():
+            if row is None or row.expires_at < now:
                 return None
+            used = row.last_used_at or row.created_at
+            if idle_minutes is not None and used < now - timedelta(minutes=idle_minutes):
+                s.delete(row)
+                return None
+            if used < now - timedelta(minutes=1):
+                row.last_used_at = now
             return s.get(User, row.user_id)
 
     def end_session(self, token: str) -> None:
