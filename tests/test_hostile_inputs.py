@@ -122,3 +122,41 @@ def test_a_bug_still_gets_an_answer_with_an_error_id(server: LiveServer) -> None
     r = httpx.get(server.url + "/api/v1/boom-for-test")
     assert r.status_code == 500 and r.json()["error"].startswith("internal error ")
     assert httpx.get(server.url + "/healthz").status_code == 200  # the server goes on
+
+
+def test_api_bodies_are_refused_before_any_work(api) -> None:  # type: ignore[no-untyped-def]
+    """No key, a bad key, or a body over the cap: answered at once, the body never parsed."""
+    server, ws = api
+    big = b"[" + b"1," * 3_000_000 + b"1]"  # ~6 MB of valid JSON
+    url = server.url + "/api/v1/insights/funnel"
+    r = httpx.post(url, content=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 401 and "API key" in r.json()["error"]
+    r = httpx.post(
+        url,
+        content=big,
+        auth=("tr_sec_not-a-key", ""),
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 401
+    r = httpx.post(
+        url, content=big, auth=(ws.secret_key, ""), headers={"Content-Type": "application/json"}
+    )
+    assert r.status_code == 413 and "larger than 1024 KB" in r.json()["error"]
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(30):
+            yield b" " * 65536  # no Content-Length: counted as it arrives
+
+    r = httpx.post(
+        url,
+        content=chunks(),
+        auth=(ws.secret_key, ""),
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    # a normal request still goes through, and a write key still gets its 403 from the route
+    ok = httpx.post(
+        url, json={"steps": [{"event": "a"}, {"event": "b"}], "range": R}, auth=(ws.secret_key, "")
+    )
+    assert ok.status_code == 200
+    assert httpx.post(url, json={}, auth=(ws.write_key, "")).status_code == 403

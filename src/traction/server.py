@@ -18,6 +18,7 @@ from traction.context import Context
 from traction.ingest.cors import TrackingCORS
 from traction.settings import Settings
 from traction.validation import join, problems
+from traction.web.api_guard import ApiGuard
 from traction.web.headers import SecurityHeaders
 from traction.worker import ReactorRunner, default_reactors
 
@@ -125,4 +126,9 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.mount("/static", static_mount(), name="static")
     app.add_middleware(TrackingCORS)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(
+        ApiGuard,
+        max_body=lambda: settings.api_max_body_bytes,
+        key_ok=lambda key: ctx.workspaces.key_info(key) is not None,
+    )
     return app

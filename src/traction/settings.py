@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     query_max_rows: int = 200_000
     run_worker: bool = True
     worker_poll_seconds: float = 0.5
+    # The largest body the admin API (/api/...) reads; larger ones get 413 before any work.
+    api_max_body_bytes: int = Field(1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     session_days: int = 14
     # Signed out after this long without a request (the cookie itself lasts session_days).
     session_idle_minutes: int = Field(12 * 60, ge=1, le=60 * 24 * 90)

@@ -11,7 +11,7 @@ import base64
 import binascii
 import logging
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -126,7 +126,12 @@ def parse_json(body: bytes) -> Any:
 
 
 def basic_user(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
+    return key_from_headers(request.headers)
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent: the Basic-auth user name, or a Bearer token."""
+    auth = headers.get("authorization", "")
     scheme, _, value = auth.partition(" ")
     if scheme.lower() == "basic":
         try:

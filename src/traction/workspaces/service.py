@@ -170,6 +170,15 @@ class WorkspaceService:
             raise AuthError(
                 "missing API key: send it as the HTTP Basic user name or a Bearer token"
             )
+        info = self.key_info(key)
+        if info is None:
+            raise AuthError("invalid or revoked API key")
+        if not scope_allows(info.scope, need):
+            raise ScopeError(f"this key has scope '{info.scope}'; this endpoint needs '{need}'")
+        return info
+
+    def key_info(self, key: str) -> KeyInfo | None:
+        """The key's workspace and scope (None: unknown or revoked), cached briefly."""
         digest = hash_token(key)
         now = time.monotonic()
         with self._cache_lock:
@@ -188,10 +197,6 @@ class WorkspaceService:
                 if len(self._key_cache) > 10_000:
                     self._key_cache.clear()
                 self._key_cache[digest] = (now + self.KEY_CACHE_SECONDS, info)
-        if info is None:
-            raise AuthError("invalid or revoked API key")
-        if not scope_allows(info.scope, need):
-            raise ScopeError(f"this key has scope '{info.scope}'; this endpoint needs '{need}'")
         return info
 
     # -- users and sessions ------------------------------------------------------------------
