@@ -160,3 +160,45 @@ def test_api_bodies_are_refused_before_any_work(api) -> None:  # type: ignore[no
     )
     assert ok.status_code == 200
     assert httpx.post(url, json={}, auth=(ws.write_key, "")).status_code == 403
+
+
+def test_what_one_workspace_may_create_is_capped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from traction.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path, max_api_keys=3, max_saved_insights=2, max_dashboards=1, log_json=False
+    )
+    with LiveServer(settings) as server:
+        ws = server.ctx.workspaces.create_workspace("Capped")  # 2 keys: write and secret
+        c = httpx.Client(base_url=server.url + "/api/v1", auth=(ws.secret_key, ""))
+        assert c.post("/keys", json={"scope": "write"}).status_code == 201
+        r = c.post("/keys", json={"scope": "write"})
+        assert r.status_code == 422 and "3 active keys, the most allowed" in r.json()["error"]
+        spec = {"steps": [{"event": "a"}, {"event": "b"}], "range": R}
+        for i in range(2):
+            assert (
+                c.post(
+                    "/saved-insights", json={"name": f"i{i}", "kind": "funnel", "spec": spec}
+                ).status_code
+                == 201
+            )
+        r = c.post("/saved-insights", json={"name": "one more", "kind": "funnel", "spec": spec})
+        assert r.status_code == 422 and "2 saved insights" in r.json()["error"]
+        assert c.post("/dashboards", json={"name": "d"}).status_code == 201
+        assert c.post("/dashboards", json={"name": "e"}).status_code == 422
+
+
+def test_docs_and_metrics_can_require_a_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from traction.settings import Settings
+
+    with LiveServer(
+        Settings(data_dir=tmp_path, protect_meta_endpoints=True, log_json=False)
+    ) as server:
+        ws = server.ctx.workspaces.create_workspace("Private")
+        server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
+        for path in ("/metrics", "/openapi.json", "/docs"):
+            assert httpx.get(server.url + path).status_code == 401
+            assert httpx.get(server.url + path, auth=(ws.secret_key, "")).status_code == 200
+        with web_client(server, "pat@acme.io") as web:  # a signed-in person may read them too
+            assert web.get("/openapi.json").status_code == 200
+        assert httpx.get(server.url + "/healthz").status_code == 200  # probes stay open

@@ -49,8 +49,10 @@ class Context:
         writer = EventWriter(state, events, metrics, max_group_events=settings.commit_max_events)
         if start_writer:
             writer.start()
-        workspaces = WorkspaceService(state)
-        saved = SavedInsights(state, dict(SPEC_KINDS))
+        workspaces = WorkspaceService(state, max_keys=settings.max_api_keys)
+        saved = SavedInsights(
+            state, dict(SPEC_KINDS), settings.max_saved_insights, settings.max_dashboards
+        )
         return cls(
             settings=settings,
             state=state,

@@ -130,5 +130,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         ApiGuard,
         max_body=lambda: settings.api_max_body_bytes,
         key_ok=lambda key: ctx.workspaces.key_info(key) is not None,
+        protect_meta=lambda: settings.protect_meta_endpoints,
+        session_ok=lambda cookie: ctx.workspaces.session_user(cookie) is not None,
     )
     return app

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     query_max_rows: int = 200_000
     run_worker: bool = True
     worker_poll_seconds: float = 0.5
+    # What one workspace may create (a runaway script cannot fill the StateStore).
+    max_api_keys: int = Field(100, ge=2, le=100_000)
+    max_saved_insights: int = Field(1000, ge=1, le=1_000_000)
+    max_dashboards: int = Field(200, ge=1, le=100_000)
+    # Require a key (any secret key) or a dashboard session for /metrics, /docs, /openapi.json.
+    protect_meta_endpoints: bool = False
     # The largest body the admin API (/api/...) reads; larger ones get 413 before any work.
     api_max_body_bytes: int = Field(1024 * 1024, ge=1024, le=100 * 1024 * 1024)
     session_days: int = 14

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from traction.analytics.domain.kpis import KPIConfig
 from traction.analytics.models import AnalyticsSettings, Dashboard, DashboardTile, SavedInsight
@@ -24,10 +25,27 @@ class Tile:
     insight: SavedInsight
 
 
+def _cap(s: Session, model: Any, workspace_id: str, most: int, what: str) -> None:
+    """Refuse one more when the workspace has `most` already (ValueError: a 422)."""
+    n = s.scalar(select(func.count()).select_from(model).where(model.workspace_id == workspace_id))
+    if (n or 0) >= most:
+        raise ValueError(
+            f"this workspace has {n} {what}, the most allowed: delete unused ones first"
+        )
+
+
 class SavedInsights:
-    def __init__(self, state: StateStore, kinds: dict[str, type[BaseModel]]) -> None:
+    def __init__(
+        self,
+        state: StateStore,
+        kinds: dict[str, type[BaseModel]],
+        max_insights: int = 1000,
+        max_dashboards: int = 200,
+    ) -> None:
         self.state = state
         self.kinds = kinds
+        self.max_insights = max_insights
+        self.max_dashboards = max_dashboards
 
     # -- insights ----------------------------------------------------------------------------
 
@@ -51,6 +69,7 @@ class SavedInsights:
             raise ValueError("name must have 1 to 200 characters")
         parsed = self.parse(kind, spec)
         with self.state.session() as s:
+            _cap(s, SavedInsight, workspace_id, self.max_insights, "saved insights")
             row = SavedInsight(
                 workspace_id=workspace_id,
                 name=name,
@@ -94,6 +113,7 @@ class SavedInsights:
         if not name or len(name) > 200:
             raise ValueError("name must have 1 to 200 characters")
         with self.state.session() as s:
+            _cap(s, Dashboard, workspace_id, self.max_dashboards, "dashboards")
             d = Dashboard(workspace_id=workspace_id, name=name, created_by=user_id)
             s.add(d)
             s.flush()

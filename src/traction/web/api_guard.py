@@ -12,25 +12,40 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from http.cookies import SimpleCookie
 
 import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from traction.ingest.api import Problem, key_from_headers
+from traction.web.session import COOKIE
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What an operator may want private (`protect_meta_endpoints`): the schema and the metrics.
+META_PATHS = frozenset({"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
 class ApiGuard:
     def __init__(
-        self, app: ASGIApp, max_body: Callable[[], int], key_ok: Callable[[str], bool]
+        self,
+        app: ASGIApp,
+        max_body: Callable[[], int],
+        key_ok: Callable[[str], bool],
+        protect_meta: Callable[[], bool] = lambda: False,
+        session_ok: Callable[[str], bool] = lambda cookie: False,
     ) -> None:
         self.app = app
         self.max_body = max_body
         self.key_ok = key_ok
+        self.protect_meta = protect_meta
+        self.session_ok = session_ok
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        meta = scope["type"] == "http" and scope["path"] in META_PATHS and self.protect_meta()
+        if meta and not await self._meta_allowed(Headers(scope=scope)):
+            await _answer(send, 401, "sign in, or send a secret key, to read this")
+            return
         if (
             scope["type"] != "http"
             or not scope["path"].startswith("/api/")
@@ -81,6 +96,18 @@ class ApiGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _meta_allowed(self, headers: Headers) -> bool:
+        try:
+            token = key_from_headers(headers)
+        except Problem:
+            return False
+        if token:
+            key: str = token
+            if await anyio.to_thread.run_sync(self.key_ok, key):
+                return True
+        cookie = SimpleCookie(headers.get("cookie", "")).get(COOKIE)
+        return cookie is not None and await anyio.to_thread.run_sync(self.session_ok, cookie.value)
 
 
 async def _answer(send: Send, status: int, error: str) -> None:

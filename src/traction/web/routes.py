@@ -282,7 +282,10 @@ def create_key(
     svc = request.app.state.ctx.workspaces
     if scope not in ("write", "admin"):
         raise HTTPException(422, "scope must be write or admin")
-    new = svc.create_key(ws_id, scope, name[:200])
+    try:
+        new = svc.create_key(ws_id, scope, name[:200])
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
     return render(request, "keys.html", **page, keys=svc.list_keys(ws_id), new=new)
 
 

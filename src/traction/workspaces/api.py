@@ -75,7 +75,12 @@ def list_keys(request: Request, key: KeyInfo = Depends(admin_key)) -> list[dict[
 
 @router.post("/keys", status_code=201)
 def create_key(body: NewKey, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
-    created = request.app.state.ctx.workspaces.create_key(key.workspace_id, body.scope, body.name)
+    try:
+        created = request.app.state.ctx.workspaces.create_key(
+            key.workspace_id, body.scope, body.name
+        )
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
     return {"id": created.id, "key": created.key, "scope": created.scope}
 
 

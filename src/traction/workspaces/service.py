@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from traction.store.state import StateStore, utcnow
@@ -68,7 +68,8 @@ class WorkspaceService:
     # Revoking a key therefore takes effect within this many seconds on every replica.
     KEY_CACHE_SECONDS = 5.0
 
-    def __init__(self, state: StateStore) -> None:
+    def __init__(self, state: StateStore, max_keys: int = 100) -> None:
+        self.max_keys = max_keys
         self.state = state
         self._key_cache: dict[str, tuple[float, KeyInfo | None]] = {}
         self._cache_lock = threading.Lock()
@@ -104,6 +105,15 @@ class WorkspaceService:
         if scope not in ("write", "admin"):
             raise ValueError("scope must be 'write' or 'admin'")
         with self.state.session() as s:
+            active = s.scalar(
+                select(func.count()).where(
+                    ApiKey.workspace_id == workspace_id, ApiKey.revoked_at.is_(None)
+                )
+            )
+            if (active or 0) >= self.max_keys:
+                raise ValueError(
+                    f"this workspace has {active} active keys, the most allowed: revoke unused ones first"
+                )
             return self._add_key(s, workspace_id, scope, name)
 
     def list_keys(self, workspace_id: str) -> list[ApiKey]:
