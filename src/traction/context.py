@@ -69,6 +69,8 @@ class Context:
                 timeout_seconds=settings.query_timeout_seconds,
                 max_rows=settings.query_max_rows,
                 kpi_config=saved.kpi_config,
+                max_concurrent=settings.query_concurrency,
+                max_concurrent_per_workspace=settings.query_concurrency_per_workspace,
             ),
             saved=saved,
             catalog=CatalogService(state),

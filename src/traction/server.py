@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from traction import __version__
-from traction.analytics.service import QueryTooExpensive
+from traction.analytics.service import AnalyticsBusy, QueryTooExpensive
 from traction.context import Context
 from traction.ingest.cors import TrackingCORS
 from traction.settings import Settings
@@ -75,6 +75,10 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
             {"error": f"internal error {error_id}: it is logged; please report it"},
             status_code=500,
         )
+
+    @app.exception_handler(AnalyticsBusy)
+    async def _busy(request: Request, exc: AnalyticsBusy) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "2"})
 
     @app.exception_handler(QueryTooExpensive)
     async def _too_expensive(request: Request, exc: QueryTooExpensive) -> JSONResponse:

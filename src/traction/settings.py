@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # Group commit: the writer takes everything queued, up to this many events, per commit.
     commit_max_events: int = 20_000
     # Analytics queries: interrupted past this time; refused past this many result rows.
+    # Analytics queries running at once, in all and per workspace: the rest wait (up to the
+    # query timeout, then 503), so ingestion keeps its cores under heavy dashboards.
+    query_concurrency: int = Field(2, ge=1, le=64)
+    query_concurrency_per_workspace: int = Field(2, ge=1, le=64)
     query_timeout_seconds: float = 30.0
     query_max_rows: int = 200_000
     run_worker: bool = True

@@ -4,8 +4,11 @@ dashboard refresh is a dictionary lookup until new events or merges arrive."""
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -68,6 +71,14 @@ class QueryTooExpensive(Exception):
     """A query over its time limit or row cap (HTTP 422: the user can narrow it)."""
 
 
+class AnalyticsBusy(Exception):
+    """Every analytics slot stayed taken for the whole time budget (HTTP 503, retry later)."""
+
+
+# The workspace whose insight is being computed, for its share of the query slots.
+_WORKSPACE: ContextVar[str] = ContextVar("traction_analytics_workspace", default="")
+
+
 class AnalyticsService:
     CACHE_SIZE = 512
 
@@ -79,6 +90,8 @@ class AnalyticsService:
         timeout_seconds: float = 30.0,
         max_rows: int = 200_000,
         kpi_config: Callable[[str], KPIConfig] | None = None,
+        max_concurrent: int = 2,
+        max_concurrent_per_workspace: int = 2,
     ) -> None:
         self.events = events
         self.workspaces = workspaces
@@ -88,6 +101,11 @@ class AnalyticsService:
         self.max_rows = max_rows
         self._cache: OrderedDict[tuple[str, str, str, tuple[int, int]], Any] = OrderedDict()
         self._lock = threading.Lock()
+        # Analytics queries take all the cores they get; a bounded number run at once (and
+        # fewer per workspace), so ingestion and other tenants keep theirs.
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._per_workspace = max_concurrent_per_workspace
+        self._ws_slots: dict[str, threading.BoundedSemaphore] = {}
         self._scorecard = Scorecard(self)
 
     def data_version(self, workspace_id: str) -> tuple[int, int]:
@@ -122,7 +140,11 @@ class AnalyticsService:
             if full in self._cache:
                 self._cache.move_to_end(full)
                 return self._cache[full]
-        value = compute()
+        token = _WORKSPACE.set(workspace_id)
+        try:
+            value = compute()
+        finally:
+            _WORKSPACE.reset(token)
         with self._lock:
             self._cache[full] = value
             while len(self._cache) > self.CACHE_SIZE:
@@ -132,8 +154,34 @@ class AnalyticsService:
     def _query(
         self, sql: str, params: dict[str, object]
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Every analytics query goes through here: a time limit (DuckDB is interrupted) and a
-        row cap, each with an error that says what to change."""
+        """Every analytics query goes through here: a slot (global and per workspace), a time
+        limit (DuckDB is interrupted) and a row cap, each with an error that says what to do."""
+        with self._slot():
+            return self._execute(sql, params)
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        ws = _WORKSPACE.get()
+        with self._lock:
+            mine = self._ws_slots.setdefault(ws, threading.BoundedSemaphore(self._per_workspace))
+        deadline = time.monotonic() + self.timeout_seconds
+        if not mine.acquire(timeout=self.timeout_seconds):
+            raise AnalyticsBusy(
+                "this workspace's analytics queries are all busy: try again shortly"
+            )
+        try:
+            if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise AnalyticsBusy("every analytics slot is busy: try again shortly")
+            try:
+                yield
+            finally:
+                self._slots.release()
+        finally:
+            mine.release()
+
+    def _execute(
+        self, sql: str, params: dict[str, object]
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
         cur = self.events.cursor()
         timer = threading.Timer(self.timeout_seconds, cur.interrupt)
         timer.start()
