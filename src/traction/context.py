@@ -40,6 +40,8 @@ class Context:
         state = StateStore(settings.resolved_state_url)
         state.migrate()
         events = DuckDBEventStore(settings.resolved_events_path)
+        if settings.query_threads:
+            events.cursor().execute(f"SET threads = {int(settings.query_threads)}")
         if not events.traits_mirrored():  # data from before the traits mirror: fill it once
             with state.session() as s:
                 traits = backfill_traits(s)

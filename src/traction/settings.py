@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # query timeout, then 503), so ingestion keeps its cores under heavy dashboards.
     query_concurrency: int = Field(2, ge=1, le=64)
     query_concurrency_per_workspace: int = Field(2, ge=1, le=64)
+    # DuckDB's worker threads (0: one per core). Fewer leave a core to ingestion under heavy
+    # analytics, at the price of slower single queries: see docs/benchmarks.md.
+    query_threads: int = Field(0, ge=0, le=256)
     query_timeout_seconds: float = 30.0
     query_max_rows: int = 200_000
     run_worker: bool = True
