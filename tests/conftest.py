@@ -122,7 +122,11 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", log_json=False, worker_poll_seconds=0.05)
+    # Fuzz tests send hundreds of requests a second with one key: limits are tested on their own.
+    return Settings(
+        data_dir=tmp_path / "data", log_json=False, worker_poll_seconds=0.05,
+        api_rate_limit="100000/second", ingest_rate_limit="100000/second",
+    )  # fmt: skip
 
 
 @pytest.fixture
@@ -287,3 +291,28 @@ def web_client(
         assert r.status_code == 303, r.text
         client.headers["X-CSRF-Token"] = csrf_token(client.cookies[COOKIE])
         yield client
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on loopback (`.ci/run` installs it)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if IN_CI:
+            pytest.fail("redis-server is required in CI: .ci/run must install it")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -16,6 +16,7 @@ from traction.ops.metrics import Metrics
 from traction.settings import Settings
 from traction.store.events import DuckDBEventStore
 from traction.store.state import StateStore
+from traction.throttle import Throttle
 from traction.workspaces.service import WorkspaceService
 
 
@@ -33,6 +34,7 @@ class Context:
     analytics: AnalyticsService
     saved: SavedInsights
     catalog: CatalogService
+    throttle: Throttle
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
@@ -76,6 +78,13 @@ class Context:
             ),
             saved=saved,
             catalog=CatalogService(state),
+            throttle=Throttle(
+                settings.redis_url or "memory://",
+                login_per_account=settings.login_limit_per_account,
+                login_per_address=settings.login_limit_per_address,
+                api_per_key=settings.api_rate_limit,
+                ingest_per_key=settings.ingest_rate_limit,
+            ),
         )
 
     def close(self) -> None:

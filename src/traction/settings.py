@@ -57,6 +57,29 @@ class Settings(BaseSettings):
     query_max_rows: int = 200_000
     run_worker: bool = True
     worker_poll_seconds: float = 0.5
+    # Shared counters for rate limits and lockouts across replicas (e.g. redis://host:6379/0);
+    # empty: kept in this process. Limits use the `limits` notation ("5/15minutes").
+    redis_url: str = ""
+    login_limit_per_account: str = "5/15minutes"
+    login_limit_per_address: str = "30/15minutes"
+    api_rate_limit: str = "50/second"
+    ingest_rate_limit: str = "500/second"
+
+    @field_validator(
+        "login_limit_per_account", "login_limit_per_address", "api_rate_limit", "ingest_rate_limit"
+    )
+    @classmethod
+    def _valid_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit like '50/second' or '5/15minutes'"
+            ) from None
+        return value
+
     # What one workspace may create (a runaway script cannot fill the StateStore).
     max_api_keys: int = Field(100, ge=2, le=100_000)
     max_saved_insights: int = Field(1000, ge=1, le=1_000_000)

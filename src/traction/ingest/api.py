@@ -39,7 +39,8 @@ from traction.ingest.sdk_config import (
 )
 from traction.ingest.service import IngestResult
 from traction.ingest.writer import WriterOverloaded, WriterStopped
-from traction.workspaces.service import AuthError, ScopeError
+from traction.throttle import RateLimited
+from traction.workspaces.service import AuthError, KeyInfo, ScopeError
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,13 @@ def _outcome(result: IngestResult, ok_body: dict[str, Any]) -> tuple[int, dict[s
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def _write_key(ctx: Context, token: str | None) -> KeyInfo:
+    """The write key's workspace, counted against the key's ingest rate limit."""
+    info = ctx.workspaces.authenticate_key(token, "write")
+    ctx.throttle.check_key(info.id, ingest=True)
+    return info
+
+
 def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
     """Turns Problems and storage failures into clear 4xx/503 answers, and counts them."""
 
@@ -170,6 +178,10 @@ def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
             response = _json(401, {"success": False, "error": str(e)})
         except ScopeError as e:
             response = _json(403, {"success": False, "error": str(e)})
+        except RateLimited as e:
+            response = _json(
+                429, {"success": False, "error": str(e)}, {"Retry-After": f"{e.retry_after:.0f}"}
+            )
         except (WriterOverloaded, WriterStopped) as e:
             response = _json(
                 503, {"success": False, "error": f"{e}; retry later"}, {"Retry-After": "1"}
@@ -207,7 +219,7 @@ def segment_routes(ctx: Context) -> list[Route]:
         """What analytics.js loads from its CDN before it sends anything: pointing its `cdnURL`
         at Traction makes it send here."""
         write_key = request.path_params["write_key"]
-        key = ctx.workspaces.authenticate_key(write_key, "write")
+        key = _write_key(ctx, write_key)
         host = request.headers.get("host", f"{s.host}:{s.port}")
         scheme = request.headers.get("x-forwarded-proto", request.url.scheme)
         return _json(200, segment_settings(write_key, key.workspace_id, host, scheme))
@@ -223,9 +235,7 @@ def segment_routes(ctx: Context) -> list[Route]:
         messages = body.get("batch")
         if not isinstance(messages, list):
             raise Problem(400, "batch must be a list of messages")
-        key = ctx.workspaces.authenticate_key(
-            basic_user(request) or _str(body.get("writeKey")), "write"
-        )
+        key = _write_key(ctx, basic_user(request) or _str(body.get("writeKey")))
         try:
             sent_at = parse_time(body.get("sentAt"), "sentAt")
         except EventError as e:
@@ -248,9 +258,7 @@ def segment_routes(ctx: Context) -> list[Route]:
             body = parse_json(await read_body(request, s.max_event_bytes, s.max_event_bytes))
             if not isinstance(body, dict):
                 raise Problem(400, "body must be a JSON object")
-            key = ctx.workspaces.authenticate_key(
-                basic_user(request) or _str(body.get("writeKey")), "write"
-            )
+            key = _write_key(ctx, basic_user(request) or _str(body.get("writeKey")))
             norm = partial(normalize_segment, default_type=kind, client_ip=client_ip(request))
             result = await ctx.ingest.ingest(key.workspace_id, [body], norm)
             if result.rejected:
@@ -314,7 +322,7 @@ def posthog_routes(ctx: Context) -> list[Route]:
             request, await read_body(request, s.max_batch_bytes, s.max_batch_bytes)
         )
         body = parse_json(raw)
-        key = ctx.workspaces.authenticate_key(_posthog_key(body) or basic_user(request), "write")
+        key = _write_key(ctx, _posthog_key(body) or basic_user(request))
         sent_at = None
         if isinstance(body, dict) and "batch" in body:
             try:
@@ -344,14 +352,14 @@ def posthog_routes(ctx: Context) -> list[Route]:
         body = parse_json(raw)
         if not isinstance(body, dict):
             raise Problem(400, "body must be an object with token and distinct_id")
-        ctx.workspaces.authenticate_key(_posthog_key(body) or basic_user(request), "write")
+        _write_key(ctx, _posthog_key(body) or basic_user(request))
         return _json(200, posthog_flags())
 
     async def remote_config(request: Request) -> Response:
         token, file = request.path_params["token"], request.path_params["file"]
         if file not in ("config", "config.js"):
             raise Problem(404, f"no such file {file[:40]!r}; posthog-js reads config or config.js")
-        ctx.workspaces.authenticate_key(token, "write")
+        _write_key(ctx, token)
         if file == "config.js":
             return Response(posthog_remote_config_js(token), media_type="application/javascript")
         return _json(200, posthog_remote_config(token))

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from traction.analytics.domain.specs import TODAY
-from traction.ingest.domain import from_trusted_proxy
+from traction.ingest.domain import client_address, from_trusted_proxy
 from traction.web.session import COOKIE, csrf_for, csrf_protect
 from traction.workspaces.models import User, Workspace
 
@@ -131,11 +131,29 @@ def login_form(request: Request) -> HTMLResponse:
 def login(request: Request, email: str = Form(""), password: str = Form("")) -> Response:
     same_origin(request)
     ctx = request.app.state.ctx
+    settings = ctx.settings
+    address = client_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxy_networks,
+    )
+    wait = ctx.throttle.login_wait(email, address)
+    if wait is not None:  # locked out: the password is not even checked
+        minutes = max(1, round(wait / 60))
+        refused = render(
+            request, "login.html", email=email,
+            error=f"Too many failed attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+        )  # fmt: skip
+        refused.status_code = 429
+        refused.headers["Retry-After"] = f"{wait:.0f}"
+        return refused
     user = ctx.workspaces.verify_password(email, password)
     if user is None:
+        ctx.throttle.login_failed(email, address)
         failed = render(request, "login.html", error="Wrong email or password.", email=email)
         failed.status_code = 401
         return failed
+    ctx.throttle.login_succeeded(email)
     return signed_in(request, user.id, "/")
 
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from traction.throttle import RateLimited
 from traction.workspaces.service import AuthError, KeyInfo, ScopeError
 
 router = APIRouter(prefix="/api/v1", tags=["workspace"])
@@ -19,8 +20,13 @@ def admin_key(request: Request) -> KeyInfo:
         token = basic_user(request)
     except Problem as p:
         raise HTTPException(401, p.message) from None
+    ctx = request.app.state.ctx
     try:
-        return request.app.state.ctx.workspaces.authenticate_key(token, "admin")  # type: ignore[no-any-return]
+        info: KeyInfo = ctx.workspaces.authenticate_key(token, "admin")
+        ctx.throttle.check_key(info.id, ingest=False)
+        return info
+    except RateLimited as e:
+        raise HTTPException(429, str(e), headers={"Retry-After": f"{e.retry_after:.0f}"}) from None
     except AuthError as e:
         raise HTTPException(401, str(e), headers={"WWW-Authenticate": "Bearer"}) from None
     except ScopeError as e:
