@@ -111,6 +111,14 @@ def run_the_documented_commands(data: Path, ws: str) -> None:
     assert rates["trial_signup_rate"] == 0.0  # two sign-ups, no trial
     default = json.loads(cli("report", "--workspace", "Acme", "--json", *d))
     assert default["to"] == "2026-03-03"  # the latest event's day, as on the dashboard
+    exported = [
+        json.loads(line)
+        for line in cli("person", "export", "u1", "--workspace", "Acme", *d).splitlines()
+    ]
+    assert exported[0]["type"] == "person" and [e["name"] for e in exported[1:]] == [
+        "signed_up",
+        "project_created",
+    ]
     assert "events" in cli("simulate", "--people", "30", "--days", "3", "--workspace", "Sim", *d)
     assert "Sim" in cli("workspace", "list", *d)
 

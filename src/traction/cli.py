@@ -15,6 +15,7 @@ from traction.analytics.domain.specs import DateRange
 from traction.catalog.cli import app as catalog_app
 from traction.cli_access import Local, Remote, announce, events_access
 from traction.cli_common import DataDir, console, err, fail, settings_for
+from traction.identity.cli import app as person_app
 from traction.settings import Settings
 from traction.validation import describe
 from traction.workspaces.cli import user_app, workspace_app
@@ -26,6 +27,7 @@ app = typer.Typer(help="Traction: a self-hosted product-led growth engine.", no_
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(user_app, name="user")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(person_app, name="person")
 _settings = settings_for
 _fail = fail
 Url = Annotated[

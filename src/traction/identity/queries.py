@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import String, cast, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -144,6 +145,21 @@ class PersonQueries:
                 "is_identified": bool(identified) or bool(user_ids),
             })  # fmt: skip
         return out, total
+
+    def export(self, workspace_id: str, person_id: str) -> Iterator[bytes] | None:
+        """A person's data for access and portability requests, as NDJSON lines: first the
+        person (traits, every id, accounts, first and last seen), then each event, oldest
+        first. None when there is no such person."""
+        view = self.get(workspace_id, person_id)
+        if view is None:
+            return None
+
+        def lines() -> Iterator[bytes]:
+            yield orjson.dumps({"type": "person", **view.as_dict()}) + b"\n"
+            for event in self.events.person_events(workspace_id, view.id):
+                yield orjson.dumps({"type": "event", **event}) + b"\n"
+
+        return lines()
 
     def labels(self, workspace_id: str, person_ids: Sequence[str]) -> dict[str, str]:
         """What to call each person in a list: their email or name, else their own user id,

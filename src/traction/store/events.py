@@ -12,7 +12,7 @@ rewriting the log.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -338,6 +338,28 @@ class DuckDBEventStore:
             params,
         )
         return _rows(cur)
+
+    def person_events(
+        self, workspace_id: str, person_id: str, chunk: int = 5000
+    ) -> Iterator[dict[str, Any]]:
+        """Every event of the person (the ids merged into them included), oldest first, read
+        in chunks: an export streams them rather than holding them all."""
+        cur = self.cursor()
+        cur.execute(
+            "SELECT * EXCLUDE (dedupe_key) FROM events WHERE workspace_id = ? AND person_id IN "
+            "(SELECT ? UNION ALL SELECT old_person_id FROM person_overrides "
+            "WHERE workspace_id = ? AND person_id = ?) ORDER BY timestamp, seq",
+            [workspace_id, person_id, workspace_id, person_id],
+        )
+        cols = [d[0] for d in cur.description or []]
+        while rows := cur.fetchmany(chunk):
+            for r in rows:
+                row = dict(zip(cols, r, strict=True))
+                row["person_id"] = person_id
+                for key in ("properties", "context"):
+                    if isinstance(row.get(key), str):
+                        row[key] = orjson.loads(row[key])
+                yield row
 
     def names_present(self, workspace_id: str, names: Sequence[str]) -> set[str]:
         """Which of `names` occur among the workspace's events."""

@@ -10,7 +10,13 @@ from zoneinfo import ZoneInfo
 
 import plotly
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -252,6 +258,19 @@ def person_page(request: Request, ws_id: str, person_id: str, page: int = 1) -> 
     return render(
         request, "person.html", **ctx, p=view, events=events, total=total, page=page,
         pages=max(1, -(-total // (PAGE_SIZE * 2))),
+    )  # fmt: skip
+
+
+@router.get("/w/{ws_id}/persons/{person_id}/export")
+def person_export(request: Request, ws_id: str, person_id: str) -> StreamingResponse:
+    """The person's data as NDJSON, for an access or portability request (admins only)."""
+    admin_page(request, ws_id, "persons")
+    lines = request.app.state.ctx.persons.export(ws_id, person_id)
+    if lines is None:
+        raise HTTPException(404, "no such person")
+    return StreamingResponse(
+        lines, media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="person-{person_id}.ndjson"'},
     )  # fmt: skip
 
 
