@@ -316,3 +316,16 @@ def redis_url() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def wait_healthy(url: str, seconds: float = 30) -> None:
+    """Until a server started in another process answers /healthz."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz").status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not start within {seconds:g} s")

@@ -7,16 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_healthy
 from traction.cli import app
 from traction.cli_access import SERVER_FILE
 
@@ -54,14 +52,7 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("the server did not start")
+        wait_healthy(url)
         assert json.loads((data / SERVER_FILE).read_text())["url"] == url
         yield data, ws, url
     finally:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, wait_healthy
 from traction.settings import Settings
 from traction.store.state import StateStore
 from traction.throttle import Throttle
@@ -89,12 +88,7 @@ def two_servers(tmp_path: Path, redis_url: str) -> Iterator[tuple[str, str, str]
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for url in urls:
-            for _ in range(300):
-                try:
-                    if httpx.get(url + "/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            wait_healthy(url)
         yield urls[0], urls[1], ws.secret_key
     finally:
         for p in procs:
