@@ -22,7 +22,11 @@ FUNNEL = {"steps": [{"event": "buy"}, {"event": "pay"}], "range": TREND["range"]
 text = st.text(max_size=40)  # unicode, quotes, %, _, NUL-free by default in httpx params
 numbers = st.one_of(st.integers(-5, 10**12).map(str), text)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda inner: (
         st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
     ),
