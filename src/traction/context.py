@@ -92,6 +92,7 @@ class Context:
         if getattr(self, "_closed", False):
             return
         self._closed = True
+        self.analytics.close()  # background scorecard refreshes: dropped, not waited for
         self.writer.stop()
         self.events.close()
         self.state.dispose()

@@ -121,6 +121,9 @@ class AnalyticsService:
         assert row is not None
         return int(row[0]), int(row[1])
 
+    def close(self) -> None:
+        self._scorecard.close()
+
     def default_range(self, workspace_id: str) -> DateRange:
         """The last 30 days of data, up to the latest event's day (today when there is none):
         what the scorecard and `traction report` show unless told otherwise."""
