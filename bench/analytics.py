@@ -206,7 +206,7 @@ def main() -> None:
         params = {"ws": ws, "start": start, "end": end}
 
         def base(sql: str) -> Callable[[], Any]:
-            return lambda: ctx.events.cursor().execute(sql, params).fetchall()
+            return lambda: ctx.events._con.cursor().execute(sql, params).fetchall()
 
         ours_f = fresh().funnel(ws, funnel)
         base_f = base(BASELINE_FUNNEL)()

@@ -438,7 +438,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     ctx = Context.open(Settings(data_dir=tmp_path_factory.mktemp("sim")), start_writer=False)
     ws = ctx.workspaces.create_workspace("Sim").id
     run_simulation(ctx, ws, SimulationParams(people=1500, days=45, seed=4))
-    cur = ctx.events.cursor()
+    cur = ctx.events._con.cursor()
     cur.execute(f"SELECT * FROM ({RESOLVED_EVENTS}) WHERE workspace_id = ?", [ws])
     cols = [d[0] for d in cur.description]
     rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]

@@ -154,7 +154,7 @@ def test_retention_activation_and_adoption_take_trait_filters(fx: Fixture) -> No
 def test_traits_mirror_is_backfilled_on_open(fx: Fixture) -> None:
     """Data written before the mirror existed: opening the stores fills it once."""
     ctx = fx.ctx
-    cur = ctx.events.cursor()
+    cur = ctx.events._con.cursor()
     cur.execute("DELETE FROM person_traits")
     cur.execute("DELETE FROM account_traits")
     assert not ctx.events.traits_mirrored()

@@ -12,7 +12,7 @@ def test_new_file_is_at_the_newest_version_and_reopening_is_idempotent(tmp_path:
     assert store.schema_version == _MIGRATIONS[-1][0]
     store.close()
     again = DuckDBEventStore(tmp_path / "e.duckdb")
-    assert again.cursor().execute("SELECT count(*) FROM schema_version").fetchone() == (
+    assert again._con.cursor().execute("SELECT count(*) FROM schema_version").fetchone() == (
         len(_MIGRATIONS),
     )
     again.close()
@@ -20,10 +20,12 @@ def test_new_file_is_at_the_newest_version_and_reopening_is_idempotent(tmp_path:
 
 def test_a_file_from_before_versioning_is_adopted_with_its_data(tmp_path: Path) -> None:
     store = DuckDBEventStore(tmp_path / "old.duckdb")
-    store.cursor().execute("INSERT INTO person_overrides VALUES ('ws', 'a', 'b')")
-    store.cursor().execute("DROP TABLE schema_version")  # as a file written before versioning
+    store._con.cursor().execute("INSERT INTO person_overrides VALUES ('ws', 'a', 'b')")
+    store._con.cursor().execute("DROP TABLE schema_version")  # as a file written before versioning
     store.close()
     adopted = DuckDBEventStore(tmp_path / "old.duckdb")
     assert adopted.schema_version == _MIGRATIONS[-1][0]
-    assert adopted.cursor().execute("SELECT person_id FROM person_overrides").fetchall() == [("b",)]
+    assert adopted._con.cursor().execute("SELECT person_id FROM person_overrides").fetchall() == [
+        ("b",)
+    ]
     adopted.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from traction.analytics.domain.specs import DateRange
+from traction.audit.service import ACTOR
 from traction.catalog.cli import app as catalog_app
 from traction.cli_access import Local, Remote, announce, events_access
 from traction.cli_common import DataDir, console, err, fail, settings_for
@@ -24,6 +26,14 @@ if TYPE_CHECKING:
     from traction.context import Context
 
 app = typer.Typer(help="Traction: a self-hosted product-led growth engine.", no_args_is_help=True)
+
+
+@app.callback()
+def _as_cli_user() -> None:
+    """Traction: a self-hosted product-led growth engine."""
+    ACTOR.set(f"cli:{getpass.getuser()}")  # who the audit log names for local changes
+
+
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(user_app, name="user")
 app.add_typer(catalog_app, name="catalog")
@@ -82,6 +92,8 @@ def serve(
 
 def _run(application: Any, host: str, port: int) -> None:
     import uvicorn
+
+    ACTOR.set("system")  # requests name their own actor; the rest is the server's doing
 
     uvicorn.run(
         application,

@@ -172,7 +172,9 @@ def events_access(
     with state_only(data_dir) as state:
         spaces = WorkspaceService(state)
         ws_id = _workspace(spaces, workspace, create_workspace)
-        temporary = spaces.create_key(ws_id, "admin", name="traction CLI (temporary)")
+        temporary = spaces.create_key(
+            ws_id, "admin", name="traction CLI (temporary)", audited=False
+        )
         client = connect(server, temporary.key)
         try:
             yield Remote(server, temporary.key, ws_id, client)

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from traction.analytics.domain.specs import SPEC_KINDS
 from traction.analytics.saved import SavedInsights
 from traction.analytics.service import AnalyticsService
+from traction.audit.service import AuditLog
 from traction.catalog.service import CatalogService
 from traction.identity.queries import AccountQueries, PersonQueries
 from traction.identity.service import backfill_traits
 from traction.ingest.service import IngestService
 from traction.ingest.writer import EventWriter
 from traction.ops.metrics import Metrics
+from traction.privacy.service import PrivacyService
 from traction.settings import Settings
 from traction.store.events import DuckDBEventStore
 from traction.store.state import StateStore
@@ -35,15 +37,15 @@ class Context:
     saved: SavedInsights
     catalog: CatalogService
     throttle: Throttle
+    privacy: PrivacyService
+    audit: AuditLog
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
         settings.ensure_dirs()
         state = StateStore(settings.resolved_state_url)
         state.migrate()
-        events = DuckDBEventStore(settings.resolved_events_path)
-        if settings.query_threads:
-            events.cursor().execute(f"SET threads = {int(settings.query_threads)}")
+        events = DuckDBEventStore(settings.resolved_events_path, threads=settings.query_threads)
         if not events.traits_mirrored():  # data from before the traits mirror: fill it once
             with state.session() as s:
                 traits = backfill_traits(s)
@@ -57,16 +59,21 @@ class Context:
         saved = SavedInsights(
             state, dict(SPEC_KINDS), settings.max_saved_insights, settings.max_dashboards
         )
+        persons = PersonQueries(state, events)
+        catalog = CatalogService(state)
+        privacy = PrivacyService(state, events, writer, catalog, persons)
         return cls(
             settings=settings,
             state=state,
             events=events,
             metrics=metrics,
             workspaces=workspaces,
-            persons=PersonQueries(state, events),
+            persons=persons,
             accounts=AccountQueries(state, events),
             writer=writer,
-            ingest=IngestService(writer, settings.max_event_bytes, metrics),
+            ingest=IngestService(
+                writer, settings.max_event_bytes, metrics, lambda ws: privacy.policy(ws).consent
+            ),
             analytics=AnalyticsService(
                 events,
                 workspaces,
@@ -77,7 +84,7 @@ class Context:
                 max_concurrent_per_workspace=settings.query_concurrency_per_workspace,
             ),
             saved=saved,
-            catalog=CatalogService(state),
+            catalog=catalog,
             throttle=Throttle(
                 settings.redis_url or "memory://",
                 login_per_account=settings.login_limit_per_account,
@@ -85,6 +92,8 @@ class Context:
                 api_per_key=settings.api_rate_limit,
                 ingest_per_key=settings.ingest_rate_limit,
             ),
+            privacy=privacy,
+            audit=AuditLog(state),
         )
 
     def close(self) -> None:

@@ -1,15 +1,19 @@
 """Imports every capability's tables so that Alembic and `create_all` see one metadata."""
 
 from traction.analytics import models as analytics_models
+from traction.audit import models as audit_models
 from traction.catalog import models as catalog_models
 from traction.identity import models as identity_models
+from traction.privacy import models as privacy_models
 from traction.store import models as store_models
 from traction.workspaces import models as workspace_models
 
 __all__ = [
     "analytics_models",
+    "audit_models",
     "catalog_models",
     "identity_models",
+    "privacy_models",
     "store_models",
     "workspace_models",
 ]

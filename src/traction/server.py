@@ -20,6 +20,7 @@ from traction.settings import Settings
 from traction.validation import join, problems
 from traction.web.api_guard import ApiGuard
 from traction.web.headers import SecurityHeaders
+from traction.privacy.maintenance import Maintenance
 from traction.worker import ReactorRunner, default_reactors
 
 log = logging.getLogger(__name__)
@@ -32,19 +33,24 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         runner = ReactorRunner(
             ctx.state,
             ctx.events,
-            default_reactors(ctx.state),
+            default_reactors(ctx.state, ctx.catalog),
             ctx.metrics,
             poll_seconds=settings.worker_poll_seconds,
         )
+    maintenance = Maintenance(
+        ctx.privacy, settings.maintenance_interval_seconds if runner else 0
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runner:
             runner.start()
+        maintenance.start()
         log.info(
             "traction started", extra={"data_dir": str(settings.data_dir), "version": __version__}
         )
         yield
+        maintenance.stop()
         if runner:
             runner.stop()
         ctx.close()
@@ -105,11 +111,15 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.analytics.api import router as analytics_router
     from traction.analytics.api import saved_router
     from traction.analytics.web import router as analytics_web_router
+    from traction.audit.api import router as audit_router
+    from traction.audit.web import router as audit_web_router
     from traction.catalog.api import router as catalog_router
     from traction.catalog.web import router as catalog_web_router
     from traction.identity.api import router as identity_router
     from traction.ingest.api import posthog_routes, segment_routes
     from traction.ops.api import router as ops_router
+    from traction.privacy.api import router as privacy_router
+    from traction.privacy.web import router as privacy_web_router
     from traction.web.routes import router as web_router
     from traction.web.routes import static_mount
     from traction.workspaces.api import router as workspace_router
@@ -120,6 +130,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(ops_router)
     app.include_router(workspace_router)
     app.include_router(identity_router)
+    app.include_router(privacy_router)
+    app.include_router(audit_router)
     app.include_router(catalog_router)
     app.include_router(analytics_router)
     app.include_router(saved_router)
@@ -127,6 +139,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(analytics_web_router)
     app.include_router(catalog_web_router)
     app.include_router(workspace_web_router)
+    app.include_router(privacy_web_router)
+    app.include_router(audit_web_router)
     app.mount("/static", static_mount(), name="static")
     app.add_middleware(TrackingCORS)
     app.add_middleware(SecurityHeaders)

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # DuckDB's worker threads (0: one per core). Fewer leave a core to ingestion under heavy
     # analytics, at the price of slower single queries: see docs/benchmarks.md.
     query_threads: int = Field(0, ge=0, le=256)
+    # How often the server applies retention and purges deleted events from the event file
+    # (0: never on its own; `traction privacy purge` or the API then do it).
+    maintenance_interval_seconds: float = Field(3600.0, ge=0, le=7 * 86400)
     query_timeout_seconds: float = 30.0
     query_max_rows: int = 200_000
     run_worker: bool = True

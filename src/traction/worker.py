@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 
@@ -18,6 +18,9 @@ from traction.ops.metrics import Metrics
 from traction.store.events import EventStore
 from traction.store.models import ReactorCursor
 from traction.store.state import StateStore, utcnow
+
+if TYPE_CHECKING:
+    from traction.catalog.service import CatalogService
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +36,13 @@ class Reactor(Protocol):
         """Called with events in `seq` order, possibly again after a crash."""
 
 
-def default_reactors(state: StateStore) -> list[Reactor]:
+def default_reactors(state: StateStore, catalog: CatalogService | None = None) -> list[Reactor]:
+    """`catalog`: the server's own, so an erasure and the catalog's updates share one lock."""
     from traction.catalog.reactors import CatalogReactor
     from traction.catalog.service import CatalogService
     from traction.identity.reactors import SeenReactor
 
-    return [SeenReactor(state), CatalogReactor(CatalogService(state))]
+    return [SeenReactor(state), CatalogReactor(catalog or CatalogService(state))]
 
 
 class ReactorRunner:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from traction.analytics.domain.kpis import KPIConfig
 from traction.analytics.models import AnalyticsSettings, Dashboard, DashboardTile, SavedInsight
+from traction.audit.service import record
 from traction.store.state import StateStore, utcnow
 
 
@@ -205,15 +206,15 @@ class SavedInsights:
     def set_kpi_config(self, workspace_id: str, values: dict[str, Any]) -> KPIConfig:
         """Validates (ValidationError names the field) and stores; unset fields keep defaults."""
         config = KPIConfig.model_validate(values)
+        after = config.model_dump(mode="json")
         with self.state.session() as s:
             row = s.get(AnalyticsSettings, workspace_id)
+            before = row.kpi_config if row else KPIConfig().model_dump(mode="json")
             if row is None:
-                s.add(
-                    AnalyticsSettings(
-                        workspace_id=workspace_id, kpi_config=config.model_dump(mode="json")
-                    )
-                )
+                s.add(AnalyticsSettings(workspace_id=workspace_id, kpi_config=after))
             else:
-                row.kpi_config = config.model_dump(mode="json")
+                row.kpi_config = after
                 row.updated_at = utcnow()
+            if before != after:
+                record(s, workspace_id, "kpi_config.changed", "", before=before, after=after)
         return config

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 class Entry:
     value: float | None
     seq: int  # the log's head when computed: events after it are new to this value
-    merges: int
+    changes: tuple[int, int]  # the workspace's merges and deletions when computed
     reads_until: datetime  # naive UTC: the value reads no event at or after this time
     final: bool  # the data had reached reads_until when it was computed
 
@@ -106,7 +106,7 @@ class Scorecard:
     def _classify(self, workspace_id: str, keys: list[Key]) -> tuple[list[Key], list[Key]]:
         """Split the keys not known to be exact into stale (a value to show meanwhile) and
         missing; move the exact ones forward to the log's head."""
-        seq, merges = self.analytics.data_version(workspace_id)
+        seq, changes = self.analytics.data_version(workspace_id)
         with self._lock:
             entries = {k: self._entries.get(k) for k in keys}
         behind = [e.seq for e in entries.values() if e is not None and e.seq != seq]
@@ -115,7 +115,7 @@ class Scorecard:
         for key, e in entries.items():
             if e is None:
                 missing.append(key)
-            elif e.merges == merges and (
+            elif e.changes == changes and (
                 e.seq == seq
                 or (e.final and (earliest_new is None or earliest_new >= e.reads_until))
             ):
@@ -126,7 +126,7 @@ class Scorecard:
             for key in exact:
                 e = self._entries.get(key)
                 if e is not None:
-                    self._entries[key] = Entry(e.value, seq, merges, e.reads_until, e.final)
+                    self._entries[key] = Entry(e.value, seq, changes, e.reads_until, e.final)
                     self._entries.move_to_end(key)
         return stale, missing
 
@@ -143,7 +143,7 @@ class Scorecard:
     def _compute(self, keys: list[Key]) -> None:
         a = self.analytics
         ws = keys[0][0]
-        seq, merges = a.data_version(ws)  # read first: events stored meanwhile count as new
+        seq, changes = a.data_version(ws)  # read first: events stored meanwhile count as new
         latest = a._latest_event(ws)
         # DuckDB releases the GIL while it runs a query: the KPIs run side by side.
         with ThreadPoolExecutor(max_workers=4) as pool:
@@ -153,7 +153,7 @@ class Scorecard:
             for key, value in values.items():
                 until = reads_until(BY_KEY[key[1]], key[2], key[3], key[4])
                 final = latest is not None and latest >= until
-                self._entries[key] = Entry(value, seq, merges, until, final)
+                self._entries[key] = Entry(value, seq, changes, until, final)
                 self._entries.move_to_end(key)
             while len(self._entries) > self.MAX_ENTRIES:
                 self._entries.popitem(last=False)

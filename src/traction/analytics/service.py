@@ -99,7 +99,9 @@ class AnalyticsService:
         self.kpi_config = kpi_config or (lambda _ws: KPIConfig())
         self.timeout_seconds = timeout_seconds
         self.max_rows = max_rows
-        self._cache: OrderedDict[tuple[str, str, str, tuple[int, int]], Any] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str, tuple[int, tuple[int, int]]], Any] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
         # Analytics queries take all the cores they get; a bounded number run at once (and
         # fewer per workspace), so ingestion and other tenants keep theirs.
@@ -108,18 +110,18 @@ class AnalyticsService:
         self._ws_slots: dict[str, threading.BoundedSemaphore] = {}
         self._scorecard = Scorecard(self)
 
-    def data_version(self, workspace_id: str) -> tuple[int, int]:
-        row = (
-            self.events.cursor()
-            .execute(
+    def data_version(self, workspace_id: str) -> tuple[int, tuple[int, int]]:
+        """What a cached result depends on: the log's head, and the workspace's merges and
+        deletions (either can change a past result without moving the head)."""
+        with self.events.reading() as cur:
+            row = cur.execute(
                 "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), "
-                "(SELECT COUNT(*) FROM person_overrides WHERE workspace_id = ?)",
-                [workspace_id],
-            )
-            .fetchone()
-        )
+                "(SELECT COUNT(*) FROM person_overrides WHERE workspace_id = ?), "
+                "(SELECT COUNT(*) FROM deletions WHERE workspace_id = ?)",
+                [workspace_id, workspace_id],
+            ).fetchone()
         assert row is not None
-        return int(row[0]), int(row[1])
+        return int(row[0]), (int(row[1]), int(row[2]))
 
     def close(self) -> None:
         self._scorecard.close()
@@ -185,23 +187,24 @@ class AnalyticsService:
     def _execute(
         self, sql: str, params: dict[str, object]
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        cur = self.events.cursor()
-        timer = threading.Timer(self.timeout_seconds, cur.interrupt)
-        timer.start()
-        try:
-            cur.execute(sql, params)
-            rows = cur.fetchmany(self.max_rows + 1)
-        except duckdb.InterruptException:
-            raise QueryTooExpensive(
-                f"the query ran longer than {self.timeout_seconds:g} s: narrow the date range or add filters"
-            ) from None
-        finally:
-            timer.cancel()
+        with self.events.reading() as cur:
+            timer = threading.Timer(self.timeout_seconds, cur.interrupt)
+            timer.start()
+            try:
+                cur.execute(sql, params)
+                rows = cur.fetchmany(self.max_rows + 1)
+                columns = [d[0] for d in cur.description or []]
+            except duckdb.InterruptException:
+                raise QueryTooExpensive(
+                    f"the query ran longer than {self.timeout_seconds:g} s: narrow the date range or add filters"
+                ) from None
+            finally:
+                timer.cancel()
         if len(rows) > self.max_rows:
             raise QueryTooExpensive(
                 f"the result has more than {self.max_rows:,} rows: narrow the date range or use a longer interval"
             )
-        return [d[0] for d in cur.description or []], rows
+        return columns, rows
 
     def _rows(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
         return self._query(sql, params)[1]

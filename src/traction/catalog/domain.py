@@ -141,15 +141,23 @@ def tally(
     applied_events: Mapping[tuple[str, str], int],
     applied_properties: Mapping[tuple[str, PropertyKey], int],
     known_counts: Mapping[tuple[str, str, str], int] | None = None,
+    *,
+    counted: bool = False,
 ) -> BatchTally:
     """Adds up a batch. `applied_*`: the highest seq each row has counted already.
-    `known_counts[(ws, source, event)]`: properties catalogued for it so far (for the cap)."""
+    `known_counts[(ws, source, event)]`: properties catalogued for it so far (for the cap).
+    `counted=True` adds up the opposite: only what the rows have counted already (an
+    erasure takes exactly that back out)."""
+
+    def fresh(seq: int, applied: int) -> bool:
+        return seq <= applied if counted else seq > applied
+
     out = BatchTally()
     per_event: Counter[tuple[str, str, str]] = Counter(known_counts or {})
     for ev in batch:
         ws, seq = ev["workspace_id"], int(ev["seq"])
         name = catalog_event(ev["type"], ev["name"])
-        if name is not None and seq > applied_events.get((ws, name), 0):
+        if name is not None and fresh(seq, applied_events.get((ws, name), 0)):
             out.events.setdefault((ws, name), EventTally()).add(ev["timestamp"], seq)
         for (source, event, _), props in property_sources(ev):
             if not isinstance(props, Mapping):
@@ -158,7 +166,7 @@ def tally(
                 if source == "event" and prop in ("$set", "$set_once"):
                     continue
                 key = (ws, (source, event, str(prop)[:200]))
-                if seq <= applied_properties.get(key, 0):
+                if not fresh(seq, applied_properties.get(key, 0)):
                     continue
                 if key not in out.properties:
                     scope = (ws, source, event)
@@ -190,3 +198,10 @@ def main_type(types: Mapping[str, int]) -> str:
     real = {t: n for t, n in types.items() if t != "null"}
     pool = real or dict(types)
     return max(sorted(pool), key=lambda t: pool[t]) if pool else "null"
+
+
+def subtract_values(existing: Mapping[str, int], gone: Counter[str]) -> dict[str, int]:
+    """Top values after some events are erased: their counts come off, and a value left with
+    none is dropped (it may have been a person's own, like an email)."""
+    out = {v: n - gone.get(v, 0) for v, n in existing.items()}
+    return {v: n for v, n in sorted(out.items(), key=lambda kv: (-kv[1], kv[0])) if n > 0}

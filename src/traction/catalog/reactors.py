@@ -11,7 +11,7 @@ class CatalogReactor:
     catalog never scans the log."""
 
     name = "catalog"
-    columns = ("workspace_id", "type", "name", "timestamp", "properties")
+    columns = ("workspace_id", "person_id", "type", "name", "timestamp", "properties")
 
     def __init__(self, catalog: CatalogService) -> None:
         self.catalog = catalog

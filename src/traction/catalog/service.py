@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from traction.catalog.domain import (
     main_type,
     merge_values,
     property_sources,
+    subtract_values,
     tally,
 )
 from traction.catalog.models import CatalogEvent, CatalogProperty
@@ -30,12 +32,26 @@ class UnknownEntry(LookupError):
 class CatalogService:
     def __init__(self, state: StateStore) -> None:
         self.state = state
+        # An erasure and the reactor's updates exclude each other, and a batch the reactor
+        # read before an erasure skips the erased people's events when it lands after it.
+        self._lock = threading.Lock()
+        self._erased: set[tuple[str, str]] = set()
 
     # -- keeping it current (the catalog reactor) ---------------------------------------
 
     def apply(self, batch: Sequence[Mapping[str, Any]]) -> None:
         """Adds a batch of stored events. Idempotent: each row remembers the highest seq it
         has counted, and a redelivered event is skipped."""
+        with self._lock:
+            if self._erased:
+                batch = [
+                    ev
+                    for ev in batch
+                    if (ev["workspace_id"], ev.get("person_id")) not in self._erased
+                ]
+            self._apply(batch)
+
+    def _apply(self, batch: Sequence[Mapping[str, Any]]) -> None:
         ekeys = event_keys(batch)
         scopes = {
             (ev["workspace_id"], source, event)
@@ -85,6 +101,40 @@ class CatalogService:
                 prow.types = types
                 prow.top_values = merge_values(prow.top_values or {}, pt.values)
                 prow.applied_seq = pt.max_seq
+
+    def forget(
+        self, workspace_id: str, person_ids: Iterable[str], batch: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Takes erased events back out: volumes and counts come down by what the catalog had
+        counted of them, and top values left with no count are dropped."""
+        with self._lock:
+            self._erased.update((workspace_id, pid) for pid in person_ids)
+            ekeys = event_keys(batch)
+            scopes = {
+                (workspace_id, source, event)
+                for ev in batch
+                for (source, event, _), _props in property_sources(ev)
+            }
+            with self.state.session() as s:
+                events = _events_by_key(s, ekeys)
+                props = _properties_by_scope(s, scopes)
+                # only what each row has counted (up to its applied_seq) comes off
+                t = tally(
+                    batch,
+                    {k: r.applied_seq for k, r in events.items()},
+                    {k: r.applied_seq for k, r in props.items()},
+                    counted=True,
+                )
+                for ekey, et in t.events.items():
+                    if (row := events.get(ekey)) is not None:
+                        row.volume = max(0, (row.volume or 0) - et.count)
+                for pkey, pt in t.properties.items():
+                    if (prow := props.get(pkey)) is None:
+                        continue
+                    prow.count = max(0, (prow.count or 0) - pt.count)
+                    types = {typ: n - pt.types.get(typ, 0) for typ, n in (prow.types or {}).items()}
+                    prow.types = {typ: n for typ, n in types.items() if n > 0}
+                    prow.top_values = subtract_values(prow.top_values or {}, pt.values)
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
 
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
@@ -60,21 +59,6 @@ def get_person(
         request.app.state.ctx.persons.get(key.workspace_id, person_id), f"person {person_id}"
     )
     return view.as_dict()  # type: ignore[no-any-return]
-
-
-@router.get("/persons/{person_id}/export")
-def export_person(
-    person_id: str, request: Request, key: KeyInfo = Depends(admin_key)
-) -> StreamingResponse:
-    """Everything stored about a person (access and portability requests), as NDJSON: the
-    person first, then every event, the anonymous history included. Streamed."""
-    lines = request.app.state.ctx.persons.export(key.workspace_id, person_id)
-    if lines is None:
-        raise HTTPException(404, f"no person {person_id}")
-    return StreamingResponse(
-        lines, media_type="application/x-ndjson",
-        headers={"Content-Disposition": f'attachment; filename="person-{person_id}.ndjson"'},
-    )  # fmt: skip
 
 
 @router.get("/persons/{person_id}/events")

@@ -357,15 +357,12 @@ class AccountQueries:
         if not keys:
             return {}
         assert self.events is not None
-        rows = (
-            self.events.cursor()
-            .execute(
+        with self.events.reading() as cur:
+            rows = cur.execute(
                 "WITH latest AS (SELECT max(timestamp) AS t FROM events WHERE workspace_id = ?) "
                 "SELECT account_id, min(timestamp), "
                 "count(*) FILTER (WHERE timestamp > (SELECT t FROM latest) - INTERVAL 30 DAY) "
                 "FROM events WHERE workspace_id = ? AND account_id IS NOT NULL GROUP BY account_id",
                 [workspace_id, workspace_id],
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return {k: (first, int(n)) for k, first, n in rows}

@@ -126,6 +126,12 @@ def parse_json(body: bytes) -> Any:
         raise Problem(400, f"body is not valid JSON: {e}") from None
 
 
+def do_not_track(request: Request) -> bool:
+    """The browser's Do Not Track or Global Privacy Control signal (sent on every request,
+    beacons included, when the person turned it on)."""
+    return request.headers.get("dnt") == "1" or request.headers.get("sec-gpc") == "1"
+
+
 def basic_user(request: Request) -> str | None:
     return key_from_headers(request.headers)
 
@@ -249,7 +255,9 @@ def segment_routes(ctx: Context) -> list[Route]:
             batch_context=context,
             client_ip=client_ip(request),
         )
-        result = await ctx.ingest.ingest(key.workspace_id, messages, norm, len(data))
+        result = await ctx.ingest.ingest(
+            key.workspace_id, messages, norm, len(data), do_not_track(request)
+        )
         status, out = _outcome(result, {"success": True})
         return _json(status, out)
 
@@ -260,7 +268,9 @@ def segment_routes(ctx: Context) -> list[Route]:
                 raise Problem(400, "body must be a JSON object")
             key = _write_key(ctx, basic_user(request) or _str(body.get("writeKey")))
             norm = partial(normalize_segment, default_type=kind, client_ip=client_ip(request))
-            result = await ctx.ingest.ingest(key.workspace_id, [body], norm)
+            result = await ctx.ingest.ingest(
+                key.workspace_id, [body], norm, None, do_not_track(request)
+            )
             if result.rejected:
                 raise Problem(400, result.rejected[0]["error"])
             return _json(200, {"success": True})
@@ -339,7 +349,9 @@ def posthog_routes(ctx: Context) -> list[Route]:
         else:
             raise Problem(400, "body must be an event object, a list of events, or {batch: [...]}")
         norm = partial(_posthog_norm, sent_at=sent_at, client_ip=client_ip(request))
-        result = await ctx.ingest.ingest(key.workspace_id, events, norm, len(raw))
+        result = await ctx.ingest.ingest(
+            key.workspace_id, events, norm, len(raw), do_not_track(request)
+        )
         status, out = _outcome(result, {"status": 1})
         return _json(status, out)
 

@@ -13,6 +13,7 @@ import orjson
 from traction.ingest.domain import CanonicalEvent, EventError
 from traction.ingest.writer import EventWriter
 from traction.ops.metrics import Metrics
+from traction.privacy.domain import ConsentPolicy, consent_allows
 
 Normalizer = Callable[[Any, datetime], CanonicalEvent]
 
@@ -29,11 +30,31 @@ def now_utc() -> datetime:
 
 class IngestService:
     def __init__(
-        self, writer: EventWriter, max_event_bytes: int, metrics: Metrics | None = None
+        self,
+        writer: EventWriter,
+        max_event_bytes: int,
+        metrics: Metrics | None = None,
+        consent: Callable[[str], ConsentPolicy] | None = None,
     ) -> None:
         self.writer = writer
         self.max_event_bytes = max_event_bytes
         self.metrics = metrics
+        self.consent = consent  # the workspace's consent policy (cached by its owner)
+
+    def _with_consent(
+        self, workspace_id: str, items: list[tuple[str, CanonicalEvent]], do_not_track: bool
+    ) -> list[tuple[str, CanonicalEvent]]:
+        """Drops what the workspace's consent policy does not allow. Dropped events are
+        acknowledged like stored ones (a retry would be dropped again) and counted."""
+        if self.consent is None or not items:
+            return items
+        policy = self.consent(workspace_id)
+        if policy.stores_everything:
+            return items
+        kept = [it for it in items if consent_allows(policy, it[1].context, do_not_track)]
+        if self.metrics is not None and len(kept) < len(items):
+            self.metrics.events.labels("no_consent").inc(len(items) - len(kept))
+        return kept
 
     def validate(
         self,
@@ -67,8 +88,11 @@ class IngestService:
         messages: Sequence[Any],
         normalize: Normalizer,
         body_bytes: int | None = None,
+        do_not_track: bool = False,
     ) -> IngestResult:
+        """`do_not_track`: the request came with `DNT: 1` or `Sec-GPC: 1`."""
         items, result = self.validate(workspace_id, messages, normalize, now_utc(), body_bytes)
+        items = self._with_consent(workspace_id, items, do_not_track)
         if items:
             await asyncio.wrap_future(self.writer.submit(items))
         return result
@@ -77,6 +101,7 @@ class IngestService:
         self, workspace_id: str, messages: Sequence[Any], normalize: Normalizer
     ) -> IngestResult:
         items, result = self.validate(workspace_id, messages, normalize, now_utc())
+        items = self._with_consent(workspace_id, items, False)
         if items:
             self.writer.write_now(items)
         return result

@@ -12,8 +12,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import orjson
@@ -22,6 +23,7 @@ import pyarrow as pa
 from traction.identity.service import IdentityResolver, Resolution
 from traction.ingest.domain import CanonicalEvent
 from traction.ops.metrics import Metrics
+from traction.privacy.domain import Suppressions
 from traction.store.events import EVENT_SCHEMA, EventStore
 from traction.store.state import StateStore
 
@@ -103,6 +105,19 @@ class EventWriter:
         self._commit_lock = threading.Lock()  # the thread and write_now() never interleave
         self._next_seq = events.max_seq() + 1
         self.last_commit_ok = True
+        # ids of erased people: their late events are dropped here, inside the commit, so an
+        # erasure (which holds the commit) and a queued event cannot cross
+        self.suppressed = Suppressions()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No commit runs meanwhile (queued events wait, none is lost); identities cached
+        from before are forgotten afterwards, since what happened meanwhile may void them."""
+        with self._commit_lock:
+            try:
+                yield
+            finally:
+                self.resolver.forget()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="traction-writer", daemon=True)
@@ -175,6 +190,16 @@ class EventWriter:
             for item in p.items:
                 unique.setdefault((item[0], item[1].event_id), item)
         items = list(unique.values())
+        dropped = 0
+        if self.suppressed:
+            kept = [
+                it
+                for it in items
+                if not self.suppressed.blocks(it[0], (it[1].anonymous_id, it[1].user_id))
+            ]
+            dropped = len(items) - len(kept)
+            self.metrics.events.labels("suppressed").inc(dropped)
+            items = kept
         try:
             inserted = self._commit_items(items)
         except Exception as e:
@@ -186,7 +211,7 @@ class EventWriter:
         self.last_commit_ok = True
         total = sum(len(p.items) for p in group)
         self.metrics.events.labels("stored").inc(inserted)
-        self.metrics.events.labels("duplicate").inc(total - inserted)
+        self.metrics.events.labels("duplicate").inc(total - inserted - dropped)
         self.metrics.commit_seconds.observe(time.perf_counter() - start)
         self.metrics.commit_events.observe(total)
         for p in group:

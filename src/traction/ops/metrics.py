@@ -10,7 +10,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.events = Counter(
             "traction_ingest_events",
-            "Events received by outcome (stored, duplicate, rejected).",
+            "Events received by outcome (stored, duplicate, rejected, suppressed: an erased person's, no_consent: dropped by the consent policy).",
             ["outcome"],
             registry=self.registry,
         )

@@ -11,8 +11,11 @@ rewriting the log.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,7 +92,35 @@ CREATE TABLE IF NOT EXISTS person_overrides (
 );
 """,
     ),
+    (
+        2,
+        """
+-- What was deleted (never who): erasures and retention. A row makes cached results stale;
+-- `purged` says whether the bytes have left the file yet (a purge rewrites it).
+CREATE TABLE IF NOT EXISTS deletions (
+    workspace_id VARCHAR NOT NULL,
+    deleted_at TIMESTAMP NOT NULL,
+    reason VARCHAR NOT NULL,
+    events BIGINT NOT NULL,
+    purged BOOLEAN NOT NULL DEFAULT false
+);
+""",
+    ),
 ]
+
+# Rewritten whole by a purge (the events table is copied by seq, in two steps).
+_SMALL_TABLES = (
+    "schema_version",
+    "person_traits",
+    "account_traits",
+    "person_overrides",
+    "deletions",
+)
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
 
 # Every read goes through this: the event's person as of now, after later merges.
 RESOLVED_EVENTS = """
@@ -145,6 +176,57 @@ class EventStoreLocked(RuntimeError):
     """Another process has the DuckDB file open for writing."""
 
 
+@dataclass(frozen=True)
+class PurgeResult:
+    bytes_before: int
+    bytes_after: int
+    seconds: float
+    deletions: int  # deletion records whose bytes left the file
+
+
+class _ReadGate:
+    """Reads share the connection; a purge swaps the file under it, so it waits for the
+    reads in flight (interrupting those still running after a grace period) and holds new
+    ones back until the new file is open."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active: set[duckdb.DuckDBPyConnection] = set()
+        self._closed = False
+
+    def enter(self, open_cursor: Any) -> duckdb.DuckDBPyConnection:
+        with self._cond:
+            while self._closed:
+                self._cond.wait()
+            cur: duckdb.DuckDBPyConnection = open_cursor()
+            self._active.add(cur)
+            return cur
+
+    def leave(self, cur: duckdb.DuckDBPyConnection) -> None:
+        with self._cond:
+            self._active.discard(cur)
+            self._cond.notify_all()
+        cur.close()
+
+    @contextmanager
+    def exclusive(self, grace_seconds: float) -> Iterator[None]:
+        with self._cond:
+            self._closed = True
+            deadline = time.monotonic() + grace_seconds
+            while self._active:
+                if time.monotonic() >= deadline:
+                    for cur in self._active:
+                        cur.interrupt()  # the reader gets an error and may retry
+                    deadline = float("inf")
+                self._cond.wait(timeout=0.05)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._closed = False
+                self._cond.notify_all()
+
+
 def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     cols = [d[0] for d in cur.description or []]
     out = []
@@ -161,11 +243,20 @@ class DuckDBEventStore:
     """One DuckDB file; one connection for writes, a cursor per read (DuckDB is thread-safe
     across cursors of one connection, and a read never waits for a commit)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, threads: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.threads = threads
+        self._con = self._connect()
+        self._migrate()
+        self._write_lock = threading.Lock()
+        # erasure, retention and purge exclude each other (a purge copies, then swaps)
+        self.maintenance_lock = threading.Lock()
+        self._gate = _ReadGate()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
-            self._con = duckdb.connect(str(self.path))
+            con = duckdb.connect(str(self.path))
         except duckdb.IOException as e:
             if "lock" in str(e).lower():
                 raise EventStoreLocked(
@@ -173,8 +264,9 @@ class DuckDBEventStore:
                     "Stop it, or send the data through its HTTP API instead."
                 ) from e
             raise
-        self._migrate()
-        self._write_lock = threading.Lock()
+        if self.threads:
+            con.execute(f"SET threads = {int(self.threads)}")
+        return con
 
     def _migrate(self) -> None:
         """Bring the file to the newest schema; each step in its own transaction."""
@@ -193,11 +285,23 @@ class DuckDBEventStore:
 
     @property
     def schema_version(self) -> int:
-        row = self.cursor().execute("SELECT max(version) FROM schema_version").fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        return int(self._value("SELECT max(version) FROM schema_version") or 0)
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        return self._con.cursor()
+    @contextmanager
+    def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor for reads (DuckDB is thread-safe across cursors of one connection, and a
+        read never waits for a commit). Every read goes through here, so a purge can swap
+        the file between reads."""
+        cur = self._gate.enter(self._con.cursor)
+        try:
+            yield cur
+        finally:
+            self._gate.leave(cur)
+
+    def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self.reading() as cur:
+            row = cur.execute(sql, list(params)).fetchone()
+        return row[0] if row else None
 
     def append(
         self, table: pa.Table, merges: Sequence[Merge] = (), traits: Sequence[Traits] = ()
@@ -254,14 +358,11 @@ class DuckDBEventStore:
         return inserted
 
     def traits_mirrored(self) -> bool:
-        row = (
-            self.cursor()
-            .execute(
+        return bool(
+            self._value(
                 "SELECT (SELECT count(*) FROM person_traits) + (SELECT count(*) FROM account_traits)"
             )
-            .fetchone()
         )
-        return bool(row and row[0])
 
     def mirror_traits(self, traits: Sequence[Traits]) -> None:
         """Upsert traits without events (the writer does it with its commits)."""
@@ -277,8 +378,7 @@ class DuckDBEventStore:
         )
 
     def max_seq(self) -> int:
-        row = self.cursor().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        return int(row[0]) if row else 0
+        return int(self._value("SELECT COALESCE(MAX(seq), 0) FROM events") or 0)
 
     def events_after(
         self, seq: int, limit: int, columns: Sequence[str] | None = None
@@ -292,12 +392,12 @@ class DuckDBEventStore:
             if unknown:
                 raise ValueError(f"unknown event columns: {sorted(unknown)}")
             select = ", ".join(dict.fromkeys(["seq", *columns]))
-        cur = self.cursor()
-        cur.execute(
-            f"SELECT {select} FROM ({RESOLVED_EVENTS}) WHERE seq > ? ORDER BY seq LIMIT ?",
-            [seq, limit],
-        )
-        return _rows(cur)
+        with self.reading() as cur:
+            cur.execute(
+                f"SELECT {select} FROM ({RESOLVED_EVENTS}) WHERE seq > ? ORDER BY seq LIMIT ?",
+                [seq, limit],
+            )
+            return _rows(cur)
 
     def recent(
         self,
@@ -326,7 +426,13 @@ class DuckDBEventStore:
             where.append("account_id = ?")
             params.append(account_id)
         params += [limit, offset]
-        cur = self.cursor()
+        with self.reading() as cur:
+            return self._recent(cur, where, params)
+
+    @staticmethod
+    def _recent(
+        cur: duckdb.DuckDBPyConnection, where: list[str], params: list[Any]
+    ) -> list[dict[str, Any]]:
         cur.execute(
             f"WITH pick AS (SELECT * FROM events WHERE {' AND '.join(where)} "
             "ORDER BY timestamp DESC, seq DESC LIMIT ? OFFSET ?) "
@@ -344,36 +450,33 @@ class DuckDBEventStore:
     ) -> Iterator[dict[str, Any]]:
         """Every event of the person (the ids merged into them included), oldest first, read
         in chunks: an export streams them rather than holding them all."""
-        cur = self.cursor()
-        cur.execute(
-            "SELECT * EXCLUDE (dedupe_key) FROM events WHERE workspace_id = ? AND person_id IN "
-            "(SELECT ? UNION ALL SELECT old_person_id FROM person_overrides "
-            "WHERE workspace_id = ? AND person_id = ?) ORDER BY timestamp, seq",
-            [workspace_id, person_id, workspace_id, person_id],
-        )
-        cols = [d[0] for d in cur.description or []]
-        while rows := cur.fetchmany(chunk):
-            for r in rows:
-                row = dict(zip(cols, r, strict=True))
-                row["person_id"] = person_id
-                for key in ("properties", "context"):
-                    if isinstance(row.get(key), str):
-                        row[key] = orjson.loads(row[key])
-                yield row
+        with self.reading() as cur:
+            cur.execute(
+                "SELECT * EXCLUDE (dedupe_key) FROM events WHERE workspace_id = ? AND person_id IN "
+                "(SELECT ? UNION ALL SELECT old_person_id FROM person_overrides "
+                "WHERE workspace_id = ? AND person_id = ?) ORDER BY timestamp, seq",
+                [workspace_id, person_id, workspace_id, person_id],
+            )
+            cols = [d[0] for d in cur.description or []]
+            while rows := cur.fetchmany(chunk):
+                for r in rows:
+                    row = dict(zip(cols, r, strict=True))
+                    row["person_id"] = person_id
+                    for key in ("properties", "context"):
+                        if isinstance(row.get(key), str):
+                            row[key] = orjson.loads(row[key])
+                    yield row
 
     def names_present(self, workspace_id: str, names: Sequence[str]) -> set[str]:
         """Which of `names` occur among the workspace's events."""
         if not names:
             return set()
-        rows = (
-            self.cursor()
-            .execute(
+        with self.reading() as cur:
+            rows = cur.execute(
                 "SELECT DISTINCT name FROM events WHERE workspace_id = ? AND name IN "
                 "(SELECT unnest(?::VARCHAR[]))",
                 [workspace_id, list(names)],
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return {r[0] for r in rows}
 
     def count(self, workspace_id: str, *, person_id: str | None = None) -> int:
@@ -385,21 +488,165 @@ class DuckDBEventStore:
                 " WHERE workspace_id = ? AND person_id = ?)"
             )
             params += [person_id, workspace_id, person_id]
-        row = self.cursor().execute(sql, params).fetchone()
-        return int(row[0]) if row else 0
+        return int(self._value(sql, params) or 0)
 
     def per_minute(self, workspace_id: str, since: datetime) -> dict[datetime, int]:
         """Events received per minute since `since`, for the live view (by arrival, not event time)."""
-        cur = self.cursor()
-        cur.execute(
-            "SELECT date_trunc('minute', received_at) AS m, COUNT(*) FROM events "
-            "WHERE workspace_id = ? AND received_at >= ? GROUP BY m",
-            [workspace_id, since],
+        with self.reading() as cur:
+            cur.execute(
+                "SELECT date_trunc('minute', received_at) AS m, COUNT(*) FROM events "
+                "WHERE workspace_id = ? AND received_at >= ? GROUP BY m",
+                [workspace_id, since],
+            )
+            return {r[0]: int(r[1]) for r in cur.fetchall()}
+
+    # -- deleting (erasure, retention) and purging ---------------------------------------------
+
+    def merged_ids(self, workspace_id: str, person_id: str) -> tuple[set[str], set[str]]:
+        """The person's ids (theirs and every person merged into them) and every distinct id
+        their events carry."""
+        with self.reading() as cur:
+            rows = cur.execute(
+                "SELECT old_person_id FROM person_overrides WHERE workspace_id = ? AND person_id = ?",
+                [workspace_id, person_id],
+            ).fetchall()
+            pids = {person_id} | {r[0] for r in rows}
+            rows = cur.execute(
+                "SELECT DISTINCT anonymous_id, user_id, distinct_id FROM events "
+                "WHERE workspace_id = ? AND person_id IN (SELECT unnest(?::VARCHAR[]))",
+                [workspace_id, sorted(pids)],
+            ).fetchall()
+        return pids, {x for r in rows for x in r if x}
+
+    def delete_people(self, workspace_id: str, person_ids: Sequence[str]) -> int:
+        """Deletes the people's events, merges and traits in one transaction and records how
+        many (never whom). Queries stop seeing them at once; the bytes stay in the file until
+        `purge` rewrites it (DuckDB reuses freed blocks but does not clear them)."""
+        ids = sorted(set(person_ids))
+        return self._delete(
+            workspace_id,
+            "erasure",
+            [
+                ("events", "person_id IN (SELECT unnest($ids::VARCHAR[]))"),
+                (
+                    "person_overrides",
+                    "old_person_id IN (SELECT unnest($ids::VARCHAR[])) "
+                    "OR person_id IN (SELECT unnest($ids::VARCHAR[]))",
+                ),
+                ("person_traits", "person_id IN (SELECT unnest($ids::VARCHAR[]))"),
+            ],
+            {"ids": ids},
         )
-        return {r[0]: int(r[1]) for r in cur.fetchall()}
+
+    def delete_before(self, workspace_id: str, before: datetime) -> int:
+        """Retention: deletes the workspace's events whose time is before `before`."""
+        return self._delete(
+            workspace_id, "retention", [("events", "timestamp < $before")], {"before": before}
+        )
+
+    def _delete(
+        self,
+        workspace_id: str,
+        reason: str,
+        where: Sequence[tuple[str, str]],
+        params: dict[str, Any],
+    ) -> int:
+        con = self._con
+        with self._write_lock:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                deleted = 0
+                for table, cond in where:
+                    row = con.execute(
+                        f"DELETE FROM {table} WHERE workspace_id = $ws AND ({cond})",
+                        {"ws": workspace_id, **params},
+                    ).fetchone()
+                    if table == "events":
+                        deleted = int(row[0]) if row else 0
+                con.execute(
+                    "INSERT INTO deletions VALUES (?, now()::TIMESTAMP, ?, ?, false)",
+                    [workspace_id, reason, deleted],
+                )
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return deleted
+
+    def deletions(self, workspace_id: str) -> int:
+        """How many deletions the workspace has had: part of every cached result's key."""
+        return int(
+            self._value("SELECT count(*) FROM deletions WHERE workspace_id = ?", [workspace_id])
+            or 0
+        )
+
+    def pending_purge(self) -> int:
+        """Deletions whose bytes are still in the file."""
+        return int(self._value("SELECT count(*) FROM deletions WHERE NOT purged") or 0)
+
+    def purge(self, grace_seconds: float = 10.0) -> PurgeResult:
+        """Rewrites the file with only the live rows, so deleted bytes are gone from disk.
+
+        Copies a snapshot while ingestion goes on, then, with writes paused, the rows
+        committed meanwhile and the small tables, and swaps the new file in (reads in flight
+        finish first). Ingestion pauses only for the second step and the swap."""
+        start = time.perf_counter()
+        tmp = self.path.with_name(self.path.name + ".purge")
+        for f in (tmp, _wal(tmp)):
+            f.unlink(missing_ok=True)
+        before = self.path.stat().st_size
+        with self.maintenance_lock:
+            # a cursor outside the read gate: the swap waits for the gate's readers
+            cur = self._con.cursor()
+            try:
+                db = cur.execute("SELECT current_database()").fetchall()[0][0]
+                snapshot = cur.execute("SELECT COALESCE(max(seq), 0) FROM events").fetchall()[0][0]
+                cur.execute(f"ATTACH '{tmp}' AS purge_target")
+                cur.execute(f'COPY FROM DATABASE "{db}" TO purge_target (SCHEMA)')
+                cur.execute(
+                    "INSERT INTO purge_target.events SELECT * FROM events WHERE seq <= ?",
+                    [snapshot],
+                )
+                with self._write_lock:
+                    cur.execute(
+                        "INSERT INTO purge_target.events SELECT * FROM events WHERE seq > ?",
+                        [snapshot],
+                    )
+                    for table in _SMALL_TABLES:
+                        cur.execute(f"INSERT INTO purge_target.{table} SELECT * FROM {table}")
+                    n = cur.execute(
+                        "UPDATE purge_target.deletions SET purged = true WHERE NOT purged"
+                    ).fetchall()[0][0]
+                    cur.execute("DETACH purge_target")
+                    cur.close()
+                    self._swap(tmp, grace_seconds)
+            except BaseException:
+                try:
+                    cur.execute("DETACH DATABASE IF EXISTS purge_target")
+                    cur.close()
+                except duckdb.Error:
+                    pass
+                for f in (tmp, _wal(tmp)):
+                    f.unlink(missing_ok=True)
+                raise
+        return PurgeResult(before, self.path.stat().st_size, time.perf_counter() - start, int(n))
+
+    def _swap(self, new_file: Path, grace_seconds: float) -> None:
+        """Puts `new_file` in place of the store's file (writes are paused by the caller)."""
+        with self._gate.exclusive(grace_seconds):
+            self._con.execute("CHECKPOINT")  # everything in the main file: the old WAL is moot
+            self._con.close()
+            os.replace(new_file, self.path)
+            _wal(self.path).unlink(missing_ok=True)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+            self._con = self._connect()
 
     def ping(self) -> bool:
-        self.cursor().execute("SELECT 1").fetchone()
+        self._value("SELECT 1")
         return True
 
     def close(self) -> None:

@@ -15,12 +15,12 @@ from fastapi.responses import (
     HTMLResponse,
     RedirectResponse,
     Response,
-    StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from traction.analytics.domain.specs import TODAY
+from traction.audit.service import ACTOR
 from traction.ingest.domain import client_address, from_trusted_proxy
 from traction.web.session import COOKIE, csrf_for, csrf_protect
 from traction.workspaces.models import User, Workspace
@@ -57,6 +57,7 @@ def current_user(request: Request) -> User:
     user = session_user(request)
     if user is None:
         raise HTTPException(303, headers={"Location": "/login"})
+    ACTOR.set(f"user:{user.email}")  # for the audit log, for the rest of this request
     return user  # type: ignore[no-any-return]
 
 
@@ -258,19 +259,6 @@ def person_page(request: Request, ws_id: str, person_id: str, page: int = 1) -> 
     return render(
         request, "person.html", **ctx, p=view, events=events, total=total, page=page,
         pages=max(1, -(-total // (PAGE_SIZE * 2))),
-    )  # fmt: skip
-
-
-@router.get("/w/{ws_id}/persons/{person_id}/export")
-def person_export(request: Request, ws_id: str, person_id: str) -> StreamingResponse:
-    """The person's data as NDJSON, for an access or portability request (admins only)."""
-    admin_page(request, ws_id, "persons")
-    lines = request.app.state.ctx.persons.export(ws_id, person_id)
-    if lines is None:
-        raise HTTPException(404, "no such person")
-    return StreamingResponse(
-        lines, media_type="application/x-ndjson",
-        headers={"Content-Disposition": f'attachment; filename="person-{person_id}.ndjson"'},
     )  # fmt: skip
 
 

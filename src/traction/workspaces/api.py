@@ -6,14 +6,24 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
+from traction.audit.service import ACTOR
 from traction.throttle import RateLimited
 from traction.workspaces.service import AuthError, KeyInfo, ScopeError
 
 router = APIRouter(prefix="/api/v1", tags=["workspace"])
 
 
-def admin_key(request: Request) -> KeyInfo:
+async def admin_key(request: Request) -> KeyInfo:
+    """The request's secret key. Async on purpose: the actor it sets for the audit log then
+    holds for the rest of the request (a sync dependency runs in a thread of its own)."""
+    info = await run_in_threadpool(_admin_key, request)
+    ACTOR.set(f"key:{info.id}")
+    return info
+
+
+def _admin_key(request: Request) -> KeyInfo:
     from traction.ingest.api import Problem, basic_user
 
     try:

@@ -13,6 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from traction.audit.service import acting_as, record
 from traction.store.state import StateStore, utcnow
 from traction.validation import check_timezone
 from traction.workspaces.domain import (
@@ -86,6 +87,7 @@ class WorkspaceService:
             s.flush()
             write = self._add_key(s, ws.id, "write", "default write key")
             secret = self._add_key(s, ws.id, "admin", "default secret key")
+            record(s, ws.id, "workspace.created", ws.id, name=ws.name, timezone=timezone)
             return CreatedWorkspace(ws.id, ws.name, write.key, secret.key)
 
     def _add_key(self, s: Session, workspace_id: str, scope: Scope, name: str) -> CreatedKey:
@@ -101,7 +103,11 @@ class WorkspaceService:
         s.flush()
         return CreatedKey(row.id, key, scope)
 
-    def create_key(self, workspace_id: str, scope: Scope, name: str = "") -> CreatedKey:
+    def create_key(
+        self, workspace_id: str, scope: Scope, name: str = "", *, audited: bool = True
+    ) -> CreatedKey:
+        """`audited=False`: the CLI's short-lived key (created and deleted by each command
+        while a server runs); the command's own changes are in the log under `cli`."""
         if scope not in ("write", "admin"):
             raise ValueError("scope must be 'write' or 'admin'")
         with self.state.session() as s:
@@ -114,7 +120,10 @@ class WorkspaceService:
                 raise ValueError(
                     f"this workspace has {active} active keys, the most allowed: revoke unused ones first"
                 )
-            return self._add_key(s, workspace_id, scope, name)
+            created = self._add_key(s, workspace_id, scope, name)
+            if audited:
+                record(s, workspace_id, "key.created", created.id, scope=scope, name=name)
+            return created
 
     def list_keys(self, workspace_id: str) -> list[ApiKey]:
         with self.state.session() as s:
@@ -131,6 +140,8 @@ class WorkspaceService:
             row = s.get(ApiKey, key_id)
             if row is None or row.workspace_id != workspace_id:
                 return False
+            if row.revoked_at is None:
+                record(s, workspace_id, "key.revoked", key_id, scope=row.scope, name=row.name)
             row.revoked_at = utcnow()
         with self._cache_lock:
             self._key_cache.clear()
@@ -157,10 +168,16 @@ class WorkspaceService:
             ws = s.get(Workspace, workspace_id)
             if ws is None:
                 raise ValueError(f"no workspace {workspace_id}")
+            before = {"name": ws.name, "timezone": ws.timezone}
             if name is not None:
                 ws.name = name.strip()
             if timezone is not None:
                 ws.timezone = timezone
+            after = {"name": ws.name, "timezone": ws.timezone}
+            if before != after:
+                record(
+                    s, workspace_id, "workspace.updated", workspace_id, before=before, after=after
+                )
             return ws
 
     def get_workspace(self, workspace_id: str) -> Workspace | None:
@@ -261,7 +278,12 @@ class WorkspaceService:
             ).first()
             if row is None:
                 s.add(WorkspaceMember(workspace_id=workspace_id, user_id=user.id, role=role))
+                record(s, workspace_id, "member.added", user.email, role=role)
                 return True
+            if row.role != role:
+                record(
+                    s, workspace_id, "member.role_changed", user.email, before=row.role, after=role
+                )
             row.role = role
             return False
 
@@ -272,7 +294,11 @@ class WorkspaceService:
                     WorkspaceMember.user_id == user_id, WorkspaceMember.workspace_id == workspace_id
                 )
             )
-            return bool(done.rowcount)  # type: ignore[attr-defined]
+            removed = bool(done.rowcount)  # type: ignore[attr-defined]
+            if removed:
+                user = s.get(User, user_id)
+                record(s, workspace_id, "member.removed", user.email if user else user_id)
+            return removed
 
     def members(self, workspace_id: str) -> list[tuple[User, str]]:
         with self.state.session() as s:
@@ -309,6 +335,7 @@ class WorkspaceService:
                     role=role, expires_at=utcnow() + timedelta(days=days),
                 )
             )  # fmt: skip
+            record(s, workspace_id, "member.invited", email, role=role, days=days)
         return token
 
     def pending_invite(self, token: str) -> Invite | None:
@@ -347,6 +374,8 @@ class WorkspaceService:
                 s.add(
                     WorkspaceMember(workspace_id=row.workspace_id, user_id=user.id, role=row.role)
                 )
+                with acting_as(f"user:{user.email}"):
+                    record(s, row.workspace_id, "member.joined", user.email, role=row.role)
             s.delete(row)
             return user
 

@@ -14,6 +14,12 @@
   // Every POST form carries the session's CSRF token (htmx sends it as a header).
   document.addEventListener("submit", (e) => {
     const form = e.target;
+    // a form with data-confirm asks first (erasing a person cannot be undone)
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+      e.preventDefault();
+      e.stopImmediatePropagation();
+      return;
+    }
     const meta = document.querySelector('meta[name="csrf-token"]');
     if (!meta || (form.method || "").toLowerCase() !== "post" || form.elements.csrf_token) return;
     const field = document.createElement("input");

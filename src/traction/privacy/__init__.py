@@ -1,0 +1,1 @@
+"""Privacy: erasure, export, consent, retention (the rules in `domain`, the work in `service`)."""
