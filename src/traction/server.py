@@ -16,11 +16,11 @@ from traction import __version__
 from traction.analytics.service import AnalyticsBusy, QueryTooExpensive
 from traction.context import Context
 from traction.ingest.cors import TrackingCORS
+from traction.privacy.maintenance import Maintenance
 from traction.settings import Settings
 from traction.validation import join, problems
 from traction.web.api_guard import ApiGuard
 from traction.web.headers import SecurityHeaders
-from traction.privacy.maintenance import Maintenance
 from traction.worker import ReactorRunner, default_reactors
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
             ctx.metrics,
             poll_seconds=settings.worker_poll_seconds,
         )
-    maintenance = Maintenance(
-        ctx.privacy, settings.maintenance_interval_seconds if runner else 0
-    )
+    maintenance = Maintenance(ctx.privacy, settings.maintenance_interval_seconds if runner else 0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
