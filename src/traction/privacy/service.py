@@ -154,6 +154,7 @@ class PrivacyService:
                     person_ids=len(pids), distinct_ids=len(dids), events=deleted,
                     suppressed=suppress,
                 )  # fmt: skip
+        self.state.scrub()
         return Erasure(target, len(pids), len(dids), deleted, suppress, True)
 
     def _ids(self, workspace_id: str, person_id: str) -> tuple[set[str], set[str]]:

@@ -56,6 +56,8 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
+            # deleted rows are overwritten with zeros, not left in free pages (erasure)
+            cur.execute("PRAGMA secure_delete=ON")
             cur.close()
 
         return engine
@@ -84,6 +86,14 @@ class StateStore:
 
     def migrate(self) -> None:
         migrate(self.engine)
+
+    def scrub(self) -> None:
+        """After an erasure: SQLite's write-ahead log may still hold old page images with the
+        deleted rows; a truncating checkpoint moves them into the (zeroed) file and empties
+        it. PostgreSQL reclaims dead rows at VACUUM (see docs/privacy.md)."""
+        if self.url.startswith("sqlite"):
+            with self.engine.connect() as c:
+                c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def ping(self) -> bool:
         from sqlalchemy import text
