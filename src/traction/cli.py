@@ -13,11 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from traction.analytics.domain.specs import DateRange
+from traction.audit.cli import app as audit_app
 from traction.audit.service import ACTOR
 from traction.catalog.cli import app as catalog_app
 from traction.cli_access import Local, Remote, announce, events_access
 from traction.cli_common import DataDir, console, err, fail, settings_for
-from traction.identity.cli import app as person_app
+from traction.privacy.cli import app as person_app
+from traction.privacy.cli import privacy_app
 from traction.settings import Settings
 from traction.validation import describe
 from traction.workspaces.cli import user_app, workspace_app
@@ -38,6 +40,8 @@ app.add_typer(workspace_app, name="workspace")
 app.add_typer(user_app, name="user")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(person_app, name="person")
+app.add_typer(privacy_app, name="privacy")
+app.add_typer(audit_app, name="audit")
 _settings = settings_for
 _fail = fail
 Url = Annotated[

@@ -555,18 +555,21 @@ class DuckDBEventStore:
         with self._write_lock:
             con.execute("BEGIN TRANSACTION")
             try:
-                deleted = 0
+                deleted = rows = 0
                 for table, cond in where:
                     row = con.execute(
                         f"DELETE FROM {table} WHERE workspace_id = $ws AND ({cond})",
                         {"ws": workspace_id, **params},
                     ).fetchone()
+                    n = int(row[0]) if row else 0
+                    rows += n
                     if table == "events":
-                        deleted = int(row[0]) if row else 0
-                con.execute(
-                    "INSERT INTO deletions VALUES (?, now()::TIMESTAMP, ?, ?, false)",
-                    [workspace_id, reason, deleted],
-                )
+                        deleted = n
+                if rows:  # nothing deleted: nothing to purge, no cached result is stale
+                    con.execute(
+                        "INSERT INTO deletions VALUES (?, now()::TIMESTAMP, ?, ?, false)",
+                        [workspace_id, reason, deleted],
+                    )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")

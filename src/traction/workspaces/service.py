@@ -241,6 +241,7 @@ class WorkspaceService:
             s.flush()
             for ws in workspace_ids:
                 s.add(WorkspaceMember(workspace_id=ws, user_id=user.id, role=role))
+                record(s, ws, "member.added", email, role=role)
             return user
 
     def find_user(self, email: str) -> User | None:
