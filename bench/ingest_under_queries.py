@@ -35,6 +35,7 @@ from traction.workspaces.service import WorkspaceService  # noqa: E402
 
 def keys(data: Path) -> tuple[str, str]:
     state = StateStore(Settings(data_dir=data).resolved_state_url)
+    state.migrate()
     try:
         svc = WorkspaceService(state)
         ws = svc.list_workspaces()[0].id
@@ -43,9 +44,18 @@ def keys(data: Path) -> tuple[str, str]:
         state.dispose()
 
 
-def serve(data: Path, port: int, concurrency: int, threads: int = 0) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TRACTION_QUERY_CONCURRENCY": str(concurrency), "TRACTION_QUERY_THREADS": str(threads),
-           "TRACTION_QUERY_CONCURRENCY_PER_WORKSPACE": str(concurrency), "TRACTION_RUN_WORKER": "false"}  # fmt: skip
+def serve(
+    data: Path, port: int, concurrency: int | None, threads: int | None = 0
+) -> subprocess.Popen[bytes]:
+    """`None`: the setting left to its default."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACTION_QUERY_")}
+    env["TRACTION_RUN_WORKER"] = "false"
+    if concurrency is not None:
+        env["TRACTION_QUERY_CONCURRENCY"] = env["TRACTION_QUERY_CONCURRENCY_PER_WORKSPACE"] = str(
+            concurrency
+        )
+    if threads is not None:
+        env["TRACTION_QUERY_THREADS"] = str(threads)
     proc = subprocess.Popen(
         [sys.executable, "-m", "traction.cli", "serve", "--port", str(port), "--data-dir", str(data), "--quiet"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -122,14 +132,18 @@ def main() -> None:
         copy = Path(tmp) / "data"
         shutil.copytree(args.data, copy)
         write_key, secret = keys(copy)
-        for label, concurrency, threads, clients in [
-            ("no analytics load", 2, 0, 0),
-            ("6 clients, slots unbounded (64)", 64, 0, 6),
-            ("6 clients, 2 slots (default)", 2, 0, 6),
-            ("6 clients, 1 slot", 1, 0, 6),
-            ("6 clients, 2 slots, 1 DuckDB thread", 2, 1, 6),
-            ("6 clients, 1 slot, 1 DuckDB thread", 1, 1, 6),
-        ]:
+        defaults = Settings()
+        slots, threads_default = (
+            defaults.resolved_query_concurrency[0],
+            defaults.resolved_query_threads,
+        )
+        rows_spec: list[tuple[str, int | None, int | None, int]] = [
+            ("no analytics load", None, None, 0),
+            ("6 clients, slots unbounded, all cores", 64, 0, 6),
+            ("6 clients, 2 slots, all cores", 2, 0, 6),
+            (f"6 clients, default ({slots} slot, {threads_default} thr)", None, None, 6),
+        ]
+        for label, concurrency, threads, clients in rows_spec:
             port = 18000 + len(rows)
             proc = serve(copy, port, concurrency, threads)
             try:

@@ -45,7 +45,9 @@ class Context:
         settings.ensure_dirs()
         state = StateStore(settings.resolved_state_url)
         state.migrate()
-        events = DuckDBEventStore(settings.resolved_events_path, threads=settings.query_threads)
+        events = DuckDBEventStore(
+            settings.resolved_events_path, threads=settings.resolved_query_threads
+        )
         if not events.traits_mirrored():  # data from before the traits mirror: fill it once
             with state.session() as s:
                 traits = backfill_traits(s)
@@ -80,8 +82,8 @@ class Context:
                 timeout_seconds=settings.query_timeout_seconds,
                 max_rows=settings.query_max_rows,
                 kpi_config=saved.kpi_config,
-                max_concurrent=settings.query_concurrency,
-                max_concurrent_per_workspace=settings.query_concurrency_per_workspace,
+                max_concurrent=settings.resolved_query_concurrency[0],
+                max_concurrent_per_workspace=settings.resolved_query_concurrency[1],
             ),
             saved=saved,
             catalog=catalog,

@@ -6,6 +6,7 @@ so tests can build one per temporary data directory and nothing depends on impor
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,11 +49,12 @@ class Settings(BaseSettings):
     # Analytics queries: interrupted past this time; refused past this many result rows.
     # Analytics queries running at once, in all and per workspace: the rest wait (up to the
     # query timeout, then 503), so ingestion keeps its cores under heavy dashboards.
-    query_concurrency: int = Field(2, ge=1, le=64)
-    query_concurrency_per_workspace: int = Field(2, ge=1, le=64)
-    # DuckDB's worker threads (0: one per core). Fewer leave a core to ingestion under heavy
-    # analytics, at the price of slower single queries: see docs/benchmarks.md.
-    query_threads: int = Field(0, ge=0, le=256)
+    # Unset: half the cores (at least one); per workspace: the same.
+    query_concurrency: int | None = Field(None, ge=1, le=64)
+    query_concurrency_per_workspace: int | None = Field(None, ge=1, le=64)
+    # DuckDB's threads (0: one per core). Unset: one core fewer than the machine has (at least
+    # one), so ingestion always keeps a core under heavy analytics: see docs/benchmarks.md.
+    query_threads: int | None = Field(None, ge=0, le=256)
     # How often the server applies retention and purges deleted events from the event file
     # (0: never on its own; `traction privacy purge` or the API then do it).
     maintenance_interval_seconds: float = Field(3600.0, ge=0, le=7 * 86400)
@@ -127,6 +129,19 @@ class Settings(BaseSettings):
         return self.state_url or f"sqlite:///{(self.data_dir / 'state.db').resolve()}"
 
     @property
+    def resolved_query_concurrency(self) -> tuple[int, int]:
+        """(in all, per workspace)."""
+        total = self.query_concurrency or max(1, _cores() // 2)
+        return total, self.query_concurrency_per_workspace or total
+
+    @property
+    def resolved_query_threads(self) -> int:
+        """DuckDB's thread count; 0 leaves DuckDB's own default (one per core)."""
+        if self.query_threads is None:
+            return max(1, _cores() - 1)
+        return self.query_threads
+
+    @property
     def resolved_events_path(self) -> Path:
         return self.events_path or (self.data_dir / "events.duckdb")
 
@@ -136,3 +151,11 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
+
+
+def _cores() -> int:
+    """The cores this process may use (a container's CPU set, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
