@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, web_client
+from tests.test_dashboard import login, page  # noqa: F401  (shared fixtures)
 from traction.analytics.domain.specs import FunnelSpec, TrendSpec
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
@@ -274,3 +275,25 @@ def test_erasure_over_http_and_the_dashboard(server: LiveServer) -> None:
 def _key_id(ctx: Context, ws_id: str) -> str:
     (key,) = [k for k in ctx.workspaces.list_keys(ws_id) if k.scope == "admin"]
     return str(key.id)
+
+
+@pytest.mark.browser
+def test_delete_button_asks_first(page, server: LiveServer) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """In Chromium, under the page's Content-Security-Policy: dismissing the confirmation
+    erases nothing; accepting it erases the person."""
+    ws = server.ctx.workspaces.create_workspace("Acme")
+    server.ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id], "admin")
+    server.ctx.ingest.ingest_sync(ws.id, keeper(), normalize_segment)
+    kim = server.ctx.persons.by_distinct_id(ws.id, "u-kim").id  # type: ignore[union-attr]
+    login(page, server)
+    page.wait_for_url("**/scorecard")
+    page.goto(f"{server.url}/w/{ws.id}/persons/{kim}")
+    page.once("dialog", lambda d: d.dismiss())
+    page.get_by_role("button", name="Delete this person (erasure)").click()
+    page.wait_for_timeout(300)
+    assert server.ctx.persons.get(ws.id, kim) is not None and "/persons/" in page.url
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Delete this person (erasure)").click()
+    page.get_by_test_id("erased").wait_for()
+    assert "Deleted 6 events" in page.get_by_test_id("erased").inner_text()
+    assert server.ctx.persons.get(ws.id, kim) is None
