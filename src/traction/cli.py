@@ -31,9 +31,10 @@ app = typer.Typer(help="Traction: a self-hosted product-led growth engine.", no_
 
 
 @app.callback()
-def _as_cli_user() -> None:
+def _as_cli_user(ctx: typer.Context) -> None:
     """Traction: a self-hosted product-led growth engine."""
-    ACTOR.set(f"cli:{getpass.getuser()}")  # who the audit log names for local changes
+    token = ACTOR.set(f"cli:{getpass.getuser()}")  # who the audit log names for local changes
+    ctx.call_on_close(lambda: ACTOR.reset(token))
 
 
 app.add_typer(workspace_app, name="workspace")
