@@ -1,0 +1,1 @@
+"""Billing: the plan catalog, entitlements and metered usage, subscriptions, pricing."""

@@ -1,0 +1,1 @@
+"""Pure billing logic: the catalog's schema, pricing, usage periods, entitlement decisions."""
