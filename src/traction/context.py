@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from traction.analytics.domain.specs import SPEC_KINDS
 from traction.analytics.saved import SavedInsights
 from traction.analytics.service import AnalyticsService
 from traction.audit.service import AuditLog
+from traction.billing.service import BillingService
 from traction.catalog.service import CatalogService
 from traction.identity.queries import AccountQueries, PersonQueries
 from traction.identity.service import backfill_traits
-from traction.ingest.service import IngestService
-from traction.ingest.writer import EventWriter
+from traction.ingest.domain import normalize_segment
+from traction.ingest.service import IngestService, now_utc
+from traction.ingest.writer import EventWriter, WriterOverloaded, WriterStopped
 from traction.ops.metrics import Metrics
 from traction.privacy.service import PrivacyService
 from traction.settings import Settings
@@ -20,6 +25,8 @@ from traction.store.events import DuckDBEventStore
 from traction.store.state import StateStore
 from traction.throttle import Throttle
 from traction.workspaces.service import WorkspaceService
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -39,6 +46,7 @@ class Context:
     throttle: Throttle
     privacy: PrivacyService
     audit: AuditLog
+    billing: BillingService
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
@@ -64,6 +72,7 @@ class Context:
         persons = PersonQueries(state, events)
         catalog = CatalogService(state)
         privacy = PrivacyService(state, events, writer, catalog, persons)
+        accounts = AccountQueries(state, events)
         return cls(
             settings=settings,
             state=state,
@@ -71,7 +80,7 @@ class Context:
             metrics=metrics,
             workspaces=workspaces,
             persons=persons,
-            accounts=AccountQueries(state, events),
+            accounts=accounts,
             writer=writer,
             ingest=IngestService(
                 writer, settings.max_event_bytes, metrics, lambda ws: privacy.policy(ws).consent
@@ -96,6 +105,7 @@ class Context:
             ),
             privacy=privacy,
             audit=AuditLog(state),
+            billing=BillingService(state, accounts.member_count, _emitter(writer)),
         )
 
     def close(self) -> None:
@@ -107,3 +117,22 @@ class Context:
         self.writer.stop()
         self.events.close()
         self.state.dispose()
+
+
+def _emitter(writer: EventWriter) -> Callable[[str, list[dict[str, Any]]], None]:
+    """How services put their own events (subscription changes, upgrade triggers) into the
+    log: through the writer like any other, not waited for (they must not slow the call
+    that caused them); a full queue drops them with a warning."""
+
+    def emit(workspace_id: str, messages: list[dict[str, Any]]) -> None:
+        now = now_utc()
+        items = [(workspace_id, normalize_segment(m, now)) for m in messages]
+        try:
+            if writer.alive:
+                writer.submit(items)
+            else:
+                writer.write_now(items)
+        except (WriterOverloaded, WriterStopped):
+            log.warning("system events dropped", extra={"events": len(items)})
+
+    return emit

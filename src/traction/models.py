@@ -2,6 +2,7 @@
 
 from traction.analytics import models as analytics_models
 from traction.audit import models as audit_models
+from traction.billing import models as billing_models
 from traction.catalog import models as catalog_models
 from traction.identity import models as identity_models
 from traction.privacy import models as privacy_models
@@ -11,6 +12,7 @@ from traction.workspaces import models as workspace_models
 __all__ = [
     "analytics_models",
     "audit_models",
+    "billing_models",
     "catalog_models",
     "identity_models",
     "privacy_models",

@@ -111,6 +111,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.analytics.web import router as analytics_web_router
     from traction.audit.api import router as audit_router
     from traction.audit.web import router as audit_web_router
+    from traction.billing.api import router as billing_router
     from traction.catalog.api import router as catalog_router
     from traction.catalog.web import router as catalog_web_router
     from traction.identity.api import router as identity_router
@@ -130,6 +131,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(identity_router)
     app.include_router(privacy_router)
     app.include_router(audit_router)
+    app.include_router(billing_router)
     app.include_router(catalog_router)
     app.include_router(analytics_router)
     app.include_router(saved_router)

@@ -240,6 +240,17 @@ class AccountQueries:
         self.state = state
         self.events = events
 
+    def member_count(self, workspace_id: str, key: str) -> int:
+        """The account's members: the seats meter."""
+        with self.state.session() as s:
+            n = s.scalar(
+                select(func.count(func.distinct(AccountMembership.person_id))).where(
+                    AccountMembership.workspace_id == workspace_id,
+                    AccountMembership.group_key == key,
+                )
+            )
+        return int(n or 0)
+
     def get(self, workspace_id: str, key: str) -> AccountView | None:
         with self.state.session() as s:
             acc = s.scalars(

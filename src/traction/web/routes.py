@@ -305,8 +305,8 @@ def create_key(
     same_origin(request)
     page = admin_page(request, ws_id, "keys")
     svc = request.app.state.ctx.workspaces
-    if scope not in ("write", "admin"):
-        raise HTTPException(422, "scope must be write or admin")
+    if scope not in ("write", "server", "admin"):
+        raise HTTPException(422, "scope must be write, server or admin")
     try:
         new = svc.create_key(ws_id, scope, name[:200])
     except ValueError as e:

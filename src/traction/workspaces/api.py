@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from traction.audit.service import ACTOR
 from traction.throttle import RateLimited
+from traction.workspaces.domain import Scope
 from traction.workspaces.service import AuthError, KeyInfo, ScopeError
 
 router = APIRouter(prefix="/api/v1", tags=["workspace"])
@@ -18,12 +19,19 @@ router = APIRouter(prefix="/api/v1", tags=["workspace"])
 async def admin_key(request: Request) -> KeyInfo:
     """The request's secret key. Async on purpose: the actor it sets for the audit log then
     holds for the rest of the request (a sync dependency runs in a thread of its own)."""
-    info = await run_in_threadpool(_admin_key, request)
+    info = await run_in_threadpool(_key, request, "admin")
     ACTOR.set(f"key:{info.id}")
     return info
 
 
-def _admin_key(request: Request) -> KeyInfo:
+async def server_key(request: Request) -> KeyInfo:
+    """A server key (a product's backend) or a secret key: entitlements and usage."""
+    info = await run_in_threadpool(_key, request, "server")
+    ACTOR.set(f"key:{info.id}")
+    return info
+
+
+def _key(request: Request, need: Scope) -> KeyInfo:
     from traction.ingest.api import Problem, basic_user
 
     try:
@@ -32,7 +40,7 @@ def _admin_key(request: Request) -> KeyInfo:
         raise HTTPException(401, p.message) from None
     ctx = request.app.state.ctx
     try:
-        info: KeyInfo = ctx.workspaces.authenticate_key(token, "admin")
+        info: KeyInfo = ctx.workspaces.authenticate_key(token, need)
         ctx.throttle.check_key(info.id, ingest=False)
         return info
     except RateLimited as e:
@@ -45,7 +53,7 @@ def _admin_key(request: Request) -> KeyInfo:
 
 class NewKey(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    scope: Literal["write", "admin"]
+    scope: Literal["write", "server", "admin"]
     name: str = Field(default="", max_length=200)
 
 

@@ -6,9 +6,16 @@ import hashlib
 import secrets
 from typing import Literal
 
-Scope = Literal["write", "admin"]
-SCOPES: tuple[Scope, ...] = ("write", "admin")
-_PREFIX = {"write": "tr_pub_", "admin": "tr_sec_"}
+Scope = Literal["write", "server", "admin"]
+SCOPES: tuple[Scope, ...] = ("write", "server", "admin")
+_PREFIX = {"write": "tr_pub_", "server": "tr_srv_", "admin": "tr_sec_"}
+# What each scope may do beyond itself: a server key (a product's backend) ingests too, and
+# checks and consumes entitlements; an admin key does everything.
+_ALSO: dict[str, frozenset[str]] = {
+    "write": frozenset(),
+    "server": frozenset({"write"}),
+    "admin": frozenset({"write", "server"}),
+}
 
 
 def new_key(scope: Scope) -> str:
@@ -24,8 +31,8 @@ def display_prefix(key: str) -> str:
 
 
 def scope_allows(have: str, need: Scope) -> bool:
-    """admin can do everything a write key can; a write key can only ingest."""
-    return have == "admin" or have == need
+    """A write key only ingests; a server key ingests and uses entitlements; admin: all."""
+    return have == need or need in _ALSO.get(have, frozenset())
 
 
 # Dashboard roles: an admin manages keys, members and settings; a member uses the product

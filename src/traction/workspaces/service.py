@@ -18,6 +18,7 @@ from traction.store.state import StateStore, utcnow
 from traction.validation import check_timezone
 from traction.workspaces.domain import (
     ROLES,
+    SCOPES,
     Role,
     Scope,
     check_password,
@@ -108,8 +109,8 @@ class WorkspaceService:
     ) -> CreatedKey:
         """`audited=False`: the CLI's short-lived key (created and deleted by each command
         while a server runs); the command's own changes are in the log under `cli`."""
-        if scope not in ("write", "admin"):
-            raise ValueError("scope must be 'write' or 'admin'")
+        if scope not in SCOPES:
+            raise ValueError("scope must be 'write', 'server' or 'admin'")
         with self.state.session() as s:
             active = s.scalar(
                 select(func.count()).where(

@@ -1,0 +1,161 @@
+"""Billing API: the catalog (secret key), entitlements and usage (server key), subscriptions
+through the manual adapter, an account's billing at a glance."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+import yaml
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from traction.billing.service import BillingError, NotFound
+from traction.workspaces.api import admin_key, server_key
+from traction.workspaces.service import KeyInfo
+
+router = APIRouter(prefix="/api/v1", tags=["billing"])
+Id = Field(min_length=1, max_length=200)
+
+
+def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except BillingError as e:
+        raise HTTPException(422, str(e)) from None
+    except NotFound as e:
+        raise HTTPException(404, str(e)) from None
+
+
+def parse_document(body: bytes, content_type: str) -> Any:
+    """JSON, or YAML when the request says so (`application/yaml`, `text/yaml`)."""
+    try:
+        if "yaml" in content_type:
+            return yaml.safe_load(body.decode())
+        return orjson.loads(body)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise HTTPException(400, f"the catalog is not valid YAML{at}") from None
+    except orjson.JSONDecodeError as e:
+        raise HTTPException(400, f"the catalog is not valid JSON: {e}") from None
+
+
+@router.put("/catalog")
+async def put_catalog(
+    request: Request,
+    dry_run: bool = Query(False, description="only answer the diff"),
+    key: KeyInfo = Depends(admin_key),
+) -> dict[str, Any]:
+    """Replaces the whole plan catalog (JSON, or YAML with a YAML content type), all or
+    nothing; answers the diff. A plan whose terms changed gets a new version; its
+    subscribers keep the version they bought."""
+    document = parse_document(await request.body(), request.headers.get("content-type", ""))
+    ctx = request.app.state.ctx
+    result = await run_in_threadpool(
+        _call, ctx.billing.apply_catalog, key.workspace_id, document, dry_run=dry_run
+    )
+    return result.as_dict()  # type: ignore[no-any-return]
+
+
+@router.get("/catalog")
+def get_catalog(request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+    cat = _call(request.app.state.ctx.billing._need_catalog, key.workspace_id)
+    return cat.model_dump(mode="json", by_alias=True)  # type: ignore[no-any-return]
+
+
+@router.get("/plans")
+def list_plans(request: Request, key: KeyInfo = Depends(server_key)) -> list[dict[str, Any]]:
+    """The plans on sale, with their features, limits, prices and current version."""
+    return _call(request.app.state.ctx.billing.plans, key.workspace_id)  # type: ignore[no-any-return]
+
+
+class CheckBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account: str = Id
+    feature: str = Field(min_length=1, max_length=63)
+    requested_usage: int = Field(0, ge=0, le=10**12)
+    user: str | None = Field(
+        None, min_length=1, max_length=200, description="who asked (for upgrade triggers)"
+    )
+
+
+@router.post("/entitlements/check")
+def check(body: CheckBody, request: Request, key: KeyInfo = Depends(server_key)) -> dict[str, Any]:
+    """May the account use the feature (this much more of it)? Denials carry the cheapest
+    plans that would grant it, and become `$feature_locked` events."""
+    d = _call(request.app.state.ctx.billing.check, key.workspace_id, body.account, body.feature,
+              body.requested_usage, body.user)  # fmt: skip
+    return d.as_dict()  # type: ignore[no-any-return]
+
+
+@router.get("/entitlements")
+def entitlements(
+    request: Request, account: str = Query(min_length=1, max_length=200),
+    key: KeyInfo = Depends(server_key),
+) -> dict[str, Any]:  # fmt: skip
+    """All of the account's entitlements at once (what SDKs cache)."""
+    return _call(request.app.state.ctx.billing.entitlements, key.workspace_id, account)  # type: ignore[no-any-return]
+
+
+class UsageBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    account: str = Id
+    feature: str = Field(min_length=1, max_length=63)
+    quantity: int = Field(ge=1, le=10**9, description="a whole number of units")
+    idempotency_key: str = Id
+    user: str | None = Field(None, min_length=1, max_length=200)
+
+
+@router.post("/usage")
+def consume(
+    body: UsageBody, request: Request, key: KeyInfo = Depends(server_key)
+) -> dict[str, Any]:
+    """Atomically consumes usage of a metered feature. A hard limit is never exceeded; a
+    retry with the same idempotency key is counted once and answers the same."""
+    return _call(request.app.state.ctx.billing.consume, key.workspace_id, body.account,  # type: ignore[no-any-return]
+                 body.feature, body.quantity, body.idempotency_key, body.user)  # fmt: skip
+
+
+class SubscribeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account: str = Id
+    plan: str = Field(min_length=1, max_length=63)
+    interval: Literal["month", "year"] = "month"
+    seats: int = Field(1, ge=1, le=100_000)
+    trial: bool = True
+
+
+@router.post("/subscriptions", status_code=201)
+def subscribe(
+    body: SubscribeBody, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    """Starts a subscription at once (the manual adapter: no payment provider)."""
+    sub = _call(request.app.state.ctx.billing.subscribe, key.workspace_id, body.account, body.plan,
+                interval=body.interval, seats=body.seats, trial=body.trial)  # fmt: skip
+    return subscription_dict(sub)
+
+
+@router.get("/accounts/{account}/billing")
+def account_billing(
+    account: str, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    """The account's subscription, invoice preview for the current period, and entitlements."""
+    billing = request.app.state.ctx.billing
+    sub = billing.subscription(key.workspace_id, account)
+    return {
+        "subscription": subscription_dict(sub) if sub else None,
+        "invoice_preview": _call(billing.invoice, key.workspace_id, account).as_dict(),
+        **_call(billing.entitlements, key.workspace_id, account),
+    }
+
+
+def subscription_dict(sub: Any) -> dict[str, Any]:
+    return {
+        "id": sub.id, "account": sub.account, "plan": sub.plan_key, "plan_version": sub.plan_version,
+        "interval": sub.interval, "status": sub.status, "seats": sub.seats,
+        "period_start": sub.period_start.isoformat() + "Z", "period_end": sub.period_end.isoformat() + "Z",
+        "trial_end": sub.trial_end.isoformat() + "Z" if sub.trial_end else None,
+        "cancel_at_period_end": sub.cancel_at_period_end,
+    }  # fmt: skip

@@ -1,0 +1,475 @@
+"""Billing use cases: apply the catalog, subscribe and change plans (the manual adapter),
+check and consume entitlements, preview the invoice.
+
+The hot path is `check` and `consume`. A consume is one transaction: the idempotency record
+first (a retry finds it and gets the same answer), then one conditional UPDATE of the usage
+row (`used + q <= limit`), which both SQLite (one writer at a time) and PostgreSQL (the row
+lock, and the condition re-checked on the locked row) make atomic: a hard limit is never
+exceeded, whatever the concurrency.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from traction.audit.service import record
+from traction.billing.domain.catalog import SEATS, Catalog, Plan
+from traction.billing.domain.entitlements import Decision, crossed, decide
+from traction.billing.domain.periods import add_months, usage_window
+from traction.billing.domain.pricing import Invoice, invoice_preview
+from traction.billing.models import (
+    CatalogVersion,
+    MeterValue,
+    PlanVersion,
+    Subscription,
+    Usage,
+    UsageRecord,
+)
+from traction.store.state import StateStore, utcnow
+from traction.validation import describe
+
+LIVE = ("trialing", "active", "past_due")
+
+
+class BillingError(ValueError):
+    """Bad input: the message says what and where (an API answers 4xx with it)."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    version: int | None  # None: a dry run, or nothing changed
+    diff: list[dict[str, Any]]
+    new_plan_versions: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "diff": self.diff,
+            "new_plan_versions": self.new_plan_versions,
+        }
+
+
+def parse_catalog(document: Any) -> Catalog:
+    if not isinstance(document, dict):
+        raise BillingError(
+            "the catalog must be an object with currency, features, meters and plans"
+        )
+    try:
+        return Catalog.model_validate(document)
+    except ValidationError as e:
+        raise BillingError(describe(e)) from None
+
+
+def catalog_diff(old: Catalog | None, new: Catalog) -> list[dict[str, Any]]:
+    """What applying `new` changes: per feature, meter and plan, added / removed / changed
+    (with the fields that changed), and the currency."""
+    out: list[dict[str, Any]] = []
+    if old is not None and old.currency != new.currency:
+        out.append({"kind": "currency", "key": "", "change": "changed", "fields": ["currency"]})
+    for kind in ("features", "meters", "plans"):
+        before = {x.key: x.model_dump(mode="json") for x in (getattr(old, kind) if old else [])}
+        after = {x.key: x.model_dump(mode="json") for x in getattr(new, kind)}
+        for key in sorted(before.keys() | after.keys()):
+            if key not in before:
+                out.append({"kind": kind[:-1], "key": key, "change": "added"})
+            elif key not in after:
+                out.append({"kind": kind[:-1], "key": key, "change": "removed"})
+            elif before[key] != after[key]:
+                fields = sorted(f for f in after[key].keys() | before[key].keys()
+                                if before[key].get(f) != after[key].get(f))  # fmt: skip
+                out.append({"kind": kind[:-1], "key": key, "change": "changed", "fields": fields})
+    return out
+
+
+def _insert_ignore(
+    session: Session, table: Any, values: dict[str, Any], keys: Sequence[str]
+) -> int:
+    """INSERT … ON CONFLICT DO NOTHING on either store; returns rows inserted (by RETURNING:
+    a driver's rowcount for a skipped insert is not to be trusted)."""
+    dialect = session.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(**values)
+    stmt = ins.on_conflict_do_nothing(index_elements=list(keys)).returning(table.c[keys[0]])
+    return len(session.execute(stmt).all())
+
+
+class BillingService:
+    CATALOG_TTL = 5.0
+
+    def __init__(
+        self,
+        state: StateStore,
+        members: Callable[[str, str], int],
+        emit: Callable[[str, list[dict[str, Any]]], None],
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        """`members(ws, account)`: the account's members (the seats meter); `emit(ws,
+        messages)`: Segment messages into the event log (subscription changes, upgrade
+        triggers)."""
+        self.state = state
+        self.members = members
+        self.emit = emit
+        self.now = now
+        self._catalogs: dict[str, tuple[float, Catalog | None]] = {}
+        self._plans: dict[tuple[str, str, int], Plan] = {}
+        self._lock = threading.Lock()
+
+    # -- the catalog ----------------------------------------------------------------------------
+
+    def catalog(self, workspace_id: str) -> Catalog | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._catalogs.get(workspace_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        with self.state.session() as s:
+            row = s.scalars(
+                select(CatalogVersion)
+                .where(CatalogVersion.workspace_id == workspace_id)
+                .order_by(CatalogVersion.version.desc())
+                .limit(1)
+            ).first()
+            cat = Catalog.model_validate(row.document) if row else None
+        with self._lock:
+            self._catalogs[workspace_id] = (now + self.CATALOG_TTL, cat)
+        return cat
+
+    def _need_catalog(self, workspace_id: str) -> Catalog:
+        cat = self.catalog(workspace_id)
+        if cat is None:
+            raise NotFound(
+                "this workspace has no plan catalog yet: apply one (PUT /api/v1/catalog)"
+            )
+        return cat
+
+    def apply_catalog(
+        self, workspace_id: str, document: Any, *, dry_run: bool = False
+    ) -> ApplyResult:
+        """All or nothing: the whole document is checked, then stored as a new version with
+        a new version of each plan whose terms changed (subscribers keep theirs)."""
+        new = parse_catalog(document)
+        with self.state.session() as s:
+            last = s.scalars(
+                select(CatalogVersion)
+                .where(CatalogVersion.workspace_id == workspace_id)
+                .order_by(CatalogVersion.version.desc())
+                .limit(1)
+                .with_for_update()
+            ).first()
+            old = Catalog.model_validate(last.document) if last else None
+            diff = catalog_diff(old, new)
+            if (
+                old is not None
+                and old.currency != new.currency
+                and self._any_subscription(s, workspace_id)
+            ):
+                raise BillingError(
+                    f"currency: the catalog bills in {old.currency} and has subscribers; "
+                    "a currency change needs a new workspace"
+                )
+            if dry_run or (last is not None and not diff):
+                return ApplyResult(None, diff, [])
+            version = (last.version if last else 0) + 1
+            s.add(CatalogVersion(workspace_id=workspace_id, version=version,
+                                 document=new.model_dump(mode="json", by_alias=True), diff=diff,
+                                 applied_at=utcnow()))  # fmt: skip
+            created = []
+            for plan in new.plans:
+                doc = plan.model_dump(mode="json", by_alias=True)
+                current = s.scalars(
+                    select(PlanVersion)
+                    .where(
+                        PlanVersion.workspace_id == workspace_id, PlanVersion.plan_key == plan.key
+                    )
+                    .order_by(PlanVersion.version.desc())
+                    .limit(1)
+                ).first()
+                if current is None or current.document != doc:
+                    n = (current.version if current else 0) + 1
+                    s.add(PlanVersion(workspace_id=workspace_id, plan_key=plan.key, version=n,
+                                      document=doc, created_at=utcnow()))  # fmt: skip
+                    created.append(f"{plan.key}@{n}")
+            record(s, workspace_id, "catalog.applied", f"v{version}", diff=diff)
+        with self._lock:
+            self._catalogs.pop(workspace_id, None)
+        return ApplyResult(version, diff, created)
+
+    @staticmethod
+    def _any_subscription(s: Session, workspace_id: str) -> bool:
+        return (
+            s.scalars(
+                select(Subscription.id).where(Subscription.workspace_id == workspace_id).limit(1)
+            ).first()
+            is not None
+        )
+
+    def plans(self, workspace_id: str) -> list[dict[str, Any]]:
+        """The current plans, each with its version, features, limits and prices."""
+        cat = self._need_catalog(workspace_id)
+        versions = self._current_versions(workspace_id)
+        return [
+            {**p.model_dump(mode="json", by_alias=True), "version": versions.get(p.key, 1),
+             "currency": cat.currency}
+            for p in cat.plans
+        ]  # fmt: skip
+
+    def _current_versions(self, workspace_id: str) -> dict[str, int]:
+        with self.state.session() as s:
+            rows = s.execute(
+                select(PlanVersion.plan_key, PlanVersion.version).where(
+                    PlanVersion.workspace_id == workspace_id
+                )
+            ).all()
+        out: dict[str, int] = {}
+        for key, v in rows:
+            out[key] = max(out.get(key, 0), v)
+        return out
+
+    def _plan_version(self, workspace_id: str, key: str, version: int) -> Plan:
+        cache_key = (workspace_id, key, version)
+        with self._lock:
+            hit = self._plans.get(cache_key)
+        if hit is not None:
+            return hit
+        with self.state.session() as s:
+            row = s.scalars(
+                select(PlanVersion).where(
+                    PlanVersion.workspace_id == workspace_id,
+                    PlanVersion.plan_key == key,
+                    PlanVersion.version == version,
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"no plan {key} version {version}")
+            plan = Plan.model_validate(row.document)
+        with self._lock:
+            self._plans[cache_key] = plan
+        return plan
+
+    # -- subscriptions (the manual adapter: changes apply at once) -------------------------------
+
+    def subscription(self, workspace_id: str, account: str) -> Subscription | None:
+        with self.state.session() as s:
+            return s.scalars(
+                select(Subscription)
+                .where(Subscription.workspace_id == workspace_id, Subscription.account == account,
+                       Subscription.status.in_(LIVE))
+                .order_by(Subscription.created_at.desc())
+                .limit(1)
+            ).first()  # fmt: skip
+
+    def subscribe(
+        self, workspace_id: str, account: str, plan_key: str, *, interval: str = "month",
+        seats: int = 1, trial: bool = True,
+    ) -> Subscription:  # fmt: skip
+        """Starts a subscription (a trial first when the plan has one and `trial`)."""
+        cat = self._need_catalog(workspace_id)
+        plan = cat.plan(plan_key)
+        if plan is None:
+            raise BillingError(
+                f"plan: no plan {plan_key!r} (have: {', '.join(p.key for p in cat.plans)})"
+            )
+        if plan.kind != "free" and plan.price(interval) is None:  # type: ignore[arg-type]
+            raise BillingError(f"interval: plan {plan_key!r} has no {interval}ly price")
+        if self.subscription(workspace_id, account) is not None:
+            raise BillingError(
+                f"account {account!r} has a subscription already: change its plan instead"
+            )
+        if not 1 <= seats <= 100_000:
+            raise BillingError("seats: between 1 and 100,000")
+        now = self.now()
+        version = self._current_versions(workspace_id).get(plan_key, 1)
+        trialing = trial and bool(plan.trial_days)
+        end = (
+            now + timedelta(days=plan.trial_days or 0)
+            if trialing
+            else add_months(now, 12 if interval == "year" else 1)
+        )
+        with self.state.session() as s:
+            sub = Subscription(
+                workspace_id=workspace_id, account=account, plan_key=plan_key, plan_version=version,
+                interval=interval, status="trialing" if trialing else "active", seats=seats,
+                period_start=now, period_end=end, trial_end=end if trialing else None,
+                cancel_at_period_end=False, provider="manual", created_at=now,
+            )  # fmt: skip
+            s.add(sub)
+            s.flush()
+            record(s, workspace_id, "subscription.started", account, plan=plan_key, trial=trialing)
+        name = "trial_started" if trialing else "subscription_started"
+        self.emit(workspace_id, [self._account_event(account, name, {"plan": plan_key, "interval": interval,
+                                                                     "seats": seats}, sub.id)])  # fmt: skip
+        return sub
+
+    # -- entitlements ---------------------------------------------------------------------------
+
+    def plan_for(
+        self, workspace_id: str, account: str
+    ) -> tuple[Catalog, Plan | None, Subscription | None]:
+        """The account's plan: its subscription's version of it, or the free plan."""
+        cat = self._need_catalog(workspace_id)
+        sub = self.subscription(workspace_id, account)
+        if sub is not None:
+            return cat, self._plan_version(workspace_id, sub.plan_key, sub.plan_version), sub
+        return cat, cat.free_plan, None
+
+    def usage(
+        self, workspace_id: str, account: str, feature: str, cat: Catalog,
+        sub: Subscription | None, at: datetime,
+    ) -> tuple[int, tuple[datetime, datetime]]:  # fmt: skip
+        """The account's usage of a metered feature in the window `at` falls in."""
+        f = cat.feature(feature)
+        assert f is not None
+        period = (sub.period_start, sub.period_end) if sub is not None else None
+        window = usage_window(f.reset, at, period)
+        if f.meter == SEATS:
+            return self.members(workspace_id, account), window
+        with self.state.session() as s:
+            if f.meter is None:
+                used = s.scalars(select(Usage.used).where(
+                    Usage.workspace_id == workspace_id, Usage.account == account,
+                    Usage.feature == feature, Usage.window_start == window[0])).first()  # fmt: skip
+                return int(used or 0), window
+            value = s.scalars(select(MeterValue.value).where(
+                MeterValue.workspace_id == workspace_id, MeterValue.account == account,
+                MeterValue.feature == feature, MeterValue.window_start == window[0])).first()  # fmt: skip
+        return int(float(value or 0)), window
+
+    def check(
+        self, workspace_id: str, account: str, feature: str, requested: int = 0,
+        user: str | None = None,
+    ) -> Decision:  # fmt: skip
+        cat, plan, sub = self.plan_for(workspace_id, account)
+        f = cat.feature(feature)
+        if f is None:
+            raise BillingError(f"feature: no feature {feature!r} in the catalog")
+        now = self.now()
+        used, window = (
+            (0, None)
+            if f.type != "metered"
+            else self.usage(workspace_id, account, feature, cat, sub, now)
+        )
+        d = decide(cat, plan, feature, used, requested, window[1] if window else None)
+        if not d.granted:
+            hour = now.strftime("%Y-%m-%dT%H")
+            self.emit(workspace_id, [self._account_event(
+                account, "$feature_locked", {"feature": feature, "reason": d.reason,
+                                             "plan": plan.key if plan else None},
+                f"$feature_locked:{account}:{feature}:{hour}", user)])  # fmt: skip
+        return d
+
+    def entitlements(self, workspace_id: str, account: str) -> dict[str, Any]:
+        """Every feature's decision for the account: what an SDK caches."""
+        cat, plan, sub = self.plan_for(workspace_id, account)
+        now = self.now()
+        out = {}
+        for f in cat.features:
+            used, window = (
+                (0, None)
+                if f.type != "metered"
+                else self.usage(workspace_id, account, f.key, cat, sub, now)
+            )
+            out[f.key] = decide(cat, plan, f.key, used, 0, window[1] if window else None).as_dict()
+        return {"account": account, "plan": plan.key if plan else None,
+                "status": sub.status if sub else None, "entitlements": out}  # fmt: skip
+
+    def consume(
+        self, workspace_id: str, account: str, feature: str, quantity: int, idempotency_key: str,
+        user: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Atomically adds `quantity` to the account's usage if the plan allows it."""
+        if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1:
+            raise BillingError("quantity: a whole number of at least 1")
+        cat, plan, sub = self.plan_for(workspace_id, account)
+        f = cat.feature(feature)
+        if f is None:
+            raise BillingError(f"feature: no feature {feature!r} in the catalog")
+        if f.type != "metered":
+            raise BillingError(f"feature: {feature!r} is not metered; use a check")
+        if f.meter is not None:
+            raise BillingError(
+                f"feature: {feature!r} is measured from events (meter {f.meter!r}): send the events"
+            )
+        now = self.now()
+        period = (sub.period_start, sub.period_end) if sub is not None else None
+        window = usage_window(f.reset, now, period)
+        grant = plan.features.get(feature) if plan else None
+        with self.state.session() as s:
+            fresh = _insert_ignore(s, UsageRecord.__table__, {
+                "workspace_id": workspace_id, "idempotency_key": idempotency_key, "account": account,
+                "feature": feature, "quantity": quantity, "granted": False, "response": {},
+                "created_at": now}, ("workspace_id", "idempotency_key"))  # fmt: skip
+            rec = s.scalars(select(UsageRecord).where(
+                UsageRecord.workspace_id == workspace_id,
+                UsageRecord.idempotency_key == idempotency_key)).one()  # fmt: skip
+            if not fresh:
+                if (rec.account, rec.feature, rec.quantity) != (account, feature, quantity):
+                    raise BillingError("idempotency_key: used before for a different request")
+                return dict(rec.response)
+            _insert_ignore(s, Usage.__table__, {
+                "workspace_id": workspace_id, "account": account, "feature": feature,
+                "window_start": window[0], "window_end": window[1], "used": 0},
+                ("workspace_id", "account", "feature", "window_start"))  # fmt: skip
+            where = [Usage.workspace_id == workspace_id, Usage.account == account,
+                     Usage.feature == feature, Usage.window_start == window[0]]  # fmt: skip
+            allowed = grant is not None and grant.enabled
+            hard = grant is not None and grant.limit is not None and not grant.soft
+            granted = False
+            if allowed:
+                stmt = update(Usage).where(*where).values(used=Usage.used + quantity)
+                if hard:
+                    assert grant is not None and grant.limit is not None
+                    stmt = stmt.where(Usage.used + quantity <= grant.limit)
+                granted = bool(s.execute(stmt).rowcount)  # type: ignore[attr-defined]
+            after = int(s.scalars(select(Usage.used).where(*where)).one())
+            limit = grant.limit if grant is not None else None
+            response = {
+                "granted": granted, "usage": after, "limit": limit,
+                "remaining": None if limit is None else max(0, limit - after),
+                "reason": "granted" if granted else ("limit_reached" if allowed else "not_in_plan"),
+                "resets_at": window[1].isoformat() + "Z",
+            }  # fmt: skip
+            rec.granted, rec.response = granted, response
+        triggers = crossed(limit, after - quantity, after) if granted else (
+            ["$limit_reached"] if allowed else ["$feature_locked"])  # fmt: skip
+        if triggers:
+            self.emit(workspace_id, [self._account_event(
+                account, t, {"feature": feature, "usage": after, "limit": limit,
+                             "plan": plan.key if plan else None},
+                f"{t}:{account}:{feature}:{window[0].isoformat()}", user) for t in triggers])  # fmt: skip
+        return response
+
+    def invoice(self, workspace_id: str, account: str) -> Invoice:
+        cat, plan, sub = self.plan_for(workspace_id, account)
+        if plan is None:
+            raise NotFound(f"account {account!r} has no plan and the catalog no free plan")
+        now = self.now()
+        usage = {f.key: self.usage(workspace_id, account, f.key, cat, sub, now)[0]
+                 for f in cat.features if f.type == "metered" and f.meter != SEATS}  # fmt: skip
+        seats = sub.seats if sub else 1
+        return invoice_preview(cat, plan, sub.interval if sub else "month", seats, usage)
+
+    # -- events -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _account_event(
+        account: str, name: str, props: dict[str, Any], message_id: str, user: str | None = None
+    ) -> dict[str, Any]:
+        """A track call on the account (and on the user, when the caller said who): upgrade
+        triggers and subscription changes land in the log beside the product's own events."""
+        ids = {"userId": user} if user else {"anonymousId": f"account:{account}"}
+        return {"type": "track", "event": name, "properties": {**props, "account": account},
+                "context": {"groupId": account, "library": {"name": "traction-billing"}},
+                "messageId": message_id[:200], **ids}  # fmt: skip
