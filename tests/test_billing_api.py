@@ -41,7 +41,7 @@ def billing(settings: Settings, state_url: str) -> Iterator[tuple[LiveServer, An
 
 
 def test_fifty_concurrent_consumes_against_a_hard_limit_of_ten(billing) -> None:  # type: ignore[no-untyped-def]
-    srv, ws, key = billing
+    srv, _ws, key = billing
 
     def consume(i: int) -> dict[str, Any]:
         r = httpx.post(f"{srv.url}/api/v1/usage", auth=(key, ""), timeout=60, json={
