@@ -33,7 +33,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         runner = ReactorRunner(
             ctx.state,
             ctx.events,
-            default_reactors(ctx.state, ctx.catalog),
+            default_reactors(ctx.state, ctx.catalog, ctx.billing),
             ctx.metrics,
             poll_seconds=settings.worker_poll_seconds,
         )

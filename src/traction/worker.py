@@ -20,6 +20,7 @@ from traction.store.models import ReactorCursor
 from traction.store.state import StateStore, utcnow
 
 if TYPE_CHECKING:
+    from traction.billing.service import BillingService
     from traction.catalog.service import CatalogService
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,20 @@ class Reactor(Protocol):
         """Called with events in `seq` order, possibly again after a crash."""
 
 
-def default_reactors(state: StateStore, catalog: CatalogService | None = None) -> list[Reactor]:
-    """`catalog`: the server's own, so an erasure and the catalog's updates share one lock."""
+def default_reactors(
+    state: StateStore, catalog: CatalogService | None = None, billing: BillingService | None = None
+) -> list[Reactor]:
+    """`catalog`: the server's own, so an erasure and the catalog's updates share one lock;
+    `billing`: the server's, for the meters (none: no meter reactor)."""
+    from traction.billing.reactors import MeterReactor
     from traction.catalog.reactors import CatalogReactor
     from traction.catalog.service import CatalogService
     from traction.identity.reactors import SeenReactor
 
-    return [SeenReactor(state), CatalogReactor(catalog or CatalogService(state))]
+    reactors: list[Reactor] = [SeenReactor(state), CatalogReactor(catalog or CatalogService(state))]
+    if billing is not None:
+        reactors.append(MeterReactor(billing))
+    return reactors
 
 
 class ReactorRunner:

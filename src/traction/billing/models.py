@@ -119,4 +119,5 @@ class MeterValue(Base):
     value: Mapped[str] = mapped_column(Text, default="0")  # a Decimal, exact
     latest_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # LATEST
     latest_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    applied_seq: Mapped[int] = mapped_column(BigInteger, default=0)  # events up to here counted
     distinct_values: Mapped[list[str]] = mapped_column(JSON, default=list)  # UNIQUE_COUNT

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,9 +24,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from traction.audit.service import record
-from traction.billing.domain.catalog import SEATS, Catalog, Plan
+from traction.billing.domain.catalog import SEATS, Catalog, Feature, Plan
 from traction.billing.domain.entitlements import Decision, crossed, decide
-from traction.billing.domain.periods import add_months, usage_window
+from traction.billing.domain.meters import Running, aggregate, matches, value_of
+from traction.billing.domain.periods import add_months, period_containing, usage_window
 from traction.billing.domain.pricing import Invoice, invoice_preview
 from traction.billing.models import (
     CatalogVersion,
@@ -332,8 +334,7 @@ class BillingService:
         """The account's usage of a metered feature in the window `at` falls in."""
         f = cat.feature(feature)
         assert f is not None
-        period = (sub.period_start, sub.period_end) if sub is not None else None
-        window = usage_window(f.reset, at, period)
+        window = self._window(f, sub, at)
         if f.meter == SEATS:
             return self.members(workspace_id, account), window
         with self.state.session() as s:
@@ -345,7 +346,105 @@ class BillingService:
             value = s.scalars(select(MeterValue.value).where(
                 MeterValue.workspace_id == workspace_id, MeterValue.account == account,
                 MeterValue.feature == feature, MeterValue.window_start == window[0])).first()  # fmt: skip
-        return int(float(value or 0)), window
+        return int(Decimal(value or 0)), window
+
+    @staticmethod
+    def _window(f: Feature, sub: Subscription | None, at: datetime) -> tuple[datetime, datetime]:
+        """The usage window of `f` that `at` falls in: a calendar period, or the account's
+        billing periods (anchored at its subscription's period; calendar months without one)."""
+        if f.reset != "billing_period" or sub is None:
+            return usage_window(f.reset, at)
+        if sub.period_start <= at < sub.period_end:
+            return sub.period_start, sub.period_end
+        return period_containing(sub.period_start, 12 if sub.interval == "year" else 1, at)
+
+    # -- meters (the reactor), and their recomputation from the log ---------------------------------
+
+    def apply_events(self, batch: Sequence[Mapping[str, Any]]) -> None:
+        """Adds a batch of stored events to the meters. Idempotent: each value remembers the
+        last seq it counted, and events at or below it are skipped (a redelivered batch)."""
+        by_ws: dict[str, list[Mapping[str, Any]]] = {}
+        for ev in batch:
+            if ev.get("account_id"):
+                by_ws.setdefault(ev["workspace_id"], []).append(ev)
+        for ws, events in by_ws.items():
+            cat = self.catalog(ws)
+            if cat is None:
+                continue
+            metered = [(f, cat.meter(f.meter)) for f in cat.features
+                       if f.type == "metered" and f.meter not in (None, SEATS)]  # fmt: skip
+            if not metered:
+                continue
+            subs: dict[str, Subscription | None] = {}
+            with self.state.session() as s:
+                rows: dict[tuple[str, str, datetime], MeterValue] = {}
+                for ev in events:
+                    props = ev.get("properties") or {}
+                    for f, meter in metered:
+                        if meter is None or not matches(meter, ev.get("name"), props):
+                            continue
+                        value = value_of(meter, props)
+                        if value is None:
+                            continue
+                        account = ev["account_id"]
+                        if account not in subs:
+                            subs[account] = self.subscription(ws, account)
+                        window = self._window(f, subs[account], ev["timestamp"])
+                        row = self._meter_row(s, rows, ws, account, f.key, window)
+                        seq = int(ev["seq"])
+                        if seq <= row.applied_seq:
+                            continue
+                        run = _running(meter.aggregation, row)
+                        run.add(value, ev["timestamp"], seq)
+                        _store_running(run, row)
+                        row.applied_seq = seq
+
+    @staticmethod
+    def _meter_row(
+        s: Session, rows: dict[tuple[str, str, datetime], MeterValue], ws: str, account: str,
+        feature: str, window: tuple[datetime, datetime],
+    ) -> MeterValue:  # fmt: skip
+        key = (account, feature, window[0])
+        row = rows.get(key)
+        if row is None:
+            row = s.scalars(select(MeterValue).where(
+                MeterValue.workspace_id == ws, MeterValue.account == account,
+                MeterValue.feature == feature, MeterValue.window_start == window[0])).first()  # fmt: skip
+            if row is None:
+                row = MeterValue(workspace_id=ws, account=account, feature=feature,
+                                 window_start=window[0], window_end=window[1], value="0",
+                                 latest_at=None, latest_seq=0, applied_seq=0, distinct_values=[])  # fmt: skip
+                s.add(row)
+            rows[key] = row
+        return row
+
+    def meter_values(
+        self, workspace_id: str, account: str, feature: str
+    ) -> dict[datetime, Decimal]:
+        """What the reactor holds: the feature's value per window start."""
+        with self.state.session() as s:
+            rows = s.execute(select(MeterValue.window_start, MeterValue.value).where(
+                MeterValue.workspace_id == workspace_id, MeterValue.account == account,
+                MeterValue.feature == feature)).all()  # fmt: skip
+        return {w: Decimal(v) for w, v in rows}
+
+    def recompute(
+        self, workspace_id: str, account: str, feature: str, events: Iterable[Mapping[str, Any]]
+    ) -> dict[datetime, Decimal]:
+        """The same values from the raw log (`events`: the account's, any order): per window,
+        the meter's aggregate, computed from scratch."""
+        cat = self._need_catalog(workspace_id)
+        f = cat.feature(feature)
+        meter = cat.meter(f.meter) if f is not None and f.meter else None
+        if f is None or meter is None:
+            raise BillingError(f"feature: {feature!r} is not measured by a meter")
+        sub = self.subscription(workspace_id, account)
+        windows: dict[datetime, list[Mapping[str, Any]]] = {}
+        for ev in events:
+            props = ev.get("properties") or {}
+            if matches(meter, ev.get("name"), props) and value_of(meter, props) is not None:
+                windows.setdefault(self._window(f, sub, ev["timestamp"])[0], []).append(ev)
+        return {w: aggregate(meter, evs) for w, evs in windows.items()}
 
     def check(
         self, workspace_id: str, account: str, feature: str, requested: int = 0,
@@ -473,3 +572,26 @@ class BillingService:
         return {"type": "track", "event": name, "properties": {**props, "account": account},
                 "context": {"groupId": account, "library": {"name": "traction-billing"}},
                 "messageId": message_id[:200], **ids}  # fmt: skip
+
+
+def _running(aggregation: str, row: MeterValue) -> Running:
+    """A stored value back as a running aggregate."""
+    run = Running(aggregation)
+    value = Decimal(row.value)
+    if aggregation in ("COUNT", "SUM"):
+        run.total = value
+    elif aggregation == "MAX":
+        run.maximum = value if row.latest_seq or row.applied_seq else None
+    elif aggregation == "LATEST" and row.latest_at is not None:
+        run.latest = (row.latest_at, row.latest_seq, value)
+    elif aggregation == "UNIQUE_COUNT":
+        run.distinct = set(row.distinct_values or [])
+    return run
+
+
+def _store_running(run: Running, row: MeterValue) -> None:
+    row.value = str(run.value)
+    if run.aggregation == "LATEST" and run.latest is not None:
+        row.latest_at, row.latest_seq = run.latest[0], run.latest[1]
+    if run.aggregation == "UNIQUE_COUNT":
+        row.distinct_values = sorted(run.distinct)

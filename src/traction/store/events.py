@@ -467,6 +467,18 @@ class DuckDBEventStore:
                             row[key] = orjson.loads(row[key])
                     yield row
 
+    def account_events(
+        self, workspace_id: str, account_id: str, names: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The account's events with these names, in log order (what a meter recomputes from)."""
+        with self.reading() as cur:
+            cur.execute(
+                "SELECT name, properties, timestamp, seq FROM events WHERE workspace_id = ? "
+                "AND account_id = ? AND name IN (SELECT unnest(?::VARCHAR[])) ORDER BY seq",
+                [workspace_id, account_id, list(names)],
+            )
+            return _rows(cur)
+
     def names_present(self, workspace_id: str, names: Sequence[str]) -> set[str]:
         """Which of `names` occur among the workspace's events."""
         if not names:

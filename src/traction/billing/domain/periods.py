@@ -44,3 +44,15 @@ def usage_window(
             return usage_window("month", at)
         return billing
     raise ValueError(f"unknown reset period {reset!r}")
+
+
+def period_containing(anchor: datetime, months: int, at: datetime) -> tuple[datetime, datetime]:
+    """The billing period of `months` months, anchored at `anchor` (each boundary computed
+    from the anchor, so Jan 31 gives Feb 28 then Mar 31), that `at` falls in."""
+    k = (at.year - anchor.year) * 12 + (at.month - anchor.month)
+    k -= k % months
+    while add_months(anchor, k) > at:
+        k -= months
+    while add_months(anchor, k + months) <= at:
+        k += months
+    return add_months(anchor, k), add_months(anchor, k + months)

@@ -102,6 +102,7 @@ def upgrade() -> None:
         sa.Column("value", sa.Text(), nullable=False),
         sa.Column("latest_at", sa.DateTime(), nullable=True),
         sa.Column("latest_seq", sa.BigInteger(), nullable=False),
+        sa.Column("applied_seq", sa.BigInteger(), nullable=False),
         sa.Column("distinct_values", sa.JSON(), nullable=False),
         sa.UniqueConstraint("workspace_id", "account", "feature", "window_start"),
     )
