@@ -4,6 +4,7 @@ upgrade triggers in the event log."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -198,3 +199,42 @@ def test_upgrade_triggers_land_in_the_event_log(server: LiveServer) -> None:
         reached["properties"].items()
         >= {"feature": "ai_credits", "usage": 10, "limit": 10, "plan": "free"}.items()
     )
+
+
+def test_cli_plans_usage_and_subscriptions(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from traction.cli import app
+    from traction.context import Context
+
+    data = tmp_path / "data"
+    ctx = Context.open(Settings(data_dir=data, log_json=False), start_writer=False)
+    ctx.workspaces.create_workspace("Acme")
+    ctx.close()
+    run, d = CliRunner().invoke, ["--data-dir", str(data)]
+    r = run(app, ["plans", "apply", str(EXAMPLE), "--dry-run", *d])
+    assert r.exit_code == 0 and "+ plan pro" in r.stdout
+    assert "No plan catalog" not in r.stdout
+    r = run(app, ["plans", "apply", str(EXAMPLE), "--yes", *d])
+    assert r.exit_code == 0 and "Catalog version 1 applied" in r.stderr, r.output
+    r = run(app, ["plans", "apply", str(EXAMPLE), "--yes", *d])
+    assert r.exit_code == 0 and "No changes" in r.stdout
+    r = run(app, ["plans", "show", "--json", *d])
+    assert [p["key"] for p in json.loads(r.stdout)] == ["free", "pro", "business"]
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("plans:\n  - key: free\n   kind: free\n")
+    r = run(app, ["plans", "apply", str(broken), "--yes", *d])
+    assert r.exit_code == 2 and "line 3" in r.stderr
+    broken.write_text(EXAMPLE.read_text().replace("flat: 29", "flat: -29"))
+    r = run(app, ["plans", "apply", str(broken), "--yes", *d])
+    assert r.exit_code == 2 and "plans.1.prices.0.flat" in r.stderr
+    r = run(app, ["subscriptions", "start", "acme", "business", "--seats", "3", *d])
+    assert r.exit_code == 0 and "business (active)" in r.stderr, r.output
+    r = run(app, ["subscriptions", "start", "acme2", "gold", *d])
+    assert r.exit_code == 2 and "no plan 'gold'" in r.stderr
+    r = run(app, ["usage", "acme", "--json", *d])
+    got = json.loads(r.stdout)
+    assert got["plan"] == "business" and got["entitlements"]["sso"]["granted"]
+    assert got["invoice_preview"]["total"] == "159.00"  # 99 + 3 seats x 20
+    r = run(app, ["usage", "nobody", *d])
+    assert r.exit_code == 0 and "free" in r.stdout

@@ -15,6 +15,7 @@ from rich.table import Table
 from traction.analytics.domain.specs import DateRange
 from traction.audit.cli import app as audit_app
 from traction.audit.service import ACTOR
+from traction.billing.cli import plans_app, subscriptions_app, usage
 from traction.catalog.cli import app as catalog_app
 from traction.cli_access import Local, Remote, announce, events_access
 from traction.cli_common import DataDir, console, err, fail, settings_for
@@ -43,6 +44,9 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(person_app, name="person")
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(audit_app, name="audit")
+app.add_typer(plans_app, name="plans")
+app.command("usage")(usage)
+app.add_typer(subscriptions_app, name="subscriptions")
 _settings = settings_for
 _fail = fail
 Url = Annotated[
