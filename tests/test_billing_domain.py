@@ -333,3 +333,100 @@ def test_running_values_equal_a_recomputation_in_any_order(
             if v is not None:
                 run.add(v, ev["timestamp"], ev["seq"])
     assert run.value == expected
+
+
+# -- the subscription lifecycle --------------------------------------------------------------
+
+from traction.billing.domain.subscriptions import (  # noqa: E402
+    SubState,
+    advance,
+    cancel,
+    change_plan,
+    mrr,
+    reactivate,
+)
+
+
+def on(plan: str, status: str = "active", seats: int = 2, start: datetime = datetime(2026, 3, 1),
+       end: datetime = datetime(2026, 4, 1)) -> SubState:  # fmt: skip
+    return SubState(plan, 1, "month", status, seats, start, end)
+
+
+def test_mrr() -> None:
+    cat = example()
+    assert mrr(on("pro"), cat.plan("pro")) == D(49)  # 29 + 2 seats x 10
+    assert mrr(on("business", seats=3), cat.plan("business")) == D(159)  # usage charges are not MRR
+    yearly = SubState("pro", 1, "year", "active", 2, datetime(2026, 3, 1), datetime(2027, 3, 1))
+    assert mrr(yearly, cat.plan("pro")) == D(490) / 12  # (290 + 2 x 100) / 12
+    assert mrr(on("pro", "trialing"), cat.plan("pro")) == 0
+    assert mrr(on("pro", "canceled"), cat.plan("pro")) == 0
+    assert mrr(on("pro", "past_due"), cat.plan("pro")) == D(49)
+
+
+def test_upgrade_now_prorated_downgrade_at_period_end() -> None:
+    cat = example()
+    pro, business = cat.plan("pro"), cat.plan("business")
+    assert pro is not None and business is not None
+    # March has 31 days; upgrading on the 16th at 00:00 leaves 16/31 of it
+    t = change_plan(on("pro"), pro, business, 1, datetime(2026, 3, 16), "USD")
+    assert t.name == "plan_upgraded" and t.state.plan_key == "business"
+    assert (t.mrr_before, t.mrr_after) == (D(49), D(139))  # 99 + 2 x 20
+    assert t.amount_due == round_money((D(139) - D(49)) * D(16) / D(31), "USD") == D("46.45")
+    # the other way: scheduled, nothing changes until the period ends
+    t = change_plan(on("business"), business, pro, 1, datetime(2026, 3, 16), "USD")
+    assert t.name == "plan_downgrade_scheduled" and t.state.plan_key == "business"
+    assert t.state.pending_plan_key == "pro" and t.mrr_after == t.mrr_before == D(139)
+    steps = advance(t.state, {"business": business, "pro": pro}, {"pro": 1}, cat, "downgrade",
+                    datetime(2026, 4, 2))  # fmt: skip
+    assert [s.name for s in steps] == ["plan_downgraded"]
+    assert steps[0].at == datetime(2026, 4, 1) and steps[0].state.plan_key == "pro"
+    assert (steps[0].mrr_before, steps[0].mrr_after) == (D(139), D(49))
+    assert steps[0].state.period_end == datetime(2026, 5, 1)
+    with pytest.raises(ValueError):
+        change_plan(on("pro"), pro, pro, 1, datetime(2026, 3, 16), "USD")
+
+
+def test_cancel_keeps_mrr_until_the_period_ends_and_can_be_undone() -> None:
+    cat = example()
+    pro = cat.plan("pro")
+    assert pro is not None
+    t = cancel(on("pro"), pro, datetime(2026, 3, 10))
+    assert t.name == "subscription_cancel_scheduled" and t.state.status == "active"
+    assert t.mrr_after == D(49)
+    assert reactivate(t.state, pro, datetime(2026, 3, 11)).state.cancel_at_period_end is False
+    steps = advance(t.state, {"pro": pro}, {}, cat, "downgrade", datetime(2026, 6, 1))
+    assert [s.name for s in steps] == ["subscription_ended"]
+    assert steps[0].at == datetime(2026, 4, 1) and steps[0].mrr_after == 0
+    assert steps[0].state.status == "canceled"
+    with pytest.raises(ValueError):
+        reactivate(steps[0].state, pro, datetime(2026, 6, 1))
+
+
+def test_renewals_and_trials() -> None:
+    cat = example()
+    pro = cat.plan("pro")
+    assert pro is not None
+    # three renewals from March 31: month ends are kept from the anchor where they exist
+    s = on("pro", start=datetime(2026, 3, 31), end=datetime(2026, 4, 30))
+    steps = advance(s, {"pro": pro}, {}, cat, "downgrade", datetime(2026, 7, 1))
+    assert [x.at for x in steps] == [
+        datetime(2026, 4, 30),
+        datetime(2026, 5, 30),
+        datetime(2026, 6, 30),
+    ]
+    assert all(x.name == "subscription_renewed" and x.amount_due == D(49) for x in steps)
+    trial = on("pro", "trialing", start=datetime(2026, 3, 1), end=datetime(2026, 3, 15))
+    trial = SubState(**{**trial.__dict__, "trial_end": datetime(2026, 3, 15)})
+    # a trial that converts: paid from its end
+    steps = advance(trial, {"pro": pro}, {}, cat, "convert", datetime(2026, 3, 20))
+    assert [(x.name, x.mrr_before, x.mrr_after) for x in steps] == [("trial_converted", 0, D(49))]
+    assert steps[0].state.period_end == datetime(2026, 4, 15)
+    # a trial that downgrades: onto the free plan
+    steps = advance(trial, {"pro": pro}, {"free": 1}, cat, "downgrade", datetime(2026, 3, 20))
+    assert steps[0].name == "trial_ended" and steps[0].state.plan_key == "free"
+    # buying during the trial: active at once, a full period from now
+    t = change_plan(trial, pro, cat.plan("business"), 1, datetime(2026, 3, 5), "USD")  # type: ignore[arg-type]
+    assert t.state.status == "active" and t.state.period_start == datetime(2026, 3, 5)
+    assert t.amount_due == D(139) and t.mrr_before == 0
+    # cancelling a trial ends it at once
+    assert cancel(trial, pro, datetime(2026, 3, 5)).state.status == "canceled"

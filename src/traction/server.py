@@ -37,7 +37,14 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
             ctx.metrics,
             poll_seconds=settings.worker_poll_seconds,
         )
-    maintenance = Maintenance(ctx.privacy, settings.maintenance_interval_seconds if runner else 0)
+    maintenance = Maintenance(
+        [
+            ("privacy", settings.maintenance_interval_seconds, ctx.privacy.maintain),
+            ("billing", settings.billing_interval_seconds, ctx.billing.advance),
+        ]
+        if runner
+        else []
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # How often the server applies retention and purges deleted events from the event file
     # (0: never on its own; `traction privacy purge` or the API then do it).
     maintenance_interval_seconds: float = Field(3600.0, ge=0, le=7 * 86400)
+    # How often subscriptions are brought up to date (renewals, trial ends, downgrades).
+    billing_interval_seconds: float = Field(60.0, ge=0, le=86400)
     query_timeout_seconds: float = 30.0
     query_max_rows: int = 200_000
     run_worker: bool = True

@@ -159,3 +159,40 @@ def subscription_dict(sub: Any) -> dict[str, Any]:
         "trial_end": sub.trial_end.isoformat() + "Z" if sub.trial_end else None,
         "cancel_at_period_end": sub.cancel_at_period_end,
     }  # fmt: skip
+
+
+class ChangeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field(min_length=1, max_length=63)
+
+
+def _transition_dict(t: Any) -> dict[str, Any]:
+    return {"change": t.name, "at": t.at.isoformat() + "Z", "mrr_before": str(t.mrr_before),
+            "mrr_after": str(t.mrr_after), "amount_due": str(t.amount_due),
+            "pending_plan": t.state.pending_plan_key,
+            "plan": t.state.plan_key, "status": t.state.status,
+            "cancel_at_period_end": t.state.cancel_at_period_end}  # fmt: skip
+
+
+@router.post("/subscriptions/{account}/change")
+def change(
+    account: str, body: ChangeBody, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    """An upgrade applies at once (the rest of the period prorated: `amount_due`); a
+    downgrade at the period's end (`pending_plan`)."""
+    t = _call(request.app.state.ctx.billing.change_plan, key.workspace_id, account, body.plan)
+    return _transition_dict(t)
+
+
+@router.post("/subscriptions/{account}/cancel")
+def cancel(account: str, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+    """Cancels at the period's end (a trial: at once)."""
+    return _transition_dict(_call(request.app.state.ctx.billing.cancel, key.workspace_id, account))
+
+
+@router.post("/subscriptions/{account}/reactivate")
+def reactivate(account: str, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+    """Undoes a scheduled cancellation."""
+    return _transition_dict(
+        _call(request.app.state.ctx.billing.reactivate, key.workspace_id, account)
+    )

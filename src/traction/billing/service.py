@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,7 +29,16 @@ from traction.billing.domain.catalog import SEATS, Catalog, Feature, Plan
 from traction.billing.domain.entitlements import Decision, crossed, decide
 from traction.billing.domain.meters import Running, aggregate, matches, value_of
 from traction.billing.domain.periods import add_months, period_containing, usage_window
-from traction.billing.domain.pricing import Invoice, invoice_preview
+from traction.billing.domain.pricing import Invoice, invoice_preview, recurring_amount
+from traction.billing.domain.subscriptions import (
+    SubState,
+    Transition,
+    advance,
+    cancel,
+    change_plan,
+    mrr,
+    reactivate,
+)
 from traction.billing.models import (
     CatalogVersion,
     MeterValue,
@@ -311,9 +321,109 @@ class BillingService:
             s.flush()
             record(s, workspace_id, "subscription.started", account, plan=plan_key, trial=trialing)
         name = "trial_started" if trialing else "subscription_started"
-        self.emit(workspace_id, [self._account_event(account, name, {"plan": plan_key, "interval": interval,
-                                                                     "seats": seats}, sub.id)])  # fmt: skip
+        after = mrr(_state(sub), plan)
+        self.emit(workspace_id, [self._account_event(
+            account, name, {"plan": plan_key, "interval": interval, "seats": seats, "status": sub.status,
+                            "mrr_before": 0.0, "mrr_after": float(after), "amount_due": float(
+                                0 if trialing else recurring_amount(plan, interval, seats))},
+            f"{name}:{sub.id}", timestamp=now)])  # fmt: skip
         return sub
+
+    def change_plan(self, workspace_id: str, account: str, plan_key: str) -> Transition:
+        """Upgrade at once (prorated) or downgrade at the period's end."""
+        return self._transition(workspace_id, account, "change", plan_key)
+
+    def cancel(self, workspace_id: str, account: str) -> Transition:
+        return self._transition(workspace_id, account, "cancel")
+
+    def reactivate(self, workspace_id: str, account: str) -> Transition:
+        return self._transition(workspace_id, account, "reactivate")
+
+    def _transition(
+        self, workspace_id: str, account: str, what: str, plan_key: str | None = None
+    ) -> Transition:
+        cat = self._need_catalog(workspace_id)
+        now = self.now()
+        with self.state.session() as s:
+            sub = s.scalars(
+                select(Subscription)
+                .where(Subscription.workspace_id == workspace_id, Subscription.account == account,
+                       Subscription.status.in_(LIVE))
+                .order_by(Subscription.created_at.desc())
+                .limit(1)
+                .with_for_update()
+            ).first()  # fmt: skip
+            if sub is None:
+                raise NotFound(f"account {account!r} has no subscription")
+            old = self._plan_version(workspace_id, sub.plan_key, sub.plan_version)
+            try:
+                if what == "change":
+                    new = cat.plan(plan_key or "")
+                    if new is None:
+                        raise BillingError(f"plan: no plan {plan_key!r}")
+                    if new.kind != "free" and new.price(sub.interval) is None:  # type: ignore[arg-type]
+                        raise BillingError(f"plan: {new.key!r} has no {sub.interval}ly price")
+                    version = self._current_versions(workspace_id).get(new.key, 1)
+                    t = change_plan(_state(sub), old, new, version, now, cat.currency)
+                elif what == "cancel":
+                    t = cancel(_state(sub), old, now)
+                else:
+                    t = reactivate(_state(sub), old, now)
+            except ValueError as e:
+                if isinstance(e, BillingError):
+                    raise
+                raise BillingError(str(e)) from None
+            _apply_state(sub, t.state)
+            record(s, workspace_id, f"subscription.{t.name}", account, plan=t.state.plan_key,
+                   mrr_before=str(t.mrr_before), mrr_after=str(t.mrr_after))  # fmt: skip
+            sub_id = sub.id
+        # a request is its own change (two at the same instant are two events)
+        self._emit_transitions(workspace_id, account, f"{sub_id}:{uuid.uuid4().hex[:12]}", [t])
+        return t
+
+    def advance(self, now: datetime | None = None) -> int:
+        """Every subscription whose period (or trial) has ended, brought up to `now`:
+        renewals, scheduled downgrades and cancellations, trial ends. Returns the changes.
+        Idempotent: a subscription already advanced has nothing left to do."""
+        now = now or self.now()
+        with self.state.session() as s:
+            due = list(s.scalars(select(Subscription.id).where(
+                Subscription.status.in_(LIVE), Subscription.period_end <= now)))  # fmt: skip
+        changes = 0
+        for sub_id in due:
+            with self.state.session() as s:
+                sub = s.scalars(
+                    select(Subscription).where(Subscription.id == sub_id).with_for_update()
+                ).first()
+                if sub is None or sub.status not in LIVE or sub.period_end > now:
+                    continue
+                cat = self.catalog(sub.workspace_id)
+                if cat is None:
+                    continue
+                plan = self._plan_version(sub.workspace_id, sub.plan_key, sub.plan_version)
+                versions = self._current_versions(sub.workspace_id)
+                steps = advance(
+                    _state(sub), {sub.plan_key: plan}, versions, cat, plan.trial_end, now
+                )
+                if not steps:
+                    continue
+                _apply_state(sub, steps[-1].state)
+                ws, account = sub.workspace_id, sub.account
+            self._emit_transitions(ws, account, sub_id, steps)
+            changes += len(steps)
+        return changes
+
+    def _emit_transitions(
+        self, workspace_id: str, account: str, sub_id: str, steps: list[Transition]
+    ) -> None:
+        self.emit(workspace_id, [
+            self._account_event(account, t.name, {
+                "plan": t.state.plan_key, "status": t.state.status, "interval": t.state.interval,
+                "seats": t.state.seats, "mrr_before": float(t.mrr_before), "mrr_after": float(t.mrr_after),
+                "amount_due": float(t.amount_due)},
+                f"{t.name}:{sub_id}:{t.at.isoformat()}", timestamp=t.at)
+            for t in steps
+        ])  # fmt: skip
 
     # -- entitlements ---------------------------------------------------------------------------
 
@@ -564,14 +674,16 @@ class BillingService:
 
     @staticmethod
     def _account_event(
-        account: str, name: str, props: dict[str, Any], message_id: str, user: str | None = None
-    ) -> dict[str, Any]:
+        account: str, name: str, props: dict[str, Any], message_id: str, user: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         """A track call on the account (and on the user, when the caller said who): upgrade
         triggers and subscription changes land in the log beside the product's own events."""
         ids = {"userId": user} if user else {"anonymousId": f"account:{account}"}
+        when = {"timestamp": timestamp.isoformat() + "Z"} if timestamp else {}
         return {"type": "track", "event": name, "properties": {**props, "account": account},
                 "context": {"groupId": account, "library": {"name": "traction-billing"}},
-                "messageId": message_id[:200], **ids}  # fmt: skip
+                "messageId": message_id[:200], **ids, **when}  # fmt: skip
 
 
 def _running(aggregation: str, row: MeterValue) -> Running:
@@ -595,3 +707,26 @@ def _store_running(run: Running, row: MeterValue) -> None:
         row.latest_at, row.latest_seq = run.latest[0], run.latest[1]
     if run.aggregation == "UNIQUE_COUNT":
         row.distinct_values = sorted(run.distinct)
+
+
+def _state(sub: Subscription) -> SubState:
+    return SubState(sub.plan_key, sub.plan_version, sub.interval, sub.status, sub.seats,
+                    sub.period_start, sub.period_end, sub.trial_end, sub.cancel_at_period_end,
+                    sub.pending_plan_key, sub.canceled_at)  # fmt: skip
+
+
+def _apply_state(sub: Subscription, st: SubState) -> None:
+    sub.plan_key, sub.plan_version, sub.interval, sub.status = (
+        st.plan_key,
+        st.plan_version,
+        st.interval,
+        st.status,
+    )
+    sub.seats, sub.period_start, sub.period_end, sub.trial_end = (
+        st.seats,
+        st.period_start,
+        st.period_end,
+        st.trial_end,
+    )
+    sub.cancel_at_period_end, sub.pending_plan_key, sub.canceled_at = (
+        st.cancel_at_period_end, st.pending_plan_key, st.canceled_at)  # fmt: skip

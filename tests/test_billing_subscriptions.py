@@ -1,0 +1,116 @@
+"""Subscriptions through the service with a clock we move: trial, upgrade with proration,
+downgrade at the period's end with usage above the new limit, cancellation, and the events
+each change puts in the log with MRR before and after."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from traction.context import Context
+
+EXAMPLE = Path(__file__).parent.parent / "src/traction/billing/example_catalog.yaml"
+
+
+class Clock:
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+def test_a_subscription_lifecycle(sqlite_ctx: Context) -> None:
+    ctx = sqlite_ctx
+    clock = Clock(datetime(2026, 3, 1, 12))
+    billing = ctx.billing
+    billing.now = clock
+    ws = ctx.workspaces.create_workspace("Acme").id
+    doc = yaml.safe_load(EXAMPLE.read_text())
+    doc["features"].append({"key": "ai_credits", "type": "metered", "reset": "never"})
+    doc["plans"][0]["features"]["ai_credits"] = {"limit": 5}
+    doc["plans"][1]["features"]["ai_credits"] = {"limit": 50}
+    doc["plans"][1]["trial_end"] = "convert"
+    billing.apply_catalog(ws, doc)
+
+    sub = billing.subscribe(ws, "acme", "pro", seats=2)
+    assert sub.status == "trialing" and sub.period_end == datetime(2026, 3, 15, 12)
+    assert billing.check(ws, "acme", "exports").granted  # the trial grants the plan
+    for i in range(20):
+        assert billing.consume(ws, "acme", "ai_credits", 1, f"c{i}")["granted"]
+
+    clock.t = datetime(2026, 3, 16)  # the trial converts at its end
+    assert billing.advance() == 1
+    sub2 = billing.subscription(ws, "acme")
+    assert sub2 is not None and sub2.status == "active"
+    assert (sub2.period_start, sub2.period_end) == (
+        datetime(2026, 3, 15, 12),
+        datetime(2026, 4, 15, 12),
+    )
+    assert billing.advance() == 0  # nothing left to do
+
+    clock.t = datetime(2026, 3, 31, 12)  # 15 of 31 days left: upgrade to business
+    t = billing.change_plan(ws, "acme", "business")
+    assert t.name == "plan_upgraded" and t.amount_due == Decimal("43.55")  # (139 - 49) x 15/31
+    clock.t = datetime(2026, 4, 1)
+    t = billing.change_plan(ws, "acme", "free")  # downgrade: at the period's end
+    assert (
+        t.name == "plan_downgrade_scheduled"
+        and billing.subscription(ws, "acme").plan_key == "business"
+    )  # type: ignore[union-attr]
+    clock.t = datetime(2026, 4, 16)
+    assert billing.advance() == 1
+    assert billing.subscription(ws, "acme").plan_key == "free"  # type: ignore[union-attr]
+    # usage above the new limit: kept (20 of 5), and no more is granted
+    d = billing.check(ws, "acme", "ai_credits", requested=1)
+    assert (d.granted, d.usage, d.limit, d.remaining, d.reason) == (
+        False,
+        20,
+        5,
+        0,
+        "limit_reached",
+    )
+    assert not billing.consume(ws, "acme", "ai_credits", 1, "after-downgrade")["granted"]
+
+    t = billing.change_plan(ws, "acme", "pro")  # back up from free: at once
+    assert t.name == "plan_upgraded"
+    t = billing.cancel(ws, "acme")
+    assert t.name == "subscription_cancel_scheduled" and t.mrr_after == Decimal(49)
+    billing.reactivate(ws, "acme")
+    billing.cancel(ws, "acme")
+    clock.t = datetime(2026, 6, 1)
+    assert billing.advance() == 1
+    assert billing.subscription(ws, "acme") is None
+    assert billing.entitlements(ws, "acme")["plan"] == "free"  # no subscription: the free plan
+    with pytest.raises(LookupError):
+        billing.cancel(ws, "acme")
+
+    deadline = time.monotonic() + 10  # the writer commits these in the background
+    while time.monotonic() < deadline and len(ctx.events.recent(ws, limit=100)) < 11:
+        time.sleep(0.02)
+    events = sorted(ctx.events.recent(ws, limit=100), key=lambda e: (e["timestamp"], e["seq"]))
+    changes = [(e["name"], e["properties"]["mrr_before"], e["properties"]["mrr_after"])
+               for e in events if "mrr_after" in e["properties"]]  # fmt: skip
+    assert changes == [
+        ("trial_started", 0, 0),
+        ("trial_converted", 0, 49),
+        ("plan_upgraded", 49, 139),
+        ("plan_downgrade_scheduled", 139, 139),
+        ("plan_downgraded", 139, 0),
+        ("plan_upgraded", 0, 49),
+        ("subscription_cancel_scheduled", 49, 49),
+        ("subscription_reactivated", 49, 49),
+        ("subscription_cancel_scheduled", 49, 49),
+        ("subscription_ended", 49, 0),
+    ]
+    assert all(e["account_id"] == "acme" for e in events)
+    # changes that wait for a period's end happen at it: business's period (from the trial's
+    # conversion, Mar 15 12:00) ends Apr 15 12:00; free's, begun then, May 15 12:00
+    at = {e["name"]: e["timestamp"] for e in events}
+    assert at["plan_downgraded"] == datetime(2026, 4, 15, 12)
+    assert at["subscription_ended"] == datetime(2026, 5, 15, 12)
