@@ -1,5 +1,6 @@
 """The Python client: `from traction.sdk import Client`."""
 
 from traction.sdk.client import Client
+from traction.sdk.entitlements import Check, Entitlements
 
-__all__ = ["Client"]
+__all__ = ["Check", "Client", "Entitlements"]

@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import orjson
 
+from traction.sdk.entitlements import Entitlements
+
 log = logging.getLogger("traction.sdk")
 
 MAX_EVENT_BYTES = 32 * 1024
@@ -75,10 +77,18 @@ class Client:
         self._stop = threading.Event()
         self._flushing = threading.Event()  # send partial batches now instead of waiting
         self._thread: threading.Thread | None = None
+        self._entitlements: Entitlements | None = None
         if not sync_mode:
             self._thread = threading.Thread(target=self._run, name="traction-sdk", daemon=True)
             self._thread.start()
             atexit.register(self.shutdown)
+
+    @property
+    def entitlements(self) -> Entitlements:
+        """Feature checks and usage (needs a server key, `tr_srv_…`): see `sdk.entitlements`."""
+        if self._entitlements is None:
+            self._entitlements = Entitlements(self.write_key, self.host)
+        return self._entitlements
 
     # -- the Segment calls ------------------------------------------------------------------
 
