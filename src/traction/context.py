@@ -114,6 +114,7 @@ class Context:
             return
         self._closed = True
         self.analytics.close()  # background scorecard refreshes: dropped, not waited for
+        self.billing.close()
         self.writer.stop()
         self.events.close()
         self.state.dispose()

@@ -82,9 +82,12 @@ class CheckBody(BaseModel):
 
 
 @router.post("/entitlements/check")
-def check(body: CheckBody, request: Request, key: KeyInfo = Depends(server_key)) -> dict[str, Any]:
+async def check(
+    body: CheckBody, request: Request, key: KeyInfo = Depends(server_key)
+) -> dict[str, Any]:
     """May the account use the feature (this much more of it)? Denials carry the cheapest
-    plans that would grant it, and become `$feature_locked` events."""
+    plans that would grant it, and become `$feature_locked` events. (Run on the event loop:
+    a few tens of microseconds of cached lookups and one indexed read.)"""
     d = _call(request.app.state.ctx.billing.check, key.workspace_id, body.account, body.feature,
               body.requested_usage, body.user)  # fmt: skip
     return d.as_dict()  # type: ignore[no-any-return]

@@ -25,8 +25,10 @@ async def admin_key(request: Request) -> KeyInfo:
 
 
 async def server_key(request: Request) -> KeyInfo:
-    """A server key (a product's backend) or a secret key: entitlements and usage."""
-    info = await run_in_threadpool(_key, request, "server")
+    """A server key (a product's backend) or a secret key: entitlements and usage. The hot
+    path: checked on the event loop, as the tracking API checks write keys (the key lookup
+    is cached, so this is memory work but for one query per key every few seconds)."""
+    info = _key(request, "server")
     ACTOR.set(f"key:{info.id}")
     return info
 
