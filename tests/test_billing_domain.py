@@ -5,7 +5,7 @@ comments."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -430,3 +430,71 @@ def test_renewals_and_trials() -> None:
     assert t.amount_due == D(139) and t.mrr_before == 0
     # cancelling a trial ends it at once
     assert cancel(trial, pro, datetime(2026, 3, 5)).state.status == "canceled"
+
+
+# -- revenue metrics ---------------------------------------------------------------------------
+
+from traction.billing.domain.revenue import Change, monthly, movements  # noqa: E402
+
+
+def history() -> list[Change]:
+    """Three accounts over six months (figures worked out by hand in the test below)."""
+
+    def c(acc: str, sub: str, m: int, d: int, before: int, after: int) -> Change:
+        return Change(acc, sub, datetime(2026, m, d), D(before), D(after))
+
+    return [
+        c("A", "a1", 1, 5, 0, 50), c("A", "a1", 2, 10, 50, 80), c("A", "a1", 4, 1, 80, 0),
+        c("A", "a2", 6, 3, 0, 30),                      # back, on a new subscription
+        c("B", "b1", 1, 20, 0, 100), c("B", "b2", 2, 15, 0, 20),  # a second subscription
+        c("B", "b1", 3, 1, 100, 0),                     # b2 still pays: contraction, not churn
+        c("B", "b2", 3, 20, 20, 0),                     # now churn
+        c("C", "c1", 2, 1, 0, 0), c("C", "c1", 2, 15, 0, 40),  # a trial, then converted
+    ]  # fmt: skip
+
+
+def test_mrr_movements_by_chartmogul_rules() -> None:
+    got = [(m.account, m.at.month, m.kind, m.amount) for m in movements(history())]
+    assert got == [
+        ("A", 1, "new", D(50)), ("B", 1, "new", D(100)), ("A", 2, "expansion", D(30)),
+        ("B", 2, "expansion", D(20)), ("C", 2, "new", D(40)), ("B", 3, "contraction", D(-100)),
+        ("B", 3, "churn", D(-20)), ("A", 4, "churn", D(-80)), ("A", 6, "reactivation", D(30)),
+    ]  # fmt: skip
+
+
+def test_monthly_revenue_metrics() -> None:
+    months = {
+        m.month.month: m for m in monthly(movements(history()), date(2026, 1, 1), date(2026, 6, 1))
+    }
+    jan, feb, mar, apr, may, jun = (months[i] for i in range(1, 7))
+    assert (jan.mrr_start, jan.moves["new"], jan.mrr_end, jan.customers_end) == (0, 150, 150, 2)
+    assert jan.net_revenue_retention is None and jan.arr == D(1800)
+    assert (feb.mrr_start, feb.moves["expansion"], feb.moves["new"], feb.mrr_end) == (
+        150,
+        50,
+        40,
+        240,
+    )
+    assert feb.net_revenue_retention == D(200) / D(150) and feb.gross_revenue_retention == 1
+    assert feb.quick_ratio is None  # nothing lost
+    assert (mar.mrr_start, mar.moves["contraction"], mar.moves["churn"], mar.mrr_end) == (
+        240,
+        -100,
+        -20,
+        120,
+    )
+    assert mar.net_revenue_retention == D("0.5") == mar.gross_revenue_retention
+    assert mar.customer_churn_rate == D(1) / D(3) and mar.revenue_churn_rate == D("0.5")
+    assert mar.quick_ratio == 0 and mar.customers_end == 2
+    assert (apr.mrr_start, apr.moves["churn"], apr.mrr_end, apr.customer_churn_rate) == (
+        120,
+        -80,
+        40,
+        D("0.5"),
+    )
+    assert apr.arpa == 40 and apr.ltv(D("0.8")) == D(64)  # 40 x 0.8 / 0.5
+    assert (may.mrr_start, may.mrr_end, may.ltv(D("0.8"))) == (40, 40, None)  # no churn: no LTV
+    assert (jun.moves["reactivation"], jun.mrr_end, jun.customers_end) == (30, 70, 2)
+    # a window that starts later carries the history in
+    (only_may,) = monthly(movements(history()), date(2026, 5, 1), date(2026, 5, 31))
+    assert only_may.mrr_start == 40 and only_may.customers_start == 1

@@ -5,7 +5,7 @@ each change puts in the log with MRR before and after."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -114,3 +114,38 @@ def test_a_subscription_lifecycle(sqlite_ctx: Context) -> None:
     at = {e["name"]: e["timestamp"] for e in events}
     assert at["plan_downgraded"] == datetime(2026, 4, 15, 12)
     assert at["subscription_ended"] == datetime(2026, 5, 15, 12)
+
+
+def test_revenue_from_the_event_log(sqlite_ctx: Context) -> None:
+    """Two accounts' subscription histories through the service; MRR movements read back
+    from the events they left (figures by hand: pro 2 seats = 49, business 2 seats = 139)."""
+    ctx = sqlite_ctx
+    clock = Clock(datetime(2026, 1, 10))
+    billing = ctx.billing
+    billing.now = clock
+    ws = ctx.workspaces.create_workspace("Acme").id
+    billing.apply_catalog(ws, yaml.safe_load(EXAMPLE.read_text()))
+    billing.subscribe(ws, "a", "pro", seats=2, trial=False)  # Jan: new 49
+    billing.subscribe(ws, "b", "business", seats=2, trial=False)  # Jan: new 139
+    clock.t = datetime(2026, 2, 20)
+    billing.change_plan(ws, "a", "business")  # Feb: expansion 90
+    billing.cancel(ws, "b")  # ends Mar 10: churn -139 in March
+    clock.t = datetime(2026, 3, 15)
+    billing.advance()
+    deadline = time.monotonic() + 10
+    names = ["subscription_started", "plan_upgraded", "subscription_ended", "subscription_renewed"]
+    while time.monotonic() < deadline and len(ctx.events.named_events(ws, names)) < 6:
+        time.sleep(0.02)
+    out = billing.revenue(
+        ws, ctx.events.named_events(ws, names), date(2026, 1, 1), date(2026, 3, 31)
+    )
+    jan, feb, mar = out["months"]
+    assert (jan["mrr"], jan["movements"]["new"], jan["customers"]) == ("188.00", "188.00", 2)
+    assert (feb["mrr"], feb["movements"]["expansion"], feb["net_revenue_retention"]) == (
+        "278.00",
+        "90.00",
+        "1.4787",
+    )
+    assert (mar["movements"]["churn"], mar["mrr"], mar["customers"]) == ("-139.00", "139.00", 1)
+    assert mar["customer_churn_rate"] == "0.5000" and mar["gross_revenue_retention"] == "0.5000"
+    assert out["currency"] == "USD"

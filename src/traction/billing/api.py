@@ -3,6 +3,9 @@ through the manual adapter, an account's billing at a glance."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import date
+from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
@@ -112,13 +115,18 @@ class UsageBody(BaseModel):
 
 
 @router.post("/usage")
-def consume(
+async def consume(
     body: UsageBody, request: Request, key: KeyInfo = Depends(server_key)
 ) -> dict[str, Any]:
     """Atomically consumes usage of a metered feature. A hard limit is never exceeded; a
-    retry with the same idempotency key is counted once and answers the same."""
-    return _call(request.app.state.ctx.billing.consume, key.workspace_id, body.account,  # type: ignore[no-any-return]
-                 body.feature, body.quantity, body.idempotency_key, body.user)  # fmt: skip
+    retry with the same idempotency key is counted once and answers the same. (Checked on
+    the event loop, then awaited while the consume queue commits it: no thread is held.)"""
+    future = _call(request.app.state.ctx.billing.submit_consume, key.workspace_id, body.account,
+                   body.feature, body.quantity, body.idempotency_key, body.user)  # fmt: skip
+    try:
+        return await asyncio.wrap_future(future)  # type: ignore[no-any-return]
+    except BillingError as e:
+        raise HTTPException(422, str(e)) from None
 
 
 class SubscribeBody(BaseModel):
@@ -199,3 +207,30 @@ def reactivate(account: str, request: Request, key: KeyInfo = Depends(admin_key)
     return _transition_dict(
         _call(request.app.state.ctx.billing.reactivate, key.workspace_id, account)
     )
+
+
+CHANGE_EVENTS = (
+    "trial_started", "subscription_started", "trial_converted", "trial_ended", "plan_upgraded",
+    "plan_downgraded", "subscription_ended", "subscription_renewed", "subscription_reactivated",
+)  # fmt: skip
+
+
+@router.get("/revenue")
+def revenue(
+    request: Request,
+    date_from: date = Query(description="the first month (any day in it)"),
+    date_to: date = Query(description="the last month (any day in it)"),
+    gross_margin: Decimal = Query(Decimal("0.8"), gt=0, le=1, description="for LTV"),
+    key: KeyInfo = Depends(admin_key),
+) -> dict[str, Any]:
+    """Month by month: MRR and ARR, MRR movements (new, expansion, reactivation,
+    contraction, churn: ChartMogul's rules), customers, ARPA, net and gross revenue
+    retention, customer and revenue churn, quick ratio, LTV."""
+    if (
+        date_to < date_from
+        or (date_to.year - date_from.year) * 12 + date_to.month - date_from.month > 120
+    ):
+        raise HTTPException(422, "date_to must be on or after date_from, at most ten years later")
+    ctx = request.app.state.ctx
+    events = ctx.events.named_events(key.workspace_id, CHANGE_EVENTS)
+    return ctx.billing.revenue(key.workspace_id, events, date_from, date_to, gross_margin)  # type: ignore[no-any-return]

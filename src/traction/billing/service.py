@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +32,7 @@ from traction.billing.domain.entitlements import Decision, crossed, decide
 from traction.billing.domain.meters import Running, aggregate, matches, value_of
 from traction.billing.domain.periods import add_months, period_containing, usage_window
 from traction.billing.domain.pricing import Invoice, invoice_preview, recurring_amount
+from traction.billing.domain.revenue import Change, monthly, movements
 from traction.billing.domain.subscriptions import (
     SubState,
     Transition,
@@ -345,7 +346,8 @@ class BillingService:
         name = "trial_started" if trialing else "subscription_started"
         after = mrr(_state(sub), plan)
         self.emit(workspace_id, [self._account_event(
-            account, name, {"plan": plan_key, "interval": interval, "seats": seats, "status": sub.status,
+            account, name, {"subscription": sub.id, "plan": plan_key, "interval": interval,
+                            "seats": seats, "status": sub.status,
                             "mrr_before": 0.0, "mrr_after": float(after), "amount_due": float(
                                 0 if trialing else recurring_amount(plan, interval, seats))},
             f"{name}:{sub.id}", timestamp=now)])  # fmt: skip
@@ -378,6 +380,17 @@ class BillingService:
             if sub is None:
                 raise NotFound(f"account {account!r} has no subscription")
             old = self._plan_version(workspace_id, sub.plan_key, sub.plan_version)
+            # first what is due by now (a renewal the scheduled job has not run yet)
+            caught_up = advance(_state(sub), {sub.plan_key: old}, self._current_versions(workspace_id),
+                                cat, old.trial_end, now)  # fmt: skip
+            if caught_up:
+                _apply_state(sub, caught_up[-1].state)
+                if sub.status not in LIVE:
+                    self._forget_sub(workspace_id, account)
+                    s.commit()
+                    self._emit_transitions(workspace_id, account, sub.id, caught_up)
+                    raise NotFound(f"account {account!r} has no subscription (it ended)")
+                old = self._plan_version(workspace_id, sub.plan_key, sub.plan_version)
             try:
                 if what == "change":
                     new = cat.plan(plan_key or "")
@@ -400,6 +413,8 @@ class BillingService:
             record(s, workspace_id, f"subscription.{t.name}", account, plan=t.state.plan_key,
                    mrr_before=str(t.mrr_before), mrr_after=str(t.mrr_after))  # fmt: skip
             sub_id = sub.id
+        if caught_up:
+            self._emit_transitions(workspace_id, account, sub_id, caught_up)
         # a request is its own change (two at the same instant are two events)
         self._emit_transitions(workspace_id, account, f"{sub_id}:{uuid.uuid4().hex[:12]}", [t])
         return t
@@ -442,6 +457,7 @@ class BillingService:
     ) -> None:
         self.emit(workspace_id, [
             self._account_event(account, t.name, {
+                "subscription": sub_id.split(":")[0],
                 "plan": t.state.plan_key, "status": t.state.status, "interval": t.state.interval,
                 "seats": t.state.seats, "mrr_before": float(t.mrr_before), "mrr_after": float(t.mrr_after),
                 "amount_due": float(t.amount_due)},
@@ -714,6 +730,38 @@ class BillingService:
                  for f in cat.features if f.type == "metered" and f.meter != SEATS}  # fmt: skip
         seats = sub.seats if sub else 1
         return invoice_preview(cat, plan, sub.interval if sub else "month", seats, usage)
+
+    # -- revenue --------------------------------------------------------------------------------
+
+    def revenue(
+        self, workspace_id: str, events: Iterable[Mapping[str, Any]], first: date, last: date,
+        gross_margin: Decimal = Decimal("0.8"),
+    ) -> dict[str, Any]:  # fmt: skip
+        """MRR, its movements and the retention metrics month by month, from the subscription
+        events (`events`: the workspace's, as the event log holds them)."""
+        changes = [
+            Change(ev.get("account_id") or props.get("account", ""), str(props.get("subscription", "")),
+                   ev["timestamp"], Decimal(str(props["mrr_before"])), Decimal(str(props["mrr_after"])))
+            for ev in events
+            if isinstance(props := ev.get("properties") or {}, dict)
+            and "mrr_before" in props and "mrr_after" in props
+        ]  # fmt: skip
+        months = monthly(movements(changes), first, last)
+
+        def num(x: Decimal | None, places: str = "0.01") -> str | None:
+            return None if x is None else str(x.quantize(Decimal(places)))
+
+        return {"currency": (self.catalog(workspace_id) or Catalog()).currency, "months": [
+            {"month": m.month.isoformat(), "mrr": num(m.mrr_end), "arr": num(m.arr),
+             "mrr_start": num(m.mrr_start), "customers": m.customers_end,
+             "movements": {k: num(v) for k, v in m.moves.items()},
+             "net_revenue_retention": num(m.net_revenue_retention, "0.0001"),
+             "gross_revenue_retention": num(m.gross_revenue_retention, "0.0001"),
+             "customer_churn_rate": num(m.customer_churn_rate, "0.0001"),
+             "revenue_churn_rate": num(m.revenue_churn_rate, "0.0001"),
+             "arpa": num(m.arpa), "quick_ratio": num(m.quick_ratio, "0.01"),
+             "ltv": num(m.ltv(gross_margin))}
+            for m in months]}  # fmt: skip
 
     # -- events -------------------------------------------------------------------------------
 

@@ -479,6 +479,17 @@ class DuckDBEventStore:
             )
             return _rows(cur)
 
+    def named_events(self, workspace_id: str, names: Sequence[str]) -> list[dict[str, Any]]:
+        """The workspace's events with these names, in time order (what revenue metrics read)."""
+        with self.reading() as cur:
+            cur.execute(
+                "SELECT name, properties, timestamp, seq, account_id FROM events "
+                "WHERE workspace_id = ? AND name IN (SELECT unnest(?::VARCHAR[])) "
+                "ORDER BY timestamp, seq",
+                [workspace_id, list(names)],
+            )
+            return _rows(cur)
+
     def names_present(self, workspace_id: str, names: Sequence[str]) -> set[str]:
         """Which of `names` occur among the workspace's events."""
         if not names:

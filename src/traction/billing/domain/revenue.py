@@ -1,0 +1,146 @@
+"""Revenue metrics from subscription changes, pure, by ChartMogul's rules.
+
+Input: every change of a subscription's MRR (`mrr_before` → `mrr_after`, as the billing
+events carry them). An account's MRR is the sum over its subscriptions; a movement is
+classified on the account's total:
+- new: from 0, for an account that never paid before;  reactivation: from 0, for one that did;
+- expansion / contraction: up / down, staying above 0;
+- churn: to 0 (only when no other subscription of the account still pays: it is the total
+  that counts). A cancellation keeps its MRR until the period ends, because the change event
+  comes then.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+KINDS = ("new", "expansion", "reactivation", "contraction", "churn")
+
+
+@dataclass(frozen=True)
+class Change:
+    account: str
+    subscription: str
+    at: datetime
+    mrr_before: Decimal
+    mrr_after: Decimal
+
+
+@dataclass(frozen=True)
+class Movement:
+    account: str
+    at: datetime
+    kind: str
+    amount: Decimal  # signed: positive for new, expansion, reactivation
+
+
+def movements(changes: Iterable[Change]) -> list[Movement]:
+    out: list[Movement] = []
+    per_sub: dict[tuple[str, str], Decimal] = {}
+    paid_before: set[str] = set()
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for c in sorted(changes, key=lambda c: c.at):
+        before = totals[c.account]
+        per_sub[(c.account, c.subscription)] = c.mrr_after
+        after = sum((v for (a, _), v in per_sub.items() if a == c.account), Decimal(0))
+        totals[c.account] = after
+        if after == before:
+            continue
+        if before == 0:
+            kind = "reactivation" if c.account in paid_before else "new"
+        elif after == 0:
+            kind = "churn"
+        else:
+            kind = "expansion" if after > before else "contraction"
+        if after > 0:
+            paid_before.add(c.account)
+        out.append(Movement(c.account, c.at, kind, after - before))
+    return out
+
+
+@dataclass
+class Month:
+    month: date
+    mrr_start: Decimal = Decimal(0)
+    mrr_end: Decimal = Decimal(0)
+    customers_start: int = 0
+    customers_end: int = 0
+    churned_customers: int = 0
+    moves: dict[str, Decimal] = field(default_factory=lambda: {k: Decimal(0) for k in KINDS})
+
+    @property
+    def arr(self) -> Decimal:
+        return self.mrr_end * 12
+
+    @property
+    def arpa(self) -> Decimal | None:
+        return self.mrr_end / self.customers_end if self.customers_end else None
+
+    @property
+    def net_revenue_retention(self) -> Decimal | None:
+        """(start + expansion + contraction + churn) / start: the month's customers only."""
+        if not self.mrr_start:
+            return None
+        m = self.moves
+        return (self.mrr_start + m["expansion"] + m["contraction"] + m["churn"]) / self.mrr_start
+
+    @property
+    def gross_revenue_retention(self) -> Decimal | None:
+        if not self.mrr_start:
+            return None
+        return (self.mrr_start + self.moves["contraction"] + self.moves["churn"]) / self.mrr_start
+
+    @property
+    def customer_churn_rate(self) -> Decimal | None:
+        return (
+            Decimal(self.churned_customers) / self.customers_start if self.customers_start else None
+        )
+
+    @property
+    def revenue_churn_rate(self) -> Decimal | None:
+        """Gross MRR churn: (churn + contraction) lost, over MRR at the start."""
+        if not self.mrr_start:
+            return None
+        return -(self.moves["churn"] + self.moves["contraction"]) / self.mrr_start
+
+    @property
+    def quick_ratio(self) -> Decimal | None:
+        gained = self.moves["new"] + self.moves["expansion"] + self.moves["reactivation"]
+        lost = -(self.moves["churn"] + self.moves["contraction"])
+        return gained / lost if lost else None
+
+    def ltv(self, gross_margin: Decimal) -> Decimal | None:
+        """ARPA * gross margin / customer churn rate (none without churn)."""
+        churn, arpa = self.customer_churn_rate, self.arpa
+        return arpa * gross_margin / churn if churn and arpa is not None else None
+
+
+def monthly(moves: Iterable[Movement], first: date, last: date) -> list[Month]:
+    """Month by month from `first` to `last` (months, by their first day)."""
+    moves = sorted(moves, key=lambda m: m.at)
+    mrr: dict[str, Decimal] = defaultdict(Decimal)
+    months: list[Month] = []
+    cursor = date(first.year, first.month, 1)
+    i = 0
+    while cursor <= last:
+        nxt = date(cursor.year + (cursor.month == 12), cursor.month % 12 + 1, 1)
+        while i < len(moves) and moves[i].at.date() < cursor:  # history before the first month
+            mrr[moves[i].account] += moves[i].amount
+            i += 1
+        m = Month(cursor, mrr_start=sum(mrr.values(), Decimal(0)),
+                  customers_start=sum(1 for v in mrr.values() if v > 0))  # fmt: skip
+        while i < len(moves) and moves[i].at.date() < nxt:
+            mv = moves[i]
+            mrr[mv.account] += mv.amount
+            m.moves[mv.kind] += mv.amount
+            m.churned_customers += mv.kind == "churn"
+            i += 1
+        m.mrr_end = sum(mrr.values(), Decimal(0))
+        m.customers_end = sum(1 for v in mrr.values() if v > 0)
+        months.append(m)
+        cursor = nxt
+    return months
