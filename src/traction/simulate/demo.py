@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
+import yaml
 from rich.console import Console
 
 from traction.context import Context
 from traction.simulate.runner import run_simulation
 from traction.simulate.world import SimulationParams
 
+EXAMPLE_CATALOG = Path(__file__).resolve().parent.parent / "billing" / "example_catalog.yaml"
 DEMO_WORKSPACE = "Demo SaaS"
 DEMO_EMAIL = "demo@traction.local"
 DEMO_PASSWORD = "traction-demo"
@@ -40,6 +43,8 @@ def prepare_demo(
     if ctx.workspaces.verify_password(DEMO_EMAIL, DEMO_PASSWORD) is None:
         with contextlib.suppress(ValueError):  # exists with another password: leave it alone
             ctx.workspaces.create_user(DEMO_EMAIL, DEMO_PASSWORD, [ws_id])
+    if ctx.billing.catalog(ws_id) is None:  # the plans the demo product sells
+        ctx.billing.apply_catalog(ws_id, yaml.safe_load(EXAMPLE_CATALOG.read_text()))
     if ctx.events.count(ws_id) == 0:
         # End the history yesterday, so the dashboard looks current.
         start = date.today() - timedelta(days=days)

@@ -1,0 +1,77 @@
+"""Dashboard pages for billing: Revenue (MRR and its movements, retention), Plans (the
+catalog and its versions), and an account's plan, usage and invoice preview."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from traction.billing.api import CHANGE_EVENTS, subscription_dict
+from traction.billing.models import CatalogVersion
+from traction.billing.service import NotFound
+from traction.web.routes import page_context, render
+from traction.web.session import csrf_protect
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_protect)])
+
+
+def _months_back(end: date, n: int) -> date:
+    y, m = divmod(end.month - 1 - (n - 1), 12)
+    return date(end.year + y, m + 1, 1)
+
+
+@router.get("/w/{ws_id}/revenue")
+def revenue_page(request: Request, ws_id: str, months: int = 6) -> HTMLResponse:
+    page = page_context(request, ws_id, "revenue")
+    ctx = request.app.state.ctx
+    months = max(1, min(months, 36))
+    events = ctx.events.named_events(ws_id, CHANGE_EVENTS)
+    end = max((e["timestamp"].date() for e in events), default=date.today())
+    report = ctx.billing.revenue(ws_id, events, _months_back(end, months), end)
+    return render(request, "revenue.html", **page, report=report, months=months,
+                  has_catalog=ctx.billing.catalog(ws_id) is not None)  # fmt: skip
+
+
+@router.get("/w/{ws_id}/plans")
+def plans_page(request: Request, ws_id: str) -> HTMLResponse:
+    page = page_context(request, ws_id, "plans")
+    billing = request.app.state.ctx.billing
+    try:
+        plans = billing.plans(ws_id)
+    except NotFound:
+        plans = []
+    with request.app.state.ctx.state.session() as s:
+        from sqlalchemy import select
+
+        last = s.scalars(select(CatalogVersion).where(CatalogVersion.workspace_id == ws_id)
+                         .order_by(CatalogVersion.version.desc()).limit(1)).first()  # fmt: skip
+        latest: dict[str, Any] | None = (
+            {"version": last.version, "applied_at": last.applied_at, "diff": last.diff}
+            if last
+            else None
+        )
+    return render(request, "plans.html", **page, plans=plans, latest=latest)
+
+
+@router.get("/w/{ws_id}/accounts/{account_key}/billing")
+def account_billing(request: Request, ws_id: str, account_key: str) -> HTMLResponse:
+    """The billing part of an account's page (loaded into it)."""
+    page_context(request, ws_id, "accounts")
+    billing = request.app.state.ctx.billing
+    if billing.catalog(ws_id) is None:
+        return HTMLResponse('<p class="muted">No plan catalog yet: see <a href="/w/'
+                            f'{ws_id}/plans">Plans</a>.</p>')  # fmt: skip
+    try:
+        ents = billing.entitlements(ws_id, account_key)
+        invoice = billing.invoice(ws_id, account_key).as_dict()
+    except NotFound as e:
+        raise HTTPException(404, str(e)) from None
+    sub = billing.subscription(ws_id, account_key)
+    history = [e for e in request.app.state.ctx.events.recent(ws_id, account_id=account_key, limit=500)
+               if e["name"] in CHANGE_EVENTS or e["name"] in ("plan_downgrade_scheduled",
+                                                               "subscription_cancel_scheduled")]  # fmt: skip
+    return render(request, "account_billing.html", ws={"id": ws_id}, ents=ents, invoice=invoice,
+                  sub=subscription_dict(sub) if sub else None, history=history[:50])  # fmt: skip
