@@ -11,6 +11,7 @@ from traction.analytics.domain.specs import SPEC_KINDS
 from traction.analytics.saved import SavedInsights
 from traction.analytics.service import AnalyticsService
 from traction.audit.service import AuditLog
+from traction.billing.providers import Providers
 from traction.billing.service import BillingService
 from traction.catalog.service import CatalogService
 from traction.identity.queries import AccountQueries, PersonQueries
@@ -47,6 +48,7 @@ class Context:
     privacy: PrivacyService
     audit: AuditLog
     billing: BillingService
+    providers: Providers
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
@@ -73,6 +75,7 @@ class Context:
         catalog = CatalogService(state)
         privacy = PrivacyService(state, events, writer, catalog, persons)
         accounts = AccountQueries(state, events)
+        billing = BillingService(state, accounts.member_count, _emitter(writer))
         return cls(
             settings=settings,
             state=state,
@@ -105,7 +108,8 @@ class Context:
             ),
             privacy=privacy,
             audit=AuditLog(state),
-            billing=BillingService(state, accounts.member_count, _emitter(writer)),
+            billing=billing,
+            providers=Providers(state, billing),
         )
 
     def close(self) -> None:

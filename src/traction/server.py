@@ -119,6 +119,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.audit.api import router as audit_router
     from traction.audit.web import router as audit_web_router
     from traction.billing.api import router as billing_router
+    from traction.billing.api import webhooks as billing_webhooks
     from traction.billing.web import router as billing_web_router
     from traction.catalog.api import router as catalog_router
     from traction.catalog.web import router as catalog_web_router
@@ -140,6 +141,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(privacy_router)
     app.include_router(audit_router)
     app.include_router(billing_router)
+    app.include_router(billing_webhooks)
     app.include_router(catalog_router)
     app.include_router(analytics_router)
     app.include_router(saved_router)

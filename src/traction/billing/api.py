@@ -26,7 +26,8 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except BillingError as e:
-        raise HTTPException(422, str(e)) from None
+        status = 400 if str(e).startswith("Stripe-Signature") else 422
+        raise HTTPException(status, str(e)) from None
     except NotFound as e:
         raise HTTPException(404, str(e)) from None
 
@@ -212,6 +213,7 @@ def reactivate(account: str, request: Request, key: KeyInfo = Depends(admin_key)
 CHANGE_EVENTS = (
     "trial_started", "subscription_started", "trial_converted", "trial_ended", "plan_upgraded",
     "plan_downgraded", "subscription_ended", "subscription_renewed", "subscription_reactivated",
+    "payment_failed", "invoice_paid", "subscription_status_changed",
 )  # fmt: skip
 
 
@@ -234,3 +236,81 @@ def revenue(
     ctx = request.app.state.ctx
     events = ctx.events.named_events(key.workspace_id, CHANGE_EVENTS)
     return ctx.billing.revenue(key.workspace_id, events, date_from, date_to, gross_margin)  # type: ignore[no-any-return]
+
+
+class CheckoutBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account: str = Id
+    plan: str = Field(min_length=1, max_length=63)
+    interval: Literal["month", "year"] = "month"
+    seats: int = Field(1, ge=1, le=100_000)
+    success_url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://")
+    cancel_url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://")
+
+
+@router.post("/checkout")
+def checkout(
+    body: CheckoutBody, request: Request, key: KeyInfo = Depends(server_key)
+) -> dict[str, Any]:
+    """Where to send the buyer: a Stripe Checkout page, or (the manual provider) straight
+    to `success_url`, the change applied already."""
+    result = _call(request.app.state.ctx.providers.checkout, key.workspace_id, body.account, body.plan,
+                   body.interval, body.seats, body.success_url, body.cancel_url)  # fmt: skip
+    return {"url": result.url, "mode": result.mode, "reference": result.reference}
+
+
+class ProviderBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: Literal["manual", "stripe"]
+    stripe_api_key: str | None = Field(None, min_length=1, max_length=300)
+    stripe_webhook_secret: str | None = Field(None, min_length=1, max_length=300)
+    stripe_api_base: str | None = Field(
+        None,
+        max_length=300,
+        pattern=r"^https?://",
+        description="a stand-in for api.stripe.com (tests)",
+    )
+
+
+@router.put("/billing/provider")
+def put_provider(
+    body: ProviderBody, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    """How this workspace takes payment. Stripe's keys are stored to call Stripe and never
+    shown again."""
+    _call(request.app.state.ctx.providers.configure, key.workspace_id, body.provider,
+          stripe_api_key=body.stripe_api_key, stripe_webhook_secret=body.stripe_webhook_secret,
+          stripe_api_base=body.stripe_api_base)  # fmt: skip
+    return get_provider(request, key)
+
+
+@router.get("/billing/provider")
+def get_provider(request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
+    conf = request.app.state.ctx.providers.settings(key.workspace_id)
+    return {"provider": conf.provider, "stripe_api_key_set": bool(conf.stripe_api_key),
+            "stripe_webhook_secret_set": bool(conf.stripe_webhook_secret),
+            "webhook_url": f"/webhooks/stripe/{key.workspace_id}"}  # fmt: skip
+
+
+webhooks = APIRouter(tags=["billing"])
+
+
+@webhooks.post("/webhooks/stripe/{workspace_id}")
+async def stripe_webhook(workspace_id: str, request: Request) -> dict[str, Any]:
+    """Stripe's events for this workspace, verified by `Stripe-Signature` (a bad one: 400,
+    nothing changed) and applied once each (a replay: 200, nothing changed)."""
+    chunks, size = [], 0
+    async for chunk in request.stream():  # refused past 1 MB without reading the rest
+        size += len(chunk)
+        if size > 1_000_000:
+            raise HTTPException(413, "webhook body larger than 1 MB")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    outcome = await run_in_threadpool(
+        _call,
+        request.app.state.ctx.providers.stripe_webhook,
+        workspace_id[:40],
+        body,
+        request.headers.get("stripe-signature"),
+    )
+    return {"received": True, "outcome": outcome}

@@ -121,3 +121,33 @@ class MeterValue(Base):
     latest_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     applied_seq: Mapped[int] = mapped_column(BigInteger, default=0)  # events up to here counted
     distinct_values: Mapped[list[str]] = mapped_column(JSON, default=list)  # UNIQUE_COUNT
+
+
+class ProviderSettings(Base):
+    """How a workspace takes payment: `manual` (changes apply at once) or `stripe`. The
+    Stripe secret key must be stored to call Stripe; it is never shown again (docs/billing.md)."""
+
+    __tablename__ = "billing_providers"
+
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    provider: Mapped[str] = mapped_column(String(16), default="manual")
+    stripe_api_key: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    stripe_webhook_secret: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    stripe_api_base: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookEvent(Base):
+    """A provider's event applied once: a replay finds it here and changes nothing."""
+
+    __tablename__ = "billing_webhook_events"
+    __table_args__ = (UniqueConstraint("workspace_id", "provider", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

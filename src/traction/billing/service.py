@@ -307,7 +307,7 @@ class BillingService:
 
     def subscribe(
         self, workspace_id: str, account: str, plan_key: str, *, interval: str = "month",
-        seats: int = 1, trial: bool = True,
+        seats: int = 1, trial: bool = True, provider: str = "manual", provider_ref: str | None = None,
     ) -> Subscription:  # fmt: skip
         """Starts a subscription (a trial first when the plan has one and `trial`)."""
         cat = self._need_catalog(workspace_id)
@@ -337,7 +337,8 @@ class BillingService:
                 workspace_id=workspace_id, account=account, plan_key=plan_key, plan_version=version,
                 interval=interval, status="trialing" if trialing else "active", seats=seats,
                 period_start=now, period_end=end, trial_end=end if trialing else None,
-                cancel_at_period_end=False, provider="manual", created_at=now,
+                cancel_at_period_end=False, provider=provider, provider_ref=provider_ref,
+                created_at=now,
             )  # fmt: skip
             s.add(sub)
             s.flush()
@@ -464,6 +465,54 @@ class BillingService:
                 f"{t.name}:{sub_id}:{t.at.isoformat()}", timestamp=t.at)
             for t in steps
         ])  # fmt: skip
+
+    # -- what a payment provider reports --------------------------------------------------------
+
+    def by_provider_ref(self, workspace_id: str, ref: str) -> Subscription | None:
+        with self.state.session() as s:
+            return s.scalars(select(Subscription).where(
+                Subscription.workspace_id == workspace_id, Subscription.provider_ref == ref)
+                .order_by(Subscription.created_at.desc()).limit(1)).first()  # fmt: skip
+
+    def provider_update(
+        self, workspace_id: str, sub_id: str, *, status: str | None = None,
+        period: tuple[datetime, datetime] | None = None, cancel_at_period_end: bool | None = None,
+        event: str | None = None,
+    ) -> None:  # fmt: skip
+        """Applies what the provider says happened (its word is final on payment): a status,
+        a new period, a scheduled cancellation. `event`: an extra event to record
+        (`payment_failed`, `invoice_paid`)."""
+        with self.state.session() as s:
+            sub = s.get(Subscription, sub_id)
+            if sub is None or sub.workspace_id != workspace_id:
+                raise NotFound(f"no subscription {sub_id}")
+            plan = self._plan_version(workspace_id, sub.plan_key, sub.plan_version)
+            before_state = _state(sub)
+            if status is not None:
+                sub.status = status
+                if status == "canceled" and sub.canceled_at is None:
+                    sub.canceled_at = self.now()
+            if period is not None:
+                sub.period_start, sub.period_end = period
+            if cancel_at_period_end is not None:
+                sub.cancel_at_period_end = cancel_at_period_end
+            after_state = _state(sub)
+            account = sub.account
+        self._forget_sub(workspace_id, account)
+        changes: list[Transition] = []
+        if before_state.status != after_state.status:
+            name = {"canceled": "subscription_ended", "past_due": "payment_failed"}.get(
+                after_state.status, "subscription_status_changed"
+            )
+            changes.append(Transition(event or name, self.now(), after_state, mrr(before_state, plan),
+                                      mrr(after_state, plan)))  # fmt: skip
+        elif event is not None:
+            m = mrr(after_state, plan)
+            changes.append(Transition(event, self.now(), after_state, m, m))
+        if changes:
+            self._emit_transitions(
+                workspace_id, account, f"{sub_id}:{uuid.uuid4().hex[:12]}", changes
+            )
 
     # -- entitlements ---------------------------------------------------------------------------
 
