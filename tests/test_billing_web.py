@@ -62,3 +62,36 @@ def test_billing_pages(page, server: LiveServer) -> None:  # type: ignore[no-unt
     assert "40 / 100" in row
     assert page.get_by_test_id("usage-table").locator("meter").count() >= 3
     assert "59.00 USD" in page.get_by_test_id("invoice-preview").inner_text()
+
+
+@pytest.mark.browser
+def test_upgrade_page_from_a_denied_check(page, server: LiveServer) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The product's user reaches the upgrade page by a link, sees the plans with theirs
+    marked and the one that unlocks the feature, chooses, and is back in the product
+    upgraded (the manual provider applies at once)."""
+    import httpx
+
+    ctx = server.ctx
+    ws = ctx.workspaces.create_workspace("Acme")
+    ctx.billing.apply_catalog(ws.id, yaml.safe_load(EXAMPLE.read_text()))
+    key = ctx.workspaces.create_key(ws.id, "server").key
+    check = httpx.post(f"{server.url}/api/v1/entitlements/check", auth=(key, ""),
+                       json={"account": "acme", "feature": "sso"}).json()  # fmt: skip
+    assert not check["granted"] and check["upgrade_options"][0]["plan"] == "business"
+    back = f"{server.url}/healthz"
+    r = httpx.post(f"{server.url}/api/v1/upgrade-links", auth=(key, ""),
+                   json={"account": "acme", "return_url": back, "feature": "sso"})  # fmt: skip
+    assert r.status_code == 200
+    page.goto(r.json()["url"])
+    assert "Unlock sso" in page.get_by_test_id("locked-feature").inner_text()
+    free = page.locator('[data-plan="free"]')
+    assert free.get_by_test_id("current-plan").is_visible()
+    business = page.locator('[data-plan="business"]')
+    assert "unlocks sso" in business.inner_text()
+    assert "119.00 USD a month" in business.inner_text()  # 99 flat + 1 seat x 20
+    assert "Adds:" in business.inner_text() and "audit_log" in business.inner_text()
+    business.get_by_role("button", name="Choose Business").click()
+    page.wait_for_url(back)
+    sub = ctx.billing.subscription(ws.id, "acme")
+    assert sub is not None and sub.plan_key == "business" and sub.status == "active"
+    assert httpx.get(f"{server.url}/upgrade/not-a-token").status_code == 404

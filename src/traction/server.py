@@ -121,6 +121,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.billing.api import router as billing_router
     from traction.billing.api import webhooks as billing_webhooks
     from traction.billing.web import router as billing_web_router
+    from traction.billing.web import upgrade_router
     from traction.catalog.api import router as catalog_router
     from traction.catalog.web import router as catalog_web_router
     from traction.identity.api import router as identity_router
@@ -152,6 +153,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(privacy_web_router)
     app.include_router(audit_web_router)
     app.include_router(billing_web_router)
+    app.include_router(upgrade_router)
     app.mount("/static", static_mount(), name="static")
     app.add_middleware(TrackingCORS)
     app.add_middleware(SecurityHeaders)

@@ -314,3 +314,27 @@ async def stripe_webhook(workspace_id: str, request: Request) -> dict[str, Any]:
         request.headers.get("stripe-signature"),
     )
     return {"received": True, "outcome": outcome}
+
+
+class UpgradeLinkBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    account: str = Id
+    return_url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://")
+    feature: str | None = Field(
+        None, min_length=1, max_length=63, description="the feature that was locked"
+    )
+
+
+@router.post("/upgrade-links")
+def upgrade_link(
+    body: UpgradeLinkBody, request: Request, key: KeyInfo = Depends(server_key)
+) -> dict[str, Any]:
+    """A link to Traction's upgrade page for the account (valid 24 h): plans side by side,
+    the current one marked, what each adds, the price and the proration; choosing a plan
+    goes through checkout and back to `return_url`."""
+    token = _call(request.app.state.ctx.providers.upgrade_link, key.workspace_id, body.account,
+                  body.return_url, body.feature)  # fmt: skip
+    return {
+        "url": str(request.base_url).rstrip("/") + f"/upgrade/{token}",
+        "expires_in_seconds": 86400,
+    }

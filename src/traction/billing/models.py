@@ -151,3 +151,17 @@ class WebhookEvent(Base):
     event_id: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UpgradeLink(Base):
+    """A one-time-ish link to the upgrade page for one account (only its hash is stored):
+    what a product hands its user when a check says no."""
+
+    __tablename__ = "billing_upgrade_links"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    account: Mapped[str] = mapped_column(String(200))
+    return_url: Mapped[str] = mapped_column(String(2000))
+    feature: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

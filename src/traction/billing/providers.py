@@ -11,8 +11,10 @@ provider reports back (webhooks).
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +23,8 @@ import stripe
 from sqlalchemy import select
 
 from traction.billing.domain.catalog import ZERO_DECIMAL
-from traction.billing.models import ProviderSettings, WebhookEvent
+from traction.billing.domain.pricing import proration, recurring_amount
+from traction.billing.models import ProviderSettings, UpgradeLink, WebhookEvent
 from traction.billing.service import BillingError, BillingService, NotFound
 from traction.store.state import StateStore, utcnow
 
@@ -107,6 +110,71 @@ class Providers:
             "subscription_data": {"metadata": meta},
         })  # fmt: skip
         return CheckoutResult(str(session.url), "stripe", str(session.id))
+
+    # -- the upgrade page -------------------------------------------------------------------------
+
+    def upgrade_link(
+        self, workspace_id: str, account: str, return_url: str, feature: str | None = None,
+        hours: int = 24,
+    ) -> str:  # fmt: skip
+        """A token for the upgrade page of `account` (valid `hours`; only its hash is kept)."""
+        self.billing._need_catalog(workspace_id)
+        token = secrets.token_urlsafe(24)
+        with self.state.session() as s:
+            s.add(UpgradeLink(token_hash=hashlib.sha256(token.encode()).hexdigest(), workspace_id=workspace_id,
+                              account=account, return_url=return_url, feature=feature,
+                              expires_at=utcnow() + timedelta(hours=hours)))  # fmt: skip
+        return token
+
+    def upgrade_view(self, token: str) -> dict[str, Any]:
+        """What the upgrade page shows: the plans side by side, the account's marked, what each
+        adds, its price and the proration of an upgrade now."""
+        link = self._link(token)
+        ws, account = link.workspace_id, link.account
+        cat, current, sub = self.billing.plan_for(ws, account)
+        interval = sub.interval if sub else "month"
+        seats = sub.seats if sub else 1
+        have = {k for k, g in (current.features.items() if current else []) if g.enabled}
+        rows = []
+        for p in cat.plans:
+            if p.kind == "addon":
+                continue
+            price = p.price(interval)  # type: ignore[arg-type]
+            amount = recurring_amount(p, interval, seats) if price else Decimal(0)
+            gains = [k for k, g in p.features.items() if g.enabled and (k not in have or (
+                current is not None and (cg := current.features.get(k)) is not None
+                and cg.limit is not None and (g.limit is None or g.limit > cg.limit)))]  # fmt: skip
+            prorated = None
+            if (
+                sub is not None
+                and current is not None
+                and p.key != current.key
+                and sub.status == "active"
+            ):
+                old = recurring_amount(current, interval, seats)
+                if amount > old:
+                    prorated = proration(old, amount, sub.period_start, sub.period_end,
+                                         min(max(utcnow(), sub.period_start), sub.period_end), cat.currency)  # fmt: skip
+            rows.append({"plan": p, "current": current is not None and p.key == current.key,
+                         "amount": amount, "gains": gains, "prorated": prorated,
+                         "unlocks": link.feature in gains if link.feature else False})  # fmt: skip
+        return {"account": account, "interval": interval, "seats": seats, "currency": cat.currency,
+                "plans": rows, "feature": link.feature, "return_url": link.return_url}  # fmt: skip
+
+    def upgrade(self, token: str, plan_key: str) -> str:
+        """Starts the checkout for the chosen plan; answers where to send the user."""
+        link = self._link(token)
+        sub = self.billing.subscription(link.workspace_id, link.account)
+        result = self.checkout(link.workspace_id, link.account, plan_key, sub.interval if sub else "month",
+                               sub.seats if sub else 1, link.return_url, link.return_url)  # fmt: skip
+        return result.url
+
+    def _link(self, token: str) -> UpgradeLink:
+        with self.state.session() as s:
+            link = s.get(UpgradeLink, hashlib.sha256(token.encode()).hexdigest())
+        if link is None or link.expires_at < utcnow():
+            raise NotFound("this upgrade link has expired: go back and try again")
+        return link
 
     # -- webhooks ---------------------------------------------------------------------------------
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from traction.billing.api import CHANGE_EVENTS, subscription_dict
 from traction.billing.models import CatalogVersion
-from traction.billing.service import NotFound
-from traction.web.routes import page_context, render
+from traction.billing.service import BillingError, NotFound
+from traction.web.routes import page_context, render, templates
 from traction.web.session import csrf_protect
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_protect)])
@@ -75,3 +75,29 @@ def account_billing(request: Request, ws_id: str, account_key: str) -> HTMLRespo
                                                                "subscription_cancel_scheduled")]  # fmt: skip
     return render(request, "account_billing.html", ws={"id": ws_id}, ents=ents, invoice=invoice,
                   sub=subscription_dict(sub) if sub else None, history=history[:50])  # fmt: skip
+
+
+# -- the upgrade page: for the product's users, reached by a link (no Traction login) ---------
+
+upgrade_router = APIRouter(include_in_schema=False)
+
+
+@upgrade_router.get("/upgrade/{token}")
+def upgrade_page(request: Request, token: str) -> HTMLResponse:
+    try:
+        view = request.app.state.ctx.providers.upgrade_view(token[:100])
+    except NotFound as e:
+        raise HTTPException(404, str(e)) from None
+    return templates.TemplateResponse(request, "upgrade.html", {"v": view, "token": token})
+
+
+@upgrade_router.post("/upgrade/{token}")
+def upgrade_choose(request: Request, token: str, plan: str = Form("")) -> RedirectResponse:
+    """The token is the capability (a page of another site cannot know it)."""
+    try:
+        url = request.app.state.ctx.providers.upgrade(token[:100], plan[:63])
+    except NotFound as e:
+        raise HTTPException(404, str(e)) from None
+    except BillingError as e:
+        raise HTTPException(422, str(e)) from None
+    return RedirectResponse(url, status_code=303)
