@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -15,6 +16,7 @@ from rich.progress import (
 
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
+from traction.simulate.billing import SUBSCRIPTION_EVENTS, replay_subscriptions
 from traction.simulate.world import SimulationParams, SimulationStats, World
 
 
@@ -29,10 +31,17 @@ def run_simulation(
     the API, without HTTP. (Committing on another thread while the next batch is validated
     was measured slower: both halves need the GIL.)"""
 
+    subscriptions: list[dict[str, Any]] = []
+
     def send(messages: list[object]) -> int:
+        subscriptions.extend(
+            m for m in messages if isinstance(m, dict) and m.get("event") in SUBSCRIPTION_EVENTS
+        )
         return len(ctx.ingest.ingest_sync(workspace_id, messages, normalize_segment).rejected)
 
-    return simulate_into(send, params, console, chunk)
+    stats = simulate_into(send, params, console, chunk)
+    replay_subscriptions(ctx.billing, workspace_id, subscriptions)
+    return stats
 
 
 def simulate_into(

@@ -324,7 +324,14 @@ class World:
             v.churned = True
             if v.plan in ("starter", "pro"):
                 out.append(
-                    self._track(v, d, rng.uniform(8, 20), "subscription_cancelled", plan=v.plan)
+                    self._track(
+                        v,
+                        d,
+                        rng.uniform(8, 20),
+                        "subscription_cancelled",
+                        plan=v.plan,
+                        account=v.account,
+                    )
                 )
                 v.plan = "free"
             return
@@ -426,7 +433,17 @@ class World:
             else "subscription_started"
         )
         out.append(
-            self._track(v, d, hour, event, plan=plan, previous_plan=v.plan, mrr=mrr, currency="USD")
+            self._track(
+                v,
+                d,
+                hour,
+                event,
+                plan=plan,
+                previous_plan=v.plan,
+                mrr=mrr,
+                currency="USD",
+                account=v.account,
+            )
         )
         if v.plan not in ("starter", "pro"):
             self.stats.paid += 1
