@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
+from traction.web.downloads import ndjson_download, ndjson_lines
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
 
@@ -47,12 +46,4 @@ def audit_entries(
 def audit_export(request: Request, key: KeyInfo = Depends(admin_key)) -> StreamingResponse:
     """The whole log, oldest first, as NDJSON."""
     entries = request.app.state.ctx.audit.export(key.workspace_id)
-
-    def lines() -> Iterator[bytes]:
-        for e in entries:
-            yield orjson.dumps(e) + b"\n"
-
-    return StreamingResponse(
-        lines(), media_type="application/x-ndjson",
-        headers={"Content-Disposition": 'attachment; filename="audit-log.ndjson"'},
-    )  # fmt: skip
+    return ndjson_download(ndjson_lines(entries), "audit-log.ndjson")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
+from traction.web.downloads import ndjson_download, ndjson_lines
 from traction.web.routes import admin_page, render
 from traction.web.session import csrf_protect
 
@@ -34,12 +32,4 @@ def audit_page(
 def audit_export(request: Request, ws_id: str) -> StreamingResponse:
     admin_page(request, ws_id, "audit")
     entries = request.app.state.ctx.audit.export(ws_id)
-
-    def lines() -> Iterator[bytes]:
-        for e in entries:
-            yield orjson.dumps(e) + b"\n"
-
-    return StreamingResponse(
-        lines(), media_type="application/x-ndjson",
-        headers={"Content-Disposition": 'attachment; filename="audit-log.ndjson"'},
-    )  # fmt: skip
+    return ndjson_download(ndjson_lines(entries), "audit-log.ndjson")

@@ -126,6 +126,16 @@ def catalog_diff(old: Catalog | None, new: Catalog) -> list[dict[str, Any]]:
     return out
 
 
+def _latest_catalog(s: Session, workspace_id: str, *, lock: bool = False) -> CatalogVersion | None:
+    stmt = (
+        select(CatalogVersion)
+        .where(CatalogVersion.workspace_id == workspace_id)
+        .order_by(CatalogVersion.version.desc())
+        .limit(1)
+    )
+    return s.scalars(stmt.with_for_update() if lock else stmt).first()
+
+
 def _insert_ignore(
     session: Session, table: Any, values: dict[str, Any], keys: Sequence[str]
 ) -> int:
@@ -170,12 +180,7 @@ class BillingService:
         if hit is not None and hit[0] > now:
             return hit[1]
         with self.state.session() as s:
-            row = s.scalars(
-                select(CatalogVersion)
-                .where(CatalogVersion.workspace_id == workspace_id)
-                .order_by(CatalogVersion.version.desc())
-                .limit(1)
-            ).first()
+            row = _latest_catalog(s, workspace_id)
             cat = Catalog.model_validate(row.document) if row else None
         with self._lock:
             self._catalogs[workspace_id] = (now + self.CATALOG_TTL, cat)
@@ -196,13 +201,7 @@ class BillingService:
         a new version of each plan whose terms changed (subscribers keep theirs)."""
         new = parse_catalog(document)
         with self.state.session() as s:
-            last = s.scalars(
-                select(CatalogVersion)
-                .where(CatalogVersion.workspace_id == workspace_id)
-                .order_by(CatalogVersion.version.desc())
-                .limit(1)
-                .with_for_update()
-            ).first()
+            last = _latest_catalog(s, workspace_id, lock=True)
             old = Catalog.model_validate(last.document) if last else None
             diff = catalog_diff(old, new)
             if (
@@ -240,6 +239,14 @@ class BillingService:
         with self._lock:
             self._catalogs.pop(workspace_id, None)
         return ApplyResult(version, diff, created)
+
+    def last_apply(self, workspace_id: str) -> dict[str, Any] | None:
+        """The catalog's current version: when it was applied and what it changed."""
+        with self.state.session() as s:
+            row = _latest_catalog(s, workspace_id)
+            if row is None:
+                return None
+            return {"version": row.version, "applied_at": row.applied_at, "diff": row.diff}
 
     @staticmethod
     def _any_subscription(s: Session, workspace_id: str) -> bool:

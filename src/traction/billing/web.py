@@ -4,13 +4,11 @@ catalog and its versions), and an account's plan, usage and invoice preview."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from traction.billing.api import CHANGE_EVENTS, subscription_dict
-from traction.billing.models import CatalogVersion
 from traction.billing.service import BillingError, NotFound
 from traction.web.routes import page_context, render, templates
 from traction.web.session import csrf_protect
@@ -43,16 +41,7 @@ def plans_page(request: Request, ws_id: str) -> HTMLResponse:
         plans = billing.plans(ws_id)
     except NotFound:
         plans = []
-    with request.app.state.ctx.state.session() as s:
-        from sqlalchemy import select
-
-        last = s.scalars(select(CatalogVersion).where(CatalogVersion.workspace_id == ws_id)
-                         .order_by(CatalogVersion.version.desc()).limit(1)).first()  # fmt: skip
-        latest: dict[str, Any] | None = (
-            {"version": last.version, "applied_at": last.applied_at, "diff": last.diff}
-            if last
-            else None
-        )
+    latest = billing.last_apply(ws_id)
     return render(request, "plans.html", **page, plans=plans, latest=latest)
 
 

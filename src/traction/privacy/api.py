@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from traction.privacy.domain import PrivacyPolicy
 from traction.privacy.service import NoSuchPerson
+from traction.web.downloads import ndjson_download
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
 
@@ -40,10 +41,7 @@ def export_person(
     lines = request.app.state.ctx.privacy.export_person(key.workspace_id, person_id)
     if lines is None:
         raise HTTPException(404, f"no person {person_id}")
-    return StreamingResponse(
-        lines, media_type="application/x-ndjson",
-        headers={"Content-Disposition": f'attachment; filename="person-{person_id}.ndjson"'},
-    )  # fmt: skip
+    return ndjson_download(lines, f"person-{person_id}.ndjson")
 
 
 @router.get("/privacy")

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from traction.privacy.domain import PrivacyPolicy
 from traction.privacy.service import NoSuchPerson
 from traction.validation import describe
+from traction.web.downloads import ndjson_download
 from traction.web.routes import admin_page, render, same_origin
 from traction.web.session import csrf_protect
 
@@ -23,10 +24,7 @@ def person_export(request: Request, ws_id: str, person_id: str) -> StreamingResp
     lines = request.app.state.ctx.privacy.export_person(ws_id, person_id)
     if lines is None:
         raise HTTPException(404, "no such person")
-    return StreamingResponse(
-        lines, media_type="application/x-ndjson",
-        headers={"Content-Disposition": f'attachment; filename="person-{person_id}.ndjson"'},
-    )  # fmt: skip
+    return ndjson_download(lines, f"person-{person_id}.ndjson")
 
 
 @router.post("/w/{ws_id}/persons/{person_id}/delete")
