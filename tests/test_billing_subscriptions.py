@@ -191,3 +191,41 @@ def test_simulated_customers_become_subscriptions(sqlite_ctx: Context) -> None:
     mrr_end = sum((Decimal(m["movements"][k]) for m in months for k in m["movements"]), Decimal(0))
     assert Decimal(months[-1]["mrr"]) == mrr_end  # movements add up to the MRR
     assert months[-1]["customers"] == len(subs)
+
+
+def test_free_to_paid_conversion_kpi(sqlite_ctx: Context) -> None:
+    """Five sign-ups by hand; the KPI counts those in the period who made their account pay
+    within 30 days: p1 only of p1-p4 (p2 too late, p3 never, p4 upgraded an account already
+    paying; p5 signed up before the period) -> 1/4."""
+    from traction.analytics.domain.specs import DateRange
+    from traction.ingest.domain import normalize_segment
+
+    ctx = sqlite_ctx
+    clock = Clock(datetime(2026, 3, 1))
+    ctx.billing.now = clock
+    ws = ctx.workspaces.create_workspace("Acme").id
+    ctx.billing.apply_catalog(ws, yaml.safe_load(EXAMPLE.read_text()))
+    signups = {
+        "p1": "2026-03-02",
+        "p2": "2026-03-05",
+        "p3": "2026-03-08",
+        "p4": "2026-03-09",
+        "p5": "2026-02-20",
+    }
+    ctx.ingest.ingest_sync(ws, [
+        {"type": "track", "userId": u, "event": "signed_up", "timestamp": f"{d}T10:00:00Z", "messageId": f"s-{u}"}
+        for u, d in signups.items()
+    ], normalize_segment)  # fmt: skip
+    for user, account, when, plan in [("p5", "a5", datetime(2026, 3, 3), "pro"), ("p1", "a1", datetime(2026, 3, 10), "pro"),
+                                      ("p2", "a2", datetime(2026, 4, 20), "pro")]:  # fmt: skip
+        clock.t = when
+        ctx.billing.subscribe(ws, account, plan, trial=False, user=user)
+    clock.t = datetime(2026, 3, 15)
+    ctx.billing.change_plan(ws, "a1", "business", user="p4")  # p4 joined a paying account
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and ctx.events.count(ws) < 9:
+        time.sleep(0.02)
+    value = ctx.analytics.kpi(
+        ws, "free_to_paid", DateRange(date_from=date(2026, 3, 1), date_to=date(2026, 3, 31))
+    )
+    assert value == 0.25

@@ -97,7 +97,7 @@ def run_the_documented_commands(data: Path, ws: str) -> None:
             *d,
         )
     )
-    assert len(report["kpis"]) == 11 and report["from"] == "2026-03-01"
+    assert len(report["kpis"]) == 12 and report["from"] == "2026-03-01"
     rates = {k["key"]: k["value"] for k in report["kpis"]}
     assert rates["trial_signup_rate"] == 0.0  # two sign-ups, no trial
     default = json.loads(cli("report", "--workspace", "Acme", "--json", *d))

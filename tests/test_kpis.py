@@ -87,6 +87,7 @@ EXPECTED = {
     "activation_retention_d30": None,  # day 30 (Apr 2) is after the latest event
     "sharing_rate": 2 / 4,  # u1 invited, u4 shared; 4 active people
     "referral_link_shares": 1.0,
+    "free_to_paid": 0.0,  # four sign-ups, no subscription change that made anyone pay
     "stickiness": STICKINESS,
 }
 

@@ -83,7 +83,7 @@ def test_closed_periods_are_not_recomputed_when_new_events_arrive(sqlite_ctx: Co
 
     svc.kpi = counting  # type: ignore[method-assign]
     svc.scorecard(ws, MARCH)
-    assert len(calls) == 22  # 11 KPIs, two periods
+    assert len(calls) == 24  # 12 KPIs, two periods
     calls.clear()
     # a new event after every closed window: nothing recomputed
     sqlite_ctx.ingest.ingest_sync(
@@ -92,14 +92,15 @@ def test_closed_periods_are_not_recomputed_when_new_events_arrive(sqlite_ctx: Co
     svc.scorecard(ws, MARCH)
     assert calls == []
     # a late event on Mar 13: March's figures are recomputed; of February's, only those that
-    # read that far (30-day visitor window, day-7 and day-30 retention)
+    # read that far (30-day visitor and paid windows, day-7 and day-30 retention)
     sqlite_ctx.ingest.ingest_sync(
         ws, [to_segment("track", "signed_up", 8, True, 24 * 40)], normalize_segment
     )
     svc.scorecard(ws, MARCH)
     assert {k for k, r in calls if r == MARCH} == set(BY_KEY)
     feb = {k for k, r in calls if r != MARCH}
-    assert feb == {"visitor_to_signup", "activation_retention_d7", "activation_retention_d30"}
+    assert feb == {"visitor_to_signup", "activation_retention_d7", "activation_retention_d30",
+                   "free_to_paid"}  # fmt: skip
 
 
 def test_reads_until_adds_each_kpis_look_ahead() -> None:

@@ -137,6 +137,7 @@ class SubscribeBody(BaseModel):
     interval: Literal["month", "year"] = "month"
     seats: int = Field(1, ge=1, le=100_000)
     trial: bool = True
+    user: str | None = Field(None, min_length=1, max_length=200, description="who bought")
 
 
 @router.post("/subscriptions", status_code=201)
@@ -145,7 +146,7 @@ def subscribe(
 ) -> dict[str, Any]:
     """Starts a subscription at once (the manual adapter: no payment provider)."""
     sub = _call(request.app.state.ctx.billing.subscribe, key.workspace_id, body.account, body.plan,
-                interval=body.interval, seats=body.seats, trial=body.trial)  # fmt: skip
+                interval=body.interval, seats=body.seats, trial=body.trial, user=body.user)  # fmt: skip
     return subscription_dict(sub)
 
 
@@ -176,6 +177,7 @@ def subscription_dict(sub: Any) -> dict[str, Any]:
 class ChangeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     plan: str = Field(min_length=1, max_length=63)
+    user: str | None = Field(None, min_length=1, max_length=200, description="who changed it")
 
 
 def _transition_dict(t: Any) -> dict[str, Any]:
@@ -192,7 +194,9 @@ def change(
 ) -> dict[str, Any]:
     """An upgrade applies at once (the rest of the period prorated: `amount_due`); a
     downgrade at the period's end (`pending_plan`)."""
-    t = _call(request.app.state.ctx.billing.change_plan, key.workspace_id, account, body.plan)
+    t = _call(
+        request.app.state.ctx.billing.change_plan, key.workspace_id, account, body.plan, body.user
+    )
     return _transition_dict(t)
 
 

@@ -315,8 +315,10 @@ class BillingService:
     def subscribe(
         self, workspace_id: str, account: str, plan_key: str, *, interval: str = "month",
         seats: int = 1, trial: bool = True, provider: str = "manual", provider_ref: str | None = None,
+        user: str | None = None,
     ) -> Subscription:  # fmt: skip
-        """Starts a subscription (a trial first when the plan has one and `trial`)."""
+        """Starts a subscription (a trial first when the plan has one and `trial`). `user`:
+        who bought (the change's event is theirs too, so person funnels can reach it)."""
         cat = self._need_catalog(workspace_id)
         plan = cat.plan(plan_key)
         if plan is None:
@@ -358,22 +360,25 @@ class BillingService:
                             "seats": seats, "status": sub.status,
                             "mrr_before": 0.0, "mrr_after": float(after), "amount_due": float(
                                 0 if trialing else recurring_amount(plan, interval, seats))},
-            f"{name}:{sub.id}", timestamp=now)])  # fmt: skip
+            f"{name}:{sub.id}", user, timestamp=now)])  # fmt: skip
         return sub
 
-    def change_plan(self, workspace_id: str, account: str, plan_key: str) -> Transition:
+    def change_plan(
+        self, workspace_id: str, account: str, plan_key: str, user: str | None = None
+    ) -> Transition:
         """Upgrade at once (prorated) or downgrade at the period's end."""
-        return self._transition(workspace_id, account, "change", plan_key)
+        return self._transition(workspace_id, account, "change", plan_key, user)
 
-    def cancel(self, workspace_id: str, account: str) -> Transition:
-        return self._transition(workspace_id, account, "cancel")
+    def cancel(self, workspace_id: str, account: str, user: str | None = None) -> Transition:
+        return self._transition(workspace_id, account, "cancel", None, user)
 
-    def reactivate(self, workspace_id: str, account: str) -> Transition:
-        return self._transition(workspace_id, account, "reactivate")
+    def reactivate(self, workspace_id: str, account: str, user: str | None = None) -> Transition:
+        return self._transition(workspace_id, account, "reactivate", None, user)
 
     def _transition(
-        self, workspace_id: str, account: str, what: str, plan_key: str | None = None
-    ) -> Transition:
+        self, workspace_id: str, account: str, what: str, plan_key: str | None = None,
+        user: str | None = None,
+    ) -> Transition:  # fmt: skip
         cat = self._need_catalog(workspace_id)
         now = self.now()
         with self.state.session() as s:
@@ -424,7 +429,9 @@ class BillingService:
         if caught_up:
             self._emit_transitions(workspace_id, account, sub_id, caught_up)
         # a request is its own change (two at the same instant are two events)
-        self._emit_transitions(workspace_id, account, f"{sub_id}:{uuid.uuid4().hex[:12]}", [t])
+        self._emit_transitions(
+            workspace_id, account, f"{sub_id}:{uuid.uuid4().hex[:12]}", [t], user
+        )
         return t
 
     def advance(self, now: datetime | None = None) -> int:
@@ -461,15 +468,16 @@ class BillingService:
         return changes
 
     def _emit_transitions(
-        self, workspace_id: str, account: str, sub_id: str, steps: list[Transition]
-    ) -> None:
+        self, workspace_id: str, account: str, sub_id: str, steps: list[Transition],
+        user: str | None = None,
+    ) -> None:  # fmt: skip
         self.emit(workspace_id, [
             self._account_event(account, t.name, {
                 "subscription": sub_id.split(":")[0],
                 "plan": t.state.plan_key, "status": t.state.status, "interval": t.state.interval,
                 "seats": t.state.seats, "mrr_before": float(t.mrr_before), "mrr_after": float(t.mrr_after),
                 "amount_due": float(t.amount_due)},
-                f"{t.name}:{sub_id}:{t.at.isoformat()}", timestamp=t.at)
+                f"{t.name}:{sub_id}:{t.at.isoformat()}", user, timestamp=t.at)
             for t in steps
         ])  # fmt: skip
 

@@ -23,6 +23,7 @@ from traction.analytics.domain.specs import (
     EventMatcher,
     FeatureAdoptionSpec,
     FunnelSpec,
+    PropertyFilter,
     SessionsSpec,
     TrendSeries,
     TrendSpec,
@@ -53,6 +54,21 @@ class KPIConfig(BaseModel):
     )
     referral_share_event: EventName = "referral_link_shared"
     visitor_window_days: float = Field(30.0, gt=0, le=365)
+    paid_window_days: float = Field(30.0, gt=0, le=365)
+
+    def free_to_paid(self, r: DateRange) -> FunnelSpec:
+        """Signed up, then a subscription change that made the account pay (billing's events
+        carry `mrr_after`; the buyer's person is on them)."""
+        paying = EventMatcher(
+            event="$any",
+            filters=[PropertyFilter(property="mrr_after", operator="gt", value=0),
+                     PropertyFilter(property="mrr_before", operator="equals", value=0)],
+        )  # fmt: skip
+        return FunnelSpec(
+            steps=[EventMatcher(event=self.signup_event), paying],
+            range=r,
+            window_days=self.paid_window_days,
+        )
 
     def activation(self, r: DateRange) -> ActivationSpec:
         return ActivationSpec(
@@ -141,6 +157,10 @@ CATALOG: tuple[KPI, ...] = (
         "count", "up", "trend",
         lambda c, r: TrendSpec(series=[TrendSeries(event=EventMatcher(event=c.referral_share_event))], range=r),
         lambda r: sum(line.total for line in r.lines)),
+    KPI("free_to_paid", "Free-to-paid conversion (self-serve)",
+        "Share of people who signed up in the period and bought a paid plan (their account went from no MRR to some) within 30 days.",
+        "percent", "up", "funnel", lambda c, r: c.free_to_paid(r), lambda r: r.overall_conversion,
+        lookahead_days=lambda c: c.paid_window_days, empty="nobody signed up in the period"),
     KPI("stickiness", "Stickiness (DAU/MAU)",
         "Mean over the period's days of daily active people divided by the people active in the 30 days to that day.",
         "ratio", "up", "active_users", lambda c, r: ActiveUsersSpec(range=r), lambda r: r.stickiness,
