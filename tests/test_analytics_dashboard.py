@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 from tests.conftest import LiveServer, run_spec
 from tests.test_dashboard import login, page  # noqa: F401  (shared fixtures)
 from tests.test_kpis import msgs
+from traction.analytics.domain.kpis import CATALOG
 from traction.analytics.web import sparkline_svg
 from traction.ingest.domain import normalize_segment
 
@@ -30,7 +31,9 @@ def test_scorecard_shows_every_kpi_with_sparklines(page, server: LiveServer, sit
     assert table.locator("tr[data-kpi=visitor_to_signup] .value").inner_text() == "75.0%"
     assert table.locator("tr[data-kpi=activation_rate] .value").inner_text() == "100.0%"
     assert table.locator("tr[data-kpi=time_to_first_value] .value").inner_text() == "24.0 h"
-    expect(page.locator("svg.spark")).to_have_count(11)  # (no page-side eval: the CSP forbids it)
+    expect(page.locator("svg.spark")).to_have_count(
+        len(CATALOG)
+    )  # (no page-side eval: the CSP forbids it)
     assert "Share of people who" in table.inner_text()
     # an unknown value says why; a rate's change is in points
     d30 = table.locator("tr[data-kpi=activation_retention_d30] .why")

@@ -27,13 +27,15 @@ def test_billing_pages(page, server: LiveServer) -> None:  # type: ignore[no-unt
     assert page.get_by_test_id("plans-empty").is_visible()
     page.goto(f"{server.url}/w/{ws.id}/revenue")
     assert page.get_by_test_id("revenue-empty").is_visible()
+    group = {"type": "group", "userId": "u1", "groupId": "acme", "traits": {"name": "Acme Inc"}}
+    ctx.ingest.ingest_sync(ws.id, [group], normalize_segment)
+    page.goto(f"{server.url}/w/{ws.id}/accounts/acme")
+    page.get_by_text("No plan catalog yet").wait_for()
 
     doc = yaml.safe_load(EXAMPLE.read_text())
     doc["features"].append({"key": "ai_credits", "type": "metered", "reset": "never"})
     doc["plans"][1]["features"]["ai_credits"] = {"limit": 100}
     ctx.billing.apply_catalog(ws.id, doc)
-    group = {"type": "group", "userId": "u1", "groupId": "acme", "traits": {"name": "Acme Inc"}}
-    ctx.ingest.ingest_sync(ws.id, [group], normalize_segment)
     ctx.billing.subscribe(ws.id, "acme", "pro", seats=3, trial=False)
     ctx.billing.consume(ws.id, "acme", "ai_credits", 40, "k1")
     deadline = time.monotonic() + 10

@@ -51,8 +51,7 @@ def account_billing(request: Request, ws_id: str, account_key: str) -> HTMLRespo
     page_context(request, ws_id, "accounts")
     billing = request.app.state.ctx.billing
     if billing.catalog(ws_id) is None:
-        return HTMLResponse('<p class="muted">No plan catalog yet: see <a href="/w/'
-                            f'{ws_id}/plans">Plans</a>.</p>')  # fmt: skip
+        return render(request, "account_billing.html", ws={"id": ws_id}, ents=None)
     try:
         ents = billing.entitlements(ws_id, account_key)
         invoice = billing.invoice(ws_id, account_key).as_dict()
