@@ -191,6 +191,19 @@ def test_simulated_customers_become_subscriptions(sqlite_ctx: Context) -> None:
     mrr_end = sum((Decimal(m["movements"][k]) for m in months for k in m["movements"]), Decimal(0))
     assert Decimal(months[-1]["mrr"]) == mrr_end  # movements add up to the MRR
     assert months[-1]["customers"] == len(subs)
+    # each change is on the simulated person who made it (person funnels reach it)
+    started = [
+        e
+        for e in ctx.events.named_events(ws, ["subscription_started"])
+        if "mrr_after" in e["properties"]
+    ]
+    assert started
+    with ctx.events.reading() as cur:
+        anonymous = cur.execute(
+            "SELECT count(*) FROM events WHERE workspace_id = ? AND anonymous_id LIKE 'account:%'",
+            [ws],
+        ).fetchone()[0]
+    assert anonymous == 0
 
 
 def test_free_to_paid_conversion_kpi(sqlite_ctx: Context) -> None:

@@ -120,6 +120,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.audit.web import router as audit_web_router
     from traction.billing.api import router as billing_router
     from traction.billing.api import webhooks as billing_webhooks
+    from traction.billing.fast import usage_route
     from traction.billing.web import router as billing_web_router
     from traction.billing.web import upgrade_router
     from traction.catalog.api import router as catalog_router
@@ -134,7 +135,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.workspaces.api import router as workspace_router
     from traction.workspaces.web import router as workspace_web_router
 
-    for route in segment_routes(ctx) + posthog_routes(ctx):
+    for route in segment_routes(ctx) + posthog_routes(ctx) + [usage_route(ctx)]:
         app.router.routes.append(route)
     app.include_router(ops_router)
     app.include_router(workspace_router)

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import JSON, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from traction.audit.service import record
@@ -931,7 +932,9 @@ _ANSWER = text(
 ).bindparams(bindparam("response", type_=JSON()))
 
 
-def _apply_consume(s: Session, op: _Consume, now: datetime) -> tuple[dict[str, Any] | None, bool]:
+def _apply_consume(
+    s: Connection, op: _Consume, now: datetime
+) -> tuple[dict[str, Any] | None, bool]:
     """One consume inside a transaction: (the answer, whether it is new). The answer is None
     when the key was used for a different request (nothing changed). Three statements on the
     usual path: the idempotency record (the gate), one conditional upsert of the usage row
@@ -1020,14 +1023,15 @@ class _Consumes:
         self, batch: list[tuple[_Consume, Future[tuple[dict[str, Any] | None, bool]]]]
     ) -> None:
         now = self.now()
+        engine = self.state.engine  # a Core transaction: the ORM session adds nothing here
         try:
-            with self.state.session() as s:
-                results = [_apply_consume(s, op, now) for op, _ in batch]
+            with engine.begin() as conn:
+                results = [_apply_consume(conn, op, now) for op, _ in batch]
         except Exception:  # one bad apple: each on its own, so the others still land
             for op, fut in batch:
                 try:
-                    with self.state.session() as s:
-                        fut.set_result(_apply_consume(s, op, now))
+                    with engine.begin() as conn:
+                        fut.set_result(_apply_consume(conn, op, now))
                 except Exception as e:
                     fut.set_exception(e)
             return

@@ -21,18 +21,17 @@ SUBSCRIPTION_EVENTS = ("subscription_started", "plan_upgraded", "subscription_ca
 
 def replay_subscriptions(
     billing: BillingService, workspace_id: str, messages: Sequence[dict[str, Any]]
-) -> int:
-    """Applies the simulator's subscription events in time order; returns how many applied.
-    The events billing emits meanwhile are collected and handed back through `emit` at the
-    end, in one batch."""
+) -> list[dict[str, Any]]:
+    """Applies the simulator's subscription events in time order, each by the user who made
+    it. Returns the events billing emitted meanwhile (collected, not sent: the caller stores
+    them with the rest)."""
     if billing.catalog(workspace_id) is None:
-        return 0
+        return []
     emitted: list[dict[str, Any]] = []
     real_emit, real_now = billing.emit, billing.now
     billing.emit = lambda _ws, msgs: emitted.extend(msgs)
     clock = _Clock()
     billing.now = clock
-    applied = 0
     last = None
     try:
         for m in sorted(messages, key=lambda m: m["timestamp"]):
@@ -43,27 +42,22 @@ def replay_subscriptions(
             at = datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00")).replace(tzinfo=None)
             last = clock.t = at
             billing.advance(at)  # renewals and period ends up to this moment
+            user = m.get("userId")
+            plan = PLANS.get(str(props.get("plan")), "pro")
             try:
                 if m["event"] == "subscription_cancelled":
-                    billing.cancel(workspace_id, account)
+                    billing.cancel(workspace_id, account, user)
                 elif billing.subscription(workspace_id, account) is None:
-                    billing.subscribe(
-                        workspace_id, account, PLANS.get(str(props.get("plan")), "pro"), trial=False
-                    )
+                    billing.subscribe(workspace_id, account, plan, trial=False, user=user)
                 else:
-                    billing.change_plan(
-                        workspace_id, account, PLANS.get(str(props.get("plan")), "pro")
-                    )
-                applied += 1
+                    billing.change_plan(workspace_id, account, plan, user)
             except (BillingError, NotFound):
                 continue  # e.g. the same plan again: nothing to change
         if last is not None:
             billing.advance(last)
     finally:
         billing.emit, billing.now = real_emit, real_now
-    if emitted:
-        real_emit(workspace_id, emitted)
-    return applied
+    return emitted
 
 
 class _Clock:

@@ -40,7 +40,9 @@ def run_simulation(
         return len(ctx.ingest.ingest_sync(workspace_id, messages, normalize_segment).rejected)
 
     stats = simulate_into(send, params, console, chunk)
-    replay_subscriptions(ctx.billing, workspace_id, subscriptions)
+    billing_events = replay_subscriptions(ctx.billing, workspace_id, subscriptions)
+    if billing_events:  # committed before returning, like the simulation's own
+        send(list[object](billing_events))
     return stats
 
 
