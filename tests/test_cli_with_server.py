@@ -110,6 +110,20 @@ def run_the_documented_commands(data: Path, ws: str) -> None:
         "signed_up",
         "project_created",
     ]
+    # billing, privacy and the audit log
+    catalog = Path(__file__).parent.parent / "src/traction/billing/example_catalog.yaml"
+    cli("plans", "apply", str(catalog), "--yes", "--workspace", "Acme", *d)
+    assert json.loads(cli("plans", "show", "--json", "--workspace", "Acme", *d))[0]["key"] == "free"
+    cli("subscriptions", "start", "acme", "pro", "--no-trial", "--workspace", "Acme", *d)
+    assert json.loads(cli("usage", "acme", "--json", "--workspace", "Acme", *d))["plan"] == "pro"
+    cli("person", "delete", "u2", "--yes", "--workspace", "Acme", *d)
+    cli("privacy", "show", "--workspace", "Acme", *d)
+    cli("privacy", "purge", "--workspace", "Acme", *d)
+    actions = [
+        json.loads(x)["action"]
+        for x in cli("audit", "--ndjson", "--workspace", "Acme", *d).splitlines()
+    ]
+    assert "person.deleted" in actions and "catalog.applied" in actions
     assert "events" in cli("simulate", "--people", "30", "--days", "3", "--workspace", "Sim", *d)
     assert "Sim" in cli("workspace", "list", *d)
 
