@@ -232,6 +232,12 @@ def test_cli_plans_usage_and_subscriptions(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "business (active)" in r.stderr, r.output
     r = run(app, ["subscriptions", "start", "acme2", "gold", *d])
     assert r.exit_code == 2 and "no plan 'gold'" in r.stderr
+    r = run(app, ["subscriptions", "cancel", "acme", *d])
+    assert r.exit_code == 0 and "subscription cancel scheduled" in r.stderr, r.output
+    assert run(app, ["subscriptions", "reactivate", "acme", *d]).exit_code == 0
+    r = run(app, ["subscriptions", "change", "acme", "pro", *d])
+    assert r.exit_code == 0 and "plan downgrade scheduled" in r.stderr, r.output
+    assert run(app, ["subscriptions", "change", "nobody", "pro", *d]).exit_code == 2
     r = run(app, ["usage", "acme", "--json", *d])
     got = json.loads(r.stdout)
     assert got["plan"] == "business" and got["entitlements"]["sso"]["granted"]

@@ -498,3 +498,21 @@ def test_monthly_revenue_metrics() -> None:
     # a window that starts later carries the history in
     (only_may,) = monthly(movements(history()), date(2026, 5, 1), date(2026, 5, 31))
     assert only_may.mrr_start == 40 and only_may.customers_start == 1
+
+
+def test_trailing_twelve_month_retention() -> None:
+    """A pays 100 from Jan 2025 and expands to 150 in Sep; B pays 50 from Jan 2025 and churns
+    in Jun; C arrives in Nov. A year after Jan 2025: base A + B = 150; now A 150 + B 0 ->
+    NRR 150/150 = 1; GRR (min(150, 100) + 0) / 150 = 2/3. C is not in the base."""
+    ch = [
+        Change("A", "a", datetime(2025, 1, 10), D(0), D(100)),
+        Change("B", "b", datetime(2025, 1, 12), D(0), D(50)),
+        Change("B", "b", datetime(2025, 6, 1), D(50), D(0)),
+        Change("A", "a", datetime(2025, 9, 1), D(100), D(150)),
+        Change("C", "c", datetime(2025, 11, 5), D(0), D(80)),
+    ]
+    months = monthly(movements(ch), date(2025, 12, 1), date(2026, 1, 31))
+    dec, jan = months
+    assert dec.nrr_12m is None  # Dec 2024: nobody paid yet
+    assert jan.nrr_12m == 1 and jan.grr_12m == D(100) / D(150)
+    assert jan.mrr_end == D(230)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 import yaml
@@ -181,3 +182,57 @@ def start(
             r.raise_for_status()
             status = r.json()["status"]
     err.print(f"[green]{account}[/] is on {plan} ({status}).")
+
+
+def _change(
+    what: str, account: str, plan: str | None, data_dir: Any, workspace: Any, url: Any, key: Any
+) -> None:
+    with events_access(data_dir, workspace, url, key) as access:
+        if isinstance(access, Local):
+            billing = access.ctx.billing
+            try:
+                t = (billing.change_plan(access.workspace_id, account, plan or "") if what == "change"
+                     else getattr(billing, what)(access.workspace_id, account))  # fmt: skip
+            except (BillingError, NotFound) as e:
+                raise bad_input(str(e)) from None
+            name, mrr_after = t.name, str(t.mrr_after)
+        else:
+            path = f"/api/v1/subscriptions/{quote(account, safe='')}/{what}"
+            r = access.client.post(path, json={"plan": plan} if plan else None)
+            if r.status_code in (404, 422):
+                raise bad_input(r.json()["error"])
+            r.raise_for_status()
+            name, mrr_after = r.json()["change"], r.json()["mrr_after"]
+    err.print(f"[green]{account}[/]: {name.replace('_', ' ')} (MRR now {mrr_after}).")
+
+
+Url = Annotated[str | None, typer.Option(help="A server's URL (with --key).")]
+Key = Annotated[str | None, typer.Option(help="A secret key, with --url.")]
+
+
+@subscriptions_app.command("change")
+def change(
+    account: Annotated[str, typer.Argument(help="The account (group) key.")],
+    plan: Annotated[str, typer.Argument(help="The new plan.")],
+    data_dir: DataDir = None, workspace: WorkspaceRef = None, url: Url = None, key: Key = None,
+) -> None:  # fmt: skip
+    """Upgrade now (prorated) or downgrade at the period's end."""
+    _change("change", account, plan, data_dir, workspace, url, key)
+
+
+@subscriptions_app.command("cancel")
+def cancel(
+    account: Annotated[str, typer.Argument(help="The account (group) key.")],
+    data_dir: DataDir = None, workspace: WorkspaceRef = None, url: Url = None, key: Key = None,
+) -> None:  # fmt: skip
+    """Cancel at the period's end (a trial: now)."""
+    _change("cancel", account, None, data_dir, workspace, url, key)
+
+
+@subscriptions_app.command("reactivate")
+def reactivate(
+    account: Annotated[str, typer.Argument(help="The account (group) key.")],
+    data_dir: DataDir = None, workspace: WorkspaceRef = None, url: Url = None, key: Key = None,
+) -> None:  # fmt: skip
+    """Undo a scheduled cancellation."""
+    _change("reactivate", account, None, data_dir, workspace, url, key)

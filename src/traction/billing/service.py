@@ -822,6 +822,8 @@ class BillingService:
              "movements": {k: num(v) for k, v in m.moves.items()},
              "net_revenue_retention": num(m.net_revenue_retention, "0.0001"),
              "gross_revenue_retention": num(m.gross_revenue_retention, "0.0001"),
+             "net_revenue_retention_12m": num(m.nrr_12m, "0.0001"),
+             "gross_revenue_retention_12m": num(m.grr_12m, "0.0001"),
              "customer_churn_rate": num(m.customer_churn_rate, "0.0001"),
              "revenue_churn_rate": num(m.revenue_churn_rate, "0.0001"),
              "arpa": num(m.arpa), "quick_ratio": num(m.quick_ratio, "0.01"),

@@ -71,6 +71,10 @@ class Month:
     customers_end: int = 0
     churned_customers: int = 0
     moves: dict[str, Decimal] = field(default_factory=lambda: {k: Decimal(0) for k in KINDS})
+    # trailing twelve months: the accounts paying at the end of the same month a year before,
+    # their MRR now over their MRR then (net: with expansion; gross: each capped at then)
+    nrr_12m: Decimal | None = None
+    grr_12m: Decimal | None = None
 
     @property
     def arr(self) -> Decimal:
@@ -119,12 +123,20 @@ class Month:
         return arpa * gross_margin / churn if churn and arpa is not None else None
 
 
+def _month_start(d: date, back: int = 0) -> date:
+    y, m = divmod(d.month - 1 - back, 12)
+    return date(d.year + y, m + 1, 1)
+
+
 def monthly(moves: Iterable[Movement], first: date, last: date) -> list[Month]:
-    """Month by month from `first` to `last` (months, by their first day)."""
+    """Month by month from `first` to `last` (months, by their first day). The year before
+    `first` is walked too, for the trailing-twelve-month retention."""
     moves = sorted(moves, key=lambda m: m.at)
     mrr: dict[str, Decimal] = defaultdict(Decimal)
+    ends: list[dict[str, Decimal]] = []  # each month's end, per account, from a year back
     months: list[Month] = []
-    cursor = date(first.year, first.month, 1)
+    start = _month_start(first)
+    cursor = _month_start(first, 12)
     i = 0
     while cursor <= last:
         nxt = date(cursor.year + (cursor.month == 12), cursor.month % 12 + 1, 1)
@@ -141,6 +153,17 @@ def monthly(moves: Iterable[Movement], first: date, last: date) -> list[Month]:
             i += 1
         m.mrr_end = sum(mrr.values(), Decimal(0))
         m.customers_end = sum(1 for v in mrr.values() if v > 0)
-        months.append(m)
+        ends.append({a: v for a, v in mrr.items() if v > 0})
+        if len(ends) > 12:
+            then = ends[-13]
+            base = sum(then.values(), Decimal(0))
+            if base:
+                m.nrr_12m = sum((mrr.get(a, Decimal(0)) for a in then), Decimal(0)) / base
+                m.grr_12m = (
+                    sum((min(mrr.get(a, Decimal(0)), v) for a, v in then.items()), Decimal(0))
+                    / base
+                )
+        if cursor >= start:
+            months.append(m)
         cursor = nxt
     return months
