@@ -232,6 +232,8 @@ def revenue(
     """Month by month: MRR and ARR, MRR movements (new, expansion, reactivation,
     contraction, churn: ChartMogul's rules), customers, ARPA, net and gross revenue
     retention, customer and revenue churn, quick ratio, LTV."""
+    if not (date_from.year >= 1970 and date_to.year <= 2199):
+        raise HTTPException(422, "dates must be between 1970 and 2199")
     if (
         date_to < date_from
         or (date_to.year - date_from.year) * 12 + date_to.month - date_from.month > 120

@@ -136,7 +136,7 @@ def monthly(moves: Iterable[Movement], first: date, last: date) -> list[Month]:
     ends: list[dict[str, Decimal]] = []  # each month's end, per account, from a year back
     months: list[Month] = []
     start = _month_start(first)
-    cursor = _month_start(first, 12)
+    cursor = _month_start(first, 12) if first.year > 1 else _month_start(first)
     i = 0
     while cursor <= last:
         nxt = date(cursor.year + (cursor.month == 12), cursor.month % 12 + 1, 1)
