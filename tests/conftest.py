@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from hypothesis import settings as hypothesis_settings
 
 from traction.context import Context
 from traction.server import create_app
@@ -25,6 +26,12 @@ from traction.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
+
+# Property tests draw the same examples on every run, so a red run is reproducible and CI
+# does not turn red by chance; `HYPOTHESIS_PROFILE=explore make test` searches afresh.
+hypothesis_settings.register_profile("fixed", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", max_examples=500)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fixed"))
 
 
 def free_port() -> int:

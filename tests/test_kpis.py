@@ -279,3 +279,18 @@ def test_insight_cli(tmp_path) -> None:  # type: ignore[no-untyped-def]
     assert r.exit_code == 1 and "window_days" in r.stderr
     r = runner.invoke(app, ["insight", "pie", "--spec", "{}", "--data-dir", str(tmp_path)])
     assert r.exit_code == 1 and "unknown kind" in r.stderr
+
+
+def test_previous_range_stops_at_the_earliest_date() -> None:
+    """The query fuzz found a scorecard for 1970-01-01 asking for 1969-12-31 (a 500)."""
+    from datetime import date as _date
+
+    from traction.analytics.domain.kpis import previous_range
+    from traction.analytics.domain.specs import DateRange
+
+    r = DateRange(date_from=_date(1970, 1, 1), date_to=_date(1970, 1, 1))
+    assert previous_range(r) == r
+    march = DateRange(date_from=_date(2026, 3, 1), date_to=_date(2026, 3, 31))
+    assert previous_range(march) == DateRange(
+        date_from=_date(2026, 1, 29), date_to=_date(2026, 2, 28)
+    )

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from traction.analytics.domain.specs import (
+    MIN_DATE,
     ActivationSpec,
     ActiveUsersSpec,
     AllOf,
@@ -170,11 +171,12 @@ BY_KEY = {k.key: k for k in CATALOG}
 
 
 def previous_range(r: DateRange) -> DateRange:
-    """The period of the same length just before."""
+    """The period of the same length just before (never before the earliest date a range may
+    have: a period starting in January 1970 is compared with its own first day)."""
     days = (r.date_to - r.date_from).days + 1
     return DateRange(
-        date_from=date.fromordinal(r.date_from.toordinal() - days),
-        date_to=date.fromordinal(r.date_to.toordinal() - days),
+        date_from=max(MIN_DATE, date.fromordinal(r.date_from.toordinal() - days)),
+        date_to=max(MIN_DATE, date.fromordinal(r.date_to.toordinal() - days)),
     )
 
 
