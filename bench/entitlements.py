@@ -49,29 +49,6 @@ def catalog() -> dict[str, object]:
     return doc
 
 
-async def closed_loop(
-    url: str, key: str, seconds: float, workers: int, prefix: str
-) -> tuple[int, int, float]:
-    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-    granted = sent = 0
-    async with httpx.AsyncClient(base_url=url, auth=(key, ""), limits=limits, timeout=30) as client:
-        stop = time.perf_counter() + seconds
-
-        async def worker(w: int) -> None:
-            nonlocal granted, sent
-            i = 0
-            while time.perf_counter() < stop:
-                r = await client.post("/api/v1/usage", json={"account": "hot", "feature": "ai_credits",
-                                      "quantity": 1, "idempotency_key": f"{prefix}-{w}-{i}"})  # fmt: skip
-                i += 1
-                sent += 1
-                granted += r.json()["granted"]
-
-        t = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(workers)))
-        return sent, granted, time.perf_counter() - t
-
-
 def hey(
     url: str, key: str, path: str, body: dict | None, rate: float, seconds: float
 ) -> tuple[float, float, int]:

@@ -16,12 +16,11 @@ from traction import __version__
 from traction.analytics.service import AnalyticsBusy, QueryTooExpensive
 from traction.context import Context
 from traction.ingest.cors import TrackingCORS
-from traction.privacy.maintenance import Maintenance
 from traction.settings import Settings
 from traction.validation import join, problems
 from traction.web.api_guard import ApiGuard
 from traction.web.headers import SecurityHeaders
-from traction.worker import ReactorRunner, default_reactors
+from traction.worker import Maintenance, ReactorRunner, default_reactors
 
 log = logging.getLogger(__name__)
 

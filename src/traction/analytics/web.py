@@ -436,9 +436,12 @@ def save_settings(
     except ValueError as e:
         error = str(e)
     page = page_context(request, ws_id, "settings")  # the time zone may have changed
-    resp = render(
-        request, "settings.html", **page, config_json=kpi_config, error=error, saved=error is None
+    return render(
+        request,
+        "settings.html",
+        422 if error else 200,
+        **page,
+        config_json=kpi_config,
+        error=error,
+        saved=error is None,
     )
-    if error:
-        resp.status_code = 422
-    return resp

@@ -72,10 +72,6 @@ class AuditLog:
     def __init__(self, state: StateStore) -> None:
         self.state = state
 
-    def record(self, workspace_id: str, action: str, target: str = "", **details: Any) -> None:
-        with self.state.session() as s:
-            record(s, workspace_id, action, target, **details)
-
     def entries(
         self,
         workspace_id: str,

@@ -47,9 +47,7 @@ def _privacy_page(request: Request, ws_id: str, status: int = 200, **extra: obje
         interval_hours=ctx.settings.maintenance_interval_seconds / 3600,
     )
     page.update({"notice": None, "error": None} | extra)
-    resp = render(request, "privacy.html", **page)
-    resp.status_code = status
-    return resp
+    return render(request, "privacy.html", status, **page)
 
 
 @router.get("/w/{ws_id}/privacy")

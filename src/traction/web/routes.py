@@ -96,11 +96,11 @@ def same_origin(request: Request) -> None:
         raise HTTPException(403, "cross-origin form post refused")
 
 
-def render(request: Request, template: str, **ctx: Any) -> HTMLResponse:
+def render(request: Request, template: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     ctx.setdefault("csrf", csrf_for(request))
     if "role" not in ctx and ctx.get("user") is not None and ctx.get("ws") is not None:
         ctx["role"] = request.app.state.ctx.workspaces.role(ctx["user"].id, ctx["ws"].id)
-    return templates.TemplateResponse(request, template, ctx)
+    return templates.TemplateResponse(request, template, ctx, status_code=status_code)
 
 
 def alert(request: Request, message: str, tag: str = "p") -> HTMLResponse:

@@ -33,12 +33,10 @@ def new_workspace(
         created = svc.create_workspace(name.strip(), timezone.strip() or "UTC")
         svc.add_member(user.email, created.id, "admin")
     except ValueError as e:
-        page = render(
-            request, "workspace_new.html", user=user, spaces=svc.user_workspaces(user.id),
+        return render(
+            request, "workspace_new.html", 422, user=user, spaces=svc.user_workspaces(user.id),
             created=None, error=str(e), name=name, timezone=timezone,
         )  # fmt: skip
-        page.status_code = 422
-        return page
     spaces = svc.user_workspaces(user.id)
     return render(request, "workspace_new.html", user=user, spaces=spaces, created=created)
 
@@ -48,9 +46,7 @@ def _members_page(request: Request, ws_id: str, status: int = 200, **extra: obje
     svc = request.app.state.ctx.workspaces
     page.update(members=svc.members(ws_id), invites=svc.pending_invites(ws_id))
     page.update({"notice": None, "error": None, "invite_url": None} | extra)
-    resp = render(request, "members.html", **page)
-    resp.status_code = status
-    return resp
+    return render(request, "members.html", status, **page)
 
 
 @router.get("/w/{ws_id}/members")
@@ -95,13 +91,10 @@ def _invite_page(request: Request, token: str, error: str | None = None) -> HTML
     if pending is None:
         raise HTTPException(404, "this invitation has expired or was used: ask for a new one")
     ws = ctx.workspaces.get_workspace(pending.workspace_id)
-    resp = render(
-        request, "invite.html", token=token, email=pending.email, role=pending.role,
-        workspace_name=ws.name if ws else "", error=error,
+    return render(
+        request, "invite.html", 422 if error else 200, token=token, email=pending.email,
+        role=pending.role, workspace_name=ws.name if ws else "", error=error,
     )  # fmt: skip
-    if error:
-        resp.status_code = 422
-    return resp
 
 
 @router.get("/invite/{token}")
