@@ -155,7 +155,7 @@ def test_simulated_customers_become_subscriptions(sqlite_ctx: Context) -> None:
     """The simulator's purchases, upgrades and cancellations replayed into billing: the
     paying accounts at the end are exactly those the simulation left paying, and the revenue
     history is consistent with them."""
-    from traction.billing.api import CHANGE_EVENTS
+    from traction.billing.domain.revenue import CHANGE_EVENTS
     from traction.simulate.runner import run_simulation
     from traction.simulate.world import SimulationParams
 

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import free_port, wait_healthy
+from traction.analytics.domain.kpis import CATALOG
 from traction.cli import app
 from traction.cli_access import SERVER_FILE
 
@@ -97,7 +98,7 @@ def run_the_documented_commands(data: Path, ws: str) -> None:
             *d,
         )
     )
-    assert len(report["kpis"]) == 12 and report["from"] == "2026-03-01"
+    assert len(report["kpis"]) == len(CATALOG) and report["from"] == "2026-03-01"
     rates = {k["key"]: k["value"] for k in report["kpis"]}
     assert rates["trial_signup_rate"] == 0.0  # two sign-ups, no trial
     default = json.loads(cli("report", "--workspace", "Acme", "--json", *d))

@@ -89,6 +89,17 @@ EXPECTED = {
     "referral_link_shares": 1.0,
     "free_to_paid": 0.0,  # four sign-ups, no subscription change that made anyone pay
     "stickiness": STICKINESS,
+    # revenue: nobody pays. u1 activated, u3 and u4 not (yet); u1 and u4 started trials
+    "free_to_paid_activated": 0.0,
+    "free_to_paid_not_activated": 0.0,
+    "checkout_rate": None,  # no checkout
+    "upgrade_rate_post_activation": 0.0,
+    "revenue_per_trial_user": 0.0,
+    "expansion_revenue": 0.0,
+    "upsell_revenue": 0.0,
+    "activation_to_expansion": 0.0,
+    "time_to_expansion_signal": None,  # no limit hit or locked feature
+    "converted_pql_ltv": None,
 }
 
 

@@ -71,7 +71,7 @@ def test_cached_scorecard_equals_a_full_recomputation(
 def test_closed_periods_are_not_recomputed_when_new_events_arrive(sqlite_ctx: Context) -> None:
     ws = sqlite_ctx.workspaces.create_workspace("closed").id
     base = [to_segment("track", "signed_up", i, True, 24 * 30 + i) for i in range(4)]
-    base += [to_segment("track", "dashboard_viewed", 0, True, 24 * 120)]  # data reaches June
+    base += [to_segment("track", "dashboard_viewed", 0, True, 24 * 200)]  # past every window
     sqlite_ctx.ingest.ingest_sync(ws, base, normalize_segment)
     svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
     calls: list[tuple[str, DateRange]] = []
@@ -83,16 +83,17 @@ def test_closed_periods_are_not_recomputed_when_new_events_arrive(sqlite_ctx: Co
 
     svc.kpi = counting  # type: ignore[method-assign]
     svc.scorecard(ws, MARCH)
-    assert len(calls) == 24  # 12 KPIs, two periods
+    assert len(calls) == 2 * len(BY_KEY)  # every KPI, two periods
     calls.clear()
     # a new event after every closed window: nothing recomputed
     sqlite_ctx.ingest.ingest_sync(
-        ws, [to_segment("track", "signed_up", 9, True, 24 * 121)], normalize_segment
+        ws, [to_segment("track", "signed_up", 9, True, 24 * 201)], normalize_segment
     )
     svc.scorecard(ws, MARCH)
     assert calls == []
     # a late event on Mar 13: March's figures are recomputed; of February's, only those that
-    # read that far (30-day visitor and paid windows, day-7 and day-30 retention)
+    # read that far (30-day visitor and paid windows, day-7 and day-30 retention, the 90-day
+    # expansion windows)
     sqlite_ctx.ingest.ingest_sync(
         ws, [to_segment("track", "signed_up", 8, True, 24 * 40)], normalize_segment
     )
@@ -100,7 +101,9 @@ def test_closed_periods_are_not_recomputed_when_new_events_arrive(sqlite_ctx: Co
     assert {k for k, r in calls if r == MARCH} == set(BY_KEY)
     feb = {k for k, r in calls if r != MARCH}
     assert feb == {"visitor_to_signup", "activation_retention_d7", "activation_retention_d30",
-                   "free_to_paid"}  # fmt: skip
+                   "free_to_paid", "free_to_paid_activated", "free_to_paid_not_activated",
+                   "upgrade_rate_post_activation", "revenue_per_trial_user", "converted_pql_ltv",
+                   "activation_to_expansion", "time_to_expansion_signal"}  # fmt: skip
 
 
 def test_reads_until_adds_each_kpis_look_ahead() -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -24,10 +25,17 @@ from traction.analytics.compile.engagement import (
 )
 from traction.analytics.compile.funnel import compile_funnel, compile_funnel_dropoffs
 from traction.analytics.compile.retention import compile_retention
+from traction.analytics.compile.revenue import (
+    compile_account_events,
+    compile_changes,
+    compile_first_accounts,
+    compile_people,
+)
 from traction.analytics.compile.trend import OTHER, compile_trend_people, compile_trend_series
 from traction.analytics.domain.kpis import (
     BY_KEY,
     KPIConfig,
+    RevenueSpec,
 )
 from traction.analytics.domain.periods import buckets, is_complete, last_observable_period
 from traction.analytics.domain.results import (
@@ -50,6 +58,7 @@ from traction.analytics.domain.results import (
     sessions_result,
 )
 from traction.analytics.domain.specs import (
+    MIN_DATE,
     ActivationSpec,
     ActiveUsersSpec,
     DateRange,
@@ -63,6 +72,8 @@ from traction.analytics.domain.specs import (
     day_bounds,
 )
 from traction.analytics.scorecard import Scorecard
+from traction.billing.domain import plg
+from traction.billing.domain.revenue import Change
 from traction.store.events import DuckDBEventStore
 from traction.workspaces.service import WorkspaceService
 
@@ -427,6 +438,71 @@ class AnalyticsService:
         return self._cached(
             workspace_id, f"activation_retention:{days}:{spec.model_dump_json()}", compute
         )  # type: ignore[no-any-return]
+
+    def plg_revenue(self, workspace_id: str, spec: RevenueSpec) -> plg.PLGRevenue:
+        """The PLG revenue KPIs for one period (each KPI of the group reads one field)."""
+        c = spec.config
+
+        def compute() -> plg.PLGRevenue:
+            start, end = day_bounds(spec.range, self._timezone(workspace_id))
+            windows = plg.Windows(
+                paid_days=c.paid_window_days,
+                expansion_days=c.expansion_window_days,
+                gross_margin=Decimal(str(c.gross_margin)),
+            )
+            return plg.plg_revenue(self._plg_facts(workspace_id, c), start, end, windows)
+
+        key = f"plg_revenue:{c.model_dump_json()}:{spec.range.model_dump_json()}"
+        return self._cached(workspace_id, key, compute)  # type: ignore[no-any-return]
+
+    def _plg_facts(self, workspace_id: str, c: KPIConfig) -> plg.Facts:
+        """Every period's PLG revenue KPIs read the same facts: fetched once per data version."""
+
+        def compute() -> plg.Facts:
+            sql, params = compile_people(c, workspace_id)
+            rows = self._rows(sql, params)
+            missing = [r[0] for r in rows if r[1] is None]
+            accounts: dict[str, str] = {}
+            if missing:
+                accounts = dict(self._rows(*compile_first_accounts(workspace_id, missing)))  # type: ignore[arg-type]
+            activation = c.activation(DateRange(date_from=MIN_DATE, date_to=MIN_DATE))
+            sql, params = compile_activation(
+                activation, workspace_id, "UTC", datetime(1970, 1, 1), datetime(2200, 1, 1)
+            )
+            activated = {r[0]: r[3] for r in self._rows(sql, params) if r[3] is not None}
+            people = [
+                plg.Person(
+                    person,
+                    account or accounts.get(person),
+                    signed,
+                    trial,
+                    activated.get(person),
+                    pql if c.pql_event else activated.get(person),
+                )
+                for person, account, signed, trial, pql in rows
+            ]
+            changes = [
+                Change(account, sub or "", at, Decimal(before), Decimal(after), name, person)
+                for account, sub, at, before, after, name, person in self._rows(
+                    *compile_changes(workspace_id)
+                )
+                if account is not None
+            ]
+            checkouts = [
+                plg.Checkout(person, account, at)
+                for account, at, person in self._rows(
+                    *compile_account_events(workspace_id, (c.checkout_event,), True)
+                )
+            ]
+            signals = [
+                (account, at)
+                for account, at in self._rows(
+                    *compile_account_events(workspace_id, c.expansion_signals, False)
+                )
+            ]
+            return plg.Facts(people, changes, checkouts, signals)
+
+        return self._cached(workspace_id, "plg_facts:" + c.model_dump_json(), compute)  # type: ignore[no-any-return]
 
     def kpi(
         self, workspace_id: str, key: str, r: DateRange, config: KPIConfig | None = None

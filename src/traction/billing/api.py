@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from traction.billing.domain.revenue import CHANGE_EVENTS
 from traction.billing.service import BillingError, NotFound
 from traction.workspaces.api import admin_key, server_key
 from traction.workspaces.service import KeyInfo
@@ -200,6 +201,23 @@ def change(
     return _transition_dict(t)
 
 
+class SeatsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seats: int = Field(ge=1, le=100_000)
+    user: str | None = Field(None, min_length=1, max_length=200, description="who changed it")
+
+
+@router.post("/subscriptions/{account}/seats")
+def seats(
+    account: str, body: SeatsBody, request: Request, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    """More or fewer seats, at once, the rest of the period prorated (`amount_due`: a charge,
+    or a credit when negative)."""
+    t = _call(request.app.state.ctx.billing.set_seats, key.workspace_id, account, body.seats,
+              body.user)  # fmt: skip
+    return _transition_dict(t)
+
+
 @router.post("/subscriptions/{account}/cancel")
 def cancel(account: str, request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
     """Cancels at the period's end (a trial: at once)."""
@@ -212,13 +230,6 @@ def reactivate(account: str, request: Request, key: KeyInfo = Depends(admin_key)
     return _transition_dict(
         _call(request.app.state.ctx.billing.reactivate, key.workspace_id, account)
     )
-
-
-CHANGE_EVENTS = (
-    "trial_started", "subscription_started", "trial_converted", "trial_ended", "plan_upgraded",
-    "plan_downgraded", "subscription_ended", "subscription_renewed", "subscription_reactivated",
-    "payment_failed", "invoice_paid", "subscription_status_changed",
-)  # fmt: skip
 
 
 @router.get("/revenue")
@@ -252,6 +263,9 @@ class CheckoutBody(BaseModel):
     seats: int = Field(1, ge=1, le=100_000)
     success_url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://")
     cancel_url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://")
+    user: str | None = Field(
+        None, min_length=1, max_length=200, description="who is buying: a self-serve purchase"
+    )
 
 
 @router.post("/checkout")
@@ -261,7 +275,7 @@ def checkout(
     """Where to send the buyer: a Stripe Checkout page, or (the manual provider) straight
     to `success_url`, the change applied already."""
     result = _call(request.app.state.ctx.providers.checkout, key.workspace_id, body.account, body.plan,
-                   body.interval, body.seats, body.success_url, body.cancel_url)  # fmt: skip
+                   body.interval, body.seats, body.success_url, body.cancel_url, body.user)  # fmt: skip
     return {"url": result.url, "mode": result.mode, "reference": result.reference}
 
 
@@ -329,6 +343,9 @@ class UpgradeLinkBody(BaseModel):
     feature: str | None = Field(
         None, min_length=1, max_length=63, description="the feature that was locked"
     )
+    user: str | None = Field(
+        None, min_length=1, max_length=200, description="who will upgrade: a self-serve purchase"
+    )
 
 
 @router.post("/upgrade-links")
@@ -339,7 +356,7 @@ def upgrade_link(
     the current one marked, what each adds, the price and the proration; choosing a plan
     goes through checkout and back to `return_url`."""
     token = _call(request.app.state.ctx.providers.upgrade_link, key.workspace_id, body.account,
-                  body.return_url, body.feature)  # fmt: skip
+                  body.return_url, body.feature, user=body.user)  # fmt: skip
     return {
         "url": str(request.base_url).rstrip("/") + f"/upgrade/{token}",
         "expires_in_seconds": 86400,

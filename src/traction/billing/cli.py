@@ -185,20 +185,23 @@ def start(
 
 
 def _change(
-    what: str, account: str, plan: str | None, data_dir: Any, workspace: Any, url: Any, key: Any
-) -> None:
+    what: str, account: str, body: dict[str, Any] | None, data_dir: Any, workspace: Any, url: Any,
+    key: Any,
+) -> None:  # fmt: skip
+    """One subscription change: `what` is the API's path step, `body` its JSON."""
     with events_access(data_dir, workspace, url, key) as access:
         if isinstance(access, Local):
             billing = access.ctx.billing
+            method: Any = {"change": billing.change_plan, "seats": billing.set_seats}.get(what)
             try:
-                t = (billing.change_plan(access.workspace_id, account, plan or "") if what == "change"
+                t = (method(access.workspace_id, account, *body.values()) if method and body
                      else getattr(billing, what)(access.workspace_id, account))  # fmt: skip
             except (BillingError, NotFound) as e:
                 raise bad_input(str(e)) from None
             name, mrr_after = t.name, str(t.mrr_after)
         else:
             path = f"/api/v1/subscriptions/{quote(account, safe='')}/{what}"
-            r = access.client.post(path, json={"plan": plan} if plan else None)
+            r = access.client.post(path, json=body)
             if r.status_code in (404, 422):
                 raise bad_input(r.json()["error"])
             r.raise_for_status()
@@ -217,7 +220,17 @@ def change(
     data_dir: DataDir = None, workspace: WorkspaceRef = None, url: Url = None, key: Key = None,
 ) -> None:  # fmt: skip
     """Upgrade now (prorated) or downgrade at the period's end."""
-    _change("change", account, plan, data_dir, workspace, url, key)
+    _change("change", account, {"plan": plan}, data_dir, workspace, url, key)
+
+
+@subscriptions_app.command("seats")
+def seats(
+    account: Annotated[str, typer.Argument(help="The account (group) key.")],
+    seats: Annotated[int, typer.Argument(help="The new number of seats.")],
+    data_dir: DataDir = None, workspace: WorkspaceRef = None, url: Url = None, key: Key = None,
+) -> None:  # fmt: skip
+    """Change the number of seats now (prorated either way)."""
+    _change("seats", account, {"seats": seats}, data_dir, workspace, url, key)
 
 
 @subscriptions_app.command("cancel")

@@ -165,3 +165,4 @@ class UpgradeLink(Base):
     return_url: Mapped[str] = mapped_column(String(2000))
     feature: Mapped[str | None] = mapped_column(String(63), nullable=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    user_id: Mapped[str | None] = mapped_column(String(200), nullable=True)  # who it is for

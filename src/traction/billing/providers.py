@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -72,8 +73,10 @@ class Providers:
 
     def checkout(
         self, workspace_id: str, account: str, plan_key: str, interval: str, seats: int,
-        success_url: str, cancel_url: str,
+        success_url: str, cancel_url: str, user: str | None = None,
     ) -> CheckoutResult:  # fmt: skip
+        """`user`: who is buying (the purchase is then theirs: a self-serve change). Records
+        `checkout_started`, so the checkout rate can be measured."""
         cat = self.billing._need_catalog(workspace_id)
         plan = cat.plan(plan_key)
         if plan is None:
@@ -82,13 +85,17 @@ class Providers:
         if price is None:
             raise BillingError(f"interval: plan {plan_key!r} has no {interval}ly price")
         conf = self.settings(workspace_id)
+        self.billing.emit(workspace_id, [self.billing._account_event(
+            account, "checkout_started", {"plan": plan_key, "interval": interval, "seats": seats,
+                                          "provider": conf.provider},
+            f"checkout_started:{uuid.uuid4().hex}", user, timestamp=self.billing.now())])  # fmt: skip
         if conf.provider == "manual":
             current = self.billing.subscription(workspace_id, account)
             if current is None:
                 sub = self.billing.subscribe(workspace_id, account, plan_key, interval=interval,
-                                             seats=seats, trial=False)  # fmt: skip
+                                             seats=seats, trial=False, user=user)  # fmt: skip
                 return CheckoutResult(success_url, "manual", sub.id)
-            self.billing.change_plan(workspace_id, account, plan_key)
+            self.billing.change_plan(workspace_id, account, plan_key, user)
             return CheckoutResult(success_url, "manual", current.id)
         client = _stripe(conf)
         currency = cat.currency.lower()
@@ -103,7 +110,7 @@ class Providers:
                 "currency": currency, "unit_amount": _minor(price.per_seat, cat.currency),
                 "recurring": recurring, "product_data": {"name": f"{plan.name or plan.key} seat"}}})  # fmt: skip
         meta = {"traction_workspace": workspace_id, "account": account, "plan": plan_key,
-                "interval": interval, "seats": str(seats)}  # fmt: skip
+                "interval": interval, "seats": str(seats), **({"user": user} if user else {})}  # fmt: skip
         session = client.v1.checkout.sessions.create(params={  # type: ignore[arg-type]
             "mode": "subscription", "line_items": items, "success_url": success_url,
             "cancel_url": cancel_url, "client_reference_id": account, "metadata": meta,
@@ -115,7 +122,7 @@ class Providers:
 
     def upgrade_link(
         self, workspace_id: str, account: str, return_url: str, feature: str | None = None,
-        hours: int = 24,
+        hours: int = 24, user: str | None = None,
     ) -> str:  # fmt: skip
         """A token for the upgrade page of `account` (valid `hours`; only its hash is kept)."""
         self.billing._need_catalog(workspace_id)
@@ -123,7 +130,7 @@ class Providers:
         with self.state.session() as s:
             s.add(UpgradeLink(token_hash=hashlib.sha256(token.encode()).hexdigest(), workspace_id=workspace_id,
                               account=account, return_url=return_url, feature=feature,
-                              expires_at=utcnow() + timedelta(hours=hours)))  # fmt: skip
+                              expires_at=utcnow() + timedelta(hours=hours), user_id=user))  # fmt: skip
         return token
 
     def upgrade_view(self, token: str) -> dict[str, Any]:
@@ -166,7 +173,7 @@ class Providers:
         link = self._link(token)
         sub = self.billing.subscription(link.workspace_id, link.account)
         result = self.checkout(link.workspace_id, link.account, plan_key, sub.interval if sub else "month",
-                               sub.seats if sub else 1, link.return_url, link.return_url)  # fmt: skip
+                               sub.seats if sub else 1, link.return_url, link.return_url, link.user_id)  # fmt: skip
         return result.url
 
     def _link(self, token: str) -> UpgradeLink:
@@ -224,10 +231,10 @@ class Providers:
             if current is None:
                 billing.subscribe(workspace_id, account, plan, interval=meta.get("interval", "month"),
                                   seats=int(meta.get("seats", 1)), trial=False, provider="stripe",
-                                  provider_ref=ref)  # fmt: skip
+                                  provider_ref=ref, user=meta.get("user"))  # fmt: skip
                 return f"subscribed {account} to {plan}"
             if current.plan_key != plan:
-                billing.change_plan(workspace_id, account, plan)
+                billing.change_plan(workspace_id, account, plan, meta.get("user"))
             return f"changed {account} to {plan}"
         ref = obj.get("subscription") if kind.startswith("invoice.") else obj.get("id")
         sub = billing.by_provider_ref(workspace_id, str(ref)) if ref else None

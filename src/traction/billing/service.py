@@ -40,6 +40,7 @@ from traction.billing.domain.subscriptions import (
     advance,
     cancel,
     change_plan,
+    change_seats,
     mrr,
     reactivate,
 )
@@ -370,6 +371,14 @@ class BillingService:
         """Upgrade at once (prorated) or downgrade at the period's end."""
         return self._transition(workspace_id, account, "change", plan_key, user)
 
+    def set_seats(
+        self, workspace_id: str, account: str, seats: int, user: str | None = None
+    ) -> Transition:
+        """More or fewer seats, at once and prorated (`seats_changed`: expansion or contraction)."""
+        if not isinstance(seats, int) or isinstance(seats, bool):
+            raise BillingError("seats: a whole number")
+        return self._transition(workspace_id, account, "seats", None, user, seats)
+
     def cancel(self, workspace_id: str, account: str, user: str | None = None) -> Transition:
         return self._transition(workspace_id, account, "cancel", None, user)
 
@@ -378,7 +387,7 @@ class BillingService:
 
     def _transition(
         self, workspace_id: str, account: str, what: str, plan_key: str | None = None,
-        user: str | None = None,
+        user: str | None = None, seats: int = 0,
     ) -> Transition:  # fmt: skip
         cat = self._need_catalog(workspace_id)
         now = self.now()
@@ -414,6 +423,8 @@ class BillingService:
                         raise BillingError(f"plan: {new.key!r} has no {sub.interval}ly price")
                     version = self._current_versions(workspace_id).get(new.key, 1)
                     t = change_plan(_state(sub), old, new, version, now, cat.currency)
+                elif what == "seats":
+                    t = change_seats(_state(sub), old, seats, now, cat.currency)
                 elif what == "cancel":
                     t = cancel(_state(sub), old, now)
                 else:
@@ -697,7 +708,7 @@ class BillingService:
             self.emit(workspace_id, [self._account_event(
                 account, "$feature_locked", {"feature": feature, "reason": d.reason,
                                              "plan": plan.key if plan else None},
-                f"$feature_locked:{account}:{feature}:{hour}", user)])  # fmt: skip
+                f"$feature_locked:{account}:{feature}:{hour}", user, timestamp=now)])  # fmt: skip
         return d
 
     def entitlements(self, workspace_id: str, account: str) -> dict[str, Any]:
@@ -781,7 +792,8 @@ class BillingService:
             self.emit(op.workspace_id, [self._account_event(
                 op.account, t, {"feature": op.feature, "usage": after, "limit": limit,
                                 "plan": plan.key if plan else None},
-                f"{t}:{op.account}:{op.feature}:{op.window[0].isoformat()}", user) for t in triggers])  # fmt: skip
+                f"{t}:{op.account}:{op.feature}:{op.window[0].isoformat()}", user, timestamp=self.now())
+                for t in triggers])  # fmt: skip
 
     def close(self) -> None:
         self._consumes.stop()

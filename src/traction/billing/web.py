@@ -8,7 +8,8 @@ from datetime import date
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from traction.billing.api import CHANGE_EVENTS, subscription_dict
+from traction.billing.api import subscription_dict
+from traction.billing.domain.revenue import CHANGE_EVENTS
 from traction.billing.service import BillingError, NotFound
 from traction.web.routes import page_context, render, templates
 from traction.web.session import csrf_protect

@@ -56,6 +56,16 @@ class KPIConfig(BaseModel):
     referral_share_event: EventName = "referral_link_shared"
     visitor_window_days: float = Field(30.0, gt=0, le=365)
     paid_window_days: float = Field(30.0, gt=0, le=365)
+    # the PLG revenue KPIs (docs/metrics.md)
+    checkout_event: EventName = "checkout_started"
+    expansion_signals: tuple[EventName, ...] = Field(
+        ("$limit_approaching", "$limit_reached", "$feature_locked"), min_length=1, max_length=10
+    )
+    expansion_window_days: float = Field(90.0, gt=0, le=730)
+    gross_margin: float = Field(0.8, gt=0, le=1)
+    # what makes a person a product-qualified lead: an event (a lead-scoring rule can send
+    # one); by default, activating
+    pql_event: EventName | None = None
 
     def free_to_paid(self, r: DateRange) -> FunnelSpec:
         """Signed up, then a subscription change that made the account pay (billing's events
@@ -82,7 +92,20 @@ class KPIConfig(BaseModel):
         )
 
 
-Unit = Literal["percent", "seconds", "count", "ratio", "events"]
+@dataclass(frozen=True)
+class RevenueSpec:
+    """The PLG revenue KPIs' input: what they compute from is the workspace's whole history
+    (see `billing.domain.plg`), read through this configuration, for one period."""
+
+    config: KPIConfig
+    range: DateRange
+
+
+def _revenue(c: KPIConfig, r: DateRange) -> RevenueSpec:
+    return RevenueSpec(c, r)
+
+
+Unit = Literal["percent", "seconds", "count", "ratio", "events", "money"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,7 @@ class KPI:
     # change it, only late ones (timestamped earlier) or merges can.
     lookahead_days: Callable[[KPIConfig], float] = lambda c: 0.0
     empty: str = "no events in the period"  # why the value can be unknown, for the reader
+    group: str = "Growth"  # the scorecard's section
 
 
 def _funnel(*events: str, window: float | str) -> Callable[[KPIConfig, DateRange], FunnelSpec]:
@@ -161,11 +185,50 @@ CATALOG: tuple[KPI, ...] = (
     KPI("free_to_paid", "Free-to-paid conversion (self-serve)",
         "Share of people who signed up in the period and bought a paid plan (their account went from no MRR to some) within 30 days.",
         "percent", "up", "funnel", lambda c, r: c.free_to_paid(r), lambda r: r.overall_conversion,
-        lookahead_days=lambda c: c.paid_window_days, empty="nobody signed up in the period"),
+        lookahead_days=lambda c: c.paid_window_days, empty="nobody signed up in the period", group="Revenue"),
     KPI("stickiness", "Stickiness (DAU/MAU)",
         "Mean over the period's days of daily active people divided by the people active in the 30 days to that day.",
         "ratio", "up", "active_users", lambda c, r: ActiveUsersSpec(range=r), lambda r: r.stickiness,
         empty="nobody was active in the period"),
+    # -- revenue (from billing's subscription events: billing.domain.plg) --
+    KPI("free_to_paid_activated", "Free-to-paid, activated (self-serve)",
+        "Of the people who signed up in the period and activated, the share who made their account pay within 30 days of signing up.",
+        "percent", "up", "plg_revenue", _revenue, lambda r: r.free_to_paid_activated,
+        lookahead_days=lambda c: c.paid_window_days, empty="nobody who signed up in the period activated", group="Revenue"),
+    KPI("free_to_paid_not_activated", "Free-to-paid, not activated (self-serve)",
+        "Of the people who signed up in the period and did not activate, the share who made their account pay within 30 days of signing up.",
+        "percent", "up", "plg_revenue", _revenue, lambda r: r.free_to_paid_not_activated,
+        lookahead_days=lambda c: c.paid_window_days, empty="everyone who signed up in the period activated, or nobody signed up", group="Revenue"),
+    KPI("checkout_rate", "Self-serve checkout rate",
+        "Share of the checkouts started in the period after which the account's MRR went up within a day.",
+        "percent", "up", "plg_revenue", _revenue, lambda r: r.checkout_rate,
+        lookahead_days=lambda c: 1.0, empty="no checkout was started in the period", group="Revenue"),
+    KPI("upgrade_rate_post_activation", "Self-serve upgrade rate (post-activation)",
+        "Of the people who activated in the period, the share who raised their account's MRR themselves (a purchase or an upgrade) within 30 days.",
+        "percent", "up", "plg_revenue", _revenue, lambda r: r.upgrade_rate_post_activation,
+        lookahead_days=lambda c: c.paid_window_days, empty="nobody activated in the period", group="Revenue"),
+    KPI("revenue_per_trial_user", "Revenue per trial user",
+        "MRR added by the purchases that the people who started a trial in the period made within 30 days, over the number of those people.",
+        "money", "up", "plg_revenue", _revenue, lambda r: r.revenue_per_trial_user,
+        lookahead_days=lambda c: c.paid_window_days, empty="nobody started a trial in the period", group="Revenue"),
+    KPI("expansion_revenue", "Self-serve expansion revenue",
+        "MRR added in the period by accounts already paying, through changes their own people made (upgrades, seats, add-ons).",
+        "money", "up", "plg_revenue", _revenue, lambda r: r.expansion_revenue, group="Revenue"),
+    KPI("upsell_revenue", "Self-serve upsell revenue",
+        "The part of self-serve expansion revenue that came from moving to a higher plan.",
+        "money", "up", "plg_revenue", _revenue, lambda r: r.upsell_revenue, group="Revenue"),
+    KPI("activation_to_expansion", "Activation-to-expansion rate",
+        "Of the people who activated in the period, the share whose paying account expanded within 90 days.",
+        "percent", "up", "plg_revenue", _revenue, lambda r: r.activation_to_expansion,
+        lookahead_days=lambda c: c.expansion_window_days, empty="nobody activated in the period", group="Revenue"),
+    KPI("time_to_expansion_signal", "Time to expansion signal (median)",
+        "Median time from sign-up to the first upgrade trigger (a limit approached or reached, a locked feature) on the person's account, within 90 days.",
+        "seconds", "down", "plg_revenue", _revenue, lambda r: r.time_to_expansion_signal,
+        lookahead_days=lambda c: c.expansion_window_days, empty="nobody who signed up in the period hit a limit or a locked feature", group="Revenue"),
+    KPI("converted_pql_ltv", "Converted PQL lifetime value",
+        "Mean LTV (MRR x gross margin / monthly customer churn) of the accounts whose product-qualified lead of the period was followed by their first purchase within 30 days.",
+        "money", "up", "plg_revenue", _revenue, lambda r: r.converted_pql_ltv,
+        lookahead_days=lambda c: c.paid_window_days, empty="no PQL of the period converted, or no churn yet to estimate a lifetime from", group="Revenue"),
 )  # fmt: skip
 BY_KEY = {k.key: k for k in CATALOG}
 
@@ -243,4 +306,6 @@ def format_value(kpi: KPI, v: float | None) -> str:
         return f"{v:.3f}"
     if kpi.unit == "count":
         return f"{v:,.0f}"
+    if kpi.unit == "money":
+        return f"{v:,.2f}"
     return f"{v:,.1f}"

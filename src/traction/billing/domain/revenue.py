@@ -19,6 +19,13 @@ from datetime import date, datetime
 from decimal import Decimal
 
 KINDS = ("new", "expansion", "reactivation", "contraction", "churn")
+# the events billing records a subscription's MRR change with (`mrr_before`, `mrr_after`)
+CHANGE_EVENTS = (
+    "trial_started", "subscription_started", "trial_converted", "trial_ended", "plan_upgraded",
+    "plan_downgraded", "seats_changed", "subscription_ended", "subscription_renewed",
+    "subscription_reactivated", "subscription_canceled", "payment_failed", "invoice_paid",
+    "subscription_status_changed",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,9 @@ class Change:
     at: datetime
     mrr_before: Decimal
     mrr_after: Decimal
+    event: str = ""  # the change's event name (plan_upgraded, seats_changed, ...)
+    person: str | None = None  # who made it in the product: a self-serve change; None for
+    # changes made for the account (renewals, period ends, an admin or sales)
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,8 @@ class Movement:
     at: datetime
     kind: str
     amount: Decimal  # signed: positive for new, expansion, reactivation
+    event: str = ""
+    person: str | None = None
 
 
 def movements(changes: Iterable[Change]) -> list[Movement]:
@@ -58,7 +70,7 @@ def movements(changes: Iterable[Change]) -> list[Movement]:
             kind = "expansion" if after > before else "contraction"
         if after > 0:
             paid_before.add(c.account)
-        out.append(Movement(c.account, c.at, kind, after - before))
+        out.append(Movement(c.account, c.at, kind, after - before, c.event, c.person))
     return out
 
 
@@ -167,3 +179,57 @@ def monthly(moves: Iterable[Movement], first: date, last: date) -> list[Month]:
             months.append(m)
         cursor = nxt
     return months
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """Accounts by the month they first paid: their MRR at the end of that month, and at the
+    end of each month after, net (with expansion) and gross (each account capped at its start)."""
+
+    month: date
+    accounts: int
+    mrr: Decimal
+    net: list[Decimal]  # retention at the end of month 0, 1, 2, ... (month 0 is 1)
+    gross: list[Decimal]
+
+
+def cohorts(moves: Iterable[Movement], last: date) -> list[Cohort]:
+    """Revenue retention by cohort, up to the month `last` falls in."""
+    moves = sorted(moves, key=lambda m: m.at)
+    first_paid: dict[str, date] = {}
+    for mv in moves:
+        if mv.kind == "new" and mv.account not in first_paid:
+            first_paid[mv.account] = _month_start(mv.at.date())
+    if not first_paid:
+        return []
+    end = _month_start(last)
+    months: list[date] = []
+    cursor = min(first_paid.values())
+    while cursor <= end:
+        months.append(cursor)
+        cursor = date(cursor.year + (cursor.month == 12), cursor.month % 12 + 1, 1)
+    mrr: dict[str, Decimal] = defaultdict(Decimal)
+    at_end: list[dict[str, Decimal]] = []  # each month's closing MRR per account
+    i = 0
+    for m in months:
+        nxt = date(m.year + (m.month == 12), m.month % 12 + 1, 1)
+        while i < len(moves) and moves[i].at.date() < nxt:
+            mrr[moves[i].account] += moves[i].amount
+            i += 1
+        at_end.append(dict(mrr))
+    out = []
+    for k, m in enumerate(months):
+        members = [a for a, f in first_paid.items() if f == m]
+        if not members:
+            continue
+        start = {a: at_end[k].get(a, Decimal(0)) for a in members}
+        base = sum(start.values(), Decimal(0))
+        if not base:
+            continue  # bought and left within the month: nothing to retain
+        net, gross = [], []
+        for later in at_end[k:]:
+            net.append(sum((later.get(a, Decimal(0)) for a in members), Decimal(0)) / base)
+            gross.append(sum((min(later.get(a, Decimal(0)), v) for a, v in start.items()),
+                             Decimal(0)) / base)  # fmt: skip
+        out.append(Cohort(m, len(members), base, net, gross))
+    return out

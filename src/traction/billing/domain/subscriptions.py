@@ -89,6 +89,26 @@ def change_plan(
     return Transition("plan_downgrade_scheduled", at, s, before, before)
 
 
+def change_seats(
+    state: SubState, plan: Plan, seats: int, at: datetime, currency: str
+) -> Transition:
+    """A new seat count applies at once, the rest of the period prorated either way (a charge
+    for more seats, a credit for fewer), as Stripe prorates quantity changes by default."""
+    if state.status == "canceled":
+        raise ValueError("the subscription has ended: start a new one")
+    if not 1 <= seats <= 100_000:
+        raise ValueError("seats: between 1 and 100,000")
+    if seats == state.seats:
+        raise ValueError(f"the subscription has {seats} seats already")
+    s = replace(state, seats=seats)
+    due = Decimal(0)
+    if state.status != "trialing":
+        due = proration(recurring_amount(plan, state.interval, state.seats),
+                        recurring_amount(plan, state.interval, seats),
+                        state.period_start, state.period_end, at, currency)  # fmt: skip
+    return Transition("seats_changed", at, s, mrr(state, plan), mrr(s, plan), due)
+
+
 def cancel(state: SubState, plan: Plan, at: datetime) -> Transition:
     if state.status == "canceled":
         raise ValueError("the subscription has ended already")
