@@ -55,6 +55,10 @@ def test_billing_pages(page, server: LiveServer) -> None:  # type: ignore[no-unt
     page.locator("#mrr-chart .main-svg").first.wait_for()
     last = page.get_by_test_id("revenue-table").locator("tbody tr").last.inner_text()
     assert "59.00" in last and "708.00" in last  # 29 + 3 x 10 = 59 MRR, 708 ARR
+    cohort = page.get_by_test_id("cohort-table").locator("tbody tr").first.inner_text()
+    assert "59.00" in cohort and "100.0%" in cohort  # one account, all of it kept
+    plg = page.get_by_test_id("plg-revenue")
+    assert plg.locator('[data-kpi="expansion_revenue"] .value').inner_text() == "0.00"
 
     page.goto(f"{server.url}/w/{ws.id}/accounts/acme")
     billing = page.get_by_test_id("account-billing")

@@ -33,7 +33,7 @@ from traction.billing.domain.entitlements import Decision, crossed, decide
 from traction.billing.domain.meters import Running, aggregate, matches, value_of
 from traction.billing.domain.periods import add_months, period_containing, usage_window
 from traction.billing.domain.pricing import Invoice, invoice_preview, recurring_amount
-from traction.billing.domain.revenue import Change, monthly, movements
+from traction.billing.domain.revenue import Change, cohorts, monthly, movements
 from traction.billing.domain.subscriptions import (
     SubState,
     Transition,
@@ -823,7 +823,8 @@ class BillingService:
             if isinstance(props := ev.get("properties") or {}, dict)
             and "mrr_before" in props and "mrr_after" in props
         ]  # fmt: skip
-        months = monthly(movements(changes), first, last)
+        moves = movements(changes)
+        months = monthly(moves, first, last)
 
         def num(x: Decimal | None, places: str = "0.01") -> str | None:
             return None if x is None else str(x.quantize(Decimal(places)))
@@ -840,7 +841,12 @@ class BillingService:
              "revenue_churn_rate": num(m.revenue_churn_rate, "0.0001"),
              "arpa": num(m.arpa), "quick_ratio": num(m.quick_ratio, "0.01"),
              "ltv": num(m.ltv(gross_margin))}
-            for m in months]}  # fmt: skip
+            for m in months],
+            "cohorts": [
+                {"month": c.month.isoformat(), "accounts": c.accounts, "mrr": num(c.mrr),
+                 "net": [num(x, "0.0001") for x in c.net], "gross": [num(x, "0.0001") for x in c.gross]}
+                for c in cohorts(moves, last) if c.month >= first.replace(day=1)],
+        }  # fmt: skip
 
     # -- events -------------------------------------------------------------------------------
 

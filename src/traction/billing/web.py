@@ -3,11 +3,12 @@ catalog and its versions), and an account's plan, usage and invoice preview."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from traction.analytics.domain.specs import DateRange
 from traction.billing.api import subscription_dict
 from traction.billing.domain.revenue import CHANGE_EVENTS
 from traction.billing.service import BillingError, NotFound
@@ -30,8 +31,10 @@ def revenue_page(request: Request, ws_id: str, months: int = 6) -> HTMLResponse:
     events = ctx.events.named_events(ws_id, CHANGE_EVENTS)
     end = max((e["timestamp"].date() for e in events), default=date.today())
     report = ctx.billing.revenue(ws_id, events, _months_back(end, months), end)
-    return render(request, "revenue.html", **page, report=report, months=months,
-                  has_catalog=ctx.billing.catalog(ws_id) is not None)  # fmt: skip
+    last = DateRange(date_from=end - timedelta(days=29), date_to=end)
+    plg = [r for r in ctx.analytics.scorecard(ws_id, last, wait=False) if r["group"] == "Revenue"]
+    return render(request, "revenue.html", **page, report=report, months=months, plg=plg,
+                  plg_range=last, has_catalog=ctx.billing.catalog(ws_id) is not None)  # fmt: skip
 
 
 @router.get("/w/{ws_id}/plans")

@@ -281,7 +281,7 @@ def scorecard_row(kpi: KPI, now: float | None, before: float | None) -> dict[str
     points = change_points(kpi, now, before)
     moved = points if points is not None else rel
     return {
-        "key": kpi.key, "name": kpi.name, "value": now, "previous": before, "change": rel,
+        "key": kpi.key, "name": kpi.name, "group": kpi.group, "value": now, "previous": before, "change": rel,
         "change_points": points, "unit": kpi.unit, "direction": kpi.direction,
         "definition": kpi.definition, "formatted": format_value(kpi, now),
         "formatted_previous": format_value(kpi, before),
