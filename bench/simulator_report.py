@@ -28,7 +28,9 @@ def main() -> None:
     active: dict[str, set[date]] = collections.defaultdict(set)
     names: collections.Counter[str] = collections.Counter()
     n = 0
-    for day in World(params).run():
+    world = World(params)
+    locks: collections.Counter[str] = collections.Counter()
+    for day in world.run():
         for m in day:
             n += 1
             d = date.fromisoformat(m["timestamp"][:10])
@@ -37,6 +39,8 @@ def main() -> None:
             if m["type"] != "track":
                 continue
             names[m["event"]] += 1
+            if m["event"] == "$feature_locked":
+                locks[f"{m['properties']['feature']} ({m['properties']['reason']})"] += 1
             u = m.get("userId")
             if u:
                 first[u].setdefault(m["event"], d)
@@ -76,12 +80,14 @@ def main() -> None:
     print(
         f"D1 / D7 / D30 retention (session on that day)  {retained(1)} / {retained(7)} / {retained(30)}"
     )
-    paid = names["subscription_started"]
+    intents = collections.Counter(i.action for i in world.product.intents)
     print(
-        f"paid conversions            {paid:,} ({paid / len(signups):.1%} of sign-ups); upgrades {names['plan_upgraded']:,}; cancellations {names['subscription_cancelled']:,}"
+        f"purchases                   {world.stats.paid:,} accounts ({world.stats.paid / max(1, intents['trial']):.1%} of {intents['trial']:,} trials); "
+        f"checkouts {intents['checkout']:,}, seat changes {intents['seats']:,}, downgrades {intents['downgrade']:,}, cancellations {intents['cancel']:,}"
     )
+    print("walls (feature_locked)      " + ", ".join(f"{k} {n:,}" for k, n in locks.most_common()))
     print(
-        f"plan limits reached         {names['plan_limit_reached']:,}; referral shares {names['referral_link_shared']:,}; reactivations {names['reactivated']:,}"
+        f"referral shares             {names['referral_link_shared']:,}; reactivations {names['reactivated']:,}"
     )
 
 

@@ -342,6 +342,7 @@ from traction.billing.domain.subscriptions import (  # noqa: E402
     advance,
     cancel,
     change_plan,
+    change_seats,
     mrr,
     reactivate,
 )
@@ -384,6 +385,38 @@ def test_upgrade_now_prorated_downgrade_at_period_end() -> None:
     assert steps[0].state.period_end == datetime(2026, 5, 1)
     with pytest.raises(ValueError):
         change_plan(on("pro"), pro, pro, 1, datetime(2026, 3, 16), "USD")
+
+
+def test_seats_change_at_once_prorated_both_ways() -> None:
+    pro = example().plan("pro")
+    assert pro is not None
+    # 2 -> 5 seats on March 16th: +30 a month, 16/31 of it due now
+    t = change_seats(on("pro"), pro, 5, datetime(2026, 3, 16), "USD")
+    assert t.name == "seats_changed" and t.state.seats == 5
+    assert (t.mrr_before, t.mrr_after) == (D(49), D(79))
+    assert t.amount_due == round_money(D(30) * D(16) / D(31), "USD") == D("15.48")
+    # 5 -> 2 the same day: the same amount back, as a credit
+    back = change_seats(t.state, pro, 2, datetime(2026, 3, 16), "USD")
+    assert back.amount_due == D("-15.48") and back.mrr_after == D(49)
+    # during a trial nothing is due and no MRR moves
+    trial = change_seats(on("pro", "trialing"), pro, 4, datetime(2026, 3, 16), "USD")
+    assert (trial.mrr_before, trial.mrr_after, trial.amount_due) == (0, 0, 0)
+    for bad in (2, 0, 100_001):
+        with pytest.raises(ValueError):
+            change_seats(on("pro"), pro, bad, datetime(2026, 3, 16), "USD")
+
+
+def test_buying_the_trials_own_plan_converts_it_now() -> None:
+    pro = example().plan("pro")
+    assert pro is not None
+    trial = on("pro", "trialing", start=datetime(2026, 3, 1), end=datetime(2026, 3, 15))
+    t = change_plan(trial, pro, pro, 1, datetime(2026, 3, 10, 9), "USD")
+    assert t.name == "trial_converted" and t.state.status == "active"
+    assert (t.state.period_start, t.state.period_end) == (
+        datetime(2026, 3, 10, 9),
+        datetime(2026, 4, 10, 9),
+    )
+    assert (t.mrr_before, t.mrr_after, t.amount_due) == (0, D(49), D(49))
 
 
 def test_cancel_keeps_mrr_until_the_period_ends_and_can_be_undone() -> None:

@@ -111,3 +111,41 @@ def test_meter_values_by_hand(shared: Context) -> None:
     assert val("latest_day") == {d1: 7, d2: 3}  # by event time: b (10:00) is day 1's latest, not d
     assert list(val("count_never").values()) == [4]
     # the entitlement reads the current window's value (a free plan without the feature: 0 used)
+
+
+def test_live_usage_crossing_a_limit_records_the_upgrade_triggers(sqlite_ctx: Context) -> None:
+    """Free allows 3 projects: the 2nd is 67%, the 3rd 100% fires `$limit_reached` (a step
+    straight past 80% to the limit fires only that); a 4th (the product sent it anyway) fires
+    nothing new. History older than a day is a backfill: no triggers."""
+    import time
+    from pathlib import Path
+
+    import yaml
+
+    ctx = sqlite_ctx
+    now = datetime(2026, 3, 10, 12)
+    ctx.billing.now = lambda: now
+    ws = ctx.workspaces.create_workspace("Live").id
+    example = Path(__file__).parent.parent / "src/traction/billing/example_catalog.yaml"
+    ctx.billing.apply_catalog(ws, yaml.safe_load(example.read_text()))
+
+    def project(i: int, account: str, when: datetime) -> dict[str, Any]:
+        return {"type": "track", "userId": f"u-{account}", "event": "project_created",
+                "messageId": f"p-{account}-{i}", "timestamp": when.isoformat() + "Z",
+                "context": {"groupId": account}}  # fmt: skip
+
+    live = [project(i, "acme", now - timedelta(hours=4 - i)) for i in range(4)]
+    old = [project(i, "initech", now - timedelta(days=30 - i)) for i in range(4)]
+    assert not ctx.ingest.ingest_sync(ws, live + old, normalize_segment).rejected
+    runner = ReactorRunner(ctx.state, ctx.events, default_reactors(ctx.state, ctx.catalog, ctx.billing),
+                           ctx.metrics)  # fmt: skip
+    runner.run_once()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and ctx.events.count(ws) < 9:
+        time.sleep(0.02)
+    triggers = [e for e in ctx.events.recent(ws, limit=100) if e["name"].startswith("$limit")]
+    assert [(e["name"], e["properties"]["usage"], e["user_id"]) for e in triggers] == [
+        ("$limit_reached", 3, "u-acme")]  # fmt: skip
+    assert triggers[0]["timestamp"] == now - timedelta(hours=2)  # the 3rd project's time
+    runner.run_once()  # the trigger itself passes through the meters: nothing more
+    assert ctx.events.count(ws) == 9

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from traction.billing.domain.revenue import CHANGE_EVENTS
 from traction.context import Context
 
 EXAMPLE = Path(__file__).parent.parent / "src/traction/billing/example_catalog.yaml"
@@ -152,56 +153,49 @@ def test_revenue_from_the_event_log(sqlite_ctx: Context) -> None:
 
 
 def test_simulated_customers_become_subscriptions(sqlite_ctx: Context) -> None:
-    """The simulator's purchases, upgrades and cancellations replayed into billing: the
-    paying accounts at the end are exactly those the simulation left paying, and the revenue
-    history is consistent with them."""
-    from traction.billing.domain.revenue import CHANGE_EVENTS
+    """The simulator's trials, checkouts, seats, downgrades and cancellations replayed
+    through the real checkout and subscription service: every account ends on the plan the
+    simulation's entitlement checks assumed, the meters built from its events hold the usage
+    it counted, and the revenue history adds up."""
     from traction.simulate.runner import run_simulation
-    from traction.simulate.world import SimulationParams
+    from traction.simulate.world import SimulationParams, World
+    from traction.worker import ReactorRunner, default_reactors
 
     ctx = sqlite_ctx
     ws = ctx.workspaces.create_workspace("Sim").id
     ctx.billing.apply_catalog(ws, yaml.safe_load(EXAMPLE.read_text()))
     params = SimulationParams(people=1500, days=60, seed=3, start=date(2026, 1, 1))
     run_simulation(ctx, ws, params)
-    sim = ctx.events.named_events(
-        ws, ["subscription_started", "plan_upgraded", "subscription_cancelled"]
-    )
-    sim = [
-        e
-        for e in sim
-        if "previous_plan" in e["properties"] or e["name"] == "subscription_cancelled"
-    ]
-    last: dict[str, str] = {}
-    for e in sim:  # what the simulation says each account ended on
-        acc = e["properties"]["account"]
-        last[acc] = "none" if e["name"] == "subscription_cancelled" else e["properties"]["plan"]
-    paying = {a for a, p in last.items() if p != "none"}
-    assert paying, "the simulation should leave some accounts paying"
-    subs = {a for a in last if ctx.billing.subscription(ws, a) is not None}
-    cancelled_but_in_period = {a for a in last if last[a] == "none" and a in subs}
-    assert subs - cancelled_but_in_period == paying
-    for a in cancelled_but_in_period:  # cancelled, running out the period they paid for
-        assert ctx.billing.subscription(ws, a).cancel_at_period_end  # type: ignore[union-attr]
+    world = World(params)  # the same run again (same seed): its view of every account
+    for _ in world.run():
+        pass
+    actions = {i.action for i in world.product.intents}
+    assert actions >= {"trial", "checkout", "seats", "cancel"}
+    end = datetime(2026, 3, 2)
+    ctx.billing.now = lambda: end
+    ReactorRunner(ctx.state, ctx.events, default_reactors(ctx.state, ctx.catalog, ctx.billing),
+                  ctx.metrics).run_once()  # fmt: skip
+    for account, state in world.product.accounts.items():
+        _cat, plan, _sub = ctx.billing.plan_for(ws, account)
+        assert plan is not None and plan.key == world.product.plan(account, end).key, account
+        assert ctx.billing.entitlements(ws, account)["entitlements"]["projects"]["usage"] == (
+            state.projects
+        ), account
     report = ctx.billing.revenue(
         ws, ctx.events.named_events(ws, CHANGE_EVENTS), date(2026, 1, 1), date(2026, 3, 31)
     )
     months = report["months"]
-    assert Decimal(months[0]["movements"]["new"]) > 0
+    assert Decimal(months[1]["movements"]["new"]) > 0
     mrr_end = sum((Decimal(m["movements"][k]) for m in months for k in m["movements"]), Decimal(0))
     assert Decimal(months[-1]["mrr"]) == mrr_end  # movements add up to the MRR
-    assert months[-1]["customers"] == len(subs)
-    # each purchase is on the simulated person who made it (person funnels reach it); only
-    # the scheduled changes (renewals, period ends) are the account's own
-    started = [
-        e
-        for e in ctx.events.named_events(ws, ["subscription_started"])
-        if "mrr_after" in e["properties"]
-    ]
-    assert started
-    users = [ev["user_id"] for ev in ctx.events.recent(ws, name="subscription_started", limit=10_000)
-             if "mrr_after" in ev["properties"]]  # fmt: skip
-    assert len(users) == len(started) and all(u and not u.startswith("account:") for u in users)
+    paying = [a for a in world.product.accounts if world.product.paying(a, end)]
+    assert months[-1]["customers"] == len(paying)
+    # each purchase is on the simulated person who made it (self-serve); only the scheduled
+    # changes (renewals, trial and period ends) are the account's own
+    bought = ctx.events.recent(ws, name="checkout_started", limit=10_000)
+    assert bought and all(e["user_id"] and e["user_id"].startswith("u_") for e in bought)
+    renewals = ctx.events.recent(ws, name="subscription_renewed", limit=10_000)
+    assert renewals and all(e["user_id"] is None for e in renewals)
 
 
 def test_free_to_paid_conversion_kpi(sqlite_ctx: Context) -> None:

@@ -478,7 +478,7 @@ def simulate(
     ) as access:
         ws_id = access.workspace_id
         sink = access.sink()
-        stats = simulate_into(lambda m: len(sink(m)[1]), params, console=err)
+        stats = simulate_into(lambda m: len(sink(m)[1]), params, console=err).stats
     console.print(
         f"[green]{stats.events:,} events[/] from {stats.visitors:,} visitors ({stats.signups:,} sign-ups) in {ws_id}"
     )

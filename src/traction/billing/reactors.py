@@ -11,7 +11,7 @@ class MeterReactor:
     prices read it, so they never scan the log)."""
 
     name = "billing.meters"
-    columns = ("workspace_id", "account_id", "name", "timestamp", "properties")
+    columns = ("workspace_id", "account_id", "user_id", "name", "timestamp", "properties")
 
     def __init__(self, billing: BillingService) -> None:
         self.billing = billing

@@ -618,6 +618,8 @@ class BillingService:
             if not metered:
                 continue
             subs: dict[str, Subscription | None] = {}
+            triggers: list[dict[str, Any]] = []
+            recent = self.now() - timedelta(hours=24)
             with self.state.session() as s:
                 rows: dict[tuple[str, str, datetime], MeterValue] = {}
                 for ev in events:
@@ -637,9 +639,32 @@ class BillingService:
                         if seq <= row.applied_seq:
                             continue
                         run = _running(meter.aggregation, row)
+                        before = int(Decimal(row.value))
                         run.add(value, ev["timestamp"], seq)
                         _store_running(run, row)
                         row.applied_seq = seq
+                        if ev["timestamp"] >= recent:  # live usage, not a backfill of history
+                            triggers += self._meter_triggers(
+                                ws, account, f.key, before, int(Decimal(row.value)), window, ev
+                            )
+            if triggers:
+                self.emit(ws, triggers)
+
+    def _meter_triggers(
+        self, ws: str, account: str, feature: str, before: int, after: int,
+        window: tuple[datetime, datetime], ev: Mapping[str, Any],
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """`$limit_approaching` / `$limit_reached` when events move a meter past 80% / 100% of
+        the plan's limit: once per window (the message id is the window's)."""
+        _cat, plan, _sub = self.plan_for(ws, account)
+        grant = plan.features.get(feature) if plan else None
+        if grant is None or grant.limit is None or after <= before:
+            return []
+        return [self._account_event(
+            account, t, {"feature": feature, "usage": after, "limit": grant.limit,
+                         "plan": plan.key if plan else None},
+            f"{t}:{account}:{feature}:{window[0].isoformat()}", ev.get("user_id"),
+            timestamp=ev["timestamp"]) for t in crossed(grant.limit, before, after)]  # fmt: skip
 
     @staticmethod
     def _meter_row(

@@ -1,9 +1,8 @@
-"""The simulated customers' subscriptions, replayed into billing: each purchase, upgrade and
-cancellation the simulator decided becomes a real subscription change, at its simulated
-time, so the demo's Revenue page, accounts and entitlements have a history.
-
-(The next step, for issue 7: the simulated people check features and consume usage through
-the entitlement service while they act, and buy because a limit stopped them.)
+"""The simulated customers' purchases, replayed into billing: each trial, checkout, seat
+change, downgrade and cancellation the simulation decided (`simulate.product`) goes through
+the real checkout (the manual provider) and subscription service at its simulated time, so
+the demo's Revenue page, accounts and entitlements have a history made by the same code a
+real product's backend calls.
 """
 
 from __future__ import annotations
@@ -12,52 +11,58 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from traction.billing.providers import Providers
 from traction.billing.service import BillingError, BillingService, NotFound
+from traction.simulate.product import Intent
 
-# the simulator's plan names -> the example catalog's
-PLANS = {"starter": "pro", "pro": "business"}
-SUBSCRIPTION_EVENTS = ("subscription_started", "plan_upgraded", "subscription_cancelled")
+RETURN_URL = "https://example.app/billing"
 
 
-def replay_subscriptions(
-    billing: BillingService, workspace_id: str, messages: Sequence[dict[str, Any]]
+def replay_intents(
+    billing: BillingService, providers: Providers, workspace_id: str, intents: Sequence[Intent]
 ) -> list[dict[str, Any]]:
-    """Applies the simulator's subscription events in time order, each by the user who made
-    it. Returns the events billing emitted meanwhile (collected, not sent: the caller stores
-    them with the rest)."""
-    if billing.catalog(workspace_id) is None:
+    """Applies the intents in time order, each by the person who made it. Returns the events
+    billing emitted meanwhile (collected, not sent: the caller stores them with the rest)."""
+    if billing.catalog(workspace_id) is None or not intents:
         return []
     emitted: list[dict[str, Any]] = []
     real_emit, real_now = billing.emit, billing.now
     billing.emit = lambda _ws, msgs: emitted.extend(msgs)
     clock = _Clock()
     billing.now = clock
-    last = None
     try:
-        for m in sorted(messages, key=lambda m: m["timestamp"]):
-            props = m.get("properties") or {}
-            account = props.get("account")
-            if not account:
-                continue
-            at = datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00")).replace(tzinfo=None)
-            last = clock.t = at
-            billing.advance(at)  # renewals and period ends up to this moment
-            user = m.get("userId")
-            plan = PLANS.get(str(props.get("plan")), "pro")
+        for i in sorted(intents, key=lambda i: i.at):
+            clock.t = i.at
+            billing.advance(i.at)  # renewals, trial ends and period ends up to this moment
             try:
-                if m["event"] == "subscription_cancelled":
-                    billing.cancel(workspace_id, account, user)
-                elif billing.subscription(workspace_id, account) is None:
-                    billing.subscribe(workspace_id, account, plan, trial=False, user=user)
-                else:
-                    billing.change_plan(workspace_id, account, plan, user)
+                _apply(billing, providers, workspace_id, i)
             except (BillingError, NotFound):
-                continue  # e.g. the same plan again: nothing to change
-        if last is not None:
-            billing.advance(last)
+                continue  # e.g. a replay into a workspace that has this history already
+        billing.advance(clock.t)
     finally:
         billing.emit, billing.now = real_emit, real_now
     return emitted
+
+
+def _apply(billing: BillingService, providers: Providers, ws: str, i: Intent) -> None:
+    if i.action == "trial":
+        billing.subscribe(ws, i.account, i.plan or "", trial=True, user=i.user)
+    elif i.action == "checkout":
+        sub = billing.subscription(ws, i.account)
+        if (
+            sub is not None
+            and sub.seats != i.seats
+            and (sub.status == "trialing" or sub.plan_key == "free")
+        ):  # the seats to buy, set before the plan is (nothing to pay for them yet)
+            billing.set_seats(ws, i.account, i.seats, i.user)
+        providers.checkout(ws, i.account, i.plan or "", "month", i.seats, RETURN_URL, RETURN_URL,
+                           user=i.user)  # fmt: skip
+    elif i.action == "seats":
+        billing.set_seats(ws, i.account, i.seats, i.user)
+    elif i.action == "downgrade":
+        billing.change_plan(ws, i.account, i.plan or "", i.user)
+    elif i.action == "cancel":
+        billing.cancel(ws, i.account, i.user)
 
 
 class _Clock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -16,7 +15,7 @@ from rich.progress import (
 
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
-from traction.simulate.billing import SUBSCRIPTION_EVENTS, replay_subscriptions
+from traction.simulate.billing import replay_intents
 from traction.simulate.world import SimulationParams, SimulationStats, World
 
 
@@ -31,19 +30,14 @@ def run_simulation(
     the API, without HTTP. (Committing on another thread while the next batch is validated
     was measured slower: both halves need the GIL.)"""
 
-    subscriptions: list[dict[str, Any]] = []
-
     def send(messages: list[object]) -> int:
-        subscriptions.extend(
-            m for m in messages if isinstance(m, dict) and m.get("event") in SUBSCRIPTION_EVENTS
-        )
         return len(ctx.ingest.ingest_sync(workspace_id, messages, normalize_segment).rejected)
 
-    stats = simulate_into(send, params, console, chunk)
-    billing_events = replay_subscriptions(ctx.billing, workspace_id, subscriptions)
+    world = simulate_into(send, params, console, chunk)
+    billing_events = replay_intents(ctx.billing, ctx.providers, workspace_id, world.product.intents)
     if billing_events:  # committed before returning, like the simulation's own
         send(list[object](billing_events))
-    return stats
+    return world.stats
 
 
 def simulate_into(
@@ -51,7 +45,7 @@ def simulate_into(
     params: SimulationParams,
     console: Console | None = None,
     chunk: int = 50_000,
-) -> SimulationStats:
+) -> World:
     """Through any sink that answers how many events it refused (the ingest pipeline here,
     or a server's tracking API). Days are sent together up to `chunk` events: each batch
     costs a transaction and an identity flush, so fewer, larger ones go faster."""
@@ -81,4 +75,4 @@ def simulate_into(
         raise RuntimeError(
             f"the simulator produced {rejected} invalid events: a bug in traction.simulate"
         )
-    return world.stats
+    return world

@@ -2,8 +2,11 @@
 
 Each visitor is a small state machine: anonymous visits (with UTM tags) -> sign-up ->
 onboarding steps with drop-off -> activation -> a daily habit that decays -> invites
-(virality), plan limits, upgrades, trial conversion, churn and reactivation. The output is
-plain Segment messages, so it exercises the same ingest path as real traffic.
+(virality), trial conversion, churn and reactivation. The product sells the example plan
+catalog (`simulate.product`): people meet its limits and locked features, and upgrade with
+a chance that depends on which wall they hit; paying accounts add seats, downgrade and
+cancel. The output is plain Segment messages, so it exercises the same ingest path as real
+traffic; purchases are intents that billing replays (`simulate.billing`).
 
 Same parameters, same seed -> the same messages, byte for byte (message ids included).
 """
@@ -17,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from traction.simulate.product import Product, example_catalog
 
 ONBOARDING_STEPS = (
     "project_created",
@@ -76,11 +81,16 @@ class SimulationParams:
     share_rate: float = 0.015  # per active day: shares a referral link
     share_visit_rate: float = 0.5  # a share brings a visitor
     session_invite_rate: float = 0.012  # per session, after onboarding: invites a teammate
-    trial_days: int = 14
-    paid_conversion_activated: float = 0.35
+    trial_days: int = 14  # the example catalog's pro trial
+    paid_conversion_activated: float = 0.35  # the trial's owner buys as it ends
     paid_conversion_other: float = 0.05
-    free_report_limit: int = 25
-    upgrade_on_limit_rate: float = 0.15
+    business_share: float = 0.25  # of purchases, the business plan (else pro)
+    # upgrades at a wall, by what the entitlement check answered (once per account, feature
+    # and day: the product shows the lock, the person decides)
+    upgrade_on_limit: float = 0.10  # limit_reached: projects, seats, API calls on free
+    upgrade_on_locked: float = 0.03  # not_in_plan: exports on free, SSO on pro
+    project_rate: float = 0.005  # of session actions, creating a project
+    downgrade_rate: float = 0.004  # per active day of a business account's owner
 
 
 @dataclass
@@ -98,9 +108,6 @@ class Visitor:
     steps: dict[str, int] = field(default_factory=dict)  # step -> day done
     activated: bool = False
     churned: bool = False
-    plan: str = "trial"
-    reports: int = 0
-    limit_hit: bool = False
 
 
 @dataclass
@@ -123,6 +130,8 @@ class World:
         self._later: dict[int, list[dict[str, Any]]] = {}  # onboarding steps done on later days
         self.stats = SimulationStats()
         self._accounts = 0
+        self.product = Product(example_catalog())
+        self._walls: set[tuple[str, str, int]] = set()  # (account, feature, day) shown a lock
         self._schedule_organic()
 
     # -- helpers -------------------------------------------------------------------------
@@ -136,6 +145,10 @@ class World:
             days=day, hours=hour
         )
         return t.isoformat().replace("+00:00", "Z")
+
+    def _dt(self, day: int, hour: float) -> datetime:
+        """The same moment as `_ts`, as billing's naive UTC."""
+        return datetime.fromisoformat(self._ts(day, hour)[:-1])
 
     def _weekday_factor(self, day: int) -> float:
         return self.p.weekend_factor if (self.p.start + timedelta(days=day)).weekday() >= 5 else 1.0
@@ -234,9 +247,12 @@ class World:
         self.stats.signups += 1
         if v.invited_to:
             v.account = v.invited_to
+            self.product.joined(v.account, self._dt(d, hour))
         else:
             self._accounts += 1
             v.account = f"acct_{self._accounts:06d}"
+            # the account starts a trial (billing records `trial_started` on its owner)
+            self.product.open(v.account, v.user_id, self._dt(d, hour + 0.03))
         email = f"user{v.key}@{v.account.replace('_', '')}.example"
         traits = {
             "email": email,
@@ -267,11 +283,6 @@ class World:
                 else {},
             )
         )
-        out.append(
-            self._track(
-                v, d, hour + 0.03, "trial_started", plan="trial", trial_days=self.p.trial_days
-            )
-        )
         # onboarding: each step after the previous one, some on later days
         t_day, t_hour = d, hour + 0.05
         for step, rate in zip(ONBOARDING_STEPS, self.p.step_rates, strict=True):
@@ -287,9 +298,11 @@ class World:
             v.steps[step] = t_day
             out_day = self._later.setdefault(t_day, []) if t_day > d else out
             if step == "teammate_invited":
-                out_day.append(self._invite(v, t_day, t_hour))
+                out_day.extend(self._invite(v, t_day, t_hour))
             else:
                 out_day.append(self._track(v, t_day, t_hour, step, onboarding=True))
+                if step == "project_created":
+                    self.product.used(v.account, "projects", 1, self._dt(t_day, t_hour))
         done = v.steps
         window = self.p.activation_window_days
         v.activated = all(
@@ -298,16 +311,56 @@ class World:
         if v.activated:
             self.stats.activated += 1
 
-    def _invite(self, v: Visitor, d: int, hour: float) -> dict[str, Any]:
+    def _invite(self, v: Visitor, d: int, hour: float) -> list[dict[str, Any]]:
+        """An invite, if the plan has a seat for one more (or the inviter buys one)."""
+        assert v.account is not None
+        walls, open_ = self._wall(v, d, hour, "seats", 1)
+        if not open_:
+            return walls
         msg = self._track(v, d, hour, "teammate_invited", role=self.rng.choice(["member", "admin"]))
-        if self.rng.random() < self.p.invite_accept_rate and v.account:
+        if self.rng.random() < self.p.invite_accept_rate:
             arrive = d + self.rng.randint(1, 3)  # today's arrivals are already processed
             if arrive < self.p.days:
                 inv = self._new_visitor(
                     Channel("invite", 0, 0.0, {"source": "invite", "medium": "email"}), arrive
                 )
                 inv.invited_to = v.account
-        return msg
+        return [*walls, msg]
+
+    def _wall(self, v: Visitor, d: int, hour: float, feature: str, requested: int = 0
+              ) -> tuple[list[dict[str, Any]], bool]:  # fmt: skip
+        """Asks the entitlement check: the messages, and whether the way is open. A "no"
+        shows the lock (`$feature_locked`, as billing records it); the first of the day on an
+        account may make the person upgrade, after which the check says yes."""
+        assert v.account is not None and v.user_id is not None
+        now = self._dt(d, hour)
+        decision = self.product.check(v.account, feature, now, requested)
+        if decision.granted:
+            return [], True
+        key = (v.account, feature, d)
+        if key in self._walls:
+            return [self._track(v, d, hour, "$feature_locked", feature=feature,
+                                reason=decision.reason, account=v.account)], False  # fmt: skip
+        self._walls.add(key)
+        plan = self.product.plan(v.account, now).key
+        out = [self._track(v, d, hour, "$feature_locked", feature=feature, reason=decision.reason,
+                           plan=plan, account=v.account)]  # fmt: skip
+        rate = (
+            self.p.upgrade_on_limit
+            if decision.reason == "limit_reached"
+            else self.p.upgrade_on_locked
+        )
+        options = [o["plan"] for o in decision.upgrade_options]
+        if options and self.rng.random() < rate:
+            target = (
+                options[-1]
+                if len(options) > 1 and self.rng.random() < self.p.business_share
+                else options[0]
+            )
+            out += self._buy(v, d, hour + 0.01, target)
+            after = self._dt(d, hour + 0.01)
+            return out, self.product.check(v.account, feature, after, requested).granted
+        return out, False
 
     def _live(self, v: Visitor, d: int, out: list[dict[str, Any]]) -> None:
         p, rng = self.p, self.rng
@@ -317,23 +370,19 @@ class World:
                 v.churned = False
                 out.append(self._track(v, d, rng.uniform(8, 20), "reactivated", days_away=age))
             return
-        if age == p.trial_days and v.plan == "trial":
+        owner = (
+            v.account is not None
+            and self.product.accounts.get(v.account) is not None
+            and (self.product.accounts[v.account].owner == v.user_id)
+        )
+        if owner and age == p.trial_days - 1:  # the trial ends tomorrow: buy, or go free
             self._end_trial(v, d, out)
         hazard = p.churn_hazard_activated if v.activated else p.churn_hazard_other
         if rng.random() < hazard:
             v.churned = True
-            if v.plan in ("starter", "pro"):
-                out.append(
-                    self._track(
-                        v,
-                        d,
-                        rng.uniform(8, 20),
-                        "subscription_cancelled",
-                        plan=v.plan,
-                        account=v.account,
-                    )
-                )
-                v.plan = "free"
+            if owner:  # the owner leaves: the account cancels at its period's end
+                assert v.account is not None
+                self.product.cancel(v.account, v.user_id or "", self._dt(d, rng.uniform(8, 20)))
             return
         start, floor = (
             (p.habit_start_activated, p.habit_floor_activated)
@@ -346,6 +395,10 @@ class World:
         ):
             return
         hour = rng.uniform(7, 12)
+        if owner and rng.random() < p.downgrade_rate:
+            assert v.account is not None
+            if self.product.plan(v.account, self._dt(d, hour)).key == "business":
+                self.product.downgrade(v.account, v.user_id or "", "pro", self._dt(d, hour))
         while hour < 23:
             self._session(v, d, hour, out)
             if rng.random() >= p.extra_session_rate:
@@ -366,40 +419,20 @@ class World:
                 out.append(
                     self._track(v, d, t, "dashboard_viewed", dashboard_id=rng.randint(1, 20))
                 )
+            elif r < 0.60 - p.project_rate:
+                feature = rng.choices(FEATURES, weights=(30, 15, 12, 10, 8, 5))[0]
+                out.extend(self._use(v, d, t, feature))
             elif r < 0.60:
-                out.append(
-                    self._track(
-                        v,
-                        d,
-                        t,
-                        "feature_used",
-                        feature=rng.choices(FEATURES, weights=(30, 15, 12, 10, 8, 5))[0],
-                    )
-                )
+                assert v.account is not None
+                walls, open_ = self._wall(v, d, t, "projects", 1)
+                out.extend(walls)
+                if open_:
+                    out.append(self._track(v, d, t + 0.001, "project_created", onboarding=False))
+                    self.product.used(v.account, "projects", 1, self._dt(d, t + 0.001))
             elif r < 0.80:
                 out.append(self._track(v, d, t, "report_viewed", report_id=rng.randint(1, 200)))
             elif r < 0.92:
-                v.reports += 1
                 out.append(self._track(v, d, t, "report_created", onboarding=False))
-                if (
-                    v.plan in ("trial", "free")
-                    and v.reports > p.free_report_limit
-                    and not v.limit_hit
-                ):
-                    v.limit_hit = True
-                    out.append(
-                        self._track(
-                            v,
-                            d,
-                            t + 0.001,
-                            "plan_limit_reached",
-                            limit="reports",
-                            usage=v.reports,
-                            plan=v.plan,
-                        )
-                    )
-                    if rng.random() < p.upgrade_on_limit_rate:
-                        self._pay(v, d, t + 0.01, "pro", out)
             elif r < 0.97:
                 out.append(
                     self._msg(
@@ -423,45 +456,44 @@ class World:
                     Channel("referral", 0, 0.2, {"source": "referral", "medium": "referral"}), d + 1
                 )
         if rng.random() < p.session_invite_rate and v.account:
-            out.append(self._invite(v, d, hour + 0.6))
+            out.extend(self._invite(v, d, hour + 0.6))
 
-    def _pay(self, v: Visitor, d: int, hour: float, plan: str, out: list[dict[str, Any]]) -> None:
-        mrr = {"starter": 29, "pro": 99}[plan]
-        event = (
-            "plan_upgraded"
-            if v.plan in ("starter", "pro") or v.plan == "free"
-            else "subscription_started"
-        )
-        out.append(
-            self._track(
-                v,
-                d,
-                hour,
-                event,
-                plan=plan,
-                previous_plan=v.plan,
-                mrr=mrr,
-                currency="USD",
-                account=v.account,
-            )
-        )
-        if v.plan not in ("starter", "pro"):
-            self.stats.paid += 1
-        v.plan = plan
-        out.append(
-            self._msg(
-                v, "group", d, hour + 0.001, groupId=v.account, traits={"plan": plan, "mrr": mrr}
-            )
-        )
+    def _use(self, v: Visitor, d: int, t: float, feature: str) -> list[dict[str, Any]]:
+        """A feature used: exports are a plan feature, the API a metered one."""
+        assert v.account is not None
+        if feature == "exports":
+            walls, open_ = self._wall(v, d, t, "exports")
+            if not open_:
+                return walls
+            return [*walls, self._track(v, d, t + 0.001, "feature_used", feature=feature)]
+        if feature == "api":
+            calls = self.rng.randint(20, 300)
+            walls, open_ = self._wall(v, d, t, "api_calls", calls)
+            if not open_:
+                return walls
+            self.product.used(v.account, "api_calls", calls, self._dt(d, t + 0.001))
+            return [*walls, self._track(v, d, t + 0.001, "api_called", calls=calls)]
+        return [self._track(v, d, t, "feature_used", feature=feature)]
+
+    def _buy(self, v: Visitor, d: int, hour: float, plan: str) -> list[dict[str, Any]]:
+        """A checkout by `v` (billing records the purchase on them: self-serve)."""
+        assert v.account is not None and v.user_id is not None
+        now = self._dt(d, hour)
+        first = not self.product.paying(v.account, now)
+        if not self.product.buy(v.account, v.user_id, plan, now):
+            return []
+        self.stats.paid += first
+        return [self._msg(v, "group", d, hour + 0.001, groupId=v.account, traits={"plan": plan})]
 
     def _end_trial(self, v: Visitor, d: int, out: list[dict[str, Any]]) -> None:
-        rate = self.p.paid_conversion_activated if v.activated else self.p.paid_conversion_other
+        assert v.account is not None
         hour = self.rng.uniform(8, 18)
-        out.append(self._track(v, d, hour, "trial_ended"))
+        if self.product.at(v.account, self._dt(d, hour)).status != "trialing":
+            return  # bought already, at a wall
+        rate = self.p.paid_conversion_activated if v.activated else self.p.paid_conversion_other
         if self.rng.random() < rate:
-            self._pay(v, d, hour + 0.01, self.rng.choice(["starter", "pro"]), out)
-        else:
-            v.plan = "free"
+            plan = "business" if self.rng.random() < self.p.business_share else "pro"
+            out.extend(self._buy(v, d, hour, plan))
 
     def run(self) -> Iterator[list[dict[str, Any]]]:
         """Yields each day's messages, in time order within the day."""

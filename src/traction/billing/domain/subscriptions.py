@@ -63,9 +63,15 @@ def change_plan(
     state: SubState, old: Plan, new: Plan, new_version: int, at: datetime, currency: str
 ) -> Transition:
     """An upgrade (the new plan costs more a month) applies at once, with the rest of the
-    period prorated; a downgrade waits for the period's end."""
+    period prorated; a downgrade waits for the period's end. During a trial, buying any plan
+    (the trial's own included) starts a paid period now."""
     if state.status == "canceled":
         raise ValueError("the subscription has ended: start a new one")
+    if new.key == state.plan_key and state.status == "trialing":  # buying the trial's plan
+        s = replace(state, status="active", trial_end=None, period_start=at,
+                    period_end=add_months(at, _months(state.interval)))  # fmt: skip
+        return Transition("trial_converted", at, s, Decimal(0), mrr(s, new),
+                          recurring_amount(new, s.interval, s.seats))  # fmt: skip
     if new.key == state.plan_key:
         raise ValueError(f"the account is on {new.key} already")
     before = mrr(state, old)
