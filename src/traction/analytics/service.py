@@ -7,6 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
@@ -114,6 +115,7 @@ class AnalyticsService:
             OrderedDict()
         )
         self._lock = threading.Lock()
+        self._running: dict[Any, Future[Any]] = {}  # results being computed (one at a time)
         # Analytics queries take all the cores they get; a bounded number run at once (and
         # fewer per workspace), so ingestion and other tenants keep theirs.
         self._slots = threading.BoundedSemaphore(max_concurrent)
@@ -156,15 +158,27 @@ class AnalyticsService:
             if full in self._cache:
                 self._cache.move_to_end(full)
                 return self._cache[full]
+            running = self._running.get(full)
+            if running is None:  # compute it here; whoever asks meanwhile waits for this one
+                self._running[full] = mine = Future[Any]()
+        if running is not None:
+            return running.result()
         token = _WORKSPACE.set(workspace_id)
         try:
             value = compute()
+        except BaseException as e:
+            with self._lock:
+                self._running.pop(full, None)
+            mine.set_exception(e)
+            raise
         finally:
             _WORKSPACE.reset(token)
         with self._lock:
+            self._running.pop(full, None)
             self._cache[full] = value
             while len(self._cache) > self.CACHE_SIZE:
                 self._cache.popitem(last=False)
+        mine.set_result(value)
         return value
 
     def _query(

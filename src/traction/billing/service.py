@@ -170,6 +170,7 @@ class BillingService:
         self._consumes = _Consumes(state, now)
         self._subs: dict[tuple[str, str], tuple[float, SubState | None]] = {}
         self._catalogs: dict[str, tuple[float, Catalog | None]] = {}
+        self._versions: dict[str, tuple[float, dict[str, int]]] = {}
         self._plans: dict[tuple[str, str, int], Plan] = {}
         self._lock = threading.Lock()
 
@@ -240,6 +241,7 @@ class BillingService:
             record(s, workspace_id, "catalog.applied", f"v{version}", diff=diff)
         with self._lock:
             self._catalogs.pop(workspace_id, None)
+            self._versions.pop(workspace_id, None)
         return ApplyResult(version, diff, created)
 
     def last_apply(self, workspace_id: str) -> dict[str, Any] | None:
@@ -270,6 +272,12 @@ class BillingService:
         ]  # fmt: skip
 
     def _current_versions(self, workspace_id: str) -> dict[str, int]:
+        """Each plan's newest version (cached like the catalog, which changes with it)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._versions.get(workspace_id)
+        if hit is not None and hit[0] > now:
+            return dict(hit[1])
         with self.state.session() as s:
             rows = s.execute(
                 select(PlanVersion.plan_key, PlanVersion.version).where(
@@ -279,7 +287,9 @@ class BillingService:
         out: dict[str, int] = {}
         for key, v in rows:
             out[key] = max(out.get(key, 0), v)
-        return out
+        with self._lock:
+            self._versions[workspace_id] = (now + self.CATALOG_TTL, out)
+        return dict(out)
 
     def _plan_version(self, workspace_id: str, key: str, version: int) -> Plan:
         cache_key = (workspace_id, key, version)

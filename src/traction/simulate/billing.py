@@ -30,12 +30,19 @@ def replay_intents(
     billing.emit = lambda _ws, msgs: emitted.extend(msgs)
     clock = _Clock()
     billing.now = clock
+    day = None
     try:
         for i in sorted(intents, key=lambda i: i.at):
             clock.t = i.at
-            billing.advance(i.at)  # renewals, trial ends and period ends up to this moment
+            if i.at.date() != day:  # renewals, trial and period ends: each change catches up
+                billing.advance(i.at)  # its own subscription first, so once a day is enough
+                day = i.at.date()
             try:
-                _apply(billing, providers, workspace_id, i)
+                try:
+                    _apply(billing, providers, workspace_id, i)
+                except NotFound:  # its subscription ended earlier today: start a new one
+                    billing.advance(i.at)
+                    _apply(billing, providers, workspace_id, i)
             except (BillingError, NotFound):
                 continue  # e.g. a replay into a workspace that has this history already
         billing.advance(clock.t)

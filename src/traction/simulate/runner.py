@@ -34,7 +34,11 @@ def run_simulation(
         return len(ctx.ingest.ingest_sync(workspace_id, messages, normalize_segment).rejected)
 
     world = simulate_into(send, params, console, chunk)
-    billing_events = replay_intents(ctx.billing, ctx.providers, workspace_id, world.product.intents)
+    intents = world.product.intents
+    with (console or Console(quiet=True)).status(
+        f"Replaying {len(intents):,} trials, purchases and plan changes through billing…"
+    ):
+        billing_events = replay_intents(ctx.billing, ctx.providers, workspace_id, intents)
     if billing_events:  # committed before returning, like the simulation's own
         send(list[object](billing_events))
     return world.stats

@@ -90,6 +90,7 @@ class SimulationParams:
     upgrade_on_limit: float = 0.10  # limit_reached: projects, seats, API calls on free
     upgrade_on_locked: float = 0.03  # not_in_plan: exports on free, SSO on pro
     project_rate: float = 0.005  # of session actions, creating a project
+    sso_rate: float = 0.05  # of settings visits, looking for SSO (business only)
     downgrade_rate: float = 0.004  # per active day of a business account's owner
 
 
@@ -439,6 +440,8 @@ class World:
                         v, "page", d, t, name="settings", properties={"path": "/app/settings"}
                     )
                 )
+                if rng.random() < p.sso_rate:  # an admin looks for single sign-on
+                    out.extend(self._wall(v, d, t + 0.001, "sso")[0])
             else:
                 out.append(self._track(v, d, t, "search_performed", results=rng.randint(0, 40)))
         if rng.random() < p.share_rate:

@@ -52,13 +52,14 @@ class Movement:
 
 def movements(changes: Iterable[Change]) -> list[Movement]:
     out: list[Movement] = []
-    per_sub: dict[tuple[str, str], Decimal] = {}
+    per_sub: dict[str, dict[str, Decimal]] = defaultdict(dict)  # account -> subscription -> MRR
     paid_before: set[str] = set()
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for c in sorted(changes, key=lambda c: c.at):
         before = totals[c.account]
-        per_sub[(c.account, c.subscription)] = c.mrr_after
-        after = sum((v for (a, _), v in per_sub.items() if a == c.account), Decimal(0))
+        subs = per_sub[c.account]
+        subs[c.subscription] = c.mrr_after
+        after = sum(subs.values(), Decimal(0))
         totals[c.account] = after
         if after == before:
             continue
