@@ -450,7 +450,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     ("steps", "strict", "window", "actor"),
     [
         (["signed_up", "project_created", "teammate_invited"], False, 7, "person_id"),
-        (["session_started", "report_created", "plan_limit_reached"], False, 14, "person_id"),
+        (["session_started", "report_created", "$feature_locked"], False, 14, "person_id"),
         (["session_started", "feature_used"], True, 1, "person_id"),
         (["session_started", "dashboard_viewed", "dashboard_viewed"], True, 1, "person_id"),
         (["signed_up", "project_created", "report_created"], False, 3, "account_id"),

@@ -468,8 +468,10 @@ def simulate(
     key: Key = None,
 ) -> None:
     """Simulate a SaaS product's users and send their events through the ingest pipeline
-    (or through the server that holds the data dir, or --url)."""
-    from traction.simulate.runner import simulate_into
+    (or through the server that holds the data dir, or --url). Into a local data dir whose
+    workspace has a plan catalog, the purchases are replayed into billing too; through a
+    server, only the events go."""
+    from traction.simulate.runner import run_simulation, simulate_into
     from traction.simulate.world import SimulationParams
 
     params = SimulationParams(people=people, days=days, seed=seed)
@@ -477,8 +479,11 @@ def simulate(
         data_dir, workspace or "Demo SaaS", url, key, create_workspace=True
     ) as access:
         ws_id = access.workspace_id
-        sink = access.sink()
-        stats = simulate_into(lambda m: len(sink(m)[1]), params, console=err).stats
+        if isinstance(access, Local):
+            stats = run_simulation(access.ctx, ws_id, params, console=err)
+        else:
+            sink = access.sink()
+            stats = simulate_into(lambda m: len(sink(m)[1]), params, console=err).stats
     console.print(
         f"[green]{stats.events:,} events[/] from {stats.visitors:,} visitors ({stats.signups:,} sign-ups) in {ws_id}"
     )

@@ -91,7 +91,7 @@ class SimulationParams:
     upgrade_on_locked: float = 0.03  # not_in_plan: exports on free, SSO on pro
     project_rate: float = 0.005  # of session actions, creating a project
     sso_rate: float = 0.05  # of settings visits, looking for SSO (business only)
-    downgrade_rate: float = 0.004  # per active day of a business account's owner
+    downgrade_rate: float = 0.01  # per active day of a business account's owner
 
 
 @dataclass
