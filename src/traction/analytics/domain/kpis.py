@@ -138,6 +138,21 @@ def _funnel(*events: str, window: float | str) -> Callable[[KPIConfig, DateRange
     return build
 
 
+_WINDOWS: dict[str, Callable[[KPIConfig], float]] = {
+    "paid": lambda c: c.paid_window_days,
+    "expansion": lambda c: c.expansion_window_days,
+    "checkout": lambda c: 1.0,
+}
+
+
+def _plg(key: str, name: str, definition: str, unit: Unit, *, direction: Literal["up", "down"] = "up",
+         window: str | None = None, empty: str = "no events in the period") -> KPI:  # fmt: skip
+    """A PLG revenue KPI: one field of `plg_revenue`'s result, read `window` days ahead."""
+    return KPI(key, name, definition, unit, direction, "plg_revenue", _revenue,
+               lambda r: getattr(r, key), lookahead_days=_WINDOWS[window] if window else (lambda c: 0.0),
+               empty=empty, group="Revenue")  # fmt: skip
+
+
 CATALOG: tuple[KPI, ...] = (
     KPI("visitor_to_signup", "Visitor-to-sign-up conversion",
         "Share of people who viewed a page in the period and signed up within 30 days of that visit.",
@@ -191,44 +206,34 @@ CATALOG: tuple[KPI, ...] = (
         "ratio", "up", "active_users", lambda c, r: ActiveUsersSpec(range=r), lambda r: r.stickiness,
         empty="nobody was active in the period"),
     # -- revenue (from billing's subscription events: billing.domain.plg) --
-    KPI("free_to_paid_activated", "Free-to-paid, activated (self-serve)",
-        "Of the people who signed up in the period and activated, the share who made their account pay within 30 days of signing up.",
-        "percent", "up", "plg_revenue", _revenue, lambda r: r.free_to_paid_activated,
-        lookahead_days=lambda c: c.paid_window_days, empty="nobody who signed up in the period activated", group="Revenue"),
-    KPI("free_to_paid_not_activated", "Free-to-paid, not activated (self-serve)",
-        "Of the people who signed up in the period and did not activate, the share who made their account pay within 30 days of signing up.",
-        "percent", "up", "plg_revenue", _revenue, lambda r: r.free_to_paid_not_activated,
-        lookahead_days=lambda c: c.paid_window_days, empty="everyone who signed up in the period activated, or nobody signed up", group="Revenue"),
-    KPI("checkout_rate", "Self-serve checkout rate",
-        "Share of the checkouts started in the period after which the account's MRR went up within a day.",
-        "percent", "up", "plg_revenue", _revenue, lambda r: r.checkout_rate,
-        lookahead_days=lambda c: 1.0, empty="no checkout was started in the period", group="Revenue"),
-    KPI("upgrade_rate_post_activation", "Self-serve upgrade rate (post-activation)",
-        "Of the people who activated in the period, the share who raised their account's MRR themselves (a purchase or an upgrade) within 30 days.",
-        "percent", "up", "plg_revenue", _revenue, lambda r: r.upgrade_rate_post_activation,
-        lookahead_days=lambda c: c.paid_window_days, empty="nobody activated in the period", group="Revenue"),
-    KPI("revenue_per_trial_user", "Revenue per trial user",
-        "MRR added by the purchases that the people who started a trial in the period made within 30 days, over the number of those people.",
-        "money", "up", "plg_revenue", _revenue, lambda r: r.revenue_per_trial_user,
-        lookahead_days=lambda c: c.paid_window_days, empty="nobody started a trial in the period", group="Revenue"),
-    KPI("expansion_revenue", "Self-serve expansion revenue",
-        "MRR added in the period by accounts already paying, through changes their own people made (upgrades, seats, add-ons).",
-        "money", "up", "plg_revenue", _revenue, lambda r: r.expansion_revenue, group="Revenue"),
-    KPI("upsell_revenue", "Self-serve upsell revenue",
-        "The part of self-serve expansion revenue that came from moving to a higher plan.",
-        "money", "up", "plg_revenue", _revenue, lambda r: r.upsell_revenue, group="Revenue"),
-    KPI("activation_to_expansion", "Activation-to-expansion rate",
-        "Of the people who activated in the period, the share whose paying account expanded within 90 days.",
-        "percent", "up", "plg_revenue", _revenue, lambda r: r.activation_to_expansion,
-        lookahead_days=lambda c: c.expansion_window_days, empty="nobody activated in the period", group="Revenue"),
-    KPI("time_to_expansion_signal", "Time to expansion signal (median)",
-        "Median time from sign-up to the first upgrade trigger (a limit approached or reached, a locked feature) on the person's account, within 90 days.",
-        "seconds", "down", "plg_revenue", _revenue, lambda r: r.time_to_expansion_signal,
-        lookahead_days=lambda c: c.expansion_window_days, empty="nobody who signed up in the period hit a limit or a locked feature", group="Revenue"),
-    KPI("converted_pql_ltv", "Converted PQL lifetime value",
-        "Mean LTV (MRR x gross margin / monthly customer churn) of the accounts whose product-qualified lead of the period was followed by their first purchase within 30 days.",
-        "money", "up", "plg_revenue", _revenue, lambda r: r.converted_pql_ltv,
-        lookahead_days=lambda c: c.paid_window_days, empty="no PQL of the period converted, or no churn yet to estimate a lifetime from", group="Revenue"),
+    _plg("free_to_paid_activated", "Free-to-paid, activated (self-serve)",
+        "Of the people who signed up in the period and activated, the share who made their account pay within 30 days of signing up.", "percent",
+         window="paid", empty="nobody who signed up in the period activated"),
+    _plg("free_to_paid_not_activated", "Free-to-paid, not activated (self-serve)",
+        "Of the people who signed up in the period and did not activate, the share who made their account pay within 30 days of signing up.", "percent",
+         window="paid", empty="everyone who signed up in the period activated, or nobody signed up"),
+    _plg("checkout_rate", "Self-serve checkout rate",
+        "Share of the checkouts started in the period after which the account's MRR went up within a day.", "percent",
+         window="checkout", empty="no checkout was started in the period"),
+    _plg("upgrade_rate_post_activation", "Self-serve upgrade rate (post-activation)",
+        "Of the people who activated in the period, the share who raised their account's MRR themselves (a purchase or an upgrade) within 30 days.", "percent",
+         window="paid", empty="nobody activated in the period"),
+    _plg("revenue_per_trial_user", "Revenue per trial user",
+        "MRR added by the purchases that the people who started a trial in the period made within 30 days, over the number of those people.", "money",
+         window="paid", empty="nobody started a trial in the period"),
+    _plg("expansion_revenue", "Self-serve expansion revenue",
+        "MRR added in the period by accounts already paying, through changes their own people made (upgrades, seats, add-ons).", "money"),
+    _plg("upsell_revenue", "Self-serve upsell revenue",
+        "The part of self-serve expansion revenue that came from moving to a higher plan.", "money"),
+    _plg("activation_to_expansion", "Activation-to-expansion rate",
+        "Of the people who activated in the period, the share whose paying account expanded within 90 days.", "percent",
+         window="expansion", empty="nobody activated in the period"),
+    _plg("time_to_expansion_signal", "Time to expansion signal (median)",
+        "Median time from sign-up to the first upgrade trigger (a limit approached or reached, a locked feature) on the person's account, within 90 days.", "seconds",
+         direction="down", window="expansion", empty="nobody who signed up in the period hit a limit or a locked feature"),
+    _plg("converted_pql_ltv", "Converted PQL lifetime value",
+        "Mean LTV (MRR x gross margin / monthly customer churn) of the accounts whose product-qualified lead of the period was followed by their first purchase within 30 days.", "money",
+         window="paid", empty="no PQL of the period converted, or no churn yet to estimate a lifetime from"),
 )  # fmt: skip
 BY_KEY = {k.key: k for k in CATALOG}
 
