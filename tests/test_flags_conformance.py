@@ -145,3 +145,65 @@ def test_sticky_bucket(case: list[Any]) -> None:
     result = ev.evaluate(key, context(ctx, sticky)).experiment_result
     assert rounded(result.as_dict() if result else None) == rounded(expected)
     assert sticky == expected_docs
+
+
+# -- against the reference SDK on random payloads ---------------------------------------------
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ATTR_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 50), st.sampled_from(["a", "b", "US", "1.2.3", ""])
+)
+# typed attributes: where a condition's value and the attribute's differ in type, the SDKs
+# differ too (the JS SDK compares `value + ""` with a string, the Python package strictly);
+# we follow the JS SDK, which is the one in browsers (so too for `null >= 0`: true in JS,
+# false in the Python package)
+PEOPLE = st.fixed_dictionaries({
+    "id": st.one_of(st.text(max_size=6), st.integers(-3, 3), st.booleans()),
+    "n": st.integers(-5, 50),
+    "country": st.one_of(st.none(), st.sampled_from(["a", "b", "US", ""])),
+    "v": st.one_of(st.none(), st.sampled_from(["1.2.3", "0.9", "2.0.0-rc.1"])),
+    "flag": st.one_of(st.none(), st.booleans()),
+})  # fmt: skip
+CONDITIONS = st.one_of(
+    st.fixed_dictionaries({"country": st.sampled_from(["US", "a", "b"])}),
+    st.fixed_dictionaries({"n": st.fixed_dictionaries({"$gte": st.integers(0, 40)})}),
+    st.fixed_dictionaries(
+        {"n": st.fixed_dictionaries({"$in": st.lists(st.integers(0, 50), max_size=4)})}
+    ),
+    st.fixed_dictionaries(
+        {"v": st.fixed_dictionaries({"$vgt": st.sampled_from(["1.0.0", "1.2.3", "2.0"])})}
+    ),
+    st.fixed_dictionaries(
+        {"$or": st.lists(st.fixed_dictionaries({"flag": st.booleans()}), max_size=2)}
+    ),
+)
+RULES = st.one_of(
+    # (no null force: the JS SDK, like us, forces null; the Python package skips the rule)
+    st.fixed_dictionaries({"force": ATTR_VALUES.filter(lambda v: v is not None)}, optional={"condition": CONDITIONS,
+                          "coverage": st.floats(0, 1), "hashVersion": st.sampled_from([1, 2])}),
+    st.fixed_dictionaries({"variations": st.lists(st.integers(0, 9), min_size=1, max_size=4)},
+                          optional={"condition": CONDITIONS, "coverage": st.floats(0, 1),
+                                    "seed": st.sampled_from(["s1", "s2"]), "hashVersion": st.sampled_from([1, 2]),
+                                    "hashAttribute": st.sampled_from(["id", "n"])}),
+)  # fmt: skip
+
+
+@given(
+    st.lists(RULES, max_size=4),
+    st.lists(PEOPLE, min_size=1, max_size=8),
+)  # fmt: skip
+def test_agrees_with_the_growthbook_package(
+    rules: list[dict[str, Any]], people: list[dict[str, Any]]
+) -> None:
+    """Random rules and users: the `growthbook` package (the reference Python SDK) and our
+    evaluator give the same value and source."""
+    from growthbook import GrowthBook
+
+    features = {"f": {"defaultValue": "default", "rules": rules}}
+    ours = Evaluator({"features": features})
+    for attrs in people:
+        theirs = GrowthBook(features=features, attributes=attrs).eval_feature("f")
+        mine = ours.evaluate("f", Context(attributes=attrs))
+        assert (mine.value, mine.source) == (theirs.value, theirs.source), attrs

@@ -210,11 +210,26 @@ def compile_condition(cond: Any, groups: Mapping[str, Any] | None = None) -> Pre
                 tests.append(lambda a, k=key, t=vt: t(get_path(a, k)))  # type: ignore[misc]
             else:
                 tests.append(lambda a, k=key, t=vt: t(a.get(k) if isinstance(a, dict) else None))  # type: ignore[misc]
+    return _conjunction(tests)
+
+
+def _conjunction(tests: list[Predicate]) -> Predicate:
+    """All of `tests`, short-circuiting, without a generator per call."""
     if not tests:
         return lambda attrs: True
     if len(tests) == 1:
         return tests[0]
-    return lambda attrs: all(t(attrs) for t in tests)
+    if len(tests) == 2:
+        first, second = tests
+        return lambda attrs: first(attrs) and second(attrs)
+
+    def every(attrs: Attrs) -> bool:
+        for t in tests:  # noqa: SIM110 (a loop: no generator object per call)
+            if not t(attrs):
+                return False
+        return True
+
+    return every
 
 
 def _any_of(conds: Any, groups: Mapping[str, Any]) -> Predicate:
@@ -244,25 +259,34 @@ def compile_value(cond: Any, groups: Mapping[str, Any]) -> ValueTest:
     if isinstance(cond, list) or not is_operator_object(cond):
         text = json_text(cond)
         return lambda v: json_text(v) == text
-    tests = [_operator(op, expected, groups) for op, expected in cond.items()]
-    if len(tests) == 1:
-        return tests[0]
-    return lambda v: all(t(v) for t in tests)
+    return _conjunction([_operator(op, expected, groups) for op, expected in cond.items()])
 
 
-def _is_in(expected: list[Any], actual: Any, insensitive: bool = False) -> bool:
-    def norm(x: Any) -> Any:
-        return x.lower() if insensitive and isinstance(x, str) else x
+def _strict_key(x: Any, insensitive: bool = False) -> Any:
+    """A key under which two values are equal exactly when `===` says so (numbers across int
+    and float, never a bool with a number); None for objects and arrays (never `===`)."""
+    if isinstance(x, str):
+        return ("s", x.lower() if insensitive else x)
+    if isinstance(x, bool):
+        return ("b", x)
+    if isinstance(x, int | float):
+        return ("n", float(x))
+    if x is None:
+        return ("z", None)
+    return None
 
-    pool = [norm(x) for x in expected]
 
-    def has(x: Any) -> bool:
-        x = norm(x)
-        return any(js_strict_equal(x, p) for p in pool)
+def membership(expected: list[Any], insensitive: bool = False) -> ValueTest:
+    """`$in`: the value (or any element of an array value) is one of `expected`, by `===`;
+    a set lookup, however long the list (saved groups can hold thousands of ids)."""
+    pool = {k for x in expected if (k := _strict_key(x, insensitive)) is not None}
 
-    if isinstance(actual, list):
-        return any(has(x) for x in actual)
-    return has(actual)
+    def test(v: Any) -> bool:
+        if isinstance(v, list):
+            return any(_strict_key(x, insensitive) in pool for x in v)
+        return _strict_key(v, insensitive) in pool
+
+    return test
 
 
 def _operator(op: str, expected: Any, groups: Mapping[str, Any]) -> ValueTest:
@@ -285,10 +309,10 @@ def _operator(op: str, expected: Any, groups: Mapping[str, Any]) -> ValueTest:
     if op in ("$in", "$nin", "$ini", "$nini"):
         if not isinstance(expected, list):
             return lambda v: False
-        insensitive = op.endswith("i")
+        found = membership(expected, insensitive=op.endswith("i"))
         if op.startswith("$n"):
-            return lambda v: not _is_in(expected, v, insensitive)
-        return lambda v: _is_in(expected, v, insensitive)
+            return lambda v: not found(v)
+        return found
     if op in ("$all", "$alli"):
         if not isinstance(expected, list):
             return lambda v: False
@@ -317,10 +341,10 @@ def _operator(op: str, expected: Any, groups: Mapping[str, Any]) -> ValueTest:
         return lambda v: rx.search(js_string(v)) is not None
     if op in ("$inGroup", "$notInGroup"):
         members = groups.get(expected) if isinstance(expected, str) else None
-        values = members if isinstance(members, list) else []
+        found = membership(members if isinstance(members, list) else [])
         if op == "$inGroup":
-            return lambda v: _is_in(values, v)
-        return lambda v: not _is_in(values, v)
+            return found
+        return lambda v: not found(v)
     return lambda v: False  # an unknown operator never matches
 
 

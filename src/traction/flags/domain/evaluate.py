@@ -12,6 +12,7 @@ No I/O here: sticky-bucket documents live in the context, and the caller persist
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,7 +117,7 @@ class FeatureResult:
 class _Experiment:
     """An experiment with its condition and prerequisites compiled."""
 
-    __slots__ = ("bandit_ref", "condition", "key", "parents", "spec", "variations")
+    __slots__ = ("bandit_ref", "condition", "key", "parents", "ranges", "spec", "variations")
 
     def __init__(self, spec: dict[str, Any], groups: Mapping[str, Any]) -> None:
         self.spec = spec
@@ -129,6 +130,9 @@ class _Experiment:
         )
         self.parents = _parents(spec.get("parentConditions"), groups)
         self.bandit_ref: str | None = spec.get("contextualBanditRef")
+        self.ranges = spec.get("ranges") or bucket_ranges(
+            len(self.variations), spec.get("coverage"), spec.get("weights")
+        )
 
 
 class _Rule:
@@ -186,16 +190,18 @@ class Evaluator:
     # -- features ---------------------------------------------------------------------------
 
     def evaluate(self, key: str, ctx: Context) -> FeatureResult:
-        return self._feature(key, ctx, set())
+        return self._feature(key, ctx, ())
 
-    def _feature(self, key: str, ctx: Context, stack: set[str]) -> FeatureResult:
-        if key in stack:
+    def _feature(self, key: str, ctx: Context, outer: tuple[str, ...]) -> FeatureResult:
+        """`outer`: the flags whose prerequisites led here (a cycle is reported, not run)."""
+        if key in outer:
             return FeatureResult(None, "cyclicPrerequisite")
-        if key not in self.rules:
+        rules = self.rules.get(key)
+        if rules is None:
             return FeatureResult(None, "unknownFeature")
-        stack = stack | {key}
+        stack = (*outer, key)
         attrs = ctx.attributes
-        for rule in self.rules[key]:
+        for rule in rules:
             skip = False
             for parent, cond, gate in rule.parents:
                 res = self._feature(parent, ctx, stack)
@@ -244,7 +250,8 @@ class Evaluator:
             return False
         if rng is not None:
             return in_range(n, rng)
-        return n <= coverage if coverage is not None else True
+        # half-open like every range: a coverage of k/10000 takes exactly k buckets
+        return n < coverage if coverage is not None else True
 
     @staticmethod
     def _filtered_out(filters: Any, ctx: Context) -> bool:
@@ -265,10 +272,10 @@ class Evaluator:
 
     def run(self, experiment: dict[str, Any], ctx: Context) -> ExperimentResult:
         """An inline experiment (`GrowthBook.run`)."""
-        return self._run(_Experiment(experiment, self.groups), None, ctx, set())
+        return self._run(_Experiment(experiment, self.groups), None, ctx, ())
 
     def _run(
-        self, exp: _Experiment, feature: str | None, ctx: Context, stack: set[str]
+        self, exp: _Experiment, feature: str | None, ctx: Context, stack: tuple[str, ...]
     ) -> ExperimentResult:
         spec, key, n_var = exp.spec, exp.key, len(exp.variations)
         if n_var < 2 or not ctx.enabled:
@@ -307,11 +314,12 @@ class Evaluator:
             return self._result(exp, -1, False, feature, ctx)
         bandit = None
         if not found:
-            weights = spec.get("weights")
+            ranges = exp.ranges
             if exp.bandit_ref is not None:
                 bandit = self._bandit(exp, ctx)
-                weights = bandit["variationWeights"]
-            ranges = spec.get("ranges") or bucket_ranges(n_var, spec.get("coverage"), weights)
+                ranges = spec.get("ranges") or bucket_ranges(
+                    n_var, spec.get("coverage"), bandit["variationWeights"]
+                )
             assigned = choose_variation(n, ranges)
         if blocked:
             return self._result(exp, -1, False, feature, ctx, sticky_used=True)
@@ -419,10 +427,20 @@ def hash_attribute(
     first is empty."""
     name = attribute or "id"
     value = attrs.get(name)
-    if not js_truthy(value):
+    if not hashable(value):
         value = ""
         if fallback:
             alt = attrs.get(fallback)
-            if js_truthy(alt):
+            if hashable(alt):
                 return fallback, alt
     return name, value
+
+
+def hashable(v: Any) -> bool:
+    """What can identify a user (the JS SDK's `isHashable`): a non-empty string or a finite,
+    non-zero number; never a boolean, an object or an array."""
+    if isinstance(v, str):
+        return v != ""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    return v != 0 and math.isfinite(v)
