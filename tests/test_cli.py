@@ -43,6 +43,12 @@ def test_workspace_create_prints_working_keys(tmp_path: Path) -> None:
         assert (
             ctx.workspaces.authenticate_key(info["secret_key"], "admin").workspace_id == info["id"]
         )
+        # one public SDK client key per environment, which resolves to this workspace
+        assert set(info["sdk_keys"]) == {"development", "production"}
+        assert ctx.flags.resolve_key(info["sdk_keys"]["production"])[:2] == (
+            info["id"],
+            "production",
+        )
     finally:
         ctx.close()
 

@@ -14,6 +14,7 @@ from traction.audit.service import AuditLog
 from traction.billing.providers import Providers
 from traction.billing.service import BillingService
 from traction.catalog.service import CatalogService
+from traction.flags.service import FlagService
 from traction.identity.queries import AccountQueries, PersonQueries
 from traction.identity.service import backfill_traits
 from traction.ingest.domain import normalize_segment
@@ -49,6 +50,7 @@ class Context:
     audit: AuditLog
     billing: BillingService
     providers: Providers
+    flags: FlagService
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
@@ -110,6 +112,7 @@ class Context:
             audit=AuditLog(state),
             billing=billing,
             providers=Providers(state, billing),
+            flags=FlagService(state),
         )
 
     def close(self) -> None:

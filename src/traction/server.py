@@ -124,6 +124,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.billing.web import upgrade_router
     from traction.catalog.api import router as catalog_router
     from traction.catalog.web import router as catalog_web_router
+    from traction.flags.api import router as flags_router
+    from traction.flags.api import sdk as flags_sdk
     from traction.identity.api import router as identity_router
     from traction.ingest.api import posthog_routes, segment_routes
     from traction.ops.api import router as ops_router
@@ -144,6 +146,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(billing_router)
     app.include_router(billing_webhooks)
     app.include_router(catalog_router)
+    app.include_router(flags_router)
+    app.include_router(flags_sdk)
     app.include_router(analytics_router)
     app.include_router(saved_router)
     app.include_router(web_router)

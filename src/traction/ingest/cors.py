@@ -18,8 +18,9 @@ import re
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# The public surface: Segment (`/v1/...`) and PostHog (capture, flags, remote config).
-TRACKING_PREFIXES = ("/v1/", "/array/")
+# The public surface: Segment (`/v1/...`), PostHog (capture, flags, remote config), and
+# GrowthBook's SDK endpoints (a public client key in the path).
+TRACKING_PREFIXES = ("/v1/", "/array/", "/api/features/", "/api/eval/", "/sub/")
 TRACKING_EXACT = frozenset(
     path + slash
     for path in ("/batch", "/capture", "/e", "/i/v0/e", "/track", "/flags", "/decide")

@@ -24,6 +24,8 @@ from traction.web.session import COOKIE
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # What an operator may want private (`protect_meta_endpoints`): the schema and the metrics.
 META_PATHS = frozenset({"/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# GrowthBook's remote evaluation: a public SDK client key in the path is its credential
+PUBLIC_PREFIXES = ("/api/eval/",)
 
 
 class ApiGuard:
@@ -59,7 +61,8 @@ class ApiGuard:
         except Problem as p:
             await _answer(send, 401, p.message)
             return
-        if not token or not await anyio.to_thread.run_sync(self.key_ok, token):
+        public = scope["path"].startswith(PUBLIC_PREFIXES)  # the client key is in the path
+        if not public and (not token or not await anyio.to_thread.run_sync(self.key_ok, token)):
             await _answer(
                 send,
                 401,

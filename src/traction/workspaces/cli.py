@@ -94,14 +94,19 @@ def workspace_create(
         except ValueError as e:
             raise fail(str(e)) from None
         granted = _grant(svc, owner, [created.id], "admin", password) if owner else None
+        from traction.flags.service import FlagService  # flags: one client key per environment
+
+        sdk_keys = {k["environment"]: k["key"] for k in FlagService(state).sdk_keys(created.id)}
     if as_json:
         print(json.dumps({"id": created.id, "name": created.name, "write_key": created.write_key,
-                          "secret_key": created.secret_key, "owner": owner}))  # fmt: skip
+                          "secret_key": created.secret_key, "sdk_keys": sdk_keys, "owner": owner}))  # fmt: skip
         return
     t = Table(show_header=False)
     t.add_row("workspace id", created.id)
     t.add_row("write key (public: ingest only)", created.write_key)
     t.add_row("secret key (admin: keep it secret)", created.secret_key)
+    for env, key in sdk_keys.items():
+        t.add_row(f"SDK client key, {env} (public: reads flags)", key)
     console.print(t)
     console.print("[dim]Keys are stored hashed; they are not shown again.[/]")
     if granted:
