@@ -85,9 +85,8 @@ def test_flags_crud_validation_and_history(server: LiveServer, workspace: Any) -
     assert off.json()["environments"]["production"]["enabled"] is False
     assert c.delete("/api/v1/flags/onboarding").json() == {"deleted": "onboarding"}
     assert c.get("/api/v1/flags").json() == {"flags": []}
-    assert [h["change"] for h in c.get("/api/v1/flags/onboarding/history").json()["history"]][
-        0
-    ] == "deleted"
+    newest = c.get("/api/v1/flags/onboarding/history").json()["history"][0]
+    assert newest["change"] == "deleted"
     # a write key cannot configure flags
     assert (
         httpx.get(f"{server.url}/api/v1/flags", auth=(workspace.write_key, "")).status_code == 403
