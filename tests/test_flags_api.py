@@ -209,3 +209,30 @@ def test_server_sent_events_announce_changes(server: LiveServer, workspace: Any)
     c.post("/api/v1/flags/onboarding/toggle", json={"environment": "production", "enabled": False})
     assert done.wait(10)
     assert events[1]["features"] == {}  # switched off: gone from the payload
+
+
+def test_cli_apply_toggle_history_and_bad_input(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from traction.cli import app
+
+    run = CliRunner()
+    d = ["--data-dir", str(tmp_path / "data")]
+    assert run.invoke(app, ["workspace", "create", "Acme", "--json", *d]).exit_code == 0
+    good = tmp_path / "flag.yaml"
+    good.write_text(yaml.safe_dump(SSO_GATE))
+    assert run.invoke(app, ["flags", "apply", "sso-beta", str(good), *d]).exit_code == 0
+    assert (
+        run.invoke(app, ["flags", "toggle", "sso-beta", "production", "--off", *d]).exit_code == 0
+    )
+    listed = json.loads(run.invoke(app, ["flags", "list", "--json", *d]).stdout)
+    assert listed[0]["environments"]["production"]["enabled"] is False
+    hist = json.loads(run.invoke(app, ["flags", "history", "sso-beta", "--json", *d]).stdout)
+    assert [h["change"] for h in hist] == ["updated", "created"] and hist[0]["actor"].startswith(
+        "cli:"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**SSO_GATE, "value_type": "number", "default_value": 0}))
+    r = run.invoke(app, ["flags", "apply", "sso-beta", str(bad), *d])
+    assert r.exit_code == 2 and "force: True is not a number" in r.output
+    assert run.invoke(app, ["flags", "show", "nope", *d]).exit_code == 2
