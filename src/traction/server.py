@@ -126,6 +126,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.catalog.web import router as catalog_web_router
     from traction.flags.api import router as flags_router
     from traction.flags.api import sdk as flags_sdk
+    from traction.flags.web import router as flags_web_router
     from traction.identity.api import router as identity_router
     from traction.ingest.api import posthog_routes, segment_routes
     from traction.ops.api import router as ops_router
@@ -157,6 +158,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(privacy_web_router)
     app.include_router(audit_web_router)
     app.include_router(billing_web_router)
+    app.include_router(flags_web_router)
     app.include_router(upgrade_router)
     app.mount("/static", static_mount(), name="static")
     app.add_middleware(TrackingCORS)
