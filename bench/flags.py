@@ -1,7 +1,7 @@
 """Local flag evaluation: Traction's evaluator against the `growthbook` package, same payload,
-same users, same run.
+same users, same run; then (--http) remote evaluation over HTTP beside /healthz.
 
-    .venv/bin/python bench/flags.py [--users 10000] [--runs 3]
+    .venv/bin/python bench/flags.py [--users 10000] [--runs 3] [--http --rate 1000 --seconds 10]
 
 The payload is what a product's 50 flags look like: targeted force rules (plan, country,
 version, saved groups), percentage rollouts, experiments with weights and conditions, a few
@@ -89,10 +89,69 @@ def theirs(p: dict[str, Any], people: list[dict[str, Any]]) -> tuple[float, list
     return time.perf_counter() - t, values
 
 
+def remote(rate: float, seconds: float) -> None:
+    """`traction serve` on a fresh data dir with the same 50 flags; `hey` at a steady rate:
+    first `GET /healthz`, then `POST /api/eval/{client key}` (every flag for one user)."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from entitlements import hey
+
+    from traction.context import Context
+    from traction.settings import Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        ctx = Context.open(Settings(data_dir=data, log_json=False), start_writer=False)
+        ws = ctx.workspaces.create_workspace("Bench").id
+        p = payload()
+        for group, values in p["savedGroups"].items():
+            ctx.flags.put_group(ws, group, values)
+        for key, f in p["features"].items():
+            ctx.flags.put(ws, key, {"value_type": "json", "default_value": f["defaultValue"],
+                                    "environments": {"production": {"rules": f["rules"]}}})  # fmt: skip
+        client_key = next(
+            k["key"] for k in ctx.flags.sdk_keys(ws) if k["environment"] == "production"
+        )
+        ctx.close()
+        env = {**os.environ, "TRACTION_API_RATE_LIMIT": "1000000/second"}
+        server = subprocess.Popen([sys.executable, "-m", "traction.cli", "serve", "--port", "18410",
+                                   "--data-dir", str(data), "--quiet"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        url = "http://127.0.0.1:18410"
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"{url}/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            body = {"attributes": users(1)[0]}
+            assert httpx.post(f"{url}/api/eval/{client_key}", json=body).status_code == 200
+            health = hey(url, "none", "/healthz", None, rate, seconds)
+            evals = hey(url, "none", f"/api/eval/{client_key}", body, rate, seconds)
+        finally:
+            server.terminate()
+            server.wait(30)
+    print(f"\n{'at ' + str(int(rate)) + ' requests/s':<34}{'p50 ms':>9}{'p99 ms':>9}{'200s':>8}")
+    for label, (p50, p99, n) in (("GET /healthz", health), ("POST /api/eval (50 flags)", evals)):
+        print(f"{label:<34}{p50 * 1000:>9.2f}{p99 * 1000:>9.2f}{n:>8}")
+    print(f"remote evaluation p99 / healthz p99: {evals[1] / health[1]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--http", action="store_true", help="also remote evaluation over HTTP")
+    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--seconds", type=float, default=10)
     a = ap.parse_args()
     p, people = payload(), users(a.users)
     n = len(people) * len(p["features"])
@@ -115,6 +174,8 @@ def main() -> None:
         label = f"growthbook {growthbook.__version__}" if name == "growthbook" else "traction"
         print(f"{label:<28}{n / best[name]:>12,.0f}{best[name] / n * 1e6:>10.2f}"
               f"{best['growthbook'] / best[name]:>8.2f}")  # fmt: skip
+    if a.http:
+        remote(a.rate, a.seconds)
 
 
 if __name__ == "__main__":

@@ -236,3 +236,61 @@ def test_cli_apply_toggle_history_and_bad_input(tmp_path: Path) -> None:
     r = run.invoke(app, ["flags", "apply", "sso-beta", str(bad), *d])
     assert r.exit_code == 2 and "force: True is not a number" in r.output
     assert run.invoke(app, ["flags", "show", "nope", *d]).exit_code == 2
+
+
+def test_fuzzed_flags_and_evaluations_never_answer_5xx(tmp_path: Path) -> None:
+    """Random flag documents (near-valid rules, wrong types, junk) and random evaluation
+    bodies against a real client key: always a 2xx or a 4xx with an error, never a 5xx."""
+    import warnings
+
+    from fastapi.testclient import TestClient
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.test_flags_conformance import CONDITIONS, RULES
+    from traction.server import create_app
+    from traction.settings import Settings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    app = create_app(Settings(data_dir=tmp_path, log_json=False, api_rate_limit="100000/second"),
+                     run_worker=False)  # fmt: skip
+    ws = app.state.ctx.workspaces.create_workspace("Fuzz")
+    key = next(
+        k["key"] for k in app.state.ctx.flags.sdk_keys(ws.id) if k["environment"] == "production"
+    )
+    junk = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8)),
+                        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+                        max_leaves=8)  # fmt: skip
+    rule = st.one_of(
+        RULES,
+        junk,
+        st.fixed_dictionaries({"force": junk, "condition": st.one_of(CONDITIONS, junk)}),
+    )
+    docs = st.one_of(
+        junk,
+        st.fixed_dictionaries({"value_type": st.sampled_from(["boolean", "string", "number", "json", "x"]),
+                               "default_value": junk,
+                               "environments": st.dictionaries(st.sampled_from(["production", "dev", "Bad Env"]),
+                                                               st.fixed_dictionaries({"rules": st.lists(rule, max_size=3)}),
+                                                               max_size=2)}),
+    )  # fmt: skip
+
+    with TestClient(app) as c:
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(docs, junk)
+        def run(doc: Any, attrs: Any) -> None:
+            r = c.put("/api/v1/flags/fuzzed", json=doc, auth=(ws.secret_key, ""))
+            assert r.status_code in (200, 422), (r.status_code, r.text)
+            if r.status_code == 422:
+                assert r.json()["error"]
+            r = c.post(f"/api/eval/{key}", json={"attributes": attrs}, auth=None)
+            assert r.status_code in (200, 422), (r.status_code, r.text)
+            r = c.post(
+                f"/api/eval/{key}",
+                content=b'{"attributes": [1',
+                headers={"content-type": "application/json"},
+            )
+            assert r.status_code == 422
+
+        run()

@@ -126,6 +126,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.catalog.web import router as catalog_web_router
     from traction.flags.api import router as flags_router
     from traction.flags.api import sdk as flags_sdk
+    from traction.flags.fast import eval_route
     from traction.flags.web import router as flags_web_router
     from traction.identity.api import router as identity_router
     from traction.ingest.api import posthog_routes, segment_routes
@@ -137,7 +138,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.workspaces.api import router as workspace_router
     from traction.workspaces.web import router as workspace_web_router
 
-    for route in segment_routes(ctx) + posthog_routes(ctx) + [usage_route(ctx)]:
+    for route in segment_routes(ctx) + posthog_routes(ctx) + [usage_route(ctx), eval_route(ctx)]:
         app.router.routes.append(route)
     app.include_router(ops_router)
     app.include_router(workspace_router)

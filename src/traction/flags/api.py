@@ -171,13 +171,18 @@ class EvalBody(BaseModel):
 @sdk.post("/api/eval/{client_key}")
 def sdk_eval(body: EvalBody, request: Request, client_key: str = ClientKey) -> dict[str, Any]:
     """Remote evaluation: every flag evaluated for these attributes, answered as a payload of
-    fixed values (experiments carry `tracks`, so the SDK still logs exposures)."""
-    ctx = request.app.state.ctx
-    ws, env, _secret = _call(ctx.flags.resolve_key, client_key)
+    fixed values (experiments carry `tracks`, so the SDK still logs exposures). Served by the
+    plain route in `flags.fast` (matched first); this one documents it."""
+    return _call(remote_eval, request.app.state.ctx, client_key, body.model_dump())  # type: ignore[no-any-return]
+
+
+def remote_eval(ctx: Any, client_key: str, body: dict[str, Any]) -> dict[str, Any]:
+    ws, env, _secret = ctx.flags.resolve_key(client_key)
     payload = ctx.flags.payload(ws, env)
-    attrs = with_plan(ctx, ws, dict(body.attributes))
-    ectx = EvalContext(attributes=attrs, url=body.url, forced_variations=body.forcedVariations)
-    forced = dict(body.forcedFeatures)
+    attrs = with_plan(ctx, ws, dict(body.get("attributes") or {}))
+    ectx = EvalContext(attributes=attrs, url=body.get("url") or "",
+                       forced_variations=body.get("forcedVariations") or {})  # fmt: skip
+    forced = dict(body.get("forcedFeatures") or [])
     features: dict[str, Any] = {}
     for name in payload.body["features"]:
         if name in forced:

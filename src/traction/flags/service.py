@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,10 +49,15 @@ class Payload:
 
 
 class FlagService:
+    # How long a served payload or client key may lag a change made by another process (this
+    # one's changes show at once): SDK endpoints then cost no query per request.
+    FRESH_SECONDS = 1.0
+
     def __init__(self, state: StateStore, now: Callable[[], datetime] = utcnow) -> None:
         self.state = state
         self.now = now
-        self._payloads: dict[tuple[str, str], Payload] = {}
+        self._payloads: dict[tuple[str, str], tuple[float, Payload]] = {}
+        self._keys: dict[str, tuple[float, tuple[str, str, str | None]]] = {}
         self._lock = threading.Lock()
 
     # -- flags ----------------------------------------------------------------------------
@@ -78,7 +84,9 @@ class FlagService:
                 row.document, row.version, row.updated_at = doc, row.version + 1, self.now()
             self._record(s, workspace_id, "flag", key, row.version, before, doc)
             s.flush()
-            return self._out(row), before is None
+            out = self._out(row), before is None
+        self._changed(workspace_id)
+        return out
 
     def _check_parents(self, workspace_id: str, key: str, doc: dict[str, Any]) -> None:
         """A prerequisite must name a flag that exists (or this one, which is a cycle)."""
@@ -112,6 +120,7 @@ class FlagService:
                 raise NotFound(f"no flag {key!r}")
             self._record(s, workspace_id, "flag", key, row.version + 1, row.document, None)
             s.delete(row)
+        self._changed(workspace_id)
 
     def set_enabled(
         self, workspace_id: str, key: str, environment: str, enabled: bool
@@ -170,7 +179,9 @@ class FlagService:
                 row.attribute, row.values = attribute, values
                 row.version, row.updated_at = row.version + 1, self.now()
             self._record(s, workspace_id, "group", key, row.version, before, after)
-            return {"key": key, **after, "version": row.version}
+            out = {"key": key, **after, "version": row.version}
+        self._changed(workspace_id)
+        return out
 
     def groups(self, workspace_id: str) -> list[dict[str, Any]]:
         with self.state.session() as s:
@@ -214,11 +225,19 @@ class FlagService:
 
     def resolve_key(self, client_key: str) -> tuple[str, str, str | None]:
         """(workspace, environment, encryption key) of a live client key, else NotFound."""
+        now = time.monotonic()
+        hit = self._keys.get(client_key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
         with self.state.session() as s:
             row = s.get(SDKKey, client_key)
             if row is None or row.revoked_at is not None:
                 raise NotFound("unknown SDK client key")
-            return row.workspace_id, row.environment, row.encryption_key
+            found = row.workspace_id, row.environment, row.encryption_key
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[client_key] = (now + self.FRESH_SECONDS, found)
+        return found
 
     def _stamp(self, workspace_id: str) -> tuple[Any, ...]:
         """Changes whenever a flag or group of the workspace does (history only grows)."""
@@ -228,11 +247,16 @@ class FlagService:
             return tuple(row)
 
     def payload(self, workspace_id: str, environment: str) -> Payload:
-        stamp = self._stamp(workspace_id)
+        now = time.monotonic()
         with self._lock:
             hit = self._payloads.get((workspace_id, environment))
-        if hit is not None and hit.stamp == stamp:
-            return hit
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        stamp = self._stamp(workspace_id)
+        if hit is not None and hit[1].stamp == stamp:
+            with self._lock:
+                self._payloads[(workspace_id, environment)] = (now + self.FRESH_SECONDS, hit[1])
+            return hit[1]
         with self.state.session() as s:
             flags = list(s.scalars(select(Flag).where(Flag.workspace_id == workspace_id)))
             groups = list(
@@ -251,8 +275,14 @@ class FlagService:
                 "dateUpdated": updated.isoformat(timespec="milliseconds") + "Z"}  # fmt: skip
         result = Payload(body, Evaluator(body), stamp)
         with self._lock:
-            self._payloads[(workspace_id, environment)] = result
+            self._payloads[(workspace_id, environment)] = (now + self.FRESH_SECONDS, result)
         return result
+
+    def _changed(self, workspace_id: str) -> None:
+        """This process's own change: its payloads are rebuilt on the next request."""
+        with self._lock:
+            for k in [k for k in self._payloads if k[0] == workspace_id]:
+                del self._payloads[k]
 
     def sdk_payload(self, client_key: str) -> dict[str, Any]:
         """What `GET /api/features/{client_key}` answers (encrypted when the key says so)."""
