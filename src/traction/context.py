@@ -14,6 +14,7 @@ from traction.audit.service import AuditLog
 from traction.billing.providers import Providers
 from traction.billing.service import BillingService
 from traction.catalog.service import CatalogService
+from traction.experiments.service import ExperimentService
 from traction.flags.service import FlagService
 from traction.identity.queries import AccountQueries, PersonQueries
 from traction.identity.service import backfill_traits
@@ -51,6 +52,7 @@ class Context:
     billing: BillingService
     providers: Providers
     flags: FlagService
+    experiments: ExperimentService
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
@@ -78,6 +80,15 @@ class Context:
         privacy = PrivacyService(state, events, writer, catalog, persons)
         accounts = AccountQueries(state, events)
         billing = BillingService(state, accounts.member_count, _emitter(writer))
+        analytics = AnalyticsService(
+            events,
+            workspaces,
+            timeout_seconds=settings.query_timeout_seconds,
+            max_rows=settings.query_max_rows,
+            kpi_config=saved.kpi_config,
+            max_concurrent=settings.resolved_query_concurrency[0],
+            max_concurrent_per_workspace=settings.resolved_query_concurrency[1],
+        )
         return cls(
             settings=settings,
             state=state,
@@ -90,15 +101,7 @@ class Context:
             ingest=IngestService(
                 writer, settings.max_event_bytes, metrics, lambda ws: privacy.policy(ws).consent
             ),
-            analytics=AnalyticsService(
-                events,
-                workspaces,
-                timeout_seconds=settings.query_timeout_seconds,
-                max_rows=settings.query_max_rows,
-                kpi_config=saved.kpi_config,
-                max_concurrent=settings.resolved_query_concurrency[0],
-                max_concurrent_per_workspace=settings.resolved_query_concurrency[1],
-            ),
+            analytics=analytics,
             saved=saved,
             catalog=catalog,
             throttle=Throttle(
@@ -113,6 +116,7 @@ class Context:
             billing=billing,
             providers=Providers(state, billing),
             flags=FlagService(state),
+            experiments=ExperimentService(state, analytics),
         )
 
     def close(self) -> None:

@@ -124,6 +124,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.billing.web import upgrade_router
     from traction.catalog.api import router as catalog_router
     from traction.catalog.web import router as catalog_web_router
+    from traction.experiments.api import router as experiments_router
     from traction.flags.api import router as flags_router
     from traction.flags.api import sdk as flags_sdk
     from traction.flags.fast import eval_route
@@ -149,6 +150,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(billing_webhooks)
     app.include_router(catalog_router)
     app.include_router(flags_router)
+    app.include_router(experiments_router)
     app.include_router(flags_sdk)
     app.include_router(analytics_router)
     app.include_router(saved_router)
