@@ -191,3 +191,31 @@ def test_srm_and_bad_definitions(server: LiveServer, workspace: Any) -> None:
     r = c.get("/api/v1/experiments/e1/results").json()
     assert r["units"] == {"control": 10_400, "guided": 9_600} and r["srm"] is True
     assert r["verdict"].startswith("Sample ratio mismatch")
+
+
+def test_cli_results(tmp_path: Any) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from traction.cli import app
+    from traction.context import Context
+    from traction.settings import Settings
+
+    ctx = Context.open(Settings(data_dir=tmp_path / "data", log_json=False))
+    ws = ctx.workspaces.create_workspace("Acme").id
+    msgs, truth = build(seed=3, people=200)
+    ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
+    ctx.experiments.put(ws, "onboarding-v2", DEFINITION)
+    ctx.close()
+    run = CliRunner()
+    d = ["--data-dir", str(tmp_path / "data")]
+    r = run.invoke(app, ["experiments", "results", "onboarding-v2", "--json", *d])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert res["units"] == {"control": 100, "guided": 100}
+    act = next(x for x in res["results"] if x["metric"] == "activated")
+    assert act["means"]["guided"] == pytest.approx(sum(truth["guided"]["act"]) / 100)
+    table = run.invoke(app, ["experiments", "results", "onboarding-v2", *d])
+    assert table.exit_code == 0 and "SRM p" in table.output and "Keep running" in table.output
+    assert run.invoke(app, ["experiments", "results", "nope", *d]).exit_code == 2
