@@ -173,6 +173,7 @@ def test_simulated_customers_become_subscriptions(sqlite_ctx: Context) -> None:
     assert actions >= {"trial", "checkout", "seats", "cancel"}
     end = datetime(2026, 3, 2)
     ctx.billing.now = lambda: end
+    ctx.billing.advance(end)  # what the server's scheduled job does: trials end, periods renew
     ReactorRunner(ctx.state, ctx.events, default_reactors(ctx.state, ctx.catalog, ctx.billing),
                   ctx.metrics).run_once()  # fmt: skip
     for account, state in world.product.accounts.items():

@@ -11,6 +11,7 @@ import yaml
 from rich.console import Console
 
 from traction.context import Context
+from traction.simulate.experiments import EXPERIMENTS, FLAGS
 from traction.simulate.runner import run_simulation
 from traction.simulate.world import SimulationParams
 
@@ -45,6 +46,10 @@ def prepare_demo(
             ctx.workspaces.create_user(DEMO_EMAIL, DEMO_PASSWORD, [ws_id])
     if ctx.billing.catalog(ws_id) is None:  # the plans the demo product sells
         ctx.billing.apply_catalog(ws_id, yaml.safe_load(EXAMPLE_CATALOG.read_text()))
+    for key, flag in FLAGS.items():  # the flags and experiments the simulated product runs
+        ctx.flags.put(ws_id, key, flag)
+    for key, experiment in EXPERIMENTS.items():
+        ctx.experiments.put(ws_id, key, experiment)
     if ctx.events.count(ws_id) == 0:
         # End the history yesterday, so the dashboard looks current.
         start = date.today() - timedelta(days=days)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from traction.simulate import experiments as sim_exp
 from traction.simulate.product import Product, example_catalog
 
 ONBOARDING_STEPS = (
@@ -91,6 +92,9 @@ class SimulationParams:
     upgrade_on_locked: float = 0.03  # not_in_plan: exports on free, SSO on pro
     project_rate: float = 0.005  # of session actions, creating a project
     sso_rate: float = 0.05  # of settings visits, looking for SSO (business only)
+    # the onboarding checklist experiment (simulate/experiments.py): the guided variation
+    # raises the chance of the invite step by this much (relative); the A/A test does nothing
+    guided_invite_lift: float = 0.25
     downgrade_rate: float = 0.01  # per active day of a business account's owner
 
 
@@ -132,6 +136,7 @@ class World:
         self.stats = SimulationStats()
         self._accounts = 0
         self.product = Product(example_catalog())
+        self.flags = sim_exp.evaluator()
         self._walls: set[tuple[str, str, int]] = set()  # (account, feature, day) shown a lock
         self._schedule_organic()
 
@@ -284,9 +289,19 @@ class World:
                 else {},
             )
         )
+        # the experiments, bucketed as the SDK does it, each exposure logged as the SDK logs it
+        guided = False
+        for key in (sim_exp.ONBOARDING, sim_exp.AA):
+            res = sim_exp.evaluate(self.flags, key, v.user_id)
+            seen = sim_exp.exposure(res)
+            if seen is not None:
+                out.append(self._track(v, d, hour + 0.02, "$experiment_viewed", **seen))
+                guided = guided or (key == sim_exp.ONBOARDING and res.value == "guided")
         # onboarding: each step after the previous one, some on later days
         t_day, t_hour = d, hour + 0.05
         for step, rate in zip(ONBOARDING_STEPS, self.p.step_rates, strict=True):
+            if guided and step == "teammate_invited":  # the checklist's true effect
+                rate = min(1.0, rate * (1 + self.p.guided_invite_lift))
             if rng.random() >= rate:
                 break
             gap = rng.expovariate(1 / 20.0)  # hours; a long tail into later days
@@ -299,7 +314,7 @@ class World:
             v.steps[step] = t_day
             out_day = self._later.setdefault(t_day, []) if t_day > d else out
             if step == "teammate_invited":
-                out_day.extend(self._invite(v, t_day, t_hour))
+                out_day.extend(self._invite(v, t_day, t_hour, onboarding=True))
             else:
                 out_day.append(self._track(v, t_day, t_hour, step, onboarding=True))
                 if step == "project_created":
@@ -312,13 +327,16 @@ class World:
         if v.activated:
             self.stats.activated += 1
 
-    def _invite(self, v: Visitor, d: int, hour: float) -> list[dict[str, Any]]:
+    def _invite(
+        self, v: Visitor, d: int, hour: float, onboarding: bool = False
+    ) -> list[dict[str, Any]]:
         """An invite, if the plan has a seat for one more (or the inviter buys one)."""
         assert v.account is not None
         walls, open_ = self._wall(v, d, hour, "seats", 1)
         if not open_:
             return walls
-        msg = self._track(v, d, hour, "teammate_invited", role=self.rng.choice(["member", "admin"]))
+        role = self.rng.choice(["member", "admin"])
+        msg = self._track(v, d, hour, "teammate_invited", role=role, onboarding=onboarding)
         if self.rng.random() < self.p.invite_accept_rate:
             arrive = d + self.rng.randint(1, 3)  # today's arrivals are already processed
             if arrive < self.p.days:

@@ -110,7 +110,7 @@ def frequentist(a: Stats, b: Stats, alpha: float = 0.05) -> FreqResult:
     diff = b.mean - a.mean
     se = math.sqrt(a.mean_variance + b.mean_variance)
     df = _welch_df(a, b)
-    q = st.t.ppf(1 - alpha / 2, df) if math.isfinite(df) else st.norm.ppf(1 - alpha / 2)
+    q = float(st.t.ppf(1 - alpha / 2, df) if math.isfinite(df) else st.norm.ppf(1 - alpha / 2))
     if se == 0 or not math.isfinite(se):
         p = 1.0 if diff == 0 or not math.isfinite(se) else 0.0
     else:
@@ -146,7 +146,7 @@ def bayesian(
     if not sd or not math.isfinite(sd):
         win = 0.5 if sd != 0 else float(lift > 0)
         return BayesResult(lift, (-math.inf, math.inf) if sd else (lift, lift), win, 0.0, 0.0)
-    z = st.norm.ppf(1 - alpha / 2)
+    z = float(st.norm.ppf(1 - alpha / 2))
     win = float(st.norm.sf(0, loc=lift, scale=sd))
     # E[max(0, -Δ)] for shipping b, E[max(0, Δ)] for keeping a (normal partial expectations)
     pdf, cdf = st.norm.pdf(lift / sd), st.norm.cdf(lift / sd)
