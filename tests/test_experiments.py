@@ -14,6 +14,7 @@ import pytest
 from scipy import stats as sps
 
 from tests.conftest import LiveServer
+from tests.test_dashboard import page  # noqa: F401  (the browser fixture)
 from traction.ingest.domain import normalize_segment
 
 T0 = datetime(2026, 5, 1, 9)
@@ -243,3 +244,31 @@ def test_the_simulated_experiments_are_recovered(sqlite_ctx: Any) -> None:
     aa = ctx.experiments.results(ws, AA)
     assert not aa["results"][0]["significant"] and aa["srm"] is False
     assert abs(sum(aa["units"].values()) - sum(onboarding["units"].values())) == 0
+
+
+@pytest.mark.browser
+def test_results_page(page, server: LiveServer) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The results page in Chromium: the verdict, a row per metric with its interval drawn,
+    and the SRM banner when the split is off."""
+    from tests.test_dashboard import login
+
+    ctx = server.ctx
+    ws = ctx.workspaces.create_workspace("Acme")
+    ctx.workspaces.create_user("pat@acme.io", "s3cret-pass", [ws.id])
+    msgs, _truth = build(seed=2, people=2000, lift=0.6)
+    ctx.ingest.ingest_sync(ws.id, msgs, normalize_segment)
+    ctx.experiments.put(ws.id, "onboarding-v2", DEFINITION)
+    ctx.experiments.put(ws.id, "empty-one", DEFINITION)
+    login(page, server)
+    page.wait_for_url("**/scorecard")
+    page.get_by_role("link", name="Experiments").click()
+    assert page.get_by_test_id("experiments-table").locator("tbody tr").count() == 2
+    page.get_by_role("link", name="onboarding-v2").click()
+    assert page.get_by_test_id("verdict").inner_text().startswith("Ship guided")
+    rows = page.get_by_test_id("results-table").locator("tbody tr")
+    assert rows.count() == 3
+    assert "guided" in rows.first.inner_text() and "+" in rows.first.locator(".lift").inner_text()
+    assert page.get_by_test_id("interval-activated-guided").locator("line").count() == 2
+    assert page.get_by_test_id("srm-banner").count() == 0
+    page.goto(f"{server.url}/w/{ws.id}/experiments/empty-one")
+    assert "no exposures yet" in page.get_by_test_id("experiment-empty").inner_text()

@@ -125,6 +125,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.catalog.api import router as catalog_router
     from traction.catalog.web import router as catalog_web_router
     from traction.experiments.api import router as experiments_router
+    from traction.experiments.web import router as experiments_web_router
     from traction.flags.api import router as flags_router
     from traction.flags.api import sdk as flags_sdk
     from traction.flags.fast import eval_route
@@ -162,6 +163,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(audit_web_router)
     app.include_router(billing_web_router)
     app.include_router(flags_web_router)
+    app.include_router(experiments_web_router)
     app.include_router(upgrade_router)
     app.mount("/static", static_mount(), name="static")
     app.add_middleware(TrackingCORS)
