@@ -272,3 +272,24 @@ def test_results_page(page, server: LiveServer) -> None:  # type: ignore[no-unty
     assert page.get_by_test_id("srm-banner").count() == 0
     page.goto(f"{server.url}/w/{ws.id}/experiments/empty-one")
     assert "no exposures yet" in page.get_by_test_id("experiment-empty").inner_text()
+
+
+def test_ratio_and_retention_metrics(server: LiveServer, workspace: Any) -> None:
+    """Spend per error shown (a ratio: Σ amount / Σ errors per variation) and day-1 retention
+    (a purchase on the day after exposure: whoever made a first purchase, made then)."""
+    msgs, truth = build(seed=4, people=400)
+    server.ctx.ingest.ingest_sync(workspace.id, msgs, normalize_segment)
+    definition = {**DEFINITION, "secondary": [], "guardrails": [], "primary": [
+        {"key": "spend_per_error", "kind": "ratio", "event": {"event": "purchase"}, "property": "amount",
+         "denominator": {"event": "error_shown"}, "window_days": 7},
+        {"key": "d1", "kind": "retention", "day": 1, "event": {"event": "purchase"}}]}  # fmt: skip
+    server.ctx.experiments.put(workspace.id, "onboarding-v2", definition)
+    res = server.ctx.experiments.results(workspace.id, "onboarding-v2")
+    by = {r["metric"]: r for r in res["results"]}
+    for arm in ("control", "guided"):
+        assert by["spend_per_error"]["means"][arm] == pytest.approx(
+            sum(truth[arm]["spend"]) / sum(truth[arm]["err"])
+        )
+        assert by["d1"]["means"][arm] == pytest.approx(
+            sum(s > 0 for s in truth[arm]["spend"]) / 200
+        )

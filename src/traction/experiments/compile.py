@@ -78,15 +78,16 @@ def compile_metric(
     workspace_id: str, key: str, unit: str, start: datetime | None, stop: datetime | None, m: Metric
 ) -> tuple[str, dict[str, object]]:
     p = Params()
-    window = f"to_microseconds({p.add(int(m.window_days * DAY_US))})"
     ctes = [exposures_cte(p, workspace_id, key, unit, start, stop)]
     ctes.append(_events_cte(p, "ev", workspace_id, unit, m.event, revenue=m.kind == "revenue"))
     if m.kind == "sum" or (m.kind == "ratio" and m.property):
         amount = f"COALESCE(TRY_CAST(json_extract_string(ev.properties, {p.add('$.' + (m.property or ''))}) AS DOUBLE), 0)"
     else:
         amount = "ev.v"
-    after = "ev.ts > u.t0 AND ev.ts <= u.t0 + " + window
-    before = "ev.ts >= u.t0 - " + window + " AND ev.ts < u.t0"
+    if m.kind != "retention":  # (a parameter DuckDB is given must be used)
+        window = f"to_microseconds({p.add(int(m.window_days * DAY_US))})"
+        after = "ev.ts > u.t0 AND ev.ts <= u.t0 + " + window
+        before = "ev.ts >= u.t0 - " + window + " AND ev.ts < u.t0"
     if m.kind == "conversion":
         y, x = (
             f"max(CASE WHEN {after} THEN 1.0 ELSE 0 END)",
