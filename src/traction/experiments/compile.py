@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, matcher_sql
-from traction.analytics.domain.specs import EventMatcher
 from traction.billing.domain.revenue import CHANGE_EVENTS
 from traction.experiments.domain import Metric
 
@@ -59,59 +58,77 @@ def compile_exposures(
     return sql, p.values
 
 
-def _events_cte(p: Params, name: str, workspace_id: str, unit: str, m: EventMatcher | None,
-                revenue: bool = False) -> str:  # fmt: skip
-    u = _unit(unit)
-    if revenue:
-        cond = f"e.name IN (SELECT unnest({p.add(list(CHANGE_EVENTS))}::VARCHAR[])) AND e.user_id IS NOT NULL"
-        value = ("greatest(TRY_CAST(json_extract_string(e.properties, '$.mrr_after') AS DOUBLE) - "
-                 "TRY_CAST(json_extract_string(e.properties, '$.mrr_before') AS DOUBLE), 0)")  # fmt: skip
-    else:
-        cond = matcher_sql(m, p, "e.name", "e.properties") if m is not None else "true"
-        value = "1.0"
-    return (f"{name} AS (SELECT {u} AS unit, e.timestamp AS ts, e.properties, {value} AS v "
-            f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)} AND {cond} "
-            f"AND {u} IN (SELECT unit FROM units))")  # fmt: skip
-
-
-def compile_metric(
-    workspace_id: str, key: str, unit: str, start: datetime | None, stop: datetime | None, m: Metric
+def compile_metrics(
+    workspace_id: str,
+    key: str,
+    unit: str,
+    start: datetime | None,
+    stop: datetime | None,
+    metrics: list[Metric],
 ) -> tuple[str, dict[str, object]]:
+    """Every metric in one pass: the units' events are read once, each flagged with the metrics
+    (and ratio denominators) it matches; per unit, each metric's value after exposure (y), in
+    the same window before (x) and its denominator (d); per variation, the sums. Columns:
+    variation, n, then for each metric Σy, Σy², Σx, Σx², Σxy, Σd, Σd², Σyd."""
     p = Params()
+    u = _unit(unit)
     ctes = [exposures_cte(p, workspace_id, key, unit, start, stop)]
-    ctes.append(_events_cte(p, "ev", workspace_id, unit, m.event, revenue=m.kind == "revenue"))
-    if m.kind == "sum" or (m.kind == "ratio" and m.property):
-        amount = f"COALESCE(TRY_CAST(json_extract_string(ev.properties, {p.add('$.' + (m.property or ''))}) AS DOUBLE), 0)"
-    else:
-        amount = "ev.v"
-    if m.kind != "retention":  # (a parameter DuckDB is given must be used)
-        window = f"to_microseconds({p.add(int(m.window_days * DAY_US))})"
-        after = "ev.ts > u.t0 AND ev.ts <= u.t0 + " + window
-        before = "ev.ts >= u.t0 - " + window + " AND ev.ts < u.t0"
-    if m.kind == "conversion":
-        y, x = (
-            f"max(CASE WHEN {after} THEN 1.0 ELSE 0 END)",
-            f"max(CASE WHEN {before} THEN 1.0 ELSE 0 END)",
-        )
-    elif m.kind == "retention":
-        day = f"to_microseconds({p.add(m.day * DAY_US)})"
-        nxt = f"to_microseconds({p.add((m.day + 1) * DAY_US)})"
-        y = f"max(CASE WHEN ev.ts >= u.t0 + {day} AND ev.ts < u.t0 + {nxt} THEN 1.0 ELSE 0 END)"
-        x = "0.0"
-    else:
-        y, x = (
-            f"sum(CASE WHEN {after} THEN {amount} ELSE 0 END)",
-            f"sum(CASE WHEN {before} THEN {amount} ELSE 0 END)",
-        )
-    den = "0.0"
-    if m.kind == "ratio":
-        ctes.append(_events_cte(p, "dv", workspace_id, unit, m.denominator))
-        den = ("(SELECT count(*) FROM dv WHERE dv.unit = u.unit AND dv.ts > u.t0 AND dv.ts <= u.t0 + "
-               f"{window})")  # fmt: skip
+    flags, wanted = [], []
+    revenue_value = ("greatest(TRY_CAST(json_extract_string(e.properties, '$.mrr_after') AS DOUBLE) - "
+                     "TRY_CAST(json_extract_string(e.properties, '$.mrr_before') AS DOUBLE), 0)")  # fmt: skip
+    for i, m in enumerate(metrics):
+        if m.kind == "revenue":
+            cond = (f"(e.name IN (SELECT unnest({p.add(list(CHANGE_EVENTS))}::VARCHAR[])) "
+                    "AND e.user_id IS NOT NULL)")  # fmt: skip
+        else:
+            cond = (
+                matcher_sql(m.event, p, "e.name", "e.properties") if m.event is not None else "true"
+            )
+        flags.append(f"{cond} AS m{i}")
+        wanted.append(cond)
+        if m.kind == "ratio" and m.denominator is not None:
+            den = matcher_sql(m.denominator, p, "e.name", "e.properties")
+            flags.append(f"{den} AS d{i}")
+            wanted.append(den)
     ctes.append(
-        f"per_unit AS (SELECT u.unit, u.variation, COALESCE({y}, 0) AS y, COALESCE({x}, 0) AS x, "
-        f"{den} AS d FROM units u LEFT JOIN ev ON ev.unit = u.unit GROUP BY u.unit, u.variation, u.t0)"
+        f"ev AS (SELECT {u} AS unit, e.timestamp AS ts, e.properties, {revenue_value} AS rv, "
+        f"{', '.join(flags)} FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)} "
+        f"AND ({' OR '.join(wanted)}) AND {u} IN (SELECT unit FROM units))"
     )
-    sql = ("WITH " + ", ".join(ctes) + " SELECT variation, count(*), sum(y), sum(y * y), sum(x), "
-           "sum(x * x), sum(x * y), sum(d), sum(d * d), sum(y * d) FROM per_unit GROUP BY 1")  # fmt: skip
+    cols, sums = [], []
+    for i, m in enumerate(metrics):
+        # (a parameter DuckDB is given must be used: a retention metric has no window)
+        w = "" if m.kind == "retention" else f"to_microseconds({p.add(int(m.window_days * DAY_US))})"
+        after = f"ev.m{i} AND ev.ts > u.t0 AND ev.ts <= u.t0 + {w}"
+        before = f"ev.m{i} AND ev.ts >= u.t0 - {w} AND ev.ts < u.t0"
+        if m.kind == "revenue":
+            amount = "ev.rv"
+        elif m.kind == "sum" or (m.kind == "ratio" and m.property):
+            path = p.add("$." + (m.property or ""))
+            amount = f"COALESCE(TRY_CAST(json_extract_string(ev.properties, {path}) AS DOUBLE), 0)"
+        else:
+            amount = "1.0"
+        if m.kind == "conversion":
+            y, x = (
+                f"max(CASE WHEN {after} THEN 1.0 ELSE 0 END)",
+                f"max(CASE WHEN {before} THEN 1.0 ELSE 0 END)",
+            )
+        elif m.kind == "retention":
+            lo, hi = p.add(m.day * DAY_US), p.add((m.day + 1) * DAY_US)
+            y = (f"max(CASE WHEN ev.m{i} AND ev.ts >= u.t0 + to_microseconds({lo}) "
+                 f"AND ev.ts < u.t0 + to_microseconds({hi}) THEN 1.0 ELSE 0 END)")  # fmt: skip
+            x = "0.0"
+        else:
+            y, x = (
+                f"sum(CASE WHEN {after} THEN {amount} ELSE 0 END)",
+                f"sum(CASE WHEN {before} THEN {amount} ELSE 0 END)",
+            )
+        d = (f"sum(CASE WHEN ev.d{i} AND ev.ts > u.t0 AND ev.ts <= u.t0 + {w} THEN 1.0 ELSE 0 END)"
+             if m.kind == "ratio" else "0.0")  # fmt: skip
+        cols.append(f"COALESCE({y}, 0) AS y{i}, COALESCE({x}, 0) AS x{i}, COALESCE({d}, 0) AS d{i}")
+        sums.append(f"sum(y{i}), sum(y{i} * y{i}), sum(x{i}), sum(x{i} * x{i}), sum(x{i} * y{i}), "
+                    f"sum(d{i}), sum(d{i} * d{i}), sum(y{i} * d{i})")  # fmt: skip
+    ctes.append(f"per_unit AS (SELECT u.unit, u.variation, {', '.join(cols)} FROM units u "
+                "LEFT JOIN ev ON ev.unit = u.unit GROUP BY u.unit, u.variation, u.t0)")  # fmt: skip
+    sql = f"WITH {', '.join(ctes)} SELECT variation, count(*), {', '.join(sums)} FROM per_unit GROUP BY 1"
     return sql, p.values

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from traction.experiments import stats
-from traction.experiments.compile import compile_exposures, compile_metric
+from traction.experiments.compile import compile_exposures, compile_metrics
 from traction.experiments.domain import (
     ExperimentDocument,
     ExperimentError,
@@ -95,14 +95,21 @@ class ExperimentService:
                 f"experiment {key!r} has no exposures yet ($experiment_viewed with experiment_id {key!r})"
             )
         srm_p = stats.srm([units[n] for n in names], [v.weight for v in doc.variations])
+        roles = [(role, m) for role, ms in (("primary", doc.primary), ("secondary", doc.secondary),
+                                            ("guardrail", doc.guardrails)) for m in ms]  # fmt: skip
+        sql, params = compile_metrics(
+            workspace_id, key, doc.unit, doc.start, doc.stop, [m for _, m in roles]
+        )
+        per_metric: list[dict[str, list[float]]] = [{} for _ in roles]
+        for variation, n, *sums in a._rows(sql, params):
+            name = _variation(variation, names)
+            if name is None:
+                continue
+            for i in range(len(roles)):
+                per_metric[i][name] = [float(n), *(float(x or 0) for x in sums[8 * i : 8 * i + 8])]
         results: list[dict[str, Any]] = []
-        for role, metrics in (
-            ("primary", doc.primary),
-            ("secondary", doc.secondary),
-            ("guardrail", doc.guardrails),
-        ):
-            for m in metrics:
-                results += self._metric(workspace_id, key, doc, m, role, names)
+        for (role, m), per in zip(roles, per_metric, strict=True):
+            results += self._metric(doc, m, role, names, per)
         _adjust(results, doc)
         days = _days_needed(results, doc, units, first, last)
         return {"experiment": key, "unit": doc.unit, "method": doc.method,
@@ -112,15 +119,10 @@ class ExperimentService:
                 "last_exposure": last.isoformat() + "Z" if last else None,
                 "results": results, "verdict": verdict(results, srm_p, doc.alpha, days)}  # fmt: skip
 
-    def _metric(self, ws: str, key: str, doc: ExperimentDocument, m: Metric, role: str,
-                names: list[str]) -> list[dict[str, Any]]:  # fmt: skip
-        per: dict[str, list[float]] = {}
-        for variation, *sums in self.analytics._rows(
-            *compile_metric(ws, key, doc.unit, doc.start, doc.stop, m)
-        ):
-            name = _variation(variation, names)
-            if name is not None:
-                per[name] = [float(x or 0) for x in sums]
+    def _metric(self, doc: ExperimentDocument, m: Metric, role: str, names: list[str],
+                per: dict[str, list[float]]) -> list[dict[str, Any]]:  # fmt: skip
+        """One metric's comparisons, from its per-variation sums (n, Σy, Σy², Σx, Σx², Σxy,
+        Σd, Σd², Σyd)."""
         empty = [0.0] * 9
         arms: dict[str, Any] = {}
         for name in names:
