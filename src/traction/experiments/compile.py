@@ -98,7 +98,11 @@ def compile_metrics(
     cols, sums = [], []
     for i, m in enumerate(metrics):
         # (a parameter DuckDB is given must be used: a retention metric has no window)
-        w = "" if m.kind == "retention" else f"to_microseconds({p.add(int(m.window_days * DAY_US))})"
+        w = (
+            ""
+            if m.kind == "retention"
+            else f"to_microseconds({p.add(int(m.window_days * DAY_US))})"
+        )
         after = f"ev.m{i} AND ev.ts > u.t0 AND ev.ts <= u.t0 + {w}"
         before = f"ev.m{i} AND ev.ts >= u.t0 - {w} AND ev.ts < u.t0"
         if m.kind == "revenue":
