@@ -293,3 +293,17 @@ def test_ratio_and_retention_metrics(server: LiveServer, workspace: Any) -> None
         assert by["d1"]["means"][arm] == pytest.approx(
             sum(s > 0 for s in truth[arm]["spend"]) / 200
         )
+
+
+def test_power_calculator(server: LiveServer, workspace: Any) -> None:
+    from traction.experiments.stats import power, sample_size
+
+    c = httpx.Client(base_url=server.url, auth=(workspace.secret_key, ""))
+    r = c.get(
+        "/api/v1/experiments/power", params={"mean": 0.2, "lift": 0.1, "units_per_arm": 5000}
+    ).json()
+    sd = (0.2 * 0.8) ** 0.5
+    assert r["units_per_arm_needed"] == sample_size(0.2, sd, 0.1) and r[
+        "power_at_units"
+    ] == pytest.approx(power(5000, 0.2, sd, 0.1))
+    assert c.get("/api/v1/experiments/power", params={"mean": 12, "lift": 0.1}).status_code == 422

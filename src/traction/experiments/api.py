@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from traction.experiments import stats
 from traction.experiments.domain import ExperimentError
 from traction.experiments.service import NotFound
 from traction.workspaces.api import admin_key
@@ -27,6 +28,36 @@ def _call(fn: Any, *args: Any) -> Any:
         raise HTTPException(422, str(e)) from None
     except NotFound as e:
         raise HTTPException(404, str(e)) from None
+
+
+@router.get("/experiments/power")
+def power_calculator(
+    mean: float = Query(
+        gt=0, le=1e12, description="the control's mean (a conversion rate, or a mean value)"
+    ),
+    lift: float = Query(gt=0, le=100, description="the relative lift to detect (0.05: +5%)"),
+    sd: float | None = Query(
+        None, gt=0, le=1e12, description="the metric's standard deviation (a rate's is computed)"
+    ),
+    units_per_arm: int | None = Query(
+        None, ge=2, le=10**10, description="for the power and MDE at that size"
+    ),
+    alpha: float = Query(0.05, gt=0, lt=0.5),
+    power: float = Query(0.8, gt=0.5, lt=1),
+    key: KeyInfo = Depends(admin_key),
+) -> dict[str, Any]:
+    """How many units per arm to detect `lift` with `power`; and at `units_per_arm`, the
+    power and the minimum detectable effect (two-sided test; formulas in docs/experiments.md)."""
+    if sd is None:
+        if mean >= 1:
+            raise HTTPException(422, "sd: required unless the mean is a rate below 1")
+        sd = (mean * (1 - mean)) ** 0.5
+    out: dict[str, Any] = {"mean": mean, "sd": sd, "lift": lift, "alpha": alpha,
+                           "units_per_arm_needed": stats.sample_size(mean, sd, lift, alpha, power)}  # fmt: skip
+    if units_per_arm is not None:
+        out["power_at_units"] = stats.power(units_per_arm, mean, sd, lift, alpha)
+        out["mde_at_units"] = stats.mde(units_per_arm, mean, sd, alpha, power)
+    return out
 
 
 @router.get("/experiments")
