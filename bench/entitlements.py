@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -36,6 +38,27 @@ EXAMPLE = ROOT / "src/traction/billing/example_catalog.yaml"
 
 
 BURST_LIMIT = 5_000
+
+
+@contextlib.contextmanager
+def serving(data: Path, port: int, env: dict[str, str]) -> Iterator[str]:
+    """`traction serve` on `data` in its own process, healthy; yields its URL."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "traction.cli", "serve", "--port", str(port), "--data-dir", str(data), "--quiet"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(30)
 
 
 def catalog() -> dict[str, object]:
@@ -205,24 +228,10 @@ def main() -> None:
             "TRACTION_API_RATE_LIMIT": "1000000/second",
             "TRACTION_INGEST_RATE_LIMIT": "1000000/second",
         }
-        server = subprocess.Popen(
-            [sys.executable, "-m", "traction.cli", "serve", "--port", str(port), "--data-dir", str(data), "--quiet"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        with serving(data, port, env) as url:
             subprocess.run([sys.executable, __file__, "--load", url, key, "--seconds", str(args.seconds),
                             "--rate", str(args.rate)], check=True)  # fmt: skip
             sdk_cached(url, key)
-        finally:
-            server.terminate()
-            server.wait(30)
         exact(data)
 
 

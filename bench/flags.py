@@ -93,7 +93,6 @@ def remote(rate: float, seconds: float) -> None:
     """`traction serve` on a fresh data dir with the same 50 flags; `hey` at a steady rate:
     first `GET /healthz`, then `POST /api/eval/{client key}` (every flag for one user)."""
     import os
-    import subprocess
     import sys
     import tempfile
     from pathlib import Path
@@ -101,7 +100,7 @@ def remote(rate: float, seconds: float) -> None:
     import httpx
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from entitlements import hey
+    from entitlements import hey, serving
 
     from traction.context import Context
     from traction.settings import Settings
@@ -121,24 +120,11 @@ def remote(rate: float, seconds: float) -> None:
         )
         ctx.close()
         env = {**os.environ, "TRACTION_API_RATE_LIMIT": "1000000/second"}
-        server = subprocess.Popen([sys.executable, "-m", "traction.cli", "serve", "--port", "18410",
-                                   "--data-dir", str(data), "--quiet"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        url = "http://127.0.0.1:18410"
-        try:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        with serving(data, 18410, env) as url:
             body = {"attributes": users(1)[0]}
             assert httpx.post(f"{url}/api/eval/{client_key}", json=body).status_code == 200
             health = hey(url, "none", "/healthz", None, rate, seconds)
             evals = hey(url, "none", f"/api/eval/{client_key}", body, rate, seconds)
-        finally:
-            server.terminate()
-            server.wait(30)
     print(f"\n{'at ' + str(int(rate)) + ' requests/s':<34}{'p50 ms':>9}{'p99 ms':>9}{'200s':>8}")
     for label, (p50, p99, n) in (("GET /healthz", health), ("POST /api/eval (50 flags)", evals)):
         print(f"{label:<34}{p50 * 1000:>9.2f}{p99 * 1000:>9.2f}{n:>8}")
