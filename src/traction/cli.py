@@ -19,7 +19,8 @@ from traction.billing.cli import plans_app, subscriptions_app, usage
 from traction.catalog.cli import app as catalog_app
 from traction.cli_access import Local, Remote, announce, events_access
 from traction.cli_common import DataDir, console, err, fail, settings_for
-from traction.flags.cli import experiments_app, flags_app
+from traction.experiments.cli import experiments_app
+from traction.flags.cli import flags_app
 from traction.privacy.cli import app as person_app
 from traction.privacy.cli import privacy_app
 from traction.settings import Settings

@@ -9,6 +9,7 @@ seconds cost a lookup, not a rebuild.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -211,7 +212,6 @@ class FlagService:
     def create_sdk_key(
         self, workspace_id: str, environment: str, encrypt: bool = False
     ) -> dict[str, Any]:
-        import re
 
         if not re.match(ENV_PATTERN, environment):
             raise FlagError("environment: lowercase letters, digits, - and _ (at most 40)")

@@ -1,0 +1,58 @@
+"""`traction experiments results KEY`: an experiment's results in a table (or JSON), read
+from the data dir or through the server that holds it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from traction.billing.cli import AsJson, bad_input
+from traction.cli_common import DataDir, WorkspaceRef, console
+
+experiments_app = typer.Typer(help="Experiments: definitions and results.", no_args_is_help=True)
+
+
+@experiments_app.command("results")
+def experiment_results(
+    key: Annotated[str, typer.Argument(help="The experiment's key.")],
+    data_dir: DataDir = None,
+    workspace: WorkspaceRef = None,
+    as_json: AsJson = False,
+) -> None:
+    """Per metric and variation: lift with its interval, p-value, chance to win; SRM; verdict."""
+    from traction.cli_access import Local, events_access
+    from traction.experiments.domain import ExperimentError
+    from traction.experiments.service import NotFound as NoExperiment
+
+    with events_access(data_dir, workspace, None, None) as access:
+        if not isinstance(access, Local):
+            r = access.client.get(f"/api/v1/experiments/{key}/results")
+            if r.status_code in (404, 422):
+                raise bad_input(r.json()["error"])
+            r.raise_for_status()
+            res = r.json()
+        else:
+            try:
+                res = access.ctx.experiments.results(access.workspace_id, key)
+            except (ExperimentError, NoExperiment) as e:
+                raise bad_input(str(e)) from None
+    if as_json:
+        print(json.dumps(res, default=str))
+        return
+    t = Table("metric", "role", "variation", "control mean", "variation mean", "lift", "95% interval",
+              "p (adj.)", "chance to win")  # fmt: skip
+    for row in res["results"]:
+        lo, hi = row["ci"]
+        t.add_row(row["metric"], row["role"], row["variation"], f"{row['means'][row['control']]:.4g}",
+                  f"{row['means'][row['variation']]:.4g}", f"{row['lift']:+.1%}", f"{lo:+.1%} to {hi:+.1%}",
+                  f"{row['p_value_adjusted']:.3g}",
+                  "—" if row["chance_to_win"] is None else f"{row['chance_to_win']:.0%}")  # fmt: skip
+    console.print(t)
+    units = ", ".join(f"{k} {v:,}" for k, v in res["units"].items())
+    console.print(
+        f"Units: {units} (SRM p = {res['srm_p_value']:.3g}; {res['excluded_multiple_exposures']} excluded for seeing two variations)"
+    )
+    console.print(f"[bold]{res['verdict']}[/]")
