@@ -212,7 +212,6 @@ class FlagService:
     def create_sdk_key(
         self, workspace_id: str, environment: str, encrypt: bool = False
     ) -> dict[str, Any]:
-
         if not re.match(ENV_PATTERN, environment):
             raise FlagError("environment: lowercase letters, digits, - and _ (at most 40)")
         with self.state.session() as s:
