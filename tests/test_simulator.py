@@ -146,6 +146,25 @@ def test_purchases_depend_on_the_wall_and_on_activation() -> None:
             walls[m["properties"]["reason"]].append(bought)
     limit, locked = (sum(walls[r]) / len(walls[r]) for r in ("limit_reached", "not_in_plan"))
     assert 0.07 < limit < 0.13 and 0.015 < locked < 0.045
+    # the plan-gated flag: only people of accounts that had bought see the SSO panel
+    bought_by: dict[str, datetime] = {}
+    for i in intents:
+        if i.action == "checkout":
+            bought_by.setdefault(i.account, i.at)
+    account_of = {
+        m["userId"]: m["groupId"] for m in messages if m["type"] == "group" and "userId" in m
+    }
+    sso = [
+        m
+        for m in messages
+        if m["type"] == "page" and m["properties"].get("path") == "/app/settings/sso"
+    ]
+    assert sso
+    for m in sso:  # (by day: within a day the simulation moves one person at a time)
+        first = bought_by.get(account_of[m["userId"]])
+        assert (
+            first is not None and first.date() <= datetime.fromisoformat(m["timestamp"][:-1]).date()
+        )
     owners = {i.user for i in intents if i.action == "trial"}
     activated = owners & _activated_users(messages)
     buyers = {i.user for i in intents if i.action == "checkout"}

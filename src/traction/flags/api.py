@@ -198,8 +198,9 @@ def remote_eval(ctx: Any, client_key: str, body: dict[str, Any]) -> dict[str, An
 
 
 def with_plan(ctx: Any, workspace_id: str, attrs: dict[str, Any]) -> dict[str, Any]:
-    """Adds the account's `plan` and `features` (each entitlement's granted flag, and its value
-    for configuration features) when the attributes name an `account`."""
+    """Adds the account's `plan`, `subscription_status` and `features` (each entitlement's
+    granted flag, and its value for configuration features) when the attributes name an
+    `account`."""
     account = attrs.get("account")
     if not isinstance(account, str) or not account or ctx.billing.catalog(workspace_id) is None:
         return attrs
@@ -208,6 +209,7 @@ def with_plan(ctx: Any, workspace_id: str, attrs: dict[str, Any]) -> dict[str, A
     except LookupError:
         return attrs
     attrs.setdefault("plan", ents["plan"])
+    attrs.setdefault("subscription_status", ents["status"])  # trialing, active, past_due, or None
     attrs.setdefault("features", {k: (v["value"] if v.get("value") not in (None, True) else v["granted"])
                                   for k, v in ents["entitlements"].items()})  # fmt: skip
     return attrs

@@ -38,7 +38,8 @@ FLAGS: dict[str, dict[str, Any]] = {
         "value_type": "boolean", "default_value": False,
         "description": "the SSO settings panel: paying accounts only",
         "environments": {"production": {"rules": [
-            {"condition": {"plan": {"$in": ["pro", "business"]}}, "force": True}]}},
+            {"condition": {"plan": {"$in": ["pro", "business"]}, "subscription_status": "active"},
+             "force": True}]}},
     },
 }  # fmt: skip
 

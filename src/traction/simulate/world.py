@@ -460,6 +460,15 @@ class World:
                 )
                 if rng.random() < p.sso_rate:  # an admin looks for single sign-on
                     out.extend(self._wall(v, d, t + 0.001, "sso")[0])
+                    # the SSO panel is behind a plan-gated flag (paying accounts only); seen
+                    # after a purchase made at the wall (at t + 0.011)
+                    state = self.product.at(v.account, self._dt(d, t)) if v.account else None
+                    attrs = (
+                        {"plan": state.plan, "subscription_status": state.status} if state else {}
+                    )
+                    if sim_exp.evaluate(self.flags, "sso-settings", v.user_id or "", **attrs).value:
+                        out.append(self._msg(v, "page", d, t + 0.012, name="sso settings",
+                                             properties={"path": "/app/settings/sso"}))  # fmt: skip
             else:
                 out.append(self._track(v, d, t, "search_performed", results=rng.randint(0, 40)))
         if rng.random() < p.share_rate:
