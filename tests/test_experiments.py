@@ -307,3 +307,11 @@ def test_power_calculator(server: LiveServer, workspace: Any) -> None:
         "power_at_units"
     ] == pytest.approx(power(5000, 0.2, sd, 0.1))
     assert c.get("/api/v1/experiments/power", params={"mean": 12, "lift": 0.1}).status_code == 422
+
+
+def test_power_calculator_edges(server: LiveServer, workspace: Any) -> None:
+    """What the schema fuzz found: effects too small for any sample size answer 422, not 500."""
+    c = httpx.Client(base_url=server.url, auth=(workspace.secret_key, ""))
+    for params in ({"mean": 1e-300, "lift": 1e-300}, {"mean": 0.5, "lift": 1e-12, "units_per_arm": 10},
+                   {"mean": 1e-200, "lift": 1e-200, "sd": 1e12}):  # fmt: skip
+        assert c.get("/api/v1/experiments/power", params=params).status_code == 422

@@ -52,11 +52,20 @@ def power_calculator(
         if mean >= 1:
             raise HTTPException(422, "sd: required unless the mean is a rate below 1")
         sd = (mean * (1 - mean)) ** 0.5
-    out: dict[str, Any] = {"mean": mean, "sd": sd, "lift": lift, "alpha": alpha,
-                           "units_per_arm_needed": stats.sample_size(mean, sd, lift, alpha, power)}  # fmt: skip
-    if units_per_arm is not None:
-        out["power_at_units"] = stats.power(units_per_arm, mean, sd, lift, alpha)
-        out["mde_at_units"] = stats.mde(units_per_arm, mean, sd, alpha, power)
+    if not mean * lift / sd >= 1e-6:  # (also false for NaN: a rate of exactly 1 has sd 0)
+        raise HTTPException(
+            422, "lift: too small against the metric's spread for any sample size to detect"
+        )
+    try:
+        out: dict[str, Any] = {"mean": mean, "sd": sd, "lift": lift, "alpha": alpha,
+                               "units_per_arm_needed": stats.sample_size(mean, sd, lift, alpha, power)}  # fmt: skip
+        if units_per_arm is not None:
+            out["power_at_units"] = stats.power(units_per_arm, mean, sd, lift, alpha)
+            out["mde_at_units"] = stats.mde(units_per_arm, mean, sd, alpha, power)
+    except (ZeroDivisionError, OverflowError, ValueError):
+        raise HTTPException(
+            422, "these values are outside what the formulas can compute: check mean, sd and lift"
+        ) from None
     return out
 
 
