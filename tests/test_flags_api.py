@@ -294,3 +294,30 @@ def test_fuzzed_flags_and_evaluations_never_answer_5xx(tmp_path: Path) -> None:
             assert r.status_code == 422
 
         run()
+
+
+def test_scheduled_changes_apply_themselves(server: LiveServer, workspace: Any) -> None:
+    """A launch at a set time: due entries apply (in order) and leave the schedule; the others
+    wait; each application is a change in the history, by `system`."""
+    from datetime import UTC, datetime, timedelta
+
+    c = admin(server, workspace)
+    now = datetime.now(UTC).replace(microsecond=0)
+    past, later = (now - timedelta(minutes=5)).isoformat(), (now + timedelta(days=1)).isoformat()
+    body = {**SSO_GATE, "schedule": [
+        {"at": past, "environment": "production", "enabled": False},
+        {"at": later, "environment": "production", "enabled": True}]}  # fmt: skip
+    assert c.put("/api/v1/flags/launch", json=body).status_code == 200
+    bad = {
+        **SSO_GATE,
+        "schedule": [{"at": "tomorrow", "environment": "production", "enabled": True}],
+    }
+    assert c.put("/api/v1/flags/launch", json=bad).status_code == 422
+    assert server.ctx.flags.apply_schedules() == 1
+    flag = c.get("/api/v1/flags/launch").json()
+    assert flag["environments"]["production"]["enabled"] is False
+    assert [e["enabled"] for e in flag["schedule"]] == [True]
+    assert c.get("/api/v1/flags/launch/history").json()["history"][0]["actor"] == "system"
+    assert server.ctx.flags.apply_schedules() == 0  # nothing more is due
+    assert server.ctx.flags.apply_schedules(datetime.now() + timedelta(days=2)) == 1
+    assert c.get("/api/v1/flags/launch").json()["environments"]["production"]["enabled"] is True

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -132,6 +132,35 @@ class FlagService:
         env = body["environments"].setdefault(environment, {"enabled": True, "rules": []})
         env["enabled"] = enabled
         return self.put(workspace_id, key, body)[0]
+
+    def apply_schedules(self, now: datetime | None = None) -> int:
+        """Every scheduled change that is due, applied in time order (each a change in the
+        flag's history, by `system` unless a request set the actor) and taken off the
+        schedule. Returns how many were applied. Run by the server's maintenance loop."""
+        now = now or self.now()
+        with self.state.session() as s:
+            rows = [(r.workspace_id, r.key) for r in s.scalars(select(Flag))
+                    if any(_when(e["at"]) <= now for e in r.document.get("schedule") or [])]  # fmt: skip
+        applied = 0
+        for ws, key in rows:
+            flag = self.get(ws, key)
+            body = {k: v for k, v in flag.items() if k not in ("key", "version", "updated_at")}
+            due = sorted(
+                (e for e in body["schedule"] if _when(e["at"]) <= now), key=lambda e: _when(e["at"])
+            )
+            body["schedule"] = [e for e in body["schedule"] if _when(e["at"]) > now]
+            for e in due:
+                env = body["environments"].setdefault(
+                    e["environment"], {"enabled": True, "rules": []}
+                )
+                env["enabled"] = e["enabled"]
+                applied += 1
+            token = ACTOR.set(ACTOR.get() or "system")
+            try:
+                self.put(ws, key, body)
+            finally:
+                ACTOR.reset(token)
+        return applied
 
     def history(self, workspace_id: str, key: str, kind: str = "flag") -> list[dict[str, Any]]:
         with self.state.session() as s:
@@ -292,3 +321,9 @@ class FlagService:
         return {"features": {}, "encryptedFeatures": crypto.encrypt(json.dumps(body["features"]), secret),
                 "encryptedSavedGroups": crypto.encrypt(json.dumps(body["savedGroups"]), secret),
                 "dateUpdated": body["dateUpdated"]}  # fmt: skip
+
+
+def _when(text: str) -> datetime:
+    """A stored schedule time (ISO 8601, maybe with a zone) as naive UTC."""
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t

@@ -11,6 +11,7 @@ the wrong type for the flag.
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -103,6 +104,14 @@ class Environment(_Strict):
     rules: list[Rule] = Field(default_factory=list, max_length=200)
 
 
+class Scheduled(_Strict):
+    """A change that applies itself: the flag on or off in one environment at a time (UTC)."""
+
+    at: datetime
+    environment: str = Field(pattern=ENV_PATTERN)
+    enabled: bool
+
+
 class FlagDocument(_Strict):
     """The body of `PUT /api/v1/flags/{key}`."""
 
@@ -115,6 +124,7 @@ class FlagDocument(_Strict):
     environments: dict[Annotated[str, Field(pattern=ENV_PATTERN)], Environment] = Field(
         default_factory=dict, max_length=20
     )
+    schedule: list[Scheduled] = Field(default_factory=list, max_length=50)
 
 
 def _fits(value: Any, value_type: str) -> bool:
