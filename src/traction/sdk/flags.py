@@ -167,11 +167,11 @@ class Flags:
         return bool(self.evaluate(key, attributes, False).value)
 
     def _expose(self, res: FeatureResult, attributes: Mapping[str, Any]) -> None:
+        props = exposure(res)
         er = res.experiment_result
-        if self.tracker is None or er is None or not er.in_experiment or not er.hash_used:
+        if self.tracker is None or props is None or er is None:
             return
-        exp_key = str((res.experiment or {}).get("key", ""))
-        person = str(er.hash_value)
+        person, exp_key = str(er.hash_value), props["experiment_id"]
         now = time.monotonic()
         with self._lock:
             last = self._seen.get((person, exp_key))
@@ -182,14 +182,19 @@ class Flags:
             return
         user = attributes.get("id")
         ids = {"user_id": str(user)} if user else {"anonymous_id": person}
-        props = {"experiment_id": exp_key, "experiment_name": (res.experiment or {}).get("name") or exp_key,
-                 "variation_id": er.variation_id, "variation_name": er.name or er.key,
-                 "hash_attribute": er.hash_attribute, "feature": res_feature(er)}  # fmt: skip
         try:
             self.tracker.track(event="$experiment_viewed", properties=props, **ids)
         except Exception:  # a full queue or a closed client must not break the evaluation
             log.warning("traction flags: could not log an exposure to %s", exp_key)
 
 
-def res_feature(er: Any) -> str | None:
-    return er.feature_id if isinstance(er.feature_id, str) else None
+def exposure(res: FeatureResult) -> dict[str, Any] | None:
+    """`$experiment_viewed`'s properties for an evaluation that put someone in an experiment
+    (None otherwise): Segment's "Experiment Viewed" fields, and the flag."""
+    er = res.experiment_result
+    if er is None or not er.in_experiment or not er.hash_used or res.experiment is None:
+        return None
+    key = str(res.experiment.get("key", ""))
+    return {"experiment_id": key, "experiment_name": res.experiment.get("name") or key,
+            "variation_id": er.variation_id, "variation_name": er.name or er.key,
+            "hash_attribute": er.hash_attribute, "feature": er.feature_id}  # fmt: skip

@@ -75,15 +75,5 @@ def evaluator() -> Evaluator:
     return Evaluator({"features": features})
 
 
-def exposure(res: FeatureResult) -> dict[str, Any] | None:
-    """`$experiment_viewed`'s properties, as the SDK logs them (None: not in the experiment)."""
-    er = res.experiment_result
-    if er is None or not er.in_experiment or not er.hash_used or res.experiment is None:
-        return None
-    key = str(res.experiment.get("key"))
-    return {"experiment_id": key, "experiment_name": key, "variation_id": er.variation_id,
-            "variation_name": er.key, "hash_attribute": er.hash_attribute, "feature": er.feature_id}  # fmt: skip
-
-
 def evaluate(ev: Evaluator, key: str, user: str, **attrs: Any) -> FeatureResult:
     return ev.evaluate(key, Context(attributes={"id": user, **attrs}))

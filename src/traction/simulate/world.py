@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from traction.sdk.flags import exposure
 from traction.simulate import experiments as sim_exp
 from traction.simulate.product import Product, example_catalog
 
@@ -293,7 +294,7 @@ class World:
         guided = False
         for key in (sim_exp.ONBOARDING, sim_exp.AA):
             res = sim_exp.evaluate(self.flags, key, v.user_id)
-            seen = sim_exp.exposure(res)
+            seen = exposure(res)
             if seen is not None:
                 out.append(self._track(v, d, hour + 0.02, "$experiment_viewed", **seen))
                 guided = guided or (key == sim_exp.ONBOARDING and res.value == "guided")
