@@ -79,6 +79,7 @@ class Context:
         catalog = CatalogService(state)
         privacy = PrivacyService(state, events, writer, catalog, persons)
         accounts = AccountQueries(state, events)
+        flags = FlagService(state)
         billing = BillingService(state, accounts.member_count, _emitter(writer))
         analytics = AnalyticsService(
             events,
@@ -115,8 +116,8 @@ class Context:
             audit=AuditLog(state),
             billing=billing,
             providers=Providers(state, billing),
-            flags=FlagService(state),
-            experiments=ExperimentService(state, analytics),
+            flags=flags,
+            experiments=ExperimentService(state, analytics, flags),
         )
 
     def close(self) -> None:

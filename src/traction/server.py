@@ -41,6 +41,11 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
             ("privacy", settings.maintenance_interval_seconds, ctx.privacy.maintain),
             ("billing", settings.billing_interval_seconds, ctx.billing.advance),
             ("flag schedules", settings.billing_interval_seconds, ctx.flags.apply_schedules),
+            (
+                "safe rollouts",
+                settings.billing_interval_seconds,
+                ctx.experiments.rollouts.check_all,
+            ),
         ]
         if runner
         else []

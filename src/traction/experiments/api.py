@@ -3,9 +3,11 @@ the SRM check and a verdict."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from traction.experiments import stats
@@ -15,8 +17,9 @@ from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
 
 router = APIRouter(prefix="/api/v1", tags=["experiments"])
+KEY_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}"
 ExpKey = Path(
-    pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$",
+    pattern=f"^{KEY_PATTERN}$",
     description="the experiment key (the flag rule's `key`)",
 )
 
@@ -72,6 +75,42 @@ def power_calculator(
 @router.get("/experiments")
 def list_experiments(request: Request, key: KeyInfo = Depends(admin_key)) -> dict[str, Any]:
     return {"experiments": request.app.state.ctx.experiments.experiments(key.workspace_id)}
+
+
+@router.post("/experiments", status_code=201)
+def create_experiment(
+    request: Request,
+    body: Any = Body(description="`key` and the definition (as for PUT /experiments/{key})"),
+    key: KeyInfo = Depends(admin_key),
+) -> dict[str, Any]:
+    """Creates an experiment (or starts a safe rollout); 409 if the key is taken."""
+    if not isinstance(body, dict) or not isinstance(body.get("key"), str):
+        raise HTTPException(422, "key: the experiment's key (a string) is required")
+    name = body["key"]
+    if not re.fullmatch(KEY_PATTERN, name):
+        raise HTTPException(
+            422, "key: letters, digits and _.:- (at most 100), starting with a letter or digit"
+        )
+    svc = request.app.state.ctx.experiments
+    if any(e["key"] == name for e in svc.experiments(key.workspace_id)):
+        raise HTTPException(409, f"key: an experiment {name!r} exists already (PUT replaces it)")
+    return _call(svc.put, key.workspace_id, name, {k: v for k, v in body.items() if k != "key"})  # type: ignore[no-any-return]
+
+
+class RollbackBody(BaseModel):
+    reason: str = Field("", max_length=1000, description="why (kept in the rollout's log)")
+
+
+@router.post("/experiments/{experiment}/rollback")
+def rollback(
+    request: Request,
+    experiment: str = ExpKey,
+    body: RollbackBody = Body(default_factory=RollbackBody),
+    key: KeyInfo = Depends(admin_key),
+) -> dict[str, Any]:
+    """Stops a safe rollout by hand: everyone gets the control value again."""
+    svc = request.app.state.ctx.experiments.rollouts
+    return _call(svc.roll_back, key.workspace_id, experiment, body.reason)  # type: ignore[no-any-return]
 
 
 @router.put("/experiments/{experiment}")

@@ -1,5 +1,6 @@
-"""`traction experiments results KEY`: an experiment's results in a table (or JSON), read
-from the data dir or through the server that holds it."""
+"""`traction experiments results KEY`: an experiment's results in a table (or JSON);
+`traction experiments rollback KEY`: stop a safe rollout. Both on the data dir or through the
+server that holds it."""
 
 from __future__ import annotations
 
@@ -55,4 +56,39 @@ def experiment_results(
     console.print(
         f"Units: {units} (SRM p = {res['srm_p_value']:.3g}; {res['excluded_multiple_exposures']} excluded for seeing two variations)"
     )
+    if res.get("rollout"):
+        st = res["rollout"]
+        console.print(f"Rollout: {st['status'].replace('_', ' ')}, step {st['step'] + 1}; "
+                      + "; ".join(f"{e['at'][:16]} {e['action']} {e['percent']:g}%" for e in st["log"]))  # fmt: skip
     console.print(f"[bold]{res['verdict']}[/]")
+
+
+@experiments_app.command("rollback")
+def experiment_rollback(
+    key: Annotated[str, typer.Argument(help="The safe rollout's key.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the rollout's log).")] = "",
+    data_dir: DataDir = None,
+    workspace: WorkspaceRef = None,
+) -> None:
+    """Stop a safe rollout now: everyone gets the control value again."""
+    from traction.audit.service import ACTOR
+    from traction.cli_access import Local, events_access
+    from traction.experiments.domain import ExperimentError
+    from traction.experiments.service import NotFound as NoExperiment
+
+    with events_access(data_dir, workspace, None, None) as access:
+        if not isinstance(access, Local):
+            r = access.client.post(f"/api/v1/experiments/{key}/rollback", json={"reason": reason})
+            if r.status_code in (404, 422):
+                raise bad_input(r.json()["error"])
+            r.raise_for_status()
+            state = r.json()
+        else:
+            token = ACTOR.set("cli")
+            try:
+                state = access.ctx.experiments.rollouts.roll_back(access.workspace_id, key, reason)
+            except (ExperimentError, NoExperiment) as e:
+                raise bad_input(str(e)) from None
+            finally:
+                ACTOR.reset(token)
+    console.print(f"[bold]{key}[/]: {state['reason']}")

@@ -15,6 +15,7 @@ the analytics' event matchers, per unit and counted from the unit's first exposu
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -60,13 +61,46 @@ class Variation(_Strict):
     weight: float = Field(gt=0, le=1)
 
 
+class Step(_Strict):
+    percent: float = Field(gt=0, le=100, description="the share of units given the new value")
+    hours: float = Field(24, ge=0, le=24 * 90, description="how long to hold before the next step")
+
+
+class Rollout(_Strict):
+    """A safe rollout: the flag's new value ramped on a schedule while the guardrails are
+    watched with the sequential test; a guardrail that gets significantly worse rolls it back."""
+
+    flag: Key
+    environment: str = Field("production", pattern=r"^[a-z][a-z0-9_-]{0,39}$")
+    value: Any = Field(description="the new value being rolled out")
+    control: Any = Field(None, description="what the others get (the flag's default if omitted)")
+    steps: list[Step] = Field(
+        default_factory=lambda: [Step(percent=p, hours=24) for p in (5, 25, 50, 100)],
+        min_length=1,
+        max_length=20,
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> Rollout:
+        if "value" not in self.model_fields_set:
+            raise ValueError("value: the new value to roll out is required")
+        percents = [s.percent for s in self.steps]
+        if any(b <= a for a, b in pairwise(percents)):
+            raise ValueError("steps: each step's percent must be above the one before")
+        if percents[0] >= 100:
+            raise ValueError("steps: the first step must be below 100 percent (to compare)")
+        if percents[-1] != 100:
+            raise ValueError("steps: the last step must reach 100 percent")
+        return self
+
+
 class ExperimentDocument(_Strict):
     hypothesis: str = Field("", max_length=4000)
     variations: list[Variation] = Field(min_length=2, max_length=20)
     unit: Literal["person", "account"] = "person"
     start: datetime | None = None
     stop: datetime | None = None
-    primary: list[Metric] = Field(min_length=1, max_length=5)
+    primary: list[Metric] = Field(default_factory=list, max_length=5)
     secondary: list[Metric] = Field(default_factory=list, max_length=20)
     guardrails: list[Metric] = Field(default_factory=list, max_length=10)
     method: Literal["frequentist", "sequential", "bayesian"] = "frequentist"
@@ -76,9 +110,32 @@ class ExperimentDocument(_Strict):
     minimum_lift: float = Field(
         0.05, gt=0, le=10, description="the lift worth detecting (for the verdict)"
     )
+    rollout: Rollout | None = Field(
+        None, description="a safe rollout of a flag's value watched by the guardrails"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rollout_arms(cls, data: Any) -> Any:
+        """A rollout has two arms, control and rollout, whatever their weights at the time."""
+        if (
+            isinstance(data, dict)
+            and data.get("rollout") is not None
+            and not data.get("variations")
+        ):
+            data = {**data, "variations": [{"key": "control", "weight": 0.5},
+                                           {"key": "rollout", "weight": 0.5}]}  # fmt: skip
+        return data
 
     @model_validator(mode="after")
     def _shape(self) -> ExperimentDocument:
+        if self.rollout is None and not self.primary:
+            raise ValueError("primary: an experiment needs at least one primary metric")
+        if self.rollout is not None:
+            if [v.key for v in self.variations] != ["control", "rollout"]:
+                raise ValueError("variations: a rollout's are control and rollout (leave them out)")
+            if not self.guardrails:
+                raise ValueError("guardrails: a safe rollout needs at least one guardrail to watch")
         total = sum(v.weight for v in self.variations)
         if abs(total - 1) > 0.001:
             raise ValueError(f"variations: weights must sum to 1 (they sum to {total:g})")

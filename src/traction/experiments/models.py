@@ -10,7 +10,8 @@ from traction.store.state import Base, UTCDateTime, utcnow
 
 
 class Experiment(Base):
-    """An experiment's definition (hypothesis, variations, unit, dates, metrics, method)."""
+    """An experiment's definition (hypothesis, variations, unit, dates, metrics, method), and
+    for a safe rollout the state the maintenance loop moves."""
 
     __tablename__ = "experiments"
     __table_args__ = (UniqueConstraint("workspace_id", "key"),)
@@ -23,3 +24,5 @@ class Experiment(Base):
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer, default=1)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A safe rollout's progress: status, step, when it started, why it stopped, its log.
+    state: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from traction.experiments import stats
+from traction.experiments import rollout, stats
 from traction.experiments.compile import compile_exposures, compile_metrics
 from traction.experiments.domain import (
     ExperimentDocument,
@@ -23,6 +23,8 @@ from traction.experiments.domain import (
     verdict,
 )
 from traction.experiments.models import Experiment
+from traction.experiments.rollouts import RolloutService, start_state
+from traction.flags.service import FlagService
 from traction.store.state import StateStore, utcnow
 
 if TYPE_CHECKING:
@@ -34,15 +36,29 @@ class NotFound(LookupError):
 
 
 class ExperimentService:
-    def __init__(self, state: StateStore, analytics: AnalyticsService) -> None:
+    def __init__(
+        self, state: StateStore, analytics: AnalyticsService, flags: FlagService | None = None
+    ) -> None:
         self.state = state
         self.analytics = analytics
+        self.rollouts = RolloutService(self, flags or FlagService(state))
 
     def put(self, workspace_id: str, key: str, body: Any) -> dict[str, Any]:
-        doc = parse_experiment(body).model_dump(mode="json")
+        """Creates or replaces a definition. A new safe rollout starts at once: its first
+        step's rule goes on the flag (checked first, so nothing is half-saved). A rollout that
+        has started keeps its progress; one that has ended is not restarted."""
+        model = parse_experiment(body)
+        doc = model.model_dump(mode="json")
+        start: tuple[dict[str, Any], dict[str, Any]] | None = None
         with self.state.session() as s:
             row = s.scalars(select(Experiment).where(Experiment.workspace_id == workspace_id,
                                                      Experiment.key == key).with_for_update()).first()  # fmt: skip
+            if model.rollout is not None and (row is None or row.state is None):
+                r, control = self.rollouts, self.rollouts.control(workspace_id, model)
+                first = model.rollout.steps[0].percent
+                served = rollout.rule(key, model.rollout, control, first, model.unit)
+                start = (r.flag_body(workspace_id, key, model, served),
+                         start_state(r.flags.now(), control, first))  # fmt: skip
             if row is None:
                 row = Experiment(
                     workspace_id=workspace_id, key=key, document=doc, version=1, updated_at=utcnow()
@@ -50,8 +66,18 @@ class ExperimentService:
                 s.add(row)
             elif row.document != doc:
                 row.document, row.version, row.updated_at = doc, row.version + 1, utcnow()
+            if start is not None:
+                row.state = start[1]
             s.flush()
-            return {"key": key, **row.document, "version": row.version}
+            out = self._out(row)
+        if start is not None and model.rollout is not None:
+            self.rollouts.serve(workspace_id, start[0], model.rollout.flag)
+        return out
+
+    @staticmethod
+    def _out(row: Experiment) -> dict[str, Any]:
+        extra = {"rollout_state": row.state} if row.state else {}
+        return {"key": row.key, **row.document, "version": row.version, **extra}
 
     def get(self, workspace_id: str, key: str) -> dict[str, Any]:
         with self.state.session() as s:
@@ -59,19 +85,46 @@ class ExperimentService:
                                                      Experiment.key == key)).first()  # fmt: skip
             if row is None:
                 raise NotFound(f"no experiment {key!r}")
-            return {"key": key, **row.document, "version": row.version}
+            return self._out(row)
+
+    def definition(
+        self, workspace_id: str, key: str
+    ) -> tuple[ExperimentDocument, dict[str, Any] | None]:
+        got = self.get(workspace_id, key)
+        state = got.pop("rollout_state", None)
+        doc = ExperimentDocument.model_validate(
+            {k: v for k, v in got.items() if k not in ("key", "version")}
+        )
+        return doc, state
 
     def experiments(self, workspace_id: str) -> list[dict[str, Any]]:
         with self.state.session() as s:
             rows = s.scalars(select(Experiment).where(Experiment.workspace_id == workspace_id)
                              .order_by(Experiment.key))  # fmt: skip
-            return [{"key": r.key, **r.document, "version": r.version} for r in rows]
+            return [self._out(r) for r in rows]
 
     # -- analysis -------------------------------------------------------------------------------
 
     def results(self, workspace_id: str, key: str) -> dict[str, Any]:
-        doc = ExperimentDocument.model_validate({k: v for k, v in self.get(workspace_id, key).items()
-                                                 if k not in ("key", "version")})  # fmt: skip
+        doc, state = self.definition(workspace_id, key)
+        try:
+            out = self.analyse(workspace_id, key, doc)
+        except ExperimentError:
+            if state is None:
+                raise
+            out = {"experiment": key, "unit": doc.unit, "method": "sequential", "units": {},
+                   "excluded_multiple_exposures": 0, "srm_p_value": 1.0, "srm": False,
+                   "first_exposure": None, "last_exposure": None, "results": []}  # fmt: skip
+        if state is not None:
+            out["rollout"] = state
+            out["verdict"] = _rollout_verdict(state)
+        return out
+
+    def analyse(self, workspace_id: str, key: str, doc: ExperimentDocument) -> dict[str, Any]:
+        """The analysis of `doc` on the log. A rollout's split moves as it ramps, so its
+        sample-ratio check is skipped and its guardrails use the always-valid test."""
+        if doc.rollout is not None:
+            doc = doc.model_copy(update={"method": "sequential", "cuped": False})
         a = self.analytics
         rows = a._rows(*compile_exposures(workspace_id, key, doc.unit, doc.start, doc.stop))
         names = [v.key for v in doc.variations]
@@ -94,7 +147,11 @@ class ExperimentService:
             raise ExperimentError(
                 f"experiment {key!r} has no exposures yet ($experiment_viewed with experiment_id {key!r})"
             )
-        srm_p = stats.srm([units[n] for n in names], [v.weight for v in doc.variations])
+        srm_p = (
+            1.0
+            if doc.rollout is not None
+            else stats.srm([units[n] for n in names], [v.weight for v in doc.variations])
+        )
         roles = [(role, m) for role, ms in (("primary", doc.primary), ("secondary", doc.secondary),
                                             ("guardrail", doc.guardrails)) for m in ms]  # fmt: skip
         sql, params = compile_metrics(
@@ -169,6 +226,15 @@ class ExperimentService:
                     row["ci"] = b.ci
             out.append(row)
         return out
+
+
+def _rollout_verdict(state: dict[str, Any]) -> str:
+    if state["status"] == "rolled_back":
+        return f"Rolled back: {state['reason']}."
+    if state["status"] == "completed":
+        return "Completed: the new value is served to everyone."
+    check = state.get("last_check") or {}
+    return f"Rolling out (step {state['step'] + 1}): {check.get('reason') or 'not checked yet'}."
 
 
 def _variation(raw: Any, names: list[str]) -> str | None:
