@@ -323,4 +323,4 @@ def test_fuzzed_rollouts_are_saved_whole_or_refused_whole(sqlite_ctx: Context) -
         assert got in (value, False if control is None else control)
 
     run()
-    assert len(started) > 5  # the valid ones were tried too
+    assert len(started) >= 3  # the valid ones were tried too

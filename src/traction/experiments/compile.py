@@ -66,36 +66,51 @@ def compile_metrics(
     stop: datetime | None,
     metrics: list[Metric],
 ) -> tuple[str, dict[str, object]]:
-    """Every metric in one pass: the units' events are read once, each flagged with the metrics
-    (and ratio denominators) it matches; per unit, each metric's value after exposure (y), in
-    the same window before (x) and its denominator (d); per variation, the sums. Columns:
-    variation, n, then for each metric Σy, Σy², Σx, Σx², Σxy, Σd, Σd², Σyd."""
+    """Every metric in one pass: the units' events are read once (joined to their unit's
+    first exposure, and only within the longest window of it), each flagged with the metrics
+    (and ratio denominators) it matches and carrying only the amounts the metrics add (the
+    JSON is read once, here); per unit, each metric's value after exposure (y), in the same
+    window before (x) and its denominator (d); per variation, the sums. Units without a
+    matching event add nothing to a sum, so they only count in n (taken from the units).
+    Columns: variation, n, then for each metric Σy, Σy², Σx, Σx², Σxy, Σd, Σd², Σyd."""
     p = Params()
     u = _unit(unit)
     ctes = [exposures_cte(p, workspace_id, key, unit, start, stop)]
-    flags, wanted = [], []
-    revenue_value = ("greatest(TRY_CAST(json_extract_string(e.properties, '$.mrr_after') AS DOUBLE) - "
-                     "TRY_CAST(json_extract_string(e.properties, '$.mrr_before') AS DOUBLE), 0)")  # fmt: skip
+    cols, wanted = [], []
     for i, m in enumerate(metrics):
         if m.kind == "revenue":
             cond = (f"(e.name IN (SELECT unnest({p.add(list(CHANGE_EVENTS))}::VARCHAR[])) "
                     "AND e.user_id IS NOT NULL)")  # fmt: skip
+            amount = ("greatest(TRY_CAST(json_extract_string(e.properties, '$.mrr_after') AS DOUBLE) - "
+                      "TRY_CAST(json_extract_string(e.properties, '$.mrr_before') AS DOUBLE), 0)")  # fmt: skip
         else:
             cond = (
                 matcher_sql(m.event, p, "e.name", "e.properties") if m.event is not None else "true"
             )
-        flags.append(f"{cond} AS m{i}")
+            amount = ""
+            if m.kind == "sum" or (m.kind == "ratio" and m.property):
+                path = p.add("$." + (m.property or ""))
+                amount = f"TRY_CAST(json_extract_string(e.properties, {path}) AS DOUBLE)"
+        cols.append(f"{cond} AS m{i}")
+        if amount:
+            cols.append(f"CASE WHEN {cond} THEN COALESCE({amount}, 0) END AS a{i}")
         wanted.append(cond)
         if m.kind == "ratio" and m.denominator is not None:
             den = matcher_sql(m.denominator, p, "e.name", "e.properties")
-            flags.append(f"{den} AS d{i}")
+            cols.append(f"{den} AS d{i}")
             wanted.append(den)
-    ctes.append(
-        f"ev AS (SELECT {u} AS unit, e.timestamp AS ts, e.properties, {revenue_value} AS rv, "
-        f"{', '.join(flags)} FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)} "
-        f"AND ({' OR '.join(wanted)}) AND {u} IN (SELECT unit FROM units))"
+    reach = max(
+        (m.day + 1) * DAY_US if m.kind == "retention" else int(m.window_days * DAY_US)
+        for m in metrics
     )
-    cols, sums = [], []
+    ctes.append(
+        f"ev AS (SELECT u.unit, u.variation, u.t0, e.timestamp AS ts, {', '.join(cols)} "
+        f"FROM {RESOLVED_FROM} JOIN units u ON u.unit = {u} "
+        f"WHERE e.workspace_id = {p.add(workspace_id)} AND ({' OR '.join(wanted)}) "
+        f"AND e.timestamp >= u.t0 - to_microseconds({p.add(reach)}) "
+        f"AND e.timestamp <= u.t0 + to_microseconds({p.add(reach)}))"
+    )
+    per_unit, sums = [], []
     for i, m in enumerate(metrics):
         # (a parameter DuckDB is given must be used: a retention metric has no window)
         w = (
@@ -103,36 +118,33 @@ def compile_metrics(
             if m.kind == "retention"
             else f"to_microseconds({p.add(int(m.window_days * DAY_US))})"
         )
-        after = f"ev.m{i} AND ev.ts > u.t0 AND ev.ts <= u.t0 + {w}"
-        before = f"ev.m{i} AND ev.ts >= u.t0 - {w} AND ev.ts < u.t0"
-        if m.kind == "revenue":
-            amount = "ev.rv"
-        elif m.kind == "sum" or (m.kind == "ratio" and m.property):
-            path = p.add("$." + (m.property or ""))
-            amount = f"COALESCE(TRY_CAST(json_extract_string(ev.properties, {path}) AS DOUBLE), 0)"
-        else:
-            amount = "1.0"
+        after = f"ev.m{i} AND ev.ts > ev.t0 AND ev.ts <= ev.t0 + {w}"
+        before = f"ev.m{i} AND ev.ts >= ev.t0 - {w} AND ev.ts < ev.t0"
+        amount = f"ev.a{i}" if f" AS a{i}" in " ".join(cols) else "1.0"
         if m.kind == "conversion":
-            y, x = (
-                f"max(CASE WHEN {after} THEN 1.0 ELSE 0 END)",
-                f"max(CASE WHEN {before} THEN 1.0 ELSE 0 END)",
-            )
+            y: str | None = f"max(CASE WHEN {after} THEN 1.0 ELSE 0 END)"
+            x: str | None = f"max(CASE WHEN {before} THEN 1.0 ELSE 0 END)"
         elif m.kind == "retention":
             lo, hi = p.add(m.day * DAY_US), p.add((m.day + 1) * DAY_US)
-            y = (f"max(CASE WHEN ev.m{i} AND ev.ts >= u.t0 + to_microseconds({lo}) "
-                 f"AND ev.ts < u.t0 + to_microseconds({hi}) THEN 1.0 ELSE 0 END)")  # fmt: skip
-            x = "0.0"
+            y = (f"max(CASE WHEN ev.m{i} AND ev.ts >= ev.t0 + to_microseconds({lo}) "
+                 f"AND ev.ts < ev.t0 + to_microseconds({hi}) THEN 1.0 ELSE 0 END)")  # fmt: skip
+            x = None  # no pre-period for retention
         else:
-            y, x = (
-                f"sum(CASE WHEN {after} THEN {amount} ELSE 0 END)",
-                f"sum(CASE WHEN {before} THEN {amount} ELSE 0 END)",
-            )
-        d = (f"sum(CASE WHEN ev.d{i} AND ev.ts > u.t0 AND ev.ts <= u.t0 + {w} THEN 1.0 ELSE 0 END)"
-             if m.kind == "ratio" else "0.0")  # fmt: skip
-        cols.append(f"COALESCE({y}, 0) AS y{i}, COALESCE({x}, 0) AS x{i}, COALESCE({d}, 0) AS d{i}")
-        sums.append(f"sum(y{i}), sum(y{i} * y{i}), sum(x{i}), sum(x{i} * x{i}), sum(x{i} * y{i}), "
-                    f"sum(d{i}), sum(d{i} * d{i}), sum(y{i} * d{i})")  # fmt: skip
-    ctes.append(f"per_unit AS (SELECT u.unit, u.variation, {', '.join(cols)} FROM units u "
-                "LEFT JOIN ev ON ev.unit = u.unit GROUP BY u.unit, u.variation, u.t0)")  # fmt: skip
-    sql = f"WITH {', '.join(ctes)} SELECT variation, count(*), {', '.join(sums)} FROM per_unit GROUP BY 1"
+            y = f"sum(CASE WHEN {after} THEN {amount} ELSE 0 END)"
+            x = f"sum(CASE WHEN {before} THEN {amount} ELSE 0 END)"
+        d = (f"sum(CASE WHEN ev.d{i} AND ev.ts > ev.t0 AND ev.ts <= ev.t0 + {w} THEN 1.0 ELSE 0 END)"
+             if m.kind == "ratio" else None)  # fmt: skip
+        per_unit.append(f"{y}::DOUBLE AS y{i}")
+        per_unit += [f"{x}::DOUBLE AS x{i}"] if x else []
+        per_unit += [f"{d}::DOUBLE AS d{i}"] if d else []
+        yx = f"sum(x{i} * y{i})" if x else "0.0"
+        sums.append(f"sum(y{i}), sum(y{i} * y{i}), "
+                    + (f"sum(x{i}), sum(x{i} * x{i}), {yx}, " if x else "0.0, 0.0, 0.0, ")
+                    + (f"sum(d{i}), sum(d{i} * d{i}), sum(y{i} * d{i})" if d else "0.0, 0.0, 0.0"))  # fmt: skip
+    ctes.append(f"per_unit AS (SELECT ev.variation, {', '.join(per_unit)} FROM ev "
+                "GROUP BY ev.unit, ev.variation)")  # fmt: skip
+    ctes.append(f"totals AS (SELECT variation, {', '.join(sums)} FROM per_unit GROUP BY 1)")
+    ctes.append("counts AS (SELECT variation, count(*) AS n FROM units GROUP BY 1)")
+    sql = (f"WITH {', '.join(ctes)} SELECT c.variation, c.n, t.* EXCLUDE (variation) "
+           "FROM counts c LEFT JOIN totals t ON t.variation = c.variation")  # fmt: skip
     return sql, p.values
