@@ -55,7 +55,9 @@ def test_ramping_only_moves_units_into_the_rollout() -> None:
 
 def _guardrail(significant: bool, worse: bool) -> dict[str, Any]:
     return {"role": "guardrail", "name": "Errors shown", "significant": significant, "worse": worse,
-            "lift": 0.4, "ci": [0.2, 0.6], "p_value_adjusted": 0.001}  # fmt: skip
+            "lift": 0.4, "ci": [-0.1, 0.9], "difference": 0.4, "difference_ci": [0.1, 0.7],
+            "control": "control", "variation": "rollout", "means": {"control": 1.0, "rollout": 1.4},
+            "p_value_adjusted": 0.001}  # fmt: skip
 
 
 def test_decisions() -> None:
@@ -75,7 +77,15 @@ def test_decisions() -> None:
         == "hold"
     )
     d = rollout.decide(plan, 1, t, t + timedelta(hours=1), [_guardrail(True, True)])
-    assert d.action == "rollback" and "Errors shown got worse" in d.reason and "50%" in d.reason
+    assert (
+        d.action == "rollback"
+        and "Errors shown got worse" in d.reason
+        and "50% of traffic" in d.reason
+    )
+    assert (
+        "1 → 1.4 per unit (+40%; difference +0.4, always-valid interval +0.1 to +0.7, p = 0.001)"
+        in d.reason
+    )
 
 
 def test_bad_rollouts_are_refused() -> None:
@@ -324,3 +334,52 @@ def test_fuzzed_rollouts_are_saved_whole_or_refused_whole(sqlite_ctx: Context) -
 
     run()
     assert len(started) >= 3  # the valid ones were tried too
+
+
+def test_the_simulated_rollout_is_caught_and_rolled_back(sqlite_ctx: Context) -> None:
+    """The simulator's new report editor triples errors (its true effect); the rollout the
+    runner starts on simulated time, checked each simulated day through the real service,
+    rolls it back before it reaches everyone, and the interval it reports covers the truth."""
+    from traction.simulate.experiments import EDITOR, EDITOR_ROLLOUT_KEY, FLAGS
+    from traction.simulate.runner import run_simulation
+    from traction.simulate.world import SimulationParams
+
+    ctx = sqlite_ctx
+    ws = ctx.workspaces.create_workspace("Sim").id
+    for key, flag in FLAGS.items():
+        ctx.flags.put(ws, key, flag)
+    run_simulation(ctx, ws, SimulationParams(people=8_000, days=60, seed=5, editor_error_lift=2.0))
+    state = ctx.experiments.get(ws, EDITOR_ROLLOUT_KEY)["rollout_state"]
+    assert state["status"] == "rolled_back", state
+    assert [e["action"] for e in state["log"]][-1] == "rollback"
+    assert max(e["percent"] for e in state["log"]) < 100
+    row = ctx.experiments.results(ws, EDITOR_ROLLOUT_KEY)["results"][0]
+    lo, hi = row["ci"]
+    assert lo < 2.0 < hi and row["lift"] > 0.5
+    assert _rule_of(ctx, ws, EDITOR) == {"id": f"safe-rollout:{EDITOR_ROLLOUT_KEY}", "force": False}
+
+
+def _rule_of(ctx: Context, ws: str, flag: str) -> dict[str, Any]:
+    return ctx.flags.get(ws, flag)["environments"]["production"]["rules"][0]  # type: ignore[no-any-return]
+
+
+def test_the_rollout_leaves_the_rest_of_the_simulation_alone(tmp_path: Any) -> None:
+    """Its errors come from a random stream of their own: the same seed gives the same people,
+    sign-ups, activations and purchases with or without the rollout's flag."""
+    from traction.settings import Settings
+    from traction.simulate.experiments import EDITOR, FLAGS
+    from traction.simulate.runner import run_simulation
+    from traction.simulate.world import SimulationParams
+
+    stats = []
+    for with_flag in (False, True):
+        ctx = Context.open(Settings(data_dir=tmp_path / str(with_flag), log_json=False))
+        ws = ctx.workspaces.create_workspace("Sim").id
+        if with_flag:
+            ctx.flags.put(ws, EDITOR, FLAGS[EDITOR])
+        s = run_simulation(ctx, ws, SimulationParams(people=1_500, days=30, seed=9))
+        stats.append(
+            (s.visitors, s.signups, s.activated, s.paid, ctx.experiments.experiments(ws) != [])
+        )
+        ctx.close()
+    assert stats[0][:4] == stats[1][:4] and (stats[0][4], stats[1][4]) == (False, True)

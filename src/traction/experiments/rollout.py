@@ -62,10 +62,14 @@ def decide(
     percent = plan.steps[step].percent
     for r in results or []:
         if r["role"] == "guardrail" and r["significant"] and r["worse"]:
-            lo, hi = r["ci"]
+            # the difference's interval is the one the p-value belongs to (the lift's also
+            # carries the control mean's uncertainty, and can reach 0 when this does not)
+            lo, hi = r["difference_ci"]
+            before, after = r["means"][r["control"]], r["means"][r["variation"]]
             return Decision("rollback", step,
-                            f"guardrail {r['name']} got worse with the new value: {r['lift']:+.1%} "
-                            f"(interval {lo:+.1%} to {hi:+.1%}, always-valid p = {r['p_value_adjusted']:.4f}) "
+                            f"guardrail {r['name']} got worse with the new value: {before:.4g} → {after:.4g} "
+                            f"per unit ({r['lift']:+.0%}; difference {r['difference']:+.3g}, always-valid "
+                            f"interval {lo:+.3g} to {hi:+.3g}, p = {r['p_value_adjusted']:.2g}) "
                             f"at {percent:g}% of traffic")  # fmt: skip
     if results is None:
         return Decision("hold", step, "waiting for exposures in both arms")

@@ -220,6 +220,7 @@ class ExperimentService:
                 )
                 b = stats.bayesian(control, arm, doc.alpha)
                 row.update(lift=f.lift, ci=f.lift_ci, p_value=f.p_value, difference=f.difference,
+                           difference_ci=list(f.difference_ci),
                            chance_to_win=b.chance_to_win if m.direction == "up" else 1 - b.chance_to_win,
                            risk=b.risk_variation if m.direction == "up" else b.risk_control)  # fmt: skip
                 if doc.method == "bayesian":

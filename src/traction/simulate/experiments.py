@@ -14,6 +14,7 @@ from traction.flags.domain.flags import parse_flag, payload_feature
 
 ONBOARDING = "onboarding-checklist"
 AA = "aa-welcome-copy"
+EDITOR = "new-report-editor"  # a flag turned on by a safe rollout (EDITOR_ROLLOUT)
 
 FLAGS: dict[str, dict[str, Any]] = {
     ONBOARDING: {
@@ -33,6 +34,12 @@ FLAGS: dict[str, dict[str, Any]] = {
             {"key": AA, "variations": ["hello", "hello"], "weights": [0.5, 0.5],
              "hashAttribute": "id", "hashVersion": 2, "seed": AA,
              "meta": [{"key": "a"}, {"key": "b"}]}]}},
+    },
+    EDITOR: {
+        "value_type": "boolean", "default_value": False,
+        "description": "the new report editor: turned on by a safe rollout, which watches errors",
+        "tags": ["rollout"],
+        "environments": {"production": {"rules": []}},
     },
     "sso-settings": {
         "value_type": "boolean", "default_value": False,
@@ -77,3 +84,17 @@ def evaluator() -> Evaluator:
 
 def evaluate(ev: Evaluator, key: str, user: str, **attrs: Any) -> FeatureResult:
     return ev.evaluate(key, Context(attributes={"id": user, **attrs}))
+
+
+# The safe rollout the runner starts during the simulation (it must start at a simulated time,
+# so it is not among EXPERIMENTS): the new editor shows more errors, and the guardrail on
+# errors within a day of exposure should catch it and roll it back.
+EDITOR_ROLLOUT_KEY = "report-editor-rollout"
+EDITOR_ROLLOUT: dict[str, Any] = {
+    "hypothesis": "the new report editor does not cause more errors",
+    "guardrails": [{"key": "editor_errors", "name": "Errors in the report editor", "kind": "count",
+                    "event": {"event": "error_shown"}, "window_days": 1, "direction": "down"}],
+    "rollout": {"flag": EDITOR, "value": True,
+                "steps": [{"percent": 10, "hours": 72}, {"percent": 30, "hours": 72},
+                          {"percent": 60, "hours": 72}, {"percent": 100}]},
+}  # fmt: skip

@@ -15,6 +15,7 @@ from rich.progress import (
 
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
+from traction.simulate import experiments as sim_exp
 from traction.simulate.billing import replay_intents
 from traction.simulate.world import SimulationParams, SimulationStats, World
 
@@ -33,7 +34,7 @@ def run_simulation(
     def send(messages: list[object]) -> int:
         return len(ctx.ingest.ingest_sync(workspace_id, messages, normalize_segment).rejected)
 
-    world = simulate_into(send, params, console, chunk)
+    world = simulate_into(send, params, console, chunk, _RolloutClock(ctx, workspace_id, params))
     intents = world.product.intents
     with (console or Console(quiet=True)).status(
         f"Replaying {len(intents):,} trials, purchases and plan changes through billing…"
@@ -44,11 +45,43 @@ def run_simulation(
     return world.stats
 
 
+class _RolloutClock:
+    """Runs the report editor's safe rollout on simulated time, through the real service: it
+    starts `rollout_days_before_end` days before the end (if the workspace has the flag), and
+    at the start of each later day the events so far are committed, the maintenance check
+    runs as of that moment, and the simulated product reads the flags it left."""
+
+    def __init__(self, ctx: Context, workspace_id: str, params: SimulationParams) -> None:
+        self.ctx, self.ws = ctx, workspace_id
+        names = {f["key"] for f in ctx.flags.flags(workspace_id)}
+        running = {e["key"] for e in ctx.experiments.experiments(workspace_id)}
+        wanted = sim_exp.EDITOR in names and sim_exp.EDITOR_ROLLOUT_KEY not in running
+        self.start = max(0, params.days - params.rollout_days_before_end) if wanted else None
+
+    def __call__(self, world: World, day: int, flush: Callable[[], None]) -> None:
+        if self.start is None or day < self.start or day >= world.p.days:
+            return
+        flush()
+        now = world.time(day, 0)
+        clock, self.ctx.flags.now = self.ctx.flags.now, lambda: now
+        try:
+            if day == self.start:
+                self.ctx.experiments.put(
+                    self.ws, sim_exp.EDITOR_ROLLOUT_KEY, sim_exp.EDITOR_ROLLOUT
+                )
+            else:
+                self.ctx.experiments.rollouts.check(self.ws, sim_exp.EDITOR_ROLLOUT_KEY, now)
+        finally:
+            self.ctx.flags.now = clock
+        world.live_flags = self.ctx.flags.payload(self.ws, "production").evaluator
+
+
 def simulate_into(
     send: Callable[[list[object]], int],
     params: SimulationParams,
     console: Console | None = None,
     chunk: int = 50_000,
+    next_day: Callable[[World, int, Callable[[], None]], None] | None = None,
 ) -> World:
     """Through any sink that answers how many events it refused (the ingest pipeline here,
     or a server's tracking API). Days are sent together up to `chunk` events: each batch
@@ -67,14 +100,23 @@ def simulate_into(
     ) as bar:
         task = bar.add_task("sim", total=params.days, events=0)
         pending: list[object] = []
-        for messages in world.run():
+
+        def flush() -> None:
+            nonlocal rejected
+            if pending:
+                rejected += send(pending)
+                pending.clear()
+
+        if next_day is not None:
+            next_day(world, 0, flush)
+        for d, messages in enumerate(world.run()):
             pending.extend(messages)
             if len(pending) >= chunk:
-                rejected += send(pending)
-                pending = []
+                flush()
             bar.update(task, advance=1, events=world.stats.events)
-        if pending:
-            rejected += send(pending)
+            if next_day is not None:
+                next_day(world, d + 1, flush)
+        flush()
     if rejected:
         raise RuntimeError(
             f"the simulator produced {rejected} invalid events: a bug in traction.simulate"

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from traction.flags.domain.evaluate import Context as EvalContext
+from traction.flags.domain.evaluate import Evaluator
 from traction.sdk.flags import exposure
 from traction.simulate import experiments as sim_exp
 from traction.simulate.product import Product, example_catalog
@@ -97,6 +99,13 @@ class SimulationParams:
     # raises the chance of the invite step by this much (relative); the A/A test does nothing
     guided_invite_lift: float = 0.25
     downgrade_rate: float = 0.01  # per active day of a business account's owner
+    # the safe rollout of a new report editor (simulate/experiments.py), started this many
+    # days before the end when the workspace has its flag: each report created shows an error
+    # with this chance, raised by `editor_error_lift` (relative) with the new editor. Drawn
+    # from a random stream of its own, so the rest of the world is the same with or without.
+    rollout_days_before_end: int = 21
+    editor_error_rate: float = 0.04
+    editor_error_lift: float = 2.0
 
 
 @dataclass
@@ -138,13 +147,18 @@ class World:
         self._accounts = 0
         self.product = Product(example_catalog())
         self.flags = sim_exp.evaluator()
+        # the workspace's live flags (the runner refreshes them each simulated day while a
+        # rollout runs): None until then, and the editor's errors are not simulated at all
+        self.live_flags: Evaluator | None = None
+        self._editor_rng = random.Random(params.seed * 7919 + 1)
+        self._editor_seen: dict[str, Any] = {}  # person -> the variation last logged
         self._walls: set[tuple[str, str, int]] = set()  # (account, feature, day) shown a lock
         self._schedule_organic()
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _uuid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+    def _uuid(self, rng: random.Random | None = None) -> str:
+        return str(uuid.UUID(int=(rng or self.rng).getrandbits(128), version=4))
 
     def _ts(self, day: int, hour: float) -> str:
         hour = min(hour, 23.9999)  # never spill into tomorrow: days are emitted in order
@@ -156,6 +170,10 @@ class World:
     def _dt(self, day: int, hour: float) -> datetime:
         """The same moment as `_ts`, as billing's naive UTC."""
         return datetime.fromisoformat(self._ts(day, hour)[:-1])
+
+    def time(self, day: int, hour: float) -> datetime:
+        """A simulated moment (naive UTC), for what runs on the simulation's clock."""
+        return self._dt(day, hour)
 
     def _weekday_factor(self, day: int) -> float:
         return self.p.weekend_factor if (self.p.start + timedelta(days=day)).weekday() >= 5 else 1.0
@@ -193,10 +211,11 @@ class World:
         self.stats.events += len(out)
         return out
 
-    def _msg(self, v: Visitor, kind: str, d: int, hour: float, **fields: Any) -> dict[str, Any]:
+    def _msg(self, v: Visitor, kind: str, d: int, hour: float, _rng: random.Random | None = None,
+             **fields: Any) -> dict[str, Any]:  # fmt: skip
         m: dict[str, Any] = {
             "type": kind,
-            "messageId": self._uuid(),
+            "messageId": self._uuid(_rng),
             "timestamp": self._ts(d, hour),
         }
         if v.user_id:
@@ -453,6 +472,8 @@ class World:
                 out.append(self._track(v, d, t, "report_viewed", report_id=rng.randint(1, 200)))
             elif r < 0.92:
                 out.append(self._track(v, d, t, "report_created", onboarding=False))
+                if self.live_flags is not None:
+                    out.extend(self._report_editor(v, d, t))
             elif r < 0.97:
                 out.append(
                     self._msg(
@@ -488,6 +509,24 @@ class World:
                 )
         if rng.random() < p.session_invite_rate and v.account:
             out.extend(self._invite(v, d, hour + 0.6))
+
+    def _report_editor(self, v: Visitor, d: int, t: float) -> list[dict[str, Any]]:
+        """The report editor behind the rollout's flag: an exposure logged when the person's
+        variation is new to them (as the SDK does per session), an error with the editor's
+        chance."""
+        assert self.live_flags is not None and v.user_id is not None
+        res = self.live_flags.evaluate(sim_exp.EDITOR, EvalContext(attributes={"id": v.user_id}))
+        out = []
+        seen = exposure(res)
+        if seen is not None and self._editor_seen.get(v.user_id) != seen["variation_id"]:
+            self._editor_seen[v.user_id] = seen["variation_id"]
+            out.append(self._msg(v, "track", d, t - 0.0005, self._editor_rng,
+                                 event="$experiment_viewed", properties=seen))  # fmt: skip
+        rate = self.p.editor_error_rate * (1 + self.p.editor_error_lift if res.value else 1)
+        if self._editor_rng.random() < rate:
+            out.append(self._msg(v, "track", d, t + 0.0005, self._editor_rng,
+                                 event="error_shown", properties={"where": "report_editor"}))  # fmt: skip
+        return out
 
     def _use(self, v: Visitor, d: int, t: float, feature: str) -> list[dict[str, Any]]:
         """A feature used: exports are a plan feature, the API a metered one."""
