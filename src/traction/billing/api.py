@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from traction.billing.domain.revenue import CHANGE_EVENTS
 from traction.billing.service import BillingError, NotFound
+from traction.web.answers import answer
 from traction.workspaces.api import admin_key, server_key
 from traction.workspaces.service import KeyInfo
 
@@ -24,13 +25,8 @@ Id = Field(min_length=1, max_length=200)
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except BillingError as e:
-        status = 400 if str(e).startswith("Stripe-Signature") else 422
-        raise HTTPException(status, str(e)) from None
-    except NotFound as e:
-        raise HTTPException(404, str(e)) from None
+    return answer(fn, *args, invalid=BillingError, missing=NotFound, **kwargs,
+                  status=lambda e: 400 if str(e).startswith("Stripe-Signature") else 422)  # fmt: skip
 
 
 def parse_document(body: bytes, content_type: str) -> Any:

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from traction.experiments import stats
 from traction.experiments.domain import ExperimentError
 from traction.experiments.service import NotFound
+from traction.web.answers import answer
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
 
@@ -25,12 +26,7 @@ ExpKey = Path(
 
 
 def _call(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except ExperimentError as e:
-        raise HTTPException(422, str(e)) from None
-    except NotFound as e:
-        raise HTTPException(404, str(e)) from None
+    return answer(fn, *args, invalid=ExperimentError, missing=NotFound)
 
 
 @router.get("/experiments/power")

@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, Body, Depends, Path, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from traction.flags.domain.evaluate import Context as EvalContext
 from traction.flags.domain.flags import ENV_PATTERN, KEY_PATTERN, FlagError
 from traction.flags.service import NotFound
+from traction.web.answers import answer
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import KeyInfo
 
@@ -37,12 +38,7 @@ SSE_POLL_SECONDS = 1.0
 
 
 def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return fn(*args, **kwargs)
-    except FlagError as e:
-        raise HTTPException(422, str(e)) from None
-    except NotFound as e:
-        raise HTTPException(404, str(e)) from None
+    return answer(fn, *args, invalid=FlagError, missing=NotFound, **kwargs)
 
 
 @router.get("/flags")
