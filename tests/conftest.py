@@ -336,3 +336,41 @@ def wait_healthy(url: str, seconds: float = 30) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} did not start within {seconds:g} s")
+
+
+class SMTPSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives."""
+
+    def __init__(self) -> None:
+        import email
+        import threading
+
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[email.message.Message] = []
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+                msg = email.message_from_bytes(envelope.content)  # type: ignore[attr-defined]
+                with sink._lock:
+                    sink.messages.append(msg)
+                return "250 OK"
+
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [str(m["Message-ID"]) for m in self.messages]
+
+
+@pytest.fixture
+def smtp() -> Iterator[SMTPSink]:
+    sink = SMTPSink()
+    sink.controller.start()
+    try:
+        yield sink
+    finally:
+        sink.controller.stop()

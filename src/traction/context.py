@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from traction.analytics.domain.specs import SPEC_KINDS
 from traction.analytics.saved import SavedInsights
 from traction.analytics.service import AnalyticsService
@@ -14,6 +16,7 @@ from traction.audit.service import AuditLog
 from traction.billing.providers import Providers
 from traction.billing.service import BillingService
 from traction.catalog.service import CatalogService
+from traction.engage.service import EngageService
 from traction.experiments.service import ExperimentService
 from traction.flags.service import FlagService
 from traction.identity.queries import AccountQueries, PersonQueries
@@ -53,6 +56,7 @@ class Context:
     providers: Providers
     flags: FlagService
     experiments: ExperimentService
+    engage: EngageService
 
     @classmethod
     def open(cls, settings: Settings, *, start_writer: bool = True) -> Context:
@@ -90,6 +94,7 @@ class Context:
             max_concurrent=settings.resolved_query_concurrency[0],
             max_concurrent_per_workspace=settings.resolved_query_concurrency[1],
         )
+        experiments = ExperimentService(state, analytics, flags)
         return cls(
             settings=settings,
             state=state,
@@ -117,7 +122,8 @@ class Context:
             billing=billing,
             providers=Providers(state, billing),
             flags=flags,
-            experiments=ExperimentService(state, analytics, flags),
+            experiments=experiments,
+            engage=_engage(settings, state, events, writer, catalog, experiments),
         )
 
     def close(self) -> None:
@@ -127,9 +133,43 @@ class Context:
         self._closed = True
         self.analytics.close()  # background scorecard refreshes: dropped, not waited for
         self.billing.close()
+        self.engage.sender.close()
         self.writer.stop()
         self.events.close()
         self.state.dispose()
+
+
+def _engage(settings: Settings, state: StateStore, events: DuckDBEventStore, writer: EventWriter,
+            catalog: CatalogService, experiments: ExperimentService) -> EngageService:  # fmt: skip
+    """Journeys: the engine (entries, steps), the sender (SMTP when a host is set, else the
+    outbox; webhooks), and the signed links in messages."""
+    from datetime import timedelta
+
+    from traction.engage.delivery import Sender
+    from traction.engage.email import SMTPTransport
+    from traction.engage.links import Links, secret_for
+    from traction.engage.runs import Limits, RunEngine
+
+    links = Links(secret_for(settings.link_secret, settings.data_dir), settings.public_url)
+    limits = Limits(settings.engage_cap_per_day, settings.engage_cap_per_week,
+                    timedelta(seconds=settings.engage_lease_seconds))  # fmt: skip
+
+    def occurrences(ws: str, person: str, name: str, seq: int) -> int:
+        with events.reading() as cur:
+            row = cur.execute("SELECT count(*) FROM events WHERE workspace_id = ? AND person_id = ? "
+                              "AND name = ? AND seq <= ?", [ws, person, name, seq]).fetchone()  # fmt: skip
+        return int(row[0]) if row else 0
+
+    engine = RunEngine(state, _emitter(writer), occurrences, limits, links)
+    transport = (SMTPTransport(settings.smtp_host, settings.smtp_port, settings.smtp_security,
+                               settings.smtp_user, settings.smtp_password, settings.smtp_timeout_seconds)
+                 if settings.smtp_host else None)  # fmt: skip
+    svc: EngageService
+    sender = Sender(state, links, transport=transport, sender=settings.email_from,
+                    webhook_secret=lambda ws: svc.webhook_secret(ws), limits=limits,
+                    http=httpx.Client(timeout=settings.webhook_timeout_seconds))  # fmt: skip
+    svc = EngageService(state, engine, sender, links, catalog, experiments)
+    return svc
 
 
 def _emitter(writer: EventWriter) -> Callable[[str, list[dict[str, Any]]], None]:

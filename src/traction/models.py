@@ -4,6 +4,7 @@ from traction.analytics import models as analytics_models
 from traction.audit import models as audit_models
 from traction.billing import models as billing_models
 from traction.catalog import models as catalog_models
+from traction.engage import models as engage_models
 from traction.experiments import models as experiment_models
 from traction.flags import models as flag_models
 from traction.identity import models as identity_models
@@ -16,6 +17,7 @@ __all__ = [
     "audit_models",
     "billing_models",
     "catalog_models",
+    "engage_models",
     "experiment_models",
     "flag_models",
     "identity_models",

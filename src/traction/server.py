@@ -32,7 +32,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         runner = ReactorRunner(
             ctx.state,
             ctx.events,
-            default_reactors(ctx.state, ctx.catalog, ctx.billing),
+            default_reactors(ctx.state, ctx.catalog, ctx.billing, ctx.engage.engine),
             ctx.metrics,
             poll_seconds=settings.worker_poll_seconds,
         )
@@ -50,16 +50,22 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         if runner
         else []
     )
+    # journeys on a loop of their own: a long privacy purge must not hold up due messages
+    journeys = Maintenance(
+        [("journeys", settings.engage_interval_seconds, ctx.engage.work)] if runner else []
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runner:
             runner.start()
         maintenance.start()
+        journeys.start()
         log.info(
             "traction started", extra={"data_dir": str(settings.data_dir), "version": __version__}
         )
         yield
+        journeys.stop()
         maintenance.stop()
         if runner:
             runner.stop()

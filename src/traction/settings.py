@@ -87,6 +87,25 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    # Engagement: email over SMTP (no host: emails are kept in the outbox, not sent), the
+    # address links in messages point at, the secret that signs them (empty: one made and
+    # kept in the data dir), frequency caps per person across journeys, the worker's pace.
+    smtp_host: str = ""
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    email_from: str = "Traction <noreply@localhost>"
+    public_url: str = "http://127.0.0.1:8000"
+    link_secret: str = ""
+    engage_cap_per_day: int = Field(3, ge=1, le=1000)
+    engage_cap_per_week: int = Field(10, ge=1, le=10_000)
+    engage_interval_seconds: float = Field(2.0, ge=0, le=3600)
+    # How long a worker holds a claimed run or delivery (another takes it over after a crash).
+    engage_lease_seconds: float = Field(60.0, ge=0.1, le=3600)
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
+
     # What one workspace may create (a runaway script cannot fill the StateStore).
     max_api_keys: int = Field(100, ge=2, le=100_000)
     max_saved_insights: int = Field(1000, ge=1, le=1_000_000)

@@ -23,6 +23,7 @@ from traction.store.state import StateStore, utcnow
 if TYPE_CHECKING:
     from traction.billing.service import BillingService
     from traction.catalog.service import CatalogService
+    from traction.engage.runs import RunEngine
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,14 @@ class Reactor(Protocol):
 
 
 def default_reactors(
-    state: StateStore, catalog: CatalogService | None = None, billing: BillingService | None = None
+    state: StateStore,
+    catalog: CatalogService | None = None,
+    billing: BillingService | None = None,
+    journeys: RunEngine | None = None,
 ) -> list[Reactor]:
     """`catalog`: the server's own, so an erasure and the catalog's updates share one lock;
-    `billing`: the server's, for the meters (none: no meter reactor)."""
+    `billing`: the server's, for the meters (none: no meter reactor); `journeys`: the
+    engagement engine (none: nobody enters journeys)."""
     from traction.billing.reactors import MeterReactor
     from traction.catalog.reactors import CatalogReactor
     from traction.catalog.service import CatalogService
@@ -51,6 +56,10 @@ def default_reactors(
     reactors: list[Reactor] = [SeenReactor(state), CatalogReactor(catalog or CatalogService(state))]
     if billing is not None:
         reactors.append(MeterReactor(billing))
+    if journeys is not None:
+        from traction.engage.reactors import JourneyReactor
+
+        reactors.append(JourneyReactor(journeys))
     return reactors
 
 

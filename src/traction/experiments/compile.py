@@ -10,6 +10,7 @@ The query answers, per variation: n, Σy, Σy², Σx, Σx², Σxy, and for ratio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params, matcher_sql
@@ -20,12 +21,32 @@ EXPOSURE = "$experiment_viewed"
 DAY_US = 86_400_000_000
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """Which events put a unit in a variation: the event, the property naming the experiment
+    and the one naming the variation. Journeys reuse the analysis with `$journey_entered`
+    (`journey`, `arm`), so a holdout is measured exactly as an experiment is."""
+
+    event: str = EXPOSURE
+    key_property: str = "experiment_id"
+    variation_property: str = "variation_id"
+
+
+EXPERIMENT = Exposure()
+
+
 def _unit(unit: str) -> str:
     return PERSON if unit == "person" else "e.account_id"
 
 
 def exposures_cte(
-    p: Params, workspace_id: str, key: str, unit: str, start: datetime | None, stop: datetime | None
+    p: Params,
+    workspace_id: str,
+    key: str,
+    unit: str,
+    start: datetime | None,
+    stop: datetime | None,
+    exposure: Exposure = EXPERIMENT,
 ) -> str:
     when = ""
     if start is not None:
@@ -33,25 +54,32 @@ def exposures_cte(
     if stop is not None:
         when += f" AND e.timestamp < {p.add(stop)}"
     u = _unit(unit)
+    var = f"json_extract_string(e.properties, {p.add('$.' + exposure.variation_property)})"
     return (
         f"exposed AS (SELECT {u} AS unit, "
-        "arg_min(json_extract_string(e.properties, '$.variation_id'), (e.timestamp, e.seq)) AS variation, "
+        f"arg_min({var}, (e.timestamp, e.seq)) AS variation, "
         "min(e.timestamp) AS t0, "
-        "count(DISTINCT json_extract_string(e.properties, '$.variation_id')) AS seen "
-        f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)} AND e.name = {p.add(EXPOSURE)} "
-        f"AND json_extract_string(e.properties, '$.experiment_id') = {p.add(key)} AND {u} IS NOT NULL{when} "
+        f"count(DISTINCT {var}) AS seen "
+        f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)} AND e.name = {p.add(exposure.event)} "
+        f"AND json_extract_string(e.properties, {p.add('$.' + exposure.key_property)}) = {p.add(key)} "
+        f"AND {u} IS NOT NULL{when} "
         "GROUP BY 1), units AS (SELECT * FROM exposed WHERE seen = 1)"
     )
 
 
 def compile_exposures(
-    workspace_id: str, key: str, unit: str, start: datetime | None, stop: datetime | None
+    workspace_id: str,
+    key: str,
+    unit: str,
+    start: datetime | None,
+    stop: datetime | None,
+    exposure: Exposure = EXPERIMENT,
 ) -> tuple[str, dict[str, object]]:
     """(variation, units, first exposure, last exposure) per variation, and a row with
     variation NULL counting the units excluded for seeing several."""
     p = Params()
     sql = (
-        f"WITH {exposures_cte(p, workspace_id, key, unit, start, stop)} "
+        f"WITH {exposures_cte(p, workspace_id, key, unit, start, stop, exposure)} "
         "SELECT variation, count(*), min(t0), max(t0) FROM units GROUP BY 1 "
         "UNION ALL SELECT NULL, count(*), NULL, NULL FROM exposed WHERE seen > 1"
     )
@@ -65,6 +93,7 @@ def compile_metrics(
     start: datetime | None,
     stop: datetime | None,
     metrics: list[Metric],
+    exposure: Exposure = EXPERIMENT,
 ) -> tuple[str, dict[str, object]]:
     """Every metric in one pass: the units' events are read once (joined to their unit's
     first exposure, and only within the longest window of it), each flagged with the metrics
@@ -75,7 +104,7 @@ def compile_metrics(
     Columns: variation, n, then for each metric Σy, Σy², Σx, Σx², Σxy, Σd, Σd², Σyd."""
     p = Params()
     u = _unit(unit)
-    ctes = [exposures_cte(p, workspace_id, key, unit, start, stop)]
+    ctes = [exposures_cte(p, workspace_id, key, unit, start, stop, exposure)]
     cols, wanted = [], []
     for i, m in enumerate(metrics):
         if m.kind == "revenue":

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from traction.experiments import rollout, stats
-from traction.experiments.compile import compile_exposures, compile_metrics
+from traction.experiments.compile import EXPERIMENT, Exposure, compile_exposures, compile_metrics
 from traction.experiments.domain import (
     ExperimentDocument,
     ExperimentError,
@@ -120,13 +120,16 @@ class ExperimentService:
             out["verdict"] = _rollout_verdict(state)
         return out
 
-    def analyse(self, workspace_id: str, key: str, doc: ExperimentDocument) -> dict[str, Any]:
+    def analyse(self, workspace_id: str, key: str, doc: ExperimentDocument,
+                exposure: Exposure = EXPERIMENT) -> dict[str, Any]:  # fmt: skip
         """The analysis of `doc` on the log. A rollout's split moves as it ramps, so its
         sample-ratio check is skipped and its guardrails use the always-valid test."""
         if doc.rollout is not None:
             doc = doc.model_copy(update={"method": "sequential", "cuped": False})
         a = self.analytics
-        rows = a._rows(*compile_exposures(workspace_id, key, doc.unit, doc.start, doc.stop))
+        rows = a._rows(
+            *compile_exposures(workspace_id, key, doc.unit, doc.start, doc.stop, exposure)
+        )
         names = [v.key for v in doc.variations]
         units = dict.fromkeys(names, 0)
         first: datetime | None = None
@@ -145,7 +148,7 @@ class ExperimentService:
             last = t_last if last is None or t_last > last else last
         if sum(units.values()) == 0:
             raise ExperimentError(
-                f"experiment {key!r} has no exposures yet ($experiment_viewed with experiment_id {key!r})"
+                f"{key!r} has no exposures yet ({exposure.event} with {exposure.key_property} {key!r})"
             )
         srm_p = (
             1.0
@@ -155,7 +158,7 @@ class ExperimentService:
         roles = [(role, m) for role, ms in (("primary", doc.primary), ("secondary", doc.secondary),
                                             ("guardrail", doc.guardrails)) for m in ms]  # fmt: skip
         sql, params = compile_metrics(
-            workspace_id, key, doc.unit, doc.start, doc.stop, [m for _, m in roles]
+            workspace_id, key, doc.unit, doc.start, doc.stop, [m for _, m in roles], exposure
         )
         per_metric: list[dict[str, list[float]]] = [{} for _ in roles]
         for variation, n, *sums in a._rows(sql, params):

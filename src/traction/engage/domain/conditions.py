@@ -1,0 +1,82 @@
+"""The analytics' property filters evaluated in Python, on one event and one person, with the
+meaning the SQL gives them (values compared as text, numbers as numbers), so a journey's
+trigger or branch means what the same filter means in an insight."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from traction.analytics.domain.specs import EventMatcher, PropertyFilter
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _lookup(source: Mapping[str, Any], path: str) -> Any:
+    node: Any = source
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def holds(
+    f: PropertyFilter,
+    event: Mapping[str, Any],
+    person: Mapping[str, Any],
+    account: Mapping[str, Any] | None = None,
+) -> bool:
+    source = {"event": event, "person": person, "account": account or {}}[f.source]
+    actual = _lookup(source, f.property)
+    op, want = f.operator, f.value
+    if op == "is_set":
+        return actual is not None
+    if op == "is_not_set":
+        return actual is None
+    if actual is None:
+        return op in ("not_equals", "not_in")
+    if op == "equals":
+        return _text(actual) == _text(want)
+    if op == "not_equals":
+        return _text(actual) != _text(want)
+    if op in ("in", "not_in"):
+        inside = _text(actual) in {_text(w) for w in want or []}  # type: ignore[union-attr]
+        return inside if op == "in" else not inside
+    if op == "contains":
+        return _text(want) in _text(actual)
+    if op == "regex":
+        try:
+            return re.search(_text(want), _text(actual)) is not None
+        except re.error:
+            return False
+    if op in ("before", "after"):
+        a, w = _text(actual), _text(want)
+        return a < w if op == "before" else a > w
+    a_num, w_num = _number(actual), _number(want)
+    if a_num is None or w_num is None:
+        return False
+    return {"gt": a_num > w_num, "gte": a_num >= w_num, "lt": a_num < w_num,
+            "lte": a_num <= w_num}[op]  # fmt: skip
+
+
+def matches(
+    m: EventMatcher, name: str | None, props: Mapping[str, Any], person: Mapping[str, Any]
+) -> bool:
+    return name == m.event and all(holds(f, props, person) for f in m.filters)

@@ -1,0 +1,401 @@
+"""The journey engine on the StateStore: people enter from committed events (a reactor), and
+workers move due runs through their steps.
+
+Durability: a run's position (step, next_at) and the deliveries its steps create change in
+one transaction, so a step's effect is recorded once (the delivery's idempotency key is
+run x step, unique) and a crash before the commit redoes the step, never half of it. Several
+workers share the due runs through leases (PostgreSQL skips rows another worker holds; SQLite
+has one writer); a worker that dies leaves its leases to expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from traction.engage.domain import timing
+from traction.engage.domain.conditions import holds, matches
+from traction.engage.domain.journeys import (
+    MESSAGE_STEPS,
+    Branch,
+    CallWebhook,
+    Exit,
+    Journey,
+    SendEmail,
+    SetTrait,
+    ShowInApp,
+    Split,
+    Wait,
+)
+from traction.engage.domain.templates import TemplateError, render
+from traction.engage.models import Delivery, JourneyRow, Run, Suppression
+from traction.identity.models import Account, AccountMembership, Identity, Person
+from traction.store.state import StateStore, utcnow
+
+log = logging.getLogger("traction.engage")
+ENTERED = "$journey_entered"
+Emit = Callable[[str, list[dict[str, Any]]], None]
+Occurrences = Callable[[str, str, str, int], int]  # ws, person, event, up to seq -> count
+
+
+@dataclass(frozen=True)
+class Limits:
+    cap_per_day: int = 3
+    cap_per_week: int = 10
+    lease: timedelta = timedelta(seconds=60)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RunEngine:
+    def __init__(self, state: StateStore, emit: Emit, occurrences: Occurrences | None = None,
+                 limits: Limits = Limits(), links: Any = None) -> None:  # fmt: skip
+        self.state = state
+        self.emit = emit
+        self.occurrences = occurrences
+        self.limits = limits
+        self.links = links  # engage.links.Links: unsubscribe, open and click URLs
+        self._journeys: dict[str, tuple[int, list[tuple[str, Journey]]]] = {}
+
+    # -- journeys, cached per workspace until one changes -----------------------------------
+
+    def journeys(self, workspace_id: str) -> list[tuple[str, Journey]]:
+        with self.state.session() as s:
+            stamp = s.scalar(select(func.coalesce(func.sum(JourneyRow.version), 0) * 1000
+                                    + func.count(JourneyRow.id))
+                             .where(JourneyRow.workspace_id == workspace_id)) or 0  # fmt: skip
+            hit = self._journeys.get(workspace_id)
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+            rows = s.scalars(select(JourneyRow).where(JourneyRow.workspace_id == workspace_id))
+            loaded = [(r.key, Journey.model_validate(r.document)) for r in rows]
+        self._journeys[workspace_id] = (int(stamp), loaded)
+        return loaded
+
+    # -- entering, goals and awaited events (the reactor) ------------------------------------
+
+    def on_events(self, batch: Sequence[Mapping[str, Any]]) -> int:
+        """Idempotent by the trigger's seq: a redelivered batch enters nobody twice."""
+        entered = 0
+        by_ws: dict[str, list[Mapping[str, Any]]] = {}
+        for ev in batch:
+            by_ws.setdefault(str(ev["workspace_id"]), []).append(ev)
+        for ws, events in by_ws.items():
+            journeys = [(k, j) for k, j in self.journeys(ws) if j.enabled]
+            if not journeys:
+                continue
+            names = {j.trigger.event for _, j in journeys} | {
+                j.goal.event.event for _, j in journeys if j.goal
+            }
+            names |= {s.until_event.event for _, j in journeys for s in j.steps
+                      if isinstance(s, Wait) and s.until_event is not None}  # fmt: skip
+            for ev in events:
+                if ev.get("name") not in names or not ev.get("person_id"):
+                    continue
+                entered += self._on_event(ws, journeys, ev)
+        return entered
+
+    def _on_event(self, ws: str, journeys: list[tuple[str, Journey]], ev: Mapping[str, Any]) -> int:
+        props = _props(ev)
+        name, ts, seq = ev.get("name"), _naive(ev["timestamp"]), int(ev["seq"])
+        entered = 0
+        out: list[dict[str, Any]] = []
+        with self.state.session() as s:
+            pid = _survivor(s, str(ev["person_id"]))
+            person = _traits(s, Person, pid)
+            for key, j in journeys:
+                if j.goal is not None and matches(j.goal.event, name, props, person):
+                    for run in s.scalars(select(Run).where(
+                            Run.workspace_id == ws, Run.journey == key, Run.person_id == pid,
+                            Run.status == "active", Run.entered_at <= ts)):  # fmt: skip
+                        if ts - run.entered_at <= timedelta(days=j.goal.within_days):
+                            run.status, run.ended_at, run.exit_reason = (
+                                "goal",
+                                ts,
+                                f"goal {j.goal.event.event}",
+                            )
+                            run.next_at = None
+                for step in j.steps:
+                    if (
+                        isinstance(step, Wait)
+                        and step.until_event is not None
+                        and matches(step.until_event, name, props, person)
+                    ):
+                        for run in s.scalars(select(Run).where(
+                                Run.workspace_id == ws, Run.journey == key, Run.person_id == pid,
+                                Run.status == "active", Run.step == step.id,
+                                Run.step_started_at <= ts, Run.event_seen_at.is_(None))):  # fmt: skip
+                            run.event_seen_at, run.next_at = ts, ts
+                if not matches(j.trigger, name, props, person):
+                    continue
+                if (
+                    j.trigger.occurrence is not None
+                    and self.occurrences is not None
+                    and self.occurrences(ws, str(ev["person_id"]), str(name), seq)
+                    != j.trigger.occurrence
+                ):
+                    continue
+                if self._enter(s, ws, key, j, pid, ts, seq, props, out):
+                    entered += 1
+        if out:  # after the commit: an entry that rolled back logs nothing
+            self.emit(ws, out)
+        return entered
+
+    def _enter(self, s: Session, ws: str, key: str, j: Journey, pid: str, ts: datetime,
+               seq: int, props: dict[str, Any], out: list[dict[str, Any]]) -> bool:  # fmt: skip
+        last = s.scalars(select(Run).where(Run.workspace_id == ws, Run.journey == key,
+                                           Run.person_id == pid).order_by(Run.entry_no.desc())).first()  # fmt: skip
+        if last is not None:
+            if last.trigger_seq == seq:
+                return False  # this very event entered them already (a redelivered batch)
+            if j.entry.policy == "once" or last.status == "active":
+                return False
+            if ts - last.entered_at < timedelta(days=j.entry.after_days):
+                return False
+        arm = "holdout" if timing.in_holdout(key, pid, j.holdout) else "treatment"
+        run = Run(workspace_id=ws, journey=key, person_id=pid, entry_no=(last.entry_no + 1) if last else 1,
+                  arm=arm, status="active", step=j.steps[0].id, step_started_at=ts, next_at=ts,
+                  entered_at=ts, trigger_seq=seq, context={"event": props}, exit_reason="")  # fmt: skip
+        s.add(run)
+        s.flush()
+        out.append({"type": "track", "event": ENTERED, **_who(s, ws, pid),
+                    "messageId": f"journey-entered:{ws}:{key}:{pid}:{run.entry_no}",
+                    "timestamp": ts.isoformat() + "Z",
+                    "properties": {"journey": key, "journey_name": j.name or key, "arm": arm,
+                                   "entry": run.entry_no}})  # fmt: skip
+        return True
+
+    # -- moving runs ------------------------------------------------------------------------
+
+    def tick(self, now: datetime | None = None, limit: int = 500, owner: str | None = None) -> int:
+        """Claims due runs (a lease), moves each as far as it can go now. Returns how many."""
+        now = now or utcnow()
+        owner = owner or worker_id()
+        with self.state.session() as s:
+            q = (select(Run).where(Run.status == "active", Run.next_at <= now,
+                                   or_(Run.lease_until.is_(None), Run.lease_until < now))
+                 .order_by(Run.next_at).limit(limit).with_for_update(skip_locked=True))  # fmt: skip
+            claimed = list(s.scalars(q))
+            for r in claimed:
+                r.lease_owner, r.lease_until = owner, now + self.limits.lease
+            ids = [r.id for r in claimed]
+        for run_id in ids:
+            try:
+                self._advance(run_id, now, owner)
+            except Exception:  # one bad run must not stop the others
+                log.exception("journey step failed; retried after the lease", extra={"run": run_id})
+        return len(ids)
+
+    def _advance(self, run_id: int, now: datetime, owner: str) -> None:
+        with self.state.session() as s:
+            run = s.get(Run, run_id, with_for_update=True)
+            if run is None or run.lease_owner != owner or run.status != "active":
+                return
+            journeys = dict(self.journeys(run.workspace_id))
+            j = journeys.get(run.journey)
+            if j is None or not j.enabled:
+                _end(run, now, "exited", "the journey was deleted or disabled")
+                return
+            person = _traits(s, Person, run.person_id)
+            out: list[dict[str, Any]] = []
+            for _ in range(len(j.steps) + 1):
+                if run.step is None:
+                    _end(run, now, "completed", "")
+                    break
+                moved = self._step(s, run, j, person, now, out)
+                if not moved:
+                    break
+            run.lease_owner, run.lease_until = None, None
+            ws = run.workspace_id
+        if out:
+            self.emit(ws, out)
+
+    def _step(self, s: Session, run: Run, j: Journey, person: dict[str, Any], now: datetime,
+              out: list[dict[str, Any]]) -> bool:  # fmt: skip
+        """Does the run's current step if it is due; True if the run moved on."""
+        step = j.step(run.step or "")
+        tz = timing.zone(person.get("timezone"))
+        if isinstance(step, Wait):
+            if step.hours is not None:
+                due = run.step_started_at + timedelta(hours=step.hours)
+            elif step.until_hour is not None:
+                due = timing.next_hour(run.step_started_at, step.until_hour, tz)
+            else:
+                if run.event_seen_at is not None:
+                    return _go(run, step.on_event or j.after(step.id), run.event_seen_at)
+                due = run.step_started_at + timedelta(hours=step.timeout_hours)
+                if now >= due:
+                    return _go(run, step.on_timeout or j.after(step.id), due)
+            if now < due:
+                run.next_at = due
+                return False
+            return _go(run, j.after(step.id), due)
+        if isinstance(step, Branch):
+            account = self._account(s, run.workspace_id, run.person_id)
+            ok = all(
+                holds(f, run.context.get("event") or {}, person, account) for f in step.condition
+            )
+            return _go(run, step.then if ok else step.otherwise, now)
+        if isinstance(step, Split):
+            i = timing.pick_path([p.weight for p in step.paths], run.journey, run.person_id,
+                                 str(run.entry_no), step.id)  # fmt: skip
+            return _go(run, step.paths[i].next, now)
+        if isinstance(step, Exit):
+            _end(run, now, "exited", f"exit step {step.id}")
+            return False
+        if isinstance(step, SetTrait):
+            if run.arm == "treatment":
+                person[step.trait] = step.value
+                out.append({"type": "identify", **_who(s, run.workspace_id, run.person_id),
+                            "messageId": f"journey-trait:{run.id}:{step.id}",
+                            "timestamp": now.isoformat() + "Z", "traits": {step.trait: step.value}})  # fmt: skip
+            return _go(run, j.after(step.id), now)
+        assert step.type in MESSAGE_STEPS
+        transactional = isinstance(step, SendEmail) and step.transactional
+        if run.arm == "treatment" and not transactional and step.type != "webhook":
+            allowed = timing.next_allowed(now, j.quiet_hours, tz)
+            if allowed > now:
+                run.next_at = allowed
+                return False
+        self._deliver(s, run, j, step, person, now, transactional)
+        return _go(run, j.after(step.id), now)
+
+    def _deliver(self, s: Session, run: Run, j: Journey, step: Any, person: dict[str, Any],
+                 now: datetime, transactional: bool) -> None:  # fmt: skip
+        key = f"{run.id}:{step.id}"
+        if s.scalar(select(Delivery.id).where(Delivery.idem_key == key)) is not None:
+            return  # done before a crash that lost the run's move: the effect stays once
+        d = Delivery(workspace_id=run.workspace_id, idem_key=key, run_id=run.id, journey=run.journey,
+                     step=step.id, person_id=run.person_id, channel=step.type, status="pending",
+                     transactional=transactional, attempts=0, next_attempt_at=now, target="",
+                     payload={}, message_id="", error="", created_at=now)  # fmt: skip
+        s.add(d)
+        if run.arm == "holdout":
+            d.status, d.error = "held", "holdout: gets nothing"
+            return
+        if (
+            step.type != "webhook"
+            and not transactional
+            and timing.over_cap(
+                self._recent_sends(s, run.workspace_id, run.person_id, now),
+                now,
+                self.limits.cap_per_day,
+                self.limits.cap_per_week,
+            )
+        ):
+            d.status, d.error = "capped", "frequency cap reached"
+            return
+        email = str(person.get("email") or "")
+        variables = {"person": {**person, "id": run.person_id, "email": email},
+                     "account": self._account(s, run.workspace_id, run.person_id),
+                     "event": run.context.get("event") or {},
+                     "journey": {"key": run.journey, "name": j.name or run.journey},
+                     "unsubscribe_url": self.links.unsubscribe(run.workspace_id, email) if self.links and email else ""}  # fmt: skip
+        try:
+            if isinstance(step, SendEmail):
+                if not email:
+                    d.status, d.error = "skipped", "the person has no email trait"
+                    return
+                if s.scalar(select(Suppression.id).where(Suppression.workspace_id == run.workspace_id,
+                                                         Suppression.email == email.lower())) is not None:  # fmt: skip
+                    d.status, d.error = "suppressed", "on the suppression list"
+                    return
+                d.target = email
+                d.payload = {"subject": render(step.email.subject, variables),
+                             "text": render(step.email.text, variables),
+                             "html": render(step.email.html, variables, html=True) if step.email.html else ""}  # fmt: skip
+            elif isinstance(step, ShowInApp):
+                c = step.inapp
+                d.payload = {"kind": c.kind, "title": render(c.title, variables),
+                             "body": render(c.body, variables), "cta_text": c.cta_text,
+                             "cta_url": c.cta_url, "selector": c.selector,
+                             "expires_at": (now + timedelta(days=c.expires_days)).isoformat() + "Z"}  # fmt: skip
+            elif isinstance(step, CallWebhook):
+                d.target = step.url
+                base = {"journey": run.journey, "step": step.id, "person_id": run.person_id,
+                        "person": variables["person"], "event": variables["event"], "at": now.isoformat() + "Z"}  # fmt: skip
+                d.payload = (
+                    {"text": render(step.text, variables)} if step.format == "slack" else base
+                )
+        except TemplateError as e:
+            d.status, d.error = "dead", str(e)
+
+    def _recent_sends(self, s: Session, ws: str, pid: str, now: datetime) -> list[datetime]:
+        rows = s.scalars(select(Delivery.created_at).where(
+            Delivery.workspace_id == ws, Delivery.person_id == pid, Delivery.transactional.is_(False),
+            Delivery.channel.in_(("email", "inapp")),
+            Delivery.status.in_(("pending", "sending", "sent", "failed", "outbox", "shown", "clicked", "dismissed")),
+            Delivery.created_at > now - timedelta(days=7)))  # fmt: skip
+        return list(rows)
+
+    @staticmethod
+    def _account(s: Session, ws: str, pid: str) -> dict[str, Any]:
+        key = s.scalars(select(AccountMembership.group_key).where(
+            AccountMembership.workspace_id == ws, AccountMembership.person_id == pid)
+            .order_by(AccountMembership.joined_at.desc())).first()  # fmt: skip
+        if key is None:
+            return {}
+        row = s.scalars(
+            select(Account).where(Account.workspace_id == ws, Account.group_key == key)
+        ).first()
+        return dict(row.traits or {}, id=key) if row else {"id": key}
+
+
+def _go(run: Run, step: str | None, at: datetime) -> bool:
+    run.step, run.step_started_at, run.next_at, run.event_seen_at = step, at, at, None
+    return True
+
+
+def _end(run: Run, now: datetime, status: str, reason: str) -> None:
+    run.status, run.ended_at, run.exit_reason, run.next_at = status, now, reason, None
+    run.lease_owner, run.lease_until = None, None
+
+
+def _who(s: Session, ws: str, pid: str) -> dict[str, str]:
+    """How the person's own events name them: their user id if they have one."""
+    rows = s.execute(select(Identity.distinct_id, Identity.is_user_id).where(
+        Identity.workspace_id == ws, Identity.person_id == pid).order_by(Identity.is_user_id.desc())).first()  # fmt: skip
+    if rows is None:
+        return {"anonymousId": pid}
+    return {"userId" if rows[1] else "anonymousId": rows[0]}
+
+
+def _survivor(s: Session, pid: str) -> str:
+    for _ in range(20):  # merges chain a few deep at most
+        nxt = s.scalar(select(Person.merged_into).where(Person.id == pid))
+        if not nxt:
+            return pid
+        pid = nxt
+    return pid
+
+
+def _traits(s: Session, model: Any, pid: str) -> dict[str, Any]:
+    row = s.get(model, pid)
+    return dict(row.traits or {}) if row is not None else {}
+
+
+def _props(ev: Mapping[str, Any]) -> dict[str, Any]:
+    raw = ev.get("properties")
+    if isinstance(raw, str | bytes):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return {}
+    return dict(raw) if isinstance(raw, Mapping) else {}
+
+
+def _naive(t: Any) -> datetime:
+    if isinstance(t, datetime):
+        return t if t.tzinfo is None else t.astimezone(UTC).replace(tzinfo=None)
+    return datetime.fromisoformat(str(t).replace("Z", "")).replace(tzinfo=None)

@@ -1,0 +1,338 @@
+"""Engagement on the stores: journey definitions (checked whole, templates included), the
+engine and the sender (`runs`, `delivery`), what the in-app snippet shows, the suppression
+list, and each journey's figures with the holdout's lift measured by the experiment engine."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from traction.engage.delivery import Sender
+from traction.engage.domain.journeys import (
+    CallWebhook,
+    Journey,
+    JourneyError,
+    SendEmail,
+    ShowInApp,
+    parse_journey,
+)
+from traction.engage.domain.templates import TemplateError, check
+from traction.engage.links import Links
+from traction.engage.models import Delivery, JourneyRow, Run, Suppression
+from traction.engage.runs import ENTERED, RunEngine
+from traction.flags.domain.flags import diff
+from traction.store.state import StateStore, utcnow
+
+if TYPE_CHECKING:
+    from traction.catalog.service import CatalogService
+    from traction.experiments.service import ExperimentService
+
+INAPP_EVENTS = {
+    "shown": "$message_shown",
+    "clicked": "$message_clicked",
+    "dismissed": "$message_dismissed",
+}
+
+
+class NotFound(LookupError):
+    pass
+
+
+class EngageService:
+    def __init__(self, state: StateStore, engine: RunEngine, sender: Sender, links: Links,
+                 catalog: CatalogService | None = None,
+                 experiments: ExperimentService | None = None) -> None:  # fmt: skip
+        self.state = state
+        self.engine = engine
+        self.sender = sender
+        self.links = links
+        self.catalog = catalog
+        self.experiments = experiments
+
+    # -- definitions --------------------------------------------------------------------------
+
+    def check(self, workspace_id: str, body: Any) -> Journey:
+        """The journey, or JourneyError naming the first problem and where it is."""
+        j = parse_journey(body)
+        traits = self._traits(workspace_id)
+        for i, step in enumerate(j.steps):
+            where = f"steps[{i}]"
+            try:
+                if isinstance(step, SendEmail):
+                    for field in ("subject", "text", "html"):
+                        check(getattr(step.email, field), f"{where}.email.{field}", traits)
+                elif isinstance(step, ShowInApp):
+                    for field in ("title", "body"):
+                        check(getattr(step.inapp, field), f"{where}.inapp.{field}", traits)
+                elif isinstance(step, CallWebhook):
+                    check(step.text, f"{where}.text", traits)
+            except TemplateError as e:
+                raise JourneyError(str(e)) from None
+        return j
+
+    def _traits(self, workspace_id: str) -> dict[str, list[str]] | None:
+        if self.catalog is None:
+            return None
+        out: dict[str, list[str]] = {}
+        for source in ("person", "account"):
+            try:
+                out[source] = [
+                    p["name"] for p in self.catalog.properties(workspace_id, source=source)
+                ]
+            except TypeError:
+                return None
+        return out if any(out.values()) else None
+
+    def put(self, workspace_id: str, key: str, body: Any) -> tuple[dict[str, Any], bool]:
+        return self.apply(workspace_id, {key: body})[0]
+
+    def apply(self, workspace_id: str, bodies: dict[str, Any]) -> list[tuple[dict[str, Any], bool]]:
+        """Several journeys, all or nothing: every one is checked before any is saved."""
+        checked = {}
+        for key, body in bodies.items():
+            try:
+                checked[key] = self.check(workspace_id, body).model_dump(
+                    mode="json", by_alias=True, exclude_none=True
+                )
+            except JourneyError as e:
+                raise JourneyError(f"{key}: {e}" if len(bodies) > 1 else str(e)) from None
+        out = []
+        with self.state.session() as s:
+            for key, doc in checked.items():
+                row = s.scalars(select(JourneyRow).where(JourneyRow.workspace_id == workspace_id,
+                                                         JourneyRow.key == key).with_for_update()).first()  # fmt: skip
+                created = row is None
+                if row is None:
+                    row = JourneyRow(
+                        workspace_id=workspace_id,
+                        key=key,
+                        document=doc,
+                        version=1,
+                        updated_at=utcnow(),
+                    )
+                    s.add(row)
+                elif row.document != doc:
+                    row.document, row.version, row.updated_at = doc, row.version + 1, utcnow()
+                s.flush()
+                out.append((self._out(row), created))
+        return out
+
+    def plan(self, workspace_id: str, bodies: dict[str, Any]) -> list[dict[str, Any]]:
+        """What `apply` would change (for `traction journeys apply`'s diff), checked first."""
+        changes = []
+        for key, body in bodies.items():
+            try:
+                doc = self.check(workspace_id, body).model_dump(
+                    mode="json", by_alias=True, exclude_none=True
+                )
+            except JourneyError as e:
+                raise JourneyError(f"{key}: {e}" if len(bodies) > 1 else str(e)) from None
+            try:
+                before = {
+                    k: v
+                    for k, v in self.get(workspace_id, key).items()
+                    if k not in ("key", "version", "updated_at")
+                }
+            except NotFound:
+                before = None
+            changes.append({"key": key, "change": "create" if before is None else
+                            ("none" if before == doc else "update"), "diff": diff(before or {}, doc)})  # fmt: skip
+        return changes
+
+    def get(self, workspace_id: str, key: str) -> dict[str, Any]:
+        with self.state.session() as s:
+            row = s.scalars(select(JourneyRow).where(JourneyRow.workspace_id == workspace_id,
+                                                     JourneyRow.key == key)).first()  # fmt: skip
+            if row is None:
+                raise NotFound(f"no journey {key!r}")
+            return self._out(row)
+
+    def journeys(self, workspace_id: str) -> list[dict[str, Any]]:
+        with self.state.session() as s:
+            rows = s.scalars(
+                select(JourneyRow)
+                .where(JourneyRow.workspace_id == workspace_id)
+                .order_by(JourneyRow.key)
+            )
+            return [self._out(r) for r in rows]
+
+    def delete(self, workspace_id: str, key: str) -> None:
+        with self.state.session() as s:
+            row = s.scalars(select(JourneyRow).where(JourneyRow.workspace_id == workspace_id,
+                                                     JourneyRow.key == key)).first()  # fmt: skip
+            if row is None:
+                raise NotFound(f"no journey {key!r}")
+            s.delete(row)
+
+    @staticmethod
+    def _out(row: JourneyRow) -> dict[str, Any]:
+        return {"key": row.key, **row.document, "version": row.version,
+                "updated_at": row.updated_at.isoformat() + "Z"}  # fmt: skip
+
+    # -- the work -------------------------------------------------------------------------------
+
+    def work(self, now: datetime | None = None) -> int:
+        """One round: move due runs, then send what they decided. Returns the work done."""
+        moved = self.engine.tick(now)
+        return moved + self.sender.deliver(now)
+
+    def webhook_secret(self, workspace_id: str) -> str:
+        return (
+            "whsec_"
+            + hmac.new(
+                self.links._key, f"webhook:{workspace_id}".encode(), hashlib.sha256
+            ).hexdigest()[:40]
+        )
+
+    # -- in-app ---------------------------------------------------------------------------------
+
+    def pending_inapp(self, workspace_id: str, person_id: str) -> list[dict[str, Any]]:
+        now = utcnow()
+        with self.state.session() as s:
+            rows = s.scalars(select(Delivery).where(Delivery.workspace_id == workspace_id, Delivery.person_id == person_id,
+                                                    Delivery.channel == "inapp", Delivery.status.in_(("pending", "shown")))
+                             .order_by(Delivery.id))  # fmt: skip
+            out = []
+            for d in rows:
+                expires = d.payload.get("expires_at")
+                if expires and expires < now.isoformat() + "Z":
+                    d.status = "expired"
+                    continue
+                out.append({"id": d.id, "journey": d.journey, "step": d.step, **d.payload})
+            return out
+
+    def inapp_event(
+        self, workspace_id: str, person_id: str, delivery_id: int, what: str
+    ) -> dict[str, Any]:
+        """Shown, clicked or dismissed (a dismissed message does not come back)."""
+        if what not in INAPP_EVENTS:
+            raise JourneyError(f"event: one of {', '.join(INAPP_EVENTS)}")
+        with self.state.session() as s:
+            d = s.get(Delivery, delivery_id)
+            if (
+                d is None
+                or d.workspace_id != workspace_id
+                or d.person_id != person_id
+                or d.channel != "inapp"
+            ):
+                raise NotFound(f"no in-app message {delivery_id} for this person")
+            order = ["pending", "shown", "clicked", "dismissed"]
+            if d.status in order and order.index(what) > order.index(d.status):
+                d.status = what
+                if what == "shown":
+                    d.sent_at = utcnow()
+                if what == "clicked":
+                    d.clicked_at = utcnow()
+            return {
+                "id": d.id,
+                "status": d.status,
+                "event": INAPP_EVENTS[what],
+                "journey": d.journey,
+                "step": d.step,
+            }
+
+    # -- suppressions ---------------------------------------------------------------------------
+
+    def suppress(self, workspace_id: str, email: str, reason: str = "unsubscribed") -> None:
+        email = email.strip().lower()
+        with self.state.session() as s:
+            if s.scalar(select(Suppression.id).where(Suppression.workspace_id == workspace_id,
+                                                     Suppression.email == email)) is None:  # fmt: skip
+                s.add(
+                    Suppression(workspace_id=workspace_id, email=email, reason=reason, at=utcnow())
+                )
+
+    def unsuppress(self, workspace_id: str, email: str) -> bool:
+        with self.state.session() as s:
+            row = s.scalars(select(Suppression).where(Suppression.workspace_id == workspace_id,
+                                                      Suppression.email == email.strip().lower())).first()  # fmt: skip
+            if row is None:
+                return False
+            s.delete(row)
+            return True
+
+    def suppressions(self, workspace_id: str) -> list[dict[str, Any]]:
+        with self.state.session() as s:
+            rows = s.scalars(
+                select(Suppression)
+                .where(Suppression.workspace_id == workspace_id)
+                .order_by(Suppression.at.desc())
+            )
+            return [
+                {"email": r.email, "reason": r.reason, "at": r.at.isoformat() + "Z"} for r in rows
+            ]
+
+    # -- figures --------------------------------------------------------------------------------
+
+    def deliveries(self, workspace_id: str, *, person_id: str | None = None, status: str | None = None,
+                   journey: str | None = None, limit: int = 200) -> list[dict[str, Any]]:  # fmt: skip
+        with self.state.session() as s:
+            q = select(Delivery).where(Delivery.workspace_id == workspace_id)
+            for col, val in (
+                (Delivery.person_id, person_id),
+                (Delivery.status, status),
+                (Delivery.journey, journey),
+            ):
+                if val is not None:
+                    q = q.where(col == val)
+            rows = s.scalars(q.order_by(Delivery.id.desc()).limit(limit))
+            return [{"id": d.id, "journey": d.journey, "step": d.step, "person_id": d.person_id, "channel": d.channel,
+                     "status": d.status, "target": d.target, "attempts": d.attempts, "error": d.error,
+                     "message_id": d.message_id, "created_at": d.created_at.isoformat() + "Z",
+                     "sent_at": d.sent_at.isoformat() + "Z" if d.sent_at else None,
+                     "opened_at": d.opened_at.isoformat() + "Z" if d.opened_at else None,
+                     "clicked_at": d.clicked_at.isoformat() + "Z" if d.clicked_at else None} for d in rows]  # fmt: skip
+
+    def stats(self, workspace_id: str, key: str) -> dict[str, Any]:
+        """Entries by arm and status, messages by step and status, and the goal's rate in
+        each arm with the lift over the holdout from the experiment engine."""
+        j = Journey.model_validate({k: v for k, v in self.get(workspace_id, key).items()
+                                    if k not in ("key", "version", "updated_at")})  # fmt: skip
+        with self.state.session() as s:
+            runs = s.execute(select(Run.arm, Run.status, func.count()).where(
+                Run.workspace_id == workspace_id, Run.journey == key).group_by(Run.arm, Run.status)).all()  # fmt: skip
+            sends = s.execute(select(Delivery.step, Delivery.channel, Delivery.status, func.count(),
+                                     func.count(Delivery.opened_at), func.count(Delivery.clicked_at)).where(
+                Delivery.workspace_id == workspace_id, Delivery.journey == key)
+                .group_by(Delivery.step, Delivery.channel, Delivery.status)).all()  # fmt: skip
+        entries: dict[str, dict[str, int]] = {}
+        for arm, status, n in runs:
+            entries.setdefault(arm, {})[status] = int(n)
+        messages: dict[str, dict[str, Any]] = {}
+        for step, channel, status, n, opened, clicked in sends:
+            m = messages.setdefault(step, {"channel": channel, "opened": 0, "clicked": 0})
+            m[status] = int(n)
+            m["opened"] += int(opened)
+            m["clicked"] += int(clicked)
+        return {"journey": key, "entries": entries,
+                "entered": sum(sum(v.values()) for v in entries.values()),
+                "active": sum(v.get("active", 0) for v in entries.values()),
+                "reached_goal": sum(v.get("goal", 0) for v in entries.values()),
+                "messages": messages, "lift": self._lift(workspace_id, key, j)}  # fmt: skip
+
+    def _lift(self, workspace_id: str, key: str, j: Journey) -> dict[str, Any] | None:
+        """The goal's conversion within its window from entry, holdout (control) against
+        treatment, by the experiment engine on the `$journey_entered` exposures."""
+        if self.experiments is None or j.goal is None or j.holdout <= 0:
+            return None
+        from traction.experiments.compile import Exposure
+        from traction.experiments.domain import ExperimentDocument, ExperimentError
+
+        doc = ExperimentDocument.model_validate({
+            "variations": [{"key": "holdout", "weight": j.holdout}, {"key": "treatment", "weight": 1 - j.holdout}],
+            "primary": [{"key": "goal", "name": f"reached {j.goal.event.event}", "kind": "conversion",
+                         "event": j.goal.event.model_dump(), "window_days": j.goal.within_days}],
+            "cuped": False, "correction": "none"})  # fmt: skip
+        try:
+            res = self.experiments.analyse(
+                workspace_id, key, doc, Exposure(ENTERED, "journey", "arm")
+            )
+        except ExperimentError as e:
+            return {"error": str(e)}
+        row = res["results"][0]
+        return {"units": res["units"], "rates": row["means"], "lift": row["lift"], "ci": row["ci"],
+                "p_value": row["p_value"], "significant": row["significant"], "srm_p_value": res["srm_p_value"]}  # fmt: skip
