@@ -352,7 +352,7 @@ class SMTPSink:
         sink = self
 
         class Handler:
-            async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+            async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
                 msg = email.message_from_bytes(envelope.content)  # type: ignore[attr-defined]
                 with sink._lock:
                     sink.messages.append(msg)
