@@ -99,7 +99,7 @@ def test_welcome_journey_over_smtp(settings: Settings, smtp: SMTPSink) -> None:
         assert ann["Subject"] == "Welcome, Ann"
         assert ann["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsub = ann["List-Unsubscribe"].strip("<>")
-        assert unsub.startswith("http://127.0.0.1:8000/e/u/")
+        assert unsub.startswith("http://127.0.0.1:8000/m/u/")
         text = (
             next(p for p in ann.walk() if p.get_content_type() == "text/plain")
             .get_payload(decode=True)
@@ -112,9 +112,9 @@ def test_welcome_journey_over_smtp(settings: Settings, smtp: SMTPSink) -> None:
         )
         assert "Hi Ann, start with a project." in text and unsub in text
         assert (
-            "/e/c/" in html
+            "/m/c/" in html
             and "https%3A%2F%2Fapp.example.com%2Fprojects%2Fnew" in html
-            and "/e/o/" in html
+            and "/m/o/" in html
         )
         # the same step for the same entry never sends twice, whatever the worker does again
         run(ctx, T0 + timedelta(minutes=3))

@@ -19,6 +19,7 @@ from traction.billing.cli import plans_app, subscriptions_app, usage
 from traction.catalog.cli import app as catalog_app
 from traction.cli_access import Local, Remote, announce, events_access
 from traction.cli_common import DataDir, console, err, fail, settings_for
+from traction.engage.cli import journeys_app
 from traction.experiments.cli import experiments_app
 from traction.flags.cli import flags_app
 from traction.privacy.cli import app as person_app
@@ -51,6 +52,7 @@ app.command("usage")(usage)
 app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(flags_app, name="flags")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(journeys_app, name="journeys")
 _settings = settings_for
 _fail = fail
 Url = Annotated[

@@ -133,7 +133,8 @@ class Context:
         self._closed = True
         self.analytics.close()  # background scorecard refreshes: dropped, not waited for
         self.billing.close()
-        self.engage.sender.close()
+        if self.engage.sender is not None:
+            self.engage.sender.close()
         self.writer.stop()
         self.events.close()
         self.state.dispose()

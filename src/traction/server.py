@@ -136,6 +136,9 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.billing.web import upgrade_router
     from traction.catalog.api import router as catalog_router
     from traction.catalog.web import router as catalog_web_router
+    from traction.engage.api import public as engage_public
+    from traction.engage.api import router as engage_router
+    from traction.engage.web import router as engage_web_router
     from traction.experiments.api import router as experiments_router
     from traction.experiments.web import router as experiments_web_router
     from traction.flags.api import router as flags_router
@@ -164,6 +167,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(catalog_router)
     app.include_router(flags_router)
     app.include_router(experiments_router)
+    app.include_router(engage_router)
+    app.include_router(engage_public)
     app.include_router(flags_sdk)
     app.include_router(analytics_router)
     app.include_router(saved_router)
@@ -173,6 +178,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(workspace_web_router)
     app.include_router(privacy_web_router)
     app.include_router(audit_web_router)
+    app.include_router(engage_web_router)
     app.include_router(billing_web_router)
     app.include_router(flags_web_router)
     app.include_router(experiments_web_router)

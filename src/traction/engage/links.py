@@ -56,10 +56,10 @@ class Links:
             return None
 
     def unsubscribe(self, workspace_id: str, email: str) -> str:
-        return f"{self.base}/e/u/{self.sign(f'u:{workspace_id}:{email.lower()}')}"
+        return f"{self.base}/m/u/{self.sign(f'u:{workspace_id}:{email.lower()}')}"
 
     def pixel(self, delivery_id: int) -> str:
-        return f"{self.base}/e/o/{self.sign(f'o:{delivery_id}')}.gif"
+        return f"{self.base}/m/o/{self.sign(f'o:{delivery_id}')}.gif"
 
     def click(self, delivery_id: int, url: str) -> str:
-        return f"{self.base}/e/c/{self.sign(f'c:{delivery_id}:{url}')}?to={quote(url, safe='')}"
+        return f"{self.base}/m/c/{self.sign(f'c:{delivery_id}:{url}')}?to={quote(url, safe='')}"

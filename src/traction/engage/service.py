@@ -43,9 +43,10 @@ class NotFound(LookupError):
 
 
 class EngageService:
-    def __init__(self, state: StateStore, engine: RunEngine, sender: Sender, links: Links,
-                 catalog: CatalogService | None = None,
+    def __init__(self, state: StateStore, engine: RunEngine | None, sender: Sender | None,
+                 links: Links, catalog: CatalogService | None = None,
                  experiments: ExperimentService | None = None) -> None:  # fmt: skip
+        """`engine` and `sender` None: definitions and figures only (the CLI's `apply`)."""
         self.state = state
         self.engine = engine
         self.sender = sender
@@ -177,6 +178,7 @@ class EngageService:
 
     def work(self, now: datetime | None = None) -> int:
         """One round: move due runs, then send what they decided. Returns the work done."""
+        assert self.engine is not None and self.sender is not None
         moved = self.engine.tick(now)
         return moved + self.sender.deliver(now)
 

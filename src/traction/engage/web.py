@@ -1,0 +1,92 @@
+"""Dashboard pages for journeys: the list, a journey's page (its steps as a graph, entries by
+arm, each message's deliveries, opens and clicks, the goal's lift over the holdout; the JSON
+editor with errors inline), and the dead-letter list with "retry"."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from traction.engage.delivery import retry
+from traction.engage.domain.journeys import Journey, JourneyError, successors
+from traction.engage.service import NotFound
+from traction.web.routes import page_context, render
+from traction.web.session import csrf_protect
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_protect)])
+
+
+def _admin(page: dict[str, Any]) -> None:
+    if page["role"] != "admin":
+        raise HTTPException(403, "only a workspace admin can change journeys")
+
+
+@router.get("/w/{ws_id}/journeys")
+def journeys_page(request: Request, ws_id: str) -> HTMLResponse:
+    page = page_context(request, ws_id, "journeys")
+    svc = request.app.state.ctx.engage
+    rows = []
+    for j in svc.journeys(ws_id):
+        stats = svc.stats(ws_id, j["key"])
+        rows.append({**j, "stats": stats})
+    return render(request, "journeys.html", **page, journeys=rows,
+                  dead=svc.deliveries(ws_id, status="dead", limit=100))  # fmt: skip
+
+
+@router.post("/w/{ws_id}/journeys/deliveries/{delivery_id}/retry")
+def delivery_retry(request: Request, ws_id: str, delivery_id: int) -> RedirectResponse:
+    _admin(page_context(request, ws_id, "journeys"))
+    try:
+        retry(request.app.state.ctx.state, ws_id, delivery_id)
+    except LookupError as e:
+        raise HTTPException(404, str(e)) from None
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return RedirectResponse(f"/w/{ws_id}/journeys", status_code=303)
+
+
+def graph(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each step with where it leads (the page draws the graph as rows with arrows)."""
+    j = Journey.model_validate(
+        {k: v for k, v in doc.items() if k not in ("key", "version", "updated_at")}
+    )
+    return [{"id": s.id, "type": s.type, "to": successors(j, s)} for s in j.steps]
+
+
+@router.get("/w/{ws_id}/journeys/{key}")
+def journey_page(request: Request, ws_id: str, key: str) -> HTMLResponse:
+    return _journey(request, page_context(request, ws_id, "journeys"), ws_id, key)
+
+
+def _journey(request: Request, page: dict[str, Any], ws_id: str, key: str, status: int = 200,
+             error: str | None = None, text: str | None = None, saved: bool = False) -> HTMLResponse:  # fmt: skip
+    svc = request.app.state.ctx.engage
+    try:
+        doc = svc.get(ws_id, key)
+    except NotFound as e:
+        raise HTTPException(404, str(e)) from None
+    body = {k: v for k, v in doc.items() if k not in ("key", "version", "updated_at")}
+    return render(request, "journey.html", status_code=status, **page, j=doc, graph=graph(doc),
+                  stats=svc.stats(ws_id, key), error=error, saved=saved,
+                  document=text if text is not None else json.dumps(body, indent=2))  # fmt: skip
+
+
+@router.post("/w/{ws_id}/journeys/{key}")
+async def journey_save(request: Request, ws_id: str, key: str) -> HTMLResponse:
+    page = page_context(request, ws_id, "journeys")
+    _admin(page)
+    text = str((await request.form()).get("document") or "")
+    try:
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise JourneyError(
+                f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+            ) from None
+        request.app.state.ctx.engage.put(ws_id, key, body)
+    except JourneyError as e:
+        return _journey(request, page, ws_id, key, 422, str(e), text)
+    return _journey(request, page, ws_id, key, saved=True)
