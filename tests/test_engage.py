@@ -180,3 +180,189 @@ def test_bad_journeys_are_refused_with_their_place(sqlite_ctx: Context) -> None:
     with pytest.raises(JourneyError, match="bad: steps"):
         ctx.engage.apply(ws, {"good": WELCOME, "bad": {**WELCOME, "steps": []}})
     assert ctx.engage.journeys(ws) == []
+
+
+def test_unsubscribe_one_click_and_suppression(settings: Settings, smtp: SMTPSink) -> None:
+    """The link in the email unsubscribes with one POST (RFC 8058); the next email to that
+    address is suppressed, not sent; transactional mail is not held by caps or quiet hours."""
+    import httpx
+
+    from tests.conftest import LiveServer
+
+    live = settings.model_copy(
+        update={"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "run_worker": False}
+    )
+    with LiveServer(live) as server:
+        ctx = server.ctx
+        ws = ctx.workspaces.create_workspace("Acme").id
+        journey = {"trigger": {"event": "signed_up"}, "steps": [
+            {"id": "hello", "type": "email", "email": {"subject": "Hello", "text": "Hi"}},
+            {"id": "pause", "type": "wait", "hours": 24},
+            {"id": "again", "type": "email", "email": {"subject": "Again", "text": "Hi again"}}]}  # fmt: skip
+        ctx.engage.put(ws, "two", journey)
+        ctx.ingest.ingest_sync(
+            ws, person("ann", T0) + [track("ann", "signed_up", T0)], normalize_segment
+        )
+        react(ctx)
+        run(ctx, T0 + timedelta(minutes=1))
+        (first,) = smtp.messages
+        url = first["List-Unsubscribe"].strip("<>").replace("http://127.0.0.1:8000", server.url)
+        assert "Unsubscribe" in httpx.get(url).text  # the page asks first: GET changes nothing
+        assert ctx.engage.suppressions(ws) == []
+        r = httpx.post(url, data={"List-Unsubscribe": "One-Click"})
+        assert r.status_code == 200 and ctx.engage.suppressions(ws)[0]["email"] == "ann@example.com"
+        assert httpx.post(url[:-3] + "xyz").status_code == 404  # a forged or cut link
+        run(ctx, T0 + timedelta(hours=25))
+        assert len(smtp.messages) == 1
+        assert {d["step"]: d["status"] for d in ctx.engage.deliveries(ws)} == {
+            "hello": "sent",
+            "again": "suppressed",
+        }
+        # the open pixel and the click redirect are counted once
+        ids = [d["id"] for d in ctx.engage.deliveries(ws) if d["step"] == "hello"]
+        pixel = ctx.engage.links.pixel(ids[0]).replace("http://127.0.0.1:8000", server.url)
+        assert httpx.get(pixel).headers["content-type"] == "image/gif"
+        click = ctx.engage.links.click(ids[0], "https://example.com/x").replace(
+            "http://127.0.0.1:8000", server.url
+        )
+        r = httpx.get(click)
+        assert r.status_code == 302 and r.headers["location"] == "https://example.com/x"
+        s = ctx.engage.stats(ws, "two")["messages"]["hello"]
+        assert (s["opened"], s["clicked"]) == (1, 1)
+
+
+def test_webhooks_are_signed_retried_and_dead_lettered(sqlite_ctx: Context) -> None:
+    """A receiver that verifies the signature gets the payload once; a target that is down is
+    retried with growing delays, then lands in the dead-letter list, and "retry" sends it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from tests.conftest import free_port
+    from traction.engage import webhooks
+
+    ctx = sqlite_ctx
+    ws = ctx.workspaces.create_workspace("Acme").id
+    secret = ctx.engage.webhook_secret(ws)
+    got: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            ok = webhooks.verify(secret, self.headers["X-Traction-Signature"], body)
+            got.append((dict(self.headers), body))
+            self.send_response(200 if ok else 400)
+            self.end_headers()
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    up = HTTPServer(("127.0.0.1", free_port()), Receiver)
+    threading.Thread(target=up.serve_forever, daemon=True).start()
+    down = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens here
+    ctx.engage.put(ws, "hooks", {"trigger": {"event": "$limit_reached"}, "steps": [
+        {"id": "crm", "type": "webhook", "url": f"http://127.0.0.1:{up.server_port}/hook"},
+        {"id": "slack", "type": "webhook", "url": down, "format": "slack",
+         "text": "{{ person.email }} hit the {{ event.feature }} limit"}]})  # fmt: skip
+    ctx.ingest.ingest_sync(
+        ws,
+        person("ann", T0) + [track("ann", "$limit_reached", T0, feature="projects")],
+        normalize_segment,
+    )
+    react(ctx)
+    now = T0 + timedelta(minutes=1)
+    run(ctx, now)
+    ((headers, body),) = got
+    assert webhooks.verify(secret, headers["X-Traction-Signature"], body)
+    assert headers["Idempotency-Key"].endswith(":crm")
+    import orjson
+
+    assert orjson.loads(body)["event"] == {"feature": "projects"}
+    dead = None
+    delays = []
+    for _ in range(10):
+        d = next(x for x in ctx.engage.deliveries(ws) if x["step"] == "slack")
+        if d["status"] == "dead":
+            dead = d
+            break
+        assert d["status"] == "failed"
+        with ctx.state.session() as s:
+            from traction.engage.models import Delivery
+
+            row = s.get(Delivery, d["id"])
+            assert row is not None and row.next_attempt_at is not None
+            delays.append((row.next_attempt_at - now).total_seconds())
+            now = row.next_attempt_at
+        run(ctx, now)
+    assert (
+        dead is not None
+        and dead["attempts"] == webhooks.MAX_ATTEMPTS
+        and "ConnectError" in dead["error"]
+    )
+    assert delays == [30, 60, 120, 240, 480]
+    assert len(got) == 1  # the good one was never sent again
+    # the receiver comes up at the dead target's address: "retry" delivers it
+    from traction.engage.delivery import retry
+
+    retry(ctx.state, ws, dead["id"])
+    port = int(down.split(":")[2].split("/")[0])
+    up2 = HTTPServer(("127.0.0.1", port), Receiver)
+    threading.Thread(target=up2.serve_forever, daemon=True).start()
+    run(ctx, now)
+    assert orjson.loads(got[-1][1]) == {"text": "ann@example.com hit the projects limit"}
+    assert next(x for x in ctx.engage.deliveries(ws) if x["step"] == "slack")["status"] == "sent"
+    up.shutdown()
+    up2.shutdown()
+
+
+def test_holdout_lift_by_the_experiment_engine(sqlite_ctx: Context) -> None:
+    """400 people enter; the 30% holdout (a stable hash) gets nothing; the treatment activates
+    more. The journey's lift equals the two arms' conversion rates computed by hand, and
+    Welch's test on the 0/1 outcomes gives its p-value."""
+    import random
+
+    from scipy import stats as sps
+
+    from traction.engage.domain.timing import in_holdout
+
+    ctx = sqlite_ctx
+    ws = ctx.workspaces.create_workspace("Acme").id
+    ctx.engage.put(ws, "nudge", {"trigger": {"event": "signed_up"}, "holdout": 0.3,
+                                 "goal": {"event": {"event": "activated"}, "within_days": 7},
+                                 "steps": [{"id": "n", "type": "email", "email": {"subject": "Go", "text": "Go"}}]})  # fmt: skip
+    rng = random.Random(3)
+    msgs: list[dict[str, Any]] = []
+    outcome: dict[str, list[float]] = {"holdout": [], "treatment": []}
+    for i in range(400):
+        u = f"p{i}"
+        msgs += person(u, T0) + [track(u, "signed_up", T0 + timedelta(minutes=i))]
+    ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
+    react(ctx)
+    run(ctx, T0 + timedelta(hours=8))
+    with ctx.state.session() as s:
+        from sqlalchemy import select
+
+        from traction.engage.models import Run
+
+        arms = {r.person_id: r.arm for r in s.scalars(select(Run))}
+    later: list[dict[str, Any]] = []
+    for i in range(400):
+        u = f"p{i}"
+        view = ctx.persons.by_distinct_id(ws, u)
+        assert view is not None
+        pid = view.id
+        arm = arms[pid]
+        assert (arm == "holdout") == in_holdout("nudge", pid, 0.3)
+        hit = rng.random() < (0.2 if arm == "holdout" else 0.35)
+        outcome[arm].append(1.0 if hit else 0.0)
+        if hit:
+            later.append(track(u, "activated", T0 + timedelta(days=2, minutes=i)))
+    ctx.ingest.ingest_sync(ws, later, normalize_segment)
+    wait_for(lambda: ctx.events.count(ws) >= 400 * 3 + len(later))  # the $journey_entered too
+    lift = ctx.engage.stats(ws, "nudge")["lift"]
+    h, t = outcome["holdout"], outcome["treatment"]
+    assert lift["units"] == {"holdout": len(h), "treatment": len(t)}
+    assert lift["rates"]["holdout"] == pytest.approx(sum(h) / len(h))
+    assert lift["rates"]["treatment"] == pytest.approx(sum(t) / len(t))
+    assert lift["lift"] == pytest.approx((sum(t) / len(t)) / (sum(h) / len(h)) - 1)
+    assert lift["p_value"] == pytest.approx(sps.ttest_ind(t, h, equal_var=False).pvalue, rel=1e-6)
+    assert 0.2 < len(h) / 400 < 0.4

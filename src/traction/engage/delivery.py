@@ -53,12 +53,12 @@ class Sender:
             todo = [(d.id, d.channel) for d in rows]
         for delivery_id, channel in todo:
             try:
-                self._one(delivery_id, channel, owner)
+                self._one(delivery_id, channel, owner, now)
             except Exception:
                 log.exception("delivery failed unexpectedly", extra={"delivery": delivery_id})
         return len(todo)
 
-    def _one(self, delivery_id: int, channel: str, owner: str) -> None:
+    def _one(self, delivery_id: int, channel: str, owner: str, now: datetime) -> None:
         with self.state.session() as s:
             d = s.get(Delivery, delivery_id)
             if d is None or d.lease_owner != owner:
@@ -97,11 +97,12 @@ class Sender:
         except Exception as e:
             status, error = "failed", f"{type(e).__name__}: {e}"[:1000]
         self._mark(
-            delivery_id, owner, status, error, mail.message_id(key) if channel == "email" else key
+            delivery_id, now, status, error, mail.message_id(key) if channel == "email" else key
         )
 
-    def _mark(self, delivery_id: int, owner: str, status: str, error: str, message_id: str) -> None:
-        now = utcnow()
+    def _mark(
+        self, delivery_id: int, now: datetime, status: str, error: str, message_id: str
+    ) -> None:
         with self.state.session() as s:
             d = s.get(Delivery, delivery_id)
             if d is None:
@@ -127,5 +128,5 @@ def retry(state: StateStore, workspace_id: str, delivery_id: int) -> dict[str, A
             raise LookupError(f"no delivery {delivery_id}")
         if d.status != "dead":
             raise ValueError(f"delivery {delivery_id} is {d.status}, not dead")
-        d.status, d.attempts, d.next_attempt_at, d.error = "pending", 0, utcnow(), ""
+        d.status, d.attempts, d.next_attempt_at, d.error = "pending", 0, None, ""
         return {"id": d.id, "status": d.status}
