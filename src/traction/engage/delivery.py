@@ -64,7 +64,7 @@ class Sender:
             if d is None or d.lease_owner != owner:
                 return
             snapshot = (d.workspace_id, d.idem_key, d.target, dict(d.payload), d.transactional)
-            if channel == "email" and not d.transactional and s.scalar(select(Suppression.id).where(
+            if channel == "email" and s.scalar(select(Suppression.id).where(
                     Suppression.workspace_id == d.workspace_id, Suppression.email == d.target.lower())) is not None:  # fmt: skip
                 d.status, d.error, d.lease_owner, d.lease_until = (
                     "suppressed",
