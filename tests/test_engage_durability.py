@@ -50,7 +50,9 @@ def test_kill_9_sends_every_email_once(tmp_path: Path, smtp: SMTPSink) -> None:
         msgs += [{"type": "identify", "userId": f"u{i}", "traits": {"email": f"u{i}@example.com"}, "messageId": f"i{i}"},
                  {"type": "track", "userId": f"u{i}", "event": "signed_up", "messageId": f"s{i}"}]  # fmt: skip
     assert not ctx.ingest.ingest_sync(ws, msgs, normalize_segment).rejected
-    ReactorRunner(ctx.state, ctx.events, [JourneyReactor(ctx.engage.engine)], ctx.metrics).run_once()
+    ReactorRunner(
+        ctx.state, ctx.events, [JourneyReactor(ctx.engage.engine)], ctx.metrics
+    ).run_once()
     ctx.close()
     log = tmp_path / "worker.log"
     proc = worker(data, smtp, log)
@@ -68,7 +70,9 @@ def test_kill_9_sends_every_email_once(tmp_path: Path, smtp: SMTPSink) -> None:
         proc.wait(timeout=30)
     ids = smtp.ids()
     repeats = len(ids) - len(set(ids))
-    print(f"kill -9 after {at_kill} of {N} emails: {len(set(ids))} distinct received, {repeats} repeated")
+    print(
+        f"kill -9 after {at_kill} of {N} emails: {len(set(ids))} distinct received, {repeats} repeated"
+    )
     assert len(set(ids)) == N
     assert repeats <= 1  # only the one in flight can repeat (same Message-ID); goal 0
     ctx = Context.open(Settings(data_dir=data, log_json=False))

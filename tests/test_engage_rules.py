@@ -21,13 +21,19 @@ from traction.worker import ReactorRunner
 
 ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "Pacific/Chatham",
          "America/St_Johns", "Asia/Kathmandu"]  # fmt: skip
-hhmm = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.sampled_from([0, 15, 30, 45]))
-STATUSES: list[str] = []  # every decision made, across examples (the last test checks some were sends)
+hhmm = st.builds(
+    lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.sampled_from([0, 15, 30, 45])
+)
+STATUSES: list[
+    str
+] = []  # every decision made, across examples (the last test checks some were sends)
 moments = st.datetimes(datetime(2026, 1, 1), datetime(2027, 12, 31))
 
 
 @given(now=moments, start=hhmm, end=hhmm, zone=st.sampled_from(ZONES))
-def test_next_allowed_is_outside_quiet_hours_and_as_soon_as_possible(now: datetime, start: str, end: str, zone: str) -> None:
+def test_next_allowed_is_outside_quiet_hours_and_as_soon_as_possible(
+    now: datetime, start: str, end: str, zone: str
+) -> None:
     q, tz = QuietHours(start=start, end=end), ZoneInfo(zone)
     t = timing.next_allowed(now, q, tz)
     assert t >= now and not timing.in_quiet_hours(t, q, tz)
@@ -45,10 +51,16 @@ def test_next_hour_is_that_hour_locally_within_a_day(after: datetime, hour: int,
     t = timing.next_hour(after, hour, tz)
     local = t.replace(tzinfo=UTC).astimezone(tz)
     assert t > after and t - after <= timedelta(hours=25)
-    assert local.minute == 0 and (local.hour == hour or local.dst() != (after.replace(tzinfo=UTC).astimezone(tz)).dst())
+    assert local.minute == 0 and (
+        local.hour == hour or local.dst() != (after.replace(tzinfo=UTC).astimezone(tz)).dst()
+    )
 
 
-@given(sent=st.lists(st.integers(0, 10 * 24 * 60), max_size=30), per_day=st.integers(1, 5), per_week=st.integers(1, 12))
+@given(
+    sent=st.lists(st.integers(0, 10 * 24 * 60), max_size=30),
+    per_day=st.integers(1, 5),
+    per_week=st.integers(1, 12),
+)
 def test_caps(sent: list[int], per_day: int, per_week: int) -> None:
     now = datetime(2026, 6, 15)
     times = [now - timedelta(minutes=m) for m in sent]
@@ -80,12 +92,17 @@ def _journeys(quiet: tuple[str, str]) -> dict[str, Any]:
     rounds=st.lists(st.integers(1, 240), min_size=5, max_size=40),
 )  # fmt: skip
 def test_the_engine_never_breaks_quiet_hours_caps_or_suppression(
-    tmp_path_factory: Any, quiet: tuple[str, str], people: list[tuple[str, list[tuple[str, int]], bool]], rounds: list[int]
+    tmp_path_factory: Any,
+    quiet: tuple[str, str],
+    people: list[tuple[str, list[tuple[str, int]], bool]],
+    rounds: list[int],
 ) -> None:
     from traction.settings import Settings
 
     data = tmp_path_factory.mktemp("engage")
-    ctx = Context.open(Settings(data_dir=data, log_json=False, engage_cap_per_day=2, engage_cap_per_week=4))
+    ctx = Context.open(
+        Settings(data_dir=data, log_json=False, engage_cap_per_day=2, engage_cap_per_week=4)
+    )
     try:
         ws = ctx.workspaces.create_workspace("P").id
         ctx.engage.apply(ws, _journeys(quiet))
@@ -104,7 +121,9 @@ def test_the_engine_never_breaks_quiet_hours_caps_or_suppression(
                              "timestamp": (t0 + timedelta(minutes=minute)).isoformat() + "Z"})  # fmt: skip
         msgs.sort(key=lambda m: m["timestamp"])
         ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
-        ReactorRunner(ctx.state, ctx.events, [JourneyReactor(ctx.engage.engine)], ctx.metrics).run_once()
+        ReactorRunner(
+            ctx.state, ctx.events, [JourneyReactor(ctx.engage.engine)], ctx.metrics
+        ).run_once()
         now = t0
         for step in rounds:
             now += timedelta(minutes=step)
@@ -123,6 +142,15 @@ def test_the_engine_never_breaks_quiet_hours_caps_or_suppression(
                 assert not timing.in_quiet_hours(at, q, timing.zone(view.traits.get("timezone"))), d
                 by_person.setdefault(d["person_id"], []).append(at)
         STATUSES.extend(d["status"] for d in rows)
+        counted = ("sent", "outbox", "pending", "shown", "clicked", "dismissed")
+        for d in rows:  # capped only when the caps were really reached (not one early)
+            if d["status"] == "capped":
+                at = datetime.fromisoformat(d["created_at"][:-1])
+                before = [datetime.fromisoformat(x["created_at"][:-1]) for x in rows
+                          if x["person_id"] == d["person_id"] and x["id"] != d["id"] and x["status"] in counted
+                          and x["step"] != "r" and datetime.fromisoformat(x["created_at"][:-1]) <= at]  # fmt: skip
+                assert (sum(1 for x in before if at - x < timedelta(days=1)) >= 2
+                        or sum(1 for x in before if at - x < timedelta(days=7)) >= 4), d  # fmt: skip
         for times in by_person.values():  # the caps, over any window, across journeys
             times.sort()
             for k, t in enumerate(times):

@@ -28,7 +28,16 @@ def test_cli_apply_list_stats(tmp_path: Path) -> None:
     ctx.close()
     d = ["--data-dir", str(data)]
     f = tmp_path / "journeys.yaml"
-    f.write_text(yaml.safe_dump({"journeys": {"welcome": WELCOME, "bad": {**WELCOME, "steps": [{"id": "x", "type": "sms"}]}}}))
+    f.write_text(
+        yaml.safe_dump(
+            {
+                "journeys": {
+                    "welcome": WELCOME,
+                    "bad": {**WELCOME, "steps": [{"id": "x", "type": "sms"}]},
+                }
+            }
+        )
+    )
     r = CliRunner().invoke(app, ["journeys", "apply", str(f), *d])
     assert r.exit_code == 2 and "bad: steps[0]: unknown step type" in r.output
     r = CliRunner().invoke(app, ["journeys", "list", "--json", *d])

@@ -169,7 +169,18 @@ def _engage(settings: Settings, state: StateStore, events: DuckDBEventStore, wri
     sender = Sender(state, links, transport=transport, sender=settings.email_from,
                     webhook_secret=lambda ws: svc.webhook_secret(ws), limits=limits,
                     http=httpx.Client(timeout=settings.webhook_timeout_seconds))  # fmt: skip
-    svc = EngageService(state, engine, sender, links, catalog, experiments)
+
+    def done(ws: str, person: str, names: list[str]) -> set[str]:
+        """Which of `names` the person (any of their merged ids) has done: one small query."""
+        with events.reading() as cur:
+            rows = cur.execute(
+                "SELECT DISTINCT e.name FROM events e LEFT JOIN person_overrides o ON o.workspace_id = "
+                "e.workspace_id AND o.old_person_id = e.person_id WHERE e.workspace_id = ? AND "
+                "COALESCE(o.person_id, e.person_id) = ? AND e.name IN (SELECT unnest(?::VARCHAR[]))",
+                [ws, person, names]).fetchall()  # fmt: skip
+        return {str(r[0]) for r in rows}
+
+    svc = EngageService(state, engine, sender, links, catalog, experiments, done)
     return svc
 
 

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from traction.engage.delivery import retry
 from traction.engage.domain.journeys import JourneyError
 from traction.engage.models import Delivery
-from traction.engage.service import INAPP_EVENTS, NotFound
+from traction.engage.service import NotFound
 from traction.identity.models import Identity
 from traction.ingest.api import key_from_headers
 from traction.store.state import utcnow
@@ -254,4 +254,14 @@ def _escape(text: str) -> str:
     )
 
 
-__all__ = ["INAPP_EVENTS", "public", "router"]
+@public.get("/traction.js", include_in_schema=False)
+def snippet() -> Response:
+    """The browser snippet (docs/engage.md): track, identify, page, and in-app content."""
+    from pathlib import Path as FilePath
+
+    body = (
+        FilePath(__file__).resolve().parent.parent / "web" / "static" / "traction.js"
+    ).read_bytes()
+    return Response(
+        body, media_type="text/javascript", headers={"Cache-Control": "public, max-age=300"}
+    )

@@ -288,7 +288,7 @@ class RunEngine:
             step.type != "webhook"
             and not transactional
             and timing.over_cap(
-                self._recent_sends(s, run.workspace_id, run.person_id, now),
+                self._recent_sends(s, run.workspace_id, run.person_id, now, key),
                 now,
                 self.limits.cap_per_day,
                 self.limits.cap_per_week,
@@ -320,6 +320,8 @@ class RunEngine:
                 d.payload = {"kind": c.kind, "title": render(c.title, variables),
                              "body": render(c.body, variables), "cta_text": c.cta_text,
                              "cta_url": c.cta_url, "selector": c.selector,
+                             "tasks": [t.model_dump() for t in c.tasks],
+                             "steps": [t.model_dump() for t in c.steps],
                              "expires_at": (now + timedelta(days=c.expires_days)).isoformat() + "Z"}  # fmt: skip
             elif isinstance(step, CallWebhook):
                 d.target = step.url
@@ -331,9 +333,13 @@ class RunEngine:
         except TemplateError as e:
             d.status, d.error = "dead", str(e)
 
-    def _recent_sends(self, s: Session, ws: str, pid: str, now: datetime) -> list[datetime]:
+    def _recent_sends(
+        self, s: Session, ws: str, pid: str, now: datetime, but: str
+    ) -> list[datetime]:
+        """The person's messages that count against the caps (not `but`, the one deciding)."""
         rows = s.scalars(select(Delivery.created_at).where(
             Delivery.workspace_id == ws, Delivery.person_id == pid, Delivery.transactional.is_(False),
+            Delivery.idem_key != but,
             Delivery.channel.in_(("email", "inapp")),
             Delivery.status.in_(("pending", "sending", "sent", "failed", "outbox", "shown", "clicked", "dismissed")),
             Delivery.created_at > now - timedelta(days=7)))  # fmt: skip

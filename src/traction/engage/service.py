@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -45,8 +46,11 @@ class NotFound(LookupError):
 class EngageService:
     def __init__(self, state: StateStore, engine: RunEngine | None, sender: Sender | None,
                  links: Links, catalog: CatalogService | None = None,
-                 experiments: ExperimentService | None = None) -> None:  # fmt: skip
-        """`engine` and `sender` None: definitions and figures only (the CLI's `apply`)."""
+                 experiments: ExperimentService | None = None,
+                 done: Callable[[str, str, list[str]], set[str]] | None = None) -> None:  # fmt: skip
+        """`engine` and `sender` None: definitions and figures only (the CLI's `apply`).
+        `done(ws, person, events)`: which of the events the person has done (checklists)."""
+        self.done = done
         self.state = state
         self.engine = engine
         self.sender = sender
@@ -204,7 +208,17 @@ class EngageService:
                 if expires and expires < now.isoformat() + "Z":
                     d.status = "expired"
                     continue
-                out.append({"id": d.id, "journey": d.journey, "step": d.step, **d.payload})
+                item = {
+                    "id": d.id,
+                    "journey": d.journey,
+                    "step": d.step,
+                    "status": d.status,
+                    **d.payload,
+                }
+                if item.get("tasks") and self.done is not None:
+                    did = self.done(workspace_id, person_id, [t["event"] for t in item["tasks"]])
+                    item["tasks"] = [{**t, "done": t["event"] in did} for t in item["tasks"]]
+                out.append(item)
             return out
 
     def inapp_event(

@@ -58,14 +58,41 @@ class Email(_Strict):
     text: str = Field(min_length=1, max_length=200_000)
 
 
+class Task(_Strict):
+    title: str = Field(min_length=1, max_length=200)
+    event: str = Field(min_length=1, max_length=200, description="the event that completes it")
+
+
+class TourStep(_Strict):
+    selector: str = Field(min_length=1, max_length=500)
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field("", max_length=2000)
+
+
 class InApp(_Strict):
-    kind: Literal["banner", "modal", "tooltip"] = "banner"
+    """Shown by the `traction.js` snippet: a banner, a modal, a tooltip at `selector`, an
+    onboarding checklist (tasks ticked by events; `$checklist_completed` when all are done)
+    or a product tour (tooltips in sequence)."""
+
+    kind: Literal["banner", "modal", "tooltip", "checklist", "tour"] = "banner"
     title: str = Field(max_length=200)
     body: str = Field("", max_length=4000)
     cta_text: str = Field("", max_length=100)
     cta_url: str = Field("", max_length=2000)
     selector: str = Field("", max_length=500, description="tooltip: the element it points at")
     expires_days: float = Field(14, gt=0, le=365)
+    tasks: list[Task] = Field(default_factory=list, max_length=20)
+    steps: list[TourStep] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _parts(self) -> InApp:
+        if self.kind == "checklist" and not self.tasks:
+            raise ValueError("a checklist needs its tasks")
+        if self.kind == "tour" and not self.steps:
+            raise ValueError("a tour needs its steps")
+        if self.kind == "tooltip" and not self.selector:
+            raise ValueError("a tooltip needs the selector of what it points at")
+        return self
 
 
 class _Step(_Strict):
