@@ -201,7 +201,7 @@ def test_unsubscribe_one_click_and_suppression(settings: Settings, smtp: SMTPSin
             {"id": "again", "type": "email", "email": {"subject": "Again", "text": "Hi again"}}]}  # fmt: skip
         ctx.engage.put(ws, "two", journey)
         ctx.ingest.ingest_sync(
-            ws, person("ann", T0) + [track("ann", "signed_up", T0)], normalize_segment
+            ws, [*person("ann", T0), track("ann", "signed_up", T0)], normalize_segment
         )
         react(ctx)
         run(ctx, T0 + timedelta(minutes=1))
@@ -246,7 +246,7 @@ def test_webhooks_are_signed_retried_and_dead_lettered(sqlite_ctx: Context) -> N
     got: list[tuple[dict[str, str], bytes]] = []
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             ok = webhooks.verify(secret, self.headers["X-Traction-Signature"], body)
             got.append((dict(self.headers), body))
@@ -265,7 +265,7 @@ def test_webhooks_are_signed_retried_and_dead_lettered(sqlite_ctx: Context) -> N
          "text": "{{ person.email }} hit the {{ event.feature }} limit"}]})  # fmt: skip
     ctx.ingest.ingest_sync(
         ws,
-        person("ann", T0) + [track("ann", "$limit_reached", T0, feature="projects")],
+        [*person("ann", T0), track("ann", "$limit_reached", T0, feature="projects")],
         normalize_segment,
     )
     react(ctx)
@@ -334,7 +334,7 @@ def test_holdout_lift_by_the_experiment_engine(sqlite_ctx: Context) -> None:
     outcome: dict[str, list[float]] = {"holdout": [], "treatment": []}
     for i in range(400):
         u = f"p{i}"
-        msgs += person(u, T0) + [track(u, "signed_up", T0 + timedelta(minutes=i))]
+        msgs += [*person(u, T0), track(u, "signed_up", T0 + timedelta(minutes=i))]
     ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
     react(ctx)
     run(ctx, T0 + timedelta(hours=8))

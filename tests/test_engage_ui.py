@@ -68,7 +68,7 @@ def test_journeys_pages(page, server: LiveServer) -> None:  # type: ignore[no-un
     hook: dict[str, Any] = {"trigger": {"event": "$limit_reached"}, "steps": [
         {"id": "crm", "type": "webhook", "url": "http://127.0.0.1:9/down"}]}  # fmt: skip
     ctx.engage.apply(ws.id, {"welcome": WELCOME, "hook": hook})
-    ctx.ingest.ingest_sync(ws.id, person("ann", T0) + [track("ann", "signed_up", T0), track("ann", "$limit_reached", T0)],
+    ctx.ingest.ingest_sync(ws.id, [*person("ann", T0), track("ann", "signed_up", T0), track("ann", "$limit_reached", T0)],
                            normalize_segment)  # fmt: skip
     react(ctx)
     run(ctx, T0)
