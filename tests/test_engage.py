@@ -366,3 +366,39 @@ def test_holdout_lift_by_the_experiment_engine(sqlite_ctx: Context) -> None:
     assert lift["lift"] == pytest.approx((sum(t) / len(t)) / (sum(h) / len(h)) - 1)
     assert lift["p_value"] == pytest.approx(sps.ttest_ind(t, h, equal_var=False).pvalue, rel=1e-6)
     assert 0.2 < len(h) / 400 < 0.4
+
+
+def test_milestone_trait_change_and_inactivity_triggers(sqlite_ctx: Context) -> None:
+    """The 3rd report (not the 2nd or 4th), a trait change to `plan: pro` (an identify), and
+    "no session for 7 days" (the periodic scan, once per lapse, not for long-gone people)."""
+    ctx = sqlite_ctx
+    ws = ctx.workspaces.create_workspace("Acme").id
+    step = [{"id": "m", "type": "inapp", "inapp": {"title": "!"}}]
+    ctx.engage.apply(ws, {
+        "third": {"trigger": {"event": "report_created", "occurrence": 3}, "entry": {"policy": "again", "after_days": 0.001}, "steps": step},
+        "pro": {"trigger": {"identify": True, "filters": [{"property": "plan", "value": "pro"}]}, "steps": step},
+        "lapsed": {"trigger": {"inactive": {"event": "session_started", "days": 7}}, "steps": step},
+    })  # fmt: skip
+    msgs = person("ann", T0) + person("bob", T0 - timedelta(days=30)) + person("cat", T0)
+    msgs += [track("ann", "report_created", T0 + timedelta(hours=h)) for h in range(5)]
+    msgs += [
+        {
+            "type": "identify",
+            "userId": "cat",
+            "traits": {"plan": "pro"},
+            "timestamp": ts(T0 + timedelta(hours=1)),
+            "messageId": "up",
+        }
+    ]
+    msgs += [track("ann", "session_started", T0), track("cat", "session_started", T0 + timedelta(days=5)),
+             track("bob", "session_started", T0 - timedelta(days=30))]  # long gone  # fmt: skip
+    ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
+    react(ctx)
+    assert ctx.engage.stats(ws, "third")["entered"] == 1  # only the 3rd report
+    assert ctx.engage.stats(ws, "pro")["entered"] == 1
+    now = T0 + timedelta(days=8)
+    assert (
+        ctx.engage.scan_inactive(now) == 1
+    )  # ann (8 days); cat was seen 3 days ago; bob is long gone
+    assert ctx.engage.scan_inactive(now + timedelta(hours=1)) == 0  # once per lapse
+    assert ctx.engage.scan_inactive(T0 + timedelta(days=13)) == 1  # cat's turn

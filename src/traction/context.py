@@ -144,7 +144,7 @@ def _engage(settings: Settings, state: StateStore, events: DuckDBEventStore, wri
             catalog: CatalogService, experiments: ExperimentService) -> EngageService:  # fmt: skip
     """Journeys: the engine (entries, steps), the sender (SMTP when a host is set, else the
     outbox; webhooks), and the signed links in messages."""
-    from datetime import timedelta
+    from datetime import datetime, timedelta
 
     from traction.engage.delivery import Sender
     from traction.engage.email import SMTPTransport
@@ -161,7 +161,17 @@ def _engage(settings: Settings, state: StateStore, events: DuckDBEventStore, wri
                               "AND name = ? AND seq <= ?", [ws, person, name, seq]).fetchone()  # fmt: skip
         return int(row[0]) if row else 0
 
-    engine = RunEngine(state, _emitter(writer), occurrences, limits, links)
+    def last_seen(
+        ws: str, name: str, since: datetime, until: datetime
+    ) -> list[tuple[str, datetime]]:
+        with events.reading() as cur:
+            return [(str(p), t) for p, t in cur.execute(
+                "SELECT COALESCE(o.person_id, e.person_id) AS p, max(e.timestamp) AS t FROM events e "
+                "LEFT JOIN person_overrides o ON o.workspace_id = e.workspace_id AND o.old_person_id = e.person_id "
+                "WHERE e.workspace_id = ? AND e.name = ? GROUP BY 1 HAVING max(e.timestamp) >= ? "
+                "AND max(e.timestamp) < ?", [ws, name, since, until]).fetchall()]  # fmt: skip
+
+    engine = RunEngine(state, _emitter(writer), occurrences, limits, links, last_seen)
     transport = (SMTPTransport(settings.smtp_host, settings.smtp_port, settings.smtp_security,
                                settings.smtp_user, settings.smtp_password, settings.smtp_timeout_seconds)
                  if settings.smtp_host else None)  # fmt: skip

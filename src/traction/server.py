@@ -52,7 +52,12 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     )
     # journeys on a loop of their own: a long privacy purge must not hold up due messages
     journeys = Maintenance(
-        [("journeys", settings.engage_interval_seconds, ctx.engage.work)] if runner else []
+        [
+            ("journeys", settings.engage_interval_seconds, ctx.engage.work),
+            ("journey inactivity", 300.0, ctx.engage.scan_inactive),
+        ]
+        if runner
+        else []
     )
 
     @asynccontextmanager

@@ -97,7 +97,7 @@ def list_journeys(
         return
     t = Table("journey", "trigger", "steps", "holdout", "entered", "active", "goal")
     for j, s in rows:
-        t.add_row(j["key"], j["trigger"]["event"], str(len(j["steps"])), f"{j.get('holdout', 0):.0%}",
+        t.add_row(j["key"], j["trigger_label"], str(len(j["steps"])), f"{j.get('holdout', 0):.0%}",
                   f"{s['entered']:,}", f"{s['active']:,}", f"{s['reached_goal']:,}")  # fmt: skip
     console.print(t if rows else "No journeys yet: `traction journeys apply FILE`.")
 

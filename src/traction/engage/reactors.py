@@ -11,7 +11,7 @@ class JourneyReactor:
     and wakes runs waiting for an event. Idempotent by the trigger's seq (redelivery safe)."""
 
     name = "engage.journeys"
-    columns = ("workspace_id", "person_id", "name", "timestamp", "properties")
+    columns = ("workspace_id", "person_id", "type", "name", "timestamp", "properties")
 
     def __init__(self, engine: RunEngine) -> None:
         self.engine = engine

@@ -23,7 +23,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from traction.engage.domain import timing
-from traction.engage.domain.conditions import holds, matches
+from traction.engage.domain.conditions import holds, matches, triggers
 from traction.engage.domain.journeys import (
     MESSAGE_STEPS,
     Branch,
@@ -45,6 +45,8 @@ log = logging.getLogger("traction.engage")
 ENTERED = "$journey_entered"
 Emit = Callable[[str, list[dict[str, Any]]], None]
 Occurrences = Callable[[str, str, str, int], int]  # ws, person, event, up to seq -> count
+# ws, event, since, until -> (person, their last such event) for those whose last is in range
+LastSeen = Callable[[str, str, datetime, datetime], list[tuple[str, datetime]]]
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,9 @@ def worker_id() -> str:
 
 class RunEngine:
     def __init__(self, state: StateStore, emit: Emit, occurrences: Occurrences | None = None,
-                 limits: Limits = Limits(), links: Any = None) -> None:  # fmt: skip
+                 limits: Limits = Limits(), links: Any = None,
+                 last_seen: LastSeen | None = None) -> None:  # fmt: skip
+        self.last_seen = last_seen
         self.state = state
         self.emit = emit
         self.occurrences = occurrences
@@ -95,13 +99,14 @@ class RunEngine:
             journeys = [(k, j) for k, j in self.journeys(ws) if j.enabled]
             if not journeys:
                 continue
-            names = {j.trigger.event for _, j in journeys} | {
-                j.goal.event.event for _, j in journeys if j.goal
-            }
+            names = {j.trigger.event for _, j in journeys if j.trigger.event}
+            names |= {j.goal.event.event for _, j in journeys if j.goal}
+            identify = any(j.trigger.identify for _, j in journeys)
             names |= {s.until_event.event for _, j in journeys for s in j.steps
                       if isinstance(s, Wait) and s.until_event is not None}  # fmt: skip
             for ev in events:
-                if ev.get("name") not in names or not ev.get("person_id"):
+                wanted = ev.get("name") in names or (identify and ev.get("type") == "identify")
+                if not wanted or not ev.get("person_id"):
                     continue
                 entered += self._on_event(ws, journeys, ev)
         return entered
@@ -137,7 +142,7 @@ class RunEngine:
                                 Run.status == "active", Run.step == step.id,
                                 Run.step_started_at <= ts, Run.event_seen_at.is_(None))):  # fmt: skip
                             run.event_seen_at, run.next_at = ts, ts
-                if not matches(j.trigger, name, props, person):
+                if not triggers(j.trigger, ev.get("type"), name, props, person):
                     continue
                 if (
                     j.trigger.occurrence is not None
@@ -175,6 +180,36 @@ class RunEngine:
                     "properties": {"journey": key, "journey_name": j.name or key, "arm": arm,
                                    "entry": run.entry_no}})  # fmt: skip
         return True
+
+    def scan_inactive(self, now: datetime | None = None, lookback_days: float = 7) -> int:
+        """Enters people whose last `event` is more than `days` old (and not older than the
+        lookback: long-gone people are not "just inactive"). Idempotent: the entry is keyed
+        by that last activity, so a person enters once per lapse. Run by the maintenance
+        loop; needs the event log, given as `last_seen`."""
+        if self.last_seen is None:
+            return 0
+        now = now or utcnow()
+        with self.state.session() as s:
+            spaces = list(s.scalars(select(JourneyRow.workspace_id).distinct()))
+        entered = 0
+        for ws in spaces:
+            for key, j in self.journeys(ws):
+                if not j.enabled or j.trigger.inactive is None:
+                    continue
+                quiet = timedelta(days=j.trigger.inactive.days)
+                since = now - quiet - timedelta(days=lookback_days)
+                rows = self.last_seen(ws, j.trigger.inactive.event, since, now - quiet)
+                out: list[dict[str, Any]] = []
+                with self.state.session() as s:
+                    for raw, last in rows:
+                        pid = _survivor(s, raw)
+                        seq = -int(last.timestamp() * 1000)  # the lapse's key (not a log seq)
+                        ctx = {"last_seen": last.isoformat() + "Z"}
+                        if self._enter(s, ws, key, j, pid, last + quiet, seq, ctx, out):
+                            entered += 1
+                if out:
+                    self.emit(ws, out)
+        return entered
 
     # -- moving runs ------------------------------------------------------------------------
 

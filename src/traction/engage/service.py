@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from traction.catalog.service import CatalogService
     from traction.experiments.service import ExperimentService
 
+META = ("key", "version", "updated_at", "trigger_label")  # what `get` adds to the document
 INAPP_EVENTS = {
     "shown": "$message_shown",
     "clicked": "$message_clicked",
@@ -137,11 +138,7 @@ class EngageService:
             except JourneyError as e:
                 raise JourneyError(f"{key}: {e}" if len(bodies) > 1 else str(e)) from None
             try:
-                before = {
-                    k: v
-                    for k, v in self.get(workspace_id, key).items()
-                    if k not in ("key", "version", "updated_at")
-                }
+                before = {k: v for k, v in self.get(workspace_id, key).items() if k not in META}
             except NotFound:
                 before = None
             changes.append({"key": key, "change": "create" if before is None else
@@ -175,7 +172,8 @@ class EngageService:
 
     @staticmethod
     def _out(row: JourneyRow) -> dict[str, Any]:
-        return {"key": row.key, **row.document, "version": row.version,
+        trigger = Journey.model_validate(row.document).trigger.label
+        return {"key": row.key, **row.document, "version": row.version, "trigger_label": trigger,
                 "updated_at": row.updated_at.isoformat() + "Z"}  # fmt: skip
 
     # -- the work -------------------------------------------------------------------------------
@@ -185,6 +183,10 @@ class EngageService:
         assert self.engine is not None and self.sender is not None
         moved = self.engine.tick(now)
         return moved + self.sender.deliver(now)
+
+    def scan_inactive(self, now: datetime | None = None) -> int:
+        """Enters the people an `inactive` trigger is waiting for (the maintenance loop)."""
+        return self.engine.scan_inactive(now) if self.engine is not None else 0
 
     def webhook_secret(self, workspace_id: str) -> str:
         return (
@@ -306,8 +308,9 @@ class EngageService:
     def stats(self, workspace_id: str, key: str) -> dict[str, Any]:
         """Entries by arm and status, messages by step and status, and the goal's rate in
         each arm with the lift over the holdout from the experiment engine."""
-        j = Journey.model_validate({k: v for k, v in self.get(workspace_id, key).items()
-                                    if k not in ("key", "version", "updated_at")})  # fmt: skip
+        j = Journey.model_validate(
+            {k: v for k, v in self.get(workspace_id, key).items() if k not in META}
+        )
         with self.state.session() as s:
             runs = s.execute(select(Run.arm, Run.status, func.count()).where(
                 Run.workspace_id == workspace_id, Run.journey == key).group_by(Run.arm, Run.status)).all()  # fmt: skip

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from traction.engage.delivery import retry
 from traction.engage.domain.journeys import Journey, JourneyError, successors
-from traction.engage.service import NotFound
+from traction.engage.service import META, NotFound
 from traction.web.routes import page_context, render
 from traction.web.session import csrf_protect
 
@@ -50,9 +50,7 @@ def delivery_retry(request: Request, ws_id: str, delivery_id: int) -> RedirectRe
 
 def graph(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """Each step with where it leads (the page draws the graph as rows with arrows)."""
-    j = Journey.model_validate(
-        {k: v for k, v in doc.items() if k not in ("key", "version", "updated_at")}
-    )
+    j = Journey.model_validate({k: v for k, v in doc.items() if k not in META})
     return [{"id": s.id, "type": s.type, "to": successors(j, s)} for s in j.steps]
 
 
@@ -68,7 +66,7 @@ def _journey(request: Request, page: dict[str, Any], ws_id: str, key: str, statu
         doc = svc.get(ws_id, key)
     except NotFound as e:
         raise HTTPException(404, str(e)) from None
-    body = {k: v for k, v in doc.items() if k not in ("key", "version", "updated_at")}
+    body = {k: v for k, v in doc.items() if k not in META}
     return render(request, "journey.html", status_code=status, **page, j=doc, graph=graph(doc),
                   stats=svc.stats(ws_id, key), error=error, saved=saved,
                   document=text if text is not None else json.dumps(body, indent=2))  # fmt: skip

@@ -80,3 +80,17 @@ def matches(
     m: EventMatcher, name: str | None, props: Mapping[str, Any], person: Mapping[str, Any]
 ) -> bool:
     return name == m.event and all(holds(f, props, person) for f in m.filters)
+
+
+def triggers(
+    t: Any, kind: str | None, name: str | None, props: Mapping[str, Any], person: Mapping[str, Any]
+) -> bool:
+    """Does this event start the journey (`t`: a journeys.Trigger; inactivity is scanned)?"""
+    if t.identify:  # the traits this call set (stored as `$set`): a change, not a state
+        traits = props.get("$set") if isinstance(props.get("$set"), Mapping) else {}
+        return (
+            kind == "identify" and bool(traits) and all(holds(f, traits, person) for f in t.filters)
+        )
+    return (
+        t.event is not None and name == t.event and all(holds(f, props, person) for f in t.filters)
+    )

@@ -28,13 +28,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Trigger(EventMatcher):
-    """An event (with property filters); `occurrence` n: only its nth time for the person (a
-    milestone). Traits changes are `identify` events; upgrade triggers are the events billing
-    records ($limit_reached, $limit_approaching, $feature_locked)."""
+class Inactive(_Strict):
+    event: str = Field(min_length=1, max_length=200, description="the activity that stopped")
+    days: float = Field(gt=0, le=365)
 
-    model_config = ConfigDict(extra="forbid")
+
+class Trigger(_Strict):
+    """One of: an `event` (with property filters; `occurrence` n: only its nth time for the
+    person, a milestone; upgrade triggers are billing's $limit_reached, $limit_approaching,
+    $feature_locked); `identify`: a trait change (identify calls whose traits match the
+    filters); `inactive`: no `event` for `days` (checked by a periodic scan)."""
+
+    event: str | None = Field(None, min_length=1, max_length=200)
+    identify: bool = False
+    filters: list[PropertyFilter] = Field(default_factory=list, max_length=20)
     occurrence: int | None = Field(None, ge=1, le=1_000_000)
+    inactive: Inactive | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Trigger:
+        kinds = [k for k, on in (("event", self.event is not None), ("identify", self.identify),
+                                 ("inactive", self.inactive is not None)) if on]  # fmt: skip
+        if len(kinds) != 1:
+            raise ValueError("a trigger is one of: event, identify (a trait change), inactive")
+        if self.occurrence is not None and self.event is None:
+            raise ValueError("occurrence: only for an event trigger")
+        return self
+
+    @property
+    def label(self) -> str:
+        if self.inactive is not None:
+            return f"no {self.inactive.event} for {self.inactive.days:g} days"
+        return "trait change" if self.identify else str(self.event)
 
 
 class Entry(_Strict):
