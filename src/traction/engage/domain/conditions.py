@@ -87,7 +87,8 @@ def triggers(
 ) -> bool:
     """Does this event start the journey (`t`: a journeys.Trigger; inactivity is scanned)?"""
     if t.identify:  # the traits this call set (stored as `$set`): a change, not a state
-        traits = props.get("$set") if isinstance(props.get("$set"), Mapping) else {}
+        raw = props.get("$set")
+        traits: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
         return (
             kind == "identify" and bool(traits) and all(holds(f, traits, person) for f in t.filters)
         )
