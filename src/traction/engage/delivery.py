@@ -48,15 +48,37 @@ class Sender:
                                         or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
                  .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True))  # fmt: skip
             rows = list(s.scalars(q))
-            for d in rows:  # `sending` with an expired lease: its worker died mid-send
+            todo = []
+            for d in rows:
+                if d.channel == "email" and self.transport is None:
+                    self._to_outbox(s, d, now)  # nothing leaves the machine: no lease needed
+                    continue
+                # (`sending` with an expired lease: its worker died mid-send)
                 d.status, d.lease_owner, d.lease_until = "sending", owner, now + self.limits.lease
-            todo = [(d.id, d.channel) for d in rows]
+                todo.append((d.id, d.channel))
         for delivery_id, channel in todo:
             try:
                 self._one(delivery_id, channel, owner, now)
             except Exception:
                 log.exception("delivery failed unexpectedly", extra={"delivery": delivery_id})
-        return len(todo)
+        return len(rows)
+
+    @staticmethod
+    def _to_outbox(s: Any, d: Delivery, now: datetime) -> None:
+        """No SMTP host configured: the email is kept (and counted) here, honouring the
+        suppression list as a send would."""
+        suppressed = s.scalar(select(Suppression.id).where(
+            Suppression.workspace_id == d.workspace_id, Suppression.email == d.target.lower()))  # fmt: skip
+        d.attempts += 1
+        d.message_id = mail.message_id(d.idem_key)
+        if suppressed is not None:
+            d.status, d.error = "suppressed", "on the suppression list"
+        else:
+            d.status, d.error, d.sent_at = (
+                "outbox",
+                "no SMTP host configured: kept here, not sent",
+                now,
+            )
 
     def _one(self, delivery_id: int, channel: str, owner: str, now: datetime) -> None:
         with self.state.session() as s:
@@ -78,15 +100,13 @@ class Sender:
         status = "sent"
         try:
             if channel == "email":
-                if self.transport is None:
-                    status, error = "outbox", "no SMTP host configured: kept here, not sent"
-                else:
-                    msg = mail.build(sender=self.sender, to=target, subject=payload["subject"],
-                                     text=payload["text"], html=payload.get("html", ""), idem_key=key,
-                                     unsubscribe_url=None if transactional else self.links.unsubscribe(ws, target),
-                                     open_url=self.links.pixel(delivery_id),
-                                     click_url=lambda u: self.links.click(delivery_id, u))  # fmt: skip
-                    self.transport.send(msg)
+                assert self.transport is not None  # (without one, emails go to the outbox)
+                msg = mail.build(sender=self.sender, to=target, subject=payload["subject"],
+                                 text=payload["text"], html=payload.get("html", ""), idem_key=key,
+                                 unsubscribe_url=None if transactional else self.links.unsubscribe(ws, target),
+                                 open_url=self.links.pixel(delivery_id),
+                                 click_url=lambda u: self.links.click(delivery_id, u))  # fmt: skip
+                self.transport.send(msg)
             else:
                 body = webhooks.body(payload)
                 r = self.http.post(target, content=body, headers={

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -71,10 +72,24 @@ class RunEngine:
         self.limits = limits
         self.links = links  # engage.links.Links: unsubscribe, open and click URLs
         self._journeys: dict[str, tuple[int, list[tuple[str, Journey]]]] = {}
+        self._checked: dict[str, float] = {}
+
+    def changed(self, workspace_id: str) -> None:
+        """This process changed the workspace's journeys: the next read sees it at once."""
+        self._checked.pop(workspace_id, None)
 
     # -- journeys, cached per workspace until one changes -----------------------------------
 
+    FRESH_SECONDS = 1.0  # how long a change made by another process may take to show
+
     def journeys(self, workspace_id: str) -> list[tuple[str, Journey]]:
+        hit = self._journeys.get(workspace_id)
+        if (
+            hit is not None
+            and time.monotonic() - self._checked.get(workspace_id, 0.0) < self.FRESH_SECONDS
+        ):
+            return hit[1]
+        self._checked[workspace_id] = time.monotonic()
         with self.state.session() as s:
             stamp = s.scalar(select(func.coalesce(func.sum(JourneyRow.version), 0) * 1000
                                     + func.count(JourneyRow.id))
@@ -104,57 +119,85 @@ class RunEngine:
             identify = any(j.trigger.identify for _, j in journeys)
             names |= {s.until_event.event for _, j in journeys for s in j.steps
                       if isinstance(s, Wait) and s.until_event is not None}  # fmt: skip
+            starts = {j.trigger.event for _, j in journeys if j.trigger.event}
+            candidates = []
             for ev in events:
-                wanted = ev.get("name") in names or (identify and ev.get("type") == "identify")
-                if not wanted or not ev.get("person_id"):
-                    continue
-                entered += self._on_event(ws, journeys, ev)
+                starting = ev.get("name") in starts or (identify and ev.get("type") == "identify")
+                if ev.get("person_id") and (starting or ev.get("name") in names):
+                    candidates.append((ev, starting))
+            # a goal or an awaited event only matters to people with an active run: one query
+            # finds them, so the log's common events cost no query each
+            waiting = self._active(
+                ws, [str(ev["person_id"]) for ev, starting in candidates if not starting]
+            )
+            out: list[dict[str, Any]] = []
+            with self.state.session() as s:  # one transaction for the batch (idempotent by seq)
+                for ev, starting in candidates:
+                    if starting or str(ev["person_id"]) in waiting:
+                        entered += self._on_event(s, ws, journeys, ev, out)
+            if out:  # after the commit: an entry that rolled back logs nothing
+                self.emit(ws, out)
         return entered
 
-    def _on_event(self, ws: str, journeys: list[tuple[str, Journey]], ev: Mapping[str, Any]) -> int:
+    def _active(self, ws: str, raw_ids: list[str]) -> set[str]:
+        """Of these person ids (as events carry them), those whose person (merges followed
+        one step) has an active run."""
+        if not raw_ids:
+            return set()
+        with self.state.session() as s:
+            out: set[str] = set()
+            ids = sorted(set(raw_ids))
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                survivor = dict(s.execute(select(Person.id, func.coalesce(Person.merged_into, Person.id))
+                                          .where(Person.id.in_(chunk))).all())  # fmt: skip
+                live = set(s.scalars(select(Run.person_id).where(
+                    Run.workspace_id == ws, Run.status == "active",
+                    Run.person_id.in_(set(survivor.values()) | set(chunk)))))  # fmt: skip
+                out |= {r for r in chunk if r in live or survivor.get(r) in live}
+            return out
+
+    def _on_event(self, s: Session, ws: str, journeys: list[tuple[str, Journey]],
+                  ev: Mapping[str, Any], out: list[dict[str, Any]]) -> int:  # fmt: skip
         props = _props(ev)
         name, ts, seq = ev.get("name"), _naive(ev["timestamp"]), int(ev["seq"])
         entered = 0
-        out: list[dict[str, Any]] = []
-        with self.state.session() as s:
-            pid = _survivor(s, str(ev["person_id"]))
-            person = _traits(s, Person, pid)
-            for key, j in journeys:
-                if j.goal is not None and matches(j.goal.event, name, props, person):
+        pid = _survivor(s, str(ev["person_id"]))
+        person = _traits(s, Person, pid)
+        for key, j in journeys:
+            if j.goal is not None and matches(j.goal.event, name, props, person):
+                for run in s.scalars(select(Run).where(
+                        Run.workspace_id == ws, Run.journey == key, Run.person_id == pid,
+                        Run.status == "active", Run.entered_at <= ts)):  # fmt: skip
+                    if ts - run.entered_at <= timedelta(days=j.goal.within_days):
+                        run.status, run.ended_at, run.exit_reason = (
+                            "goal",
+                            ts,
+                            f"goal {j.goal.event.event}",
+                        )
+                        run.next_at = None
+            for step in j.steps:
+                if (
+                    isinstance(step, Wait)
+                    and step.until_event is not None
+                    and matches(step.until_event, name, props, person)
+                ):
                     for run in s.scalars(select(Run).where(
                             Run.workspace_id == ws, Run.journey == key, Run.person_id == pid,
-                            Run.status == "active", Run.entered_at <= ts)):  # fmt: skip
-                        if ts - run.entered_at <= timedelta(days=j.goal.within_days):
-                            run.status, run.ended_at, run.exit_reason = (
-                                "goal",
-                                ts,
-                                f"goal {j.goal.event.event}",
-                            )
-                            run.next_at = None
-                for step in j.steps:
-                    if (
-                        isinstance(step, Wait)
-                        and step.until_event is not None
-                        and matches(step.until_event, name, props, person)
-                    ):
-                        for run in s.scalars(select(Run).where(
-                                Run.workspace_id == ws, Run.journey == key, Run.person_id == pid,
-                                Run.status == "active", Run.step == step.id,
-                                Run.step_started_at <= ts, Run.event_seen_at.is_(None))):  # fmt: skip
-                            run.event_seen_at, run.next_at = ts, ts
-                if not triggers(j.trigger, ev.get("type"), name, props, person):
-                    continue
-                if (
-                    j.trigger.occurrence is not None
-                    and self.occurrences is not None
-                    and self.occurrences(ws, str(ev["person_id"]), str(name), seq)
-                    != j.trigger.occurrence
-                ):
-                    continue
-                if self._enter(s, ws, key, j, pid, ts, seq, props, out):
-                    entered += 1
-        if out:  # after the commit: an entry that rolled back logs nothing
-            self.emit(ws, out)
+                            Run.status == "active", Run.step == step.id,
+                            Run.step_started_at <= ts, Run.event_seen_at.is_(None))):  # fmt: skip
+                        run.event_seen_at, run.next_at = ts, ts
+            if not triggers(j.trigger, ev.get("type"), name, props, person):
+                continue
+            if (
+                j.trigger.occurrence is not None
+                and self.occurrences is not None
+                and self.occurrences(ws, str(ev["person_id"]), str(name), seq)
+                != j.trigger.occurrence
+            ):
+                continue
+            if self._enter(s, ws, key, j, pid, ts, seq, props, out):
+                entered += 1
         return entered
 
     def _enter(self, s: Session, ws: str, key: str, j: Journey, pid: str, ts: datetime,
@@ -214,47 +257,45 @@ class RunEngine:
     # -- moving runs ------------------------------------------------------------------------
 
     def tick(self, now: datetime | None = None, limit: int = 500, owner: str | None = None) -> int:
-        """Claims due runs (a lease), moves each as far as it can go now. Returns how many."""
+        """Claims due runs and moves each as far as it can go now, in one transaction (a
+        savepoint per run: one that fails is left for the next round, the others go on).
+        A crash before the commit redoes the lot; nothing is half-done. Returns how many."""
         now = now or utcnow()
         owner = owner or worker_id()
+        out: dict[str, list[dict[str, Any]]] = {}
         with self.state.session() as s:
             q = (select(Run).where(Run.status == "active", Run.next_at <= now,
                                    or_(Run.lease_until.is_(None), Run.lease_until < now))
                  .order_by(Run.next_at).limit(limit).with_for_update(skip_locked=True))  # fmt: skip
             claimed = list(s.scalars(q))
-            for r in claimed:
-                r.lease_owner, r.lease_until = owner, now + self.limits.lease
-            ids = [r.id for r in claimed]
-        for run_id in ids:
-            try:
-                self._advance(run_id, now, owner)
-            except Exception:  # one bad run must not stop the others
-                log.exception("journey step failed; retried after the lease", extra={"run": run_id})
-        return len(ids)
+            for run in claimed:
+                mine: list[dict[str, Any]] = []
+                try:
+                    with s.begin_nested():
+                        self._advance(s, run, now, mine)
+                except Exception:  # retried once its lease runs out
+                    log.exception("journey step failed; retried later", extra={"run": run.id})
+                    run.lease_owner, run.lease_until = owner, now + self.limits.lease
+                    continue
+                out.setdefault(run.workspace_id, []).extend(mine)
+        for ws, messages in out.items():  # after the commit
+            if messages:
+                self.emit(ws, messages)
+        return len(claimed)
 
-    def _advance(self, run_id: int, now: datetime, owner: str) -> None:
-        with self.state.session() as s:
-            run = s.get(Run, run_id, with_for_update=True)
-            if run is None or run.lease_owner != owner or run.status != "active":
-                return
-            journeys = dict(self.journeys(run.workspace_id))
-            j = journeys.get(run.journey)
-            if j is None or not j.enabled:
-                _end(run, now, "exited", "the journey was deleted or disabled")
-                return
-            person = _traits(s, Person, run.person_id)
-            out: list[dict[str, Any]] = []
-            for _ in range(len(j.steps) + 1):
-                if run.step is None:
-                    _end(run, now, "completed", "")
-                    break
-                moved = self._step(s, run, j, person, now, out)
-                if not moved:
-                    break
-            run.lease_owner, run.lease_until = None, None
-            ws = run.workspace_id
-        if out:
-            self.emit(ws, out)
+    def _advance(self, s: Session, run: Run, now: datetime, out: list[dict[str, Any]]) -> None:
+        j = dict(self.journeys(run.workspace_id)).get(run.journey)
+        if j is None or not j.enabled:
+            _end(run, now, "exited", "the journey was deleted or disabled")
+            return
+        person = _traits(s, Person, run.person_id)
+        for _ in range(len(j.steps) + 1):
+            if run.step is None:
+                _end(run, now, "completed", "")
+                break
+            if not self._step(s, run, j, person, now, out):
+                break
+        run.lease_owner, run.lease_until = None, None
 
     def _step(self, s: Session, run: Run, j: Journey, person: dict[str, Any], now: datetime,
               out: list[dict[str, Any]]) -> bool:  # fmt: skip

@@ -125,6 +125,8 @@ class EngageService:
                     row.document, row.version, row.updated_at = doc, row.version + 1, utcnow()
                 s.flush()
                 out.append((self._out(row), created))
+        if self.engine is not None:
+            self.engine.changed(workspace_id)
         return out
 
     def plan(self, workspace_id: str, bodies: dict[str, Any]) -> list[dict[str, Any]]:
@@ -169,6 +171,8 @@ class EngageService:
             if row is None:
                 raise NotFound(f"no journey {key!r}")
             s.delete(row)
+        if self.engine is not None:
+            self.engine.changed(workspace_id)
 
     @staticmethod
     def _out(row: JourneyRow) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import yaml
 from rich.console import Console
 
 from traction.context import Context
+from traction.simulate.engage import JOURNEYS
 from traction.simulate.experiments import EXPERIMENTS, FLAGS
 from traction.simulate.runner import run_simulation
 from traction.simulate.world import SimulationParams
@@ -50,6 +51,7 @@ def prepare_demo(
         ctx.flags.put(ws_id, key, flag)
     for key, experiment in EXPERIMENTS.items():
         ctx.experiments.put(ws_id, key, experiment)
+    ctx.engage.apply(ws_id, JOURNEYS)  # the three recipes of docs/engage.md
     if ctx.events.count(ws_id) == 0:
         # End the history yesterday, so the dashboard looks current.
         start = date.today() - timedelta(days=days)

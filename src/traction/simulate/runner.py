@@ -34,7 +34,8 @@ def run_simulation(
     def send(messages: list[object]) -> int:
         return len(ctx.ingest.ingest_sync(workspace_id, messages, normalize_segment).rejected)
 
-    world = simulate_into(send, params, console, chunk, _RolloutClock(ctx, workspace_id, params))
+    clocks = _Clocks(_RolloutClock(ctx, workspace_id, params), _JourneyClock(ctx, workspace_id))
+    world = simulate_into(send, params, console, chunk, clocks)
     intents = world.product.intents
     with (console or Console(quiet=True)).status(
         f"Replaying {len(intents):,} trials, purchases and plan changes through billing…"
@@ -122,3 +123,61 @@ def simulate_into(
             f"the simulator produced {rejected} invalid events: a bug in traction.simulate"
         )
     return world
+
+
+class _JourneyClock:
+    """Runs the workspace's journeys on simulated time through the real engine: at the start
+    of each simulated day the events so far are committed and handed to the journey reactor
+    (its cursor is the server's, which carries on from there), inactivity is scanned, due
+    steps run, and what was sent that day reaches the simulated people (`World.receive`)."""
+
+    def __init__(self, ctx: Context, workspace_id: str) -> None:
+        from traction.engage.reactors import JourneyReactor
+        from traction.worker import ReactorRunner
+
+        self.ctx, self.ws = ctx, workspace_id
+        self.on = bool(ctx.engage.journeys(workspace_id))
+        engine = ctx.engage.engine
+        assert engine is not None
+        self.reactor = ReactorRunner(ctx.state, ctx.events, [JourneyReactor(engine)], ctx.metrics)
+        self.seen = 0  # the last delivery handed to the world
+
+    def __call__(self, world: World, day: int, flush: Callable[[], None]) -> None:
+        if not self.on or day == 0 or day >= world.p.days:
+            return
+        flush()
+        now = world.time(day, 0)
+        self.reactor.run_once()
+        self.ctx.engage.scan_inactive(now)
+        while self.ctx.engage.work(now):
+            pass
+        for user, journey, step in self._sent_since():
+            world.receive(user, journey, step, day)
+
+    def _sent_since(self) -> list[tuple[str, str, str]]:
+        from sqlalchemy import select
+
+        from traction.engage.models import Delivery
+        from traction.identity.models import Identity
+
+        with self.ctx.state.session() as s:
+            rows = s.execute(select(Delivery.id, Delivery.person_id, Delivery.journey, Delivery.step)
+                             .where(Delivery.workspace_id == self.ws, Delivery.id > self.seen,
+                                    Delivery.status.in_(("sent", "outbox", "pending")))
+                             .order_by(Delivery.id)).all()  # fmt: skip
+            if not rows:
+                return []
+            self.seen = max(r[0] for r in rows)
+            users = dict(s.execute(select(Identity.person_id, Identity.distinct_id).where(
+                Identity.workspace_id == self.ws, Identity.is_user_id.is_(True),
+                Identity.person_id.in_({r[1] for r in rows}))).all())  # fmt: skip
+        return [(users[p], j, st) for _, p, j, st in rows if p in users]
+
+
+class _Clocks:
+    def __init__(self, *clocks: Callable[[World, int, Callable[[], None]], None]) -> None:
+        self.clocks = clocks
+
+    def __call__(self, world: World, day: int, flush: Callable[[], None]) -> None:
+        for clock in self.clocks:
+            clock(world, day, flush)

@@ -106,6 +106,12 @@ class SimulationParams:
     rollout_days_before_end: int = 21
     editor_error_rate: float = 0.04
     editor_error_lift: float = 2.0
+    # reactions to the journeys' messages (simulate/engage.py), each a chance, drawn from a
+    # stream of their own: a nudge to invite, a win-back email, two upgrade prompts
+    nudge_invite_rate: float = 0.3
+    winback_return_rate: float = 0.0
+    prompt_upgrade_a: float = 0.08
+    prompt_upgrade_b: float = 0.02
 
 
 @dataclass
@@ -152,6 +158,10 @@ class World:
         self.live_flags: Evaluator | None = None
         self._editor_rng = random.Random(params.seed * 7919 + 1)
         self._editor_seen: dict[str, Any] = {}  # person -> the variation last logged
+        self._engage_rng = random.Random(params.seed * 7919 + 2)
+        self._reactions: dict[int, list[tuple[Visitor, str]]] = {}  # day -> (who, what)
+        self.received = 0
+        self._users: dict[str, Visitor] = {}
         self._walls: set[tuple[str, str, int]] = set()  # (account, feature, day) shown a lock
         self._schedule_organic()
 
@@ -207,6 +217,8 @@ class World:
             if v.signup_day < d:
                 self._live(v, d, out)
         out.extend(self._later.pop(d, []))
+        for v, what in self._reactions.pop(d, []):
+            out.extend(self._react(v, d, what))
         out.sort(key=lambda m: m["timestamp"])
         self.stats.events += len(out)
         return out
@@ -268,6 +280,7 @@ class World:
     def _signup(self, v: Visitor, d: int, hour: float, out: list[dict[str, Any]]) -> None:
         rng = self.rng
         v.user_id = f"u_{v.key:07d}"
+        self._users[v.user_id] = v
         v.signup_day = d
         self.signed_up.append(v)
         self.stats.signups += 1
@@ -509,6 +522,47 @@ class World:
                 )
         if rng.random() < p.session_invite_rate and v.account:
             out.extend(self._invite(v, d, hour + 0.6))
+
+    def receive(self, user_id: str, journey: str, step: str, day: int) -> None:
+        """A journey's message reached a simulated person on `day`: with the chance its
+        parameter says, they act on it the next day."""
+        from traction.simulate.engage import EFFECTS
+
+        self.received += 1
+        effect = EFFECTS.get(f"{journey}.{step}")
+        v = self._users.get(user_id)
+        if effect is None or v is None or day + 1 >= self.p.days:
+            return
+        what, param = effect
+        if self._engage_rng.random() < getattr(self.p, param):
+            self._reactions.setdefault(day + 1, []).append((v, what))
+
+    def _react(self, v: Visitor, d: int, what: str) -> list[dict[str, Any]]:
+        hour = self._engage_rng.uniform(9, 18)
+        if what == "invite" and v.account is not None and "teammate_invited" not in v.steps:
+            v.steps["teammate_invited"] = d
+            done = v.steps
+            if (
+                not v.activated
+                and "project_created" in done
+                and d - v.signup_day <= self.p.activation_window_days
+            ):
+                v.activated = True
+                self.stats.activated += 1
+            return [self._msg(v, "track", d, hour, self._engage_rng, event="teammate_invited",
+                              properties={"role": "member", "onboarding": True, "nudged": True})]  # fmt: skip
+        if what == "return" and v.churned:
+            v.churned = False
+            return [
+                self._msg(
+                    v, "track", d, hour, self._engage_rng, event="session_started", properties={}
+                )
+            ]
+        if what == "upgrade" and v.account is not None and v.user_id is not None:
+            state = self.product.at(v.account, self._dt(d, hour))
+            if state is None or state.plan == "free":
+                return self._buy(v, d, hour, "pro")
+        return []
 
     def _report_editor(self, v: Visitor, d: int, t: float) -> list[dict[str, Any]]:
         """The report editor behind the rollout's flag: an exposure logged when the person's
