@@ -88,6 +88,10 @@ class ReactorRunner:
             row = s.get(ReactorCursor, name)
             return row.position if row else 0
 
+    def save(self, name: str, position: int) -> None:
+        """Moves a reactor's cursor (a reactor started on a log's head skips its history)."""
+        self._save(name, position)
+
     def _save(self, name: str, position: int) -> None:
         with self.state.session() as s:
             row = s.scalars(select(ReactorCursor).where(ReactorCursor.name == name)).first()

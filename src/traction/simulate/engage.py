@@ -11,7 +11,7 @@ demo's journeys page shows a measured lift where there is one, and none where th
 - `upgrade-prompt`: a limit reached (`$feature_locked` with reason `limit_reached`, what the
   entitlement check records when a free plan's limit says no) → a random split between an in-app prompt (A) and an
   email (B), with effects `prompt_upgrade_a` / `prompt_upgrade_b` (the chance to buy Pro the
-  next day); goal: a subscription started within 7 days; 20% holdout.
+  next day); goal: an upgrade (`plan_upgraded`) within 7 days; 20% holdout.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ JOURNEYS: dict[str, dict[str, Any]] = {
         "trigger": {"event": "$feature_locked",
                     "filters": [{"property": "reason", "value": "limit_reached"}]},
         "entry": {"policy": "again", "after_days": 30},
-        "goal": {"event": {"event": "subscription_started"}, "within_days": 7},
+        "goal": {"event": {"event": "plan_upgraded"}, "within_days": 7},
         "holdout": 0.2,
         "steps": [
             {"id": "ab", "type": "split", "paths": [{"weight": 0.5, "next": "prompt-a"},

@@ -34,7 +34,9 @@ def run_simulation(
     def send(messages: list[object]) -> int:
         return len(ctx.ingest.ingest_sync(workspace_id, messages, normalize_segment).rejected)
 
-    clocks = _Clocks(_RolloutClock(ctx, workspace_id, params), _JourneyClock(ctx, workspace_id))
+    clocks = _Clocks(
+        _RolloutClock(ctx, workspace_id, params), _JourneyClock(ctx, workspace_id, params)
+    )
     world = simulate_into(send, params, console, chunk, clocks)
     intents = world.product.intents
     with (console or Console(quiet=True)).status(
@@ -131,22 +133,27 @@ class _JourneyClock:
     (its cursor is the server's, which carries on from there), inactivity is scanned, due
     steps run, and what was sent that day reaches the simulated people (`World.receive`)."""
 
-    def __init__(self, ctx: Context, workspace_id: str) -> None:
+    def __init__(self, ctx: Context, workspace_id: str, params: SimulationParams) -> None:
         from traction.engage.reactors import JourneyReactor
         from traction.worker import ReactorRunner
 
         self.ctx, self.ws = ctx, workspace_id
         self.on = bool(ctx.engage.journeys(workspace_id))
+        # journeys are launched this many days before the end: like a real launch, they do not
+        # enter people for what happened before (the reactor starts at the log's head)
+        self.start = max(1, params.days - params.journeys_days_before_end)
         engine = ctx.engage.engine
         assert engine is not None
         self.reactor = ReactorRunner(ctx.state, ctx.events, [JourneyReactor(engine)], ctx.metrics)
         self.seen = 0  # the last delivery handed to the world
 
     def __call__(self, world: World, day: int, flush: Callable[[], None]) -> None:
-        if not self.on or day == 0 or day >= world.p.days:
+        if not self.on or day < self.start or day >= world.p.days:
             return
         flush()
         now = world.time(day, 0)
+        if day == self.start:
+            self.reactor.save(self.reactor.reactors[0].name, self.ctx.events.max_seq())
         self.reactor.run_once()
         self.ctx.engage.scan_inactive(now)
         while self.ctx.engage.work(now):
