@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from traction.engage import email as mail
 from traction.engage import webhooks
@@ -53,25 +54,27 @@ class Sender:
                 if d.channel == "email" and self.transport is None:
                     self._to_outbox(s, d, now)  # nothing leaves the machine: no lease needed
                     continue
+                if d.channel == "email" and _suppressed(s, d):
+                    d.status, d.error = "suppressed", "on the suppression list"
+                    continue
                 # (`sending` with an expired lease: its worker died mid-send)
                 d.status, d.lease_owner, d.lease_until = "sending", owner, now + self.limits.lease
-                todo.append((d.id, d.channel))
-        for delivery_id, channel in todo:
+                todo.append(_Job(d.id, d.channel, d.workspace_id, d.idem_key, d.target,
+                                 dict(d.payload), d.transactional))  # fmt: skip
+        for job in todo:  # each marked in its own transaction right after it is sent
             try:
-                self._one(delivery_id, channel, owner, now)
+                self._one(job, now)
             except Exception:
-                log.exception("delivery failed unexpectedly", extra={"delivery": delivery_id})
+                log.exception("delivery failed unexpectedly", extra={"delivery": job.id})
         return len(rows)
 
     @staticmethod
     def _to_outbox(s: Any, d: Delivery, now: datetime) -> None:
         """No SMTP host configured: the email is kept (and counted) here, honouring the
         suppression list as a send would."""
-        suppressed = s.scalar(select(Suppression.id).where(
-            Suppression.workspace_id == d.workspace_id, Suppression.email == d.target.lower()))  # fmt: skip
         d.attempts += 1
         d.message_id = mail.message_id(d.idem_key)
-        if suppressed is not None:
+        if _suppressed(s, d):
             d.status, d.error = "suppressed", "on the suppression list"
         else:
             d.status, d.error, d.sent_at = (
@@ -80,22 +83,15 @@ class Sender:
                 now,
             )
 
-    def _one(self, delivery_id: int, channel: str, owner: str, now: datetime) -> None:
-        with self.state.session() as s:
-            d = s.get(Delivery, delivery_id)
-            if d is None or d.lease_owner != owner:
-                return
-            snapshot = (d.workspace_id, d.idem_key, d.target, dict(d.payload), d.transactional)
-            if channel == "email" and s.scalar(select(Suppression.id).where(
-                    Suppression.workspace_id == d.workspace_id, Suppression.email == d.target.lower())) is not None:  # fmt: skip
-                d.status, d.error, d.lease_owner, d.lease_until = (
-                    "suppressed",
-                    "on the suppression list",
-                    None,
-                    None,
-                )
-                return
-        ws, key, target, payload, transactional = snapshot
+    def _one(self, job: _Job, now: datetime) -> None:
+        delivery_id, channel = job.id, job.channel
+        ws, key, target, payload, transactional = (
+            job.ws,
+            job.key,
+            job.target,
+            job.payload,
+            job.transactional,
+        )
         error = ""
         status = "sent"
         try:
@@ -123,21 +119,43 @@ class Sender:
     def _mark(
         self, delivery_id: int, now: datetime, status: str, error: str, message_id: str
     ) -> None:
+        """One small UPDATE in its own transaction, right after the send (the commit per
+        message is what limits a crash to repeating the one in flight)."""
+        done: dict[str, Any] = {"lease_owner": None, "lease_until": None, "error": error, "message_id": message_id,
+                "attempts": Delivery.attempts + 1}  # fmt: skip
         with self.state.session() as s:
-            d = s.get(Delivery, delivery_id)
-            if d is None:
-                return
-            d.attempts += 1
-            d.lease_owner, d.lease_until, d.error, d.message_id = None, None, error, message_id
             if status == "failed":
-                later = webhooks.next_attempt(d.attempts, now)
-                d.status, d.next_attempt_at = ("dead", None) if later is None else ("failed", later)
+                attempts = (
+                    s.scalar(select(Delivery.attempts).where(Delivery.id == delivery_id)) or 0
+                ) + 1
+                later = webhooks.next_attempt(attempts, now)
+                done |= {"status": "dead", "next_attempt_at": None} if later is None else {
+                    "status": "failed", "next_attempt_at": later}  # fmt: skip
             else:
-                d.status, d.sent_at = status, now
+                done |= {"status": status, "sent_at": now}
+            s.execute(update(Delivery).where(Delivery.id == delivery_id).values(**done))
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What sending a claimed delivery needs (read while claiming: no second transaction)."""
+
+    id: int
+    channel: str
+    ws: str
+    key: str
+    target: str
+    payload: dict[str, Any]
+    transactional: bool
+
+
+def _suppressed(s: Any, d: Delivery) -> bool:
+    return s.scalar(select(Suppression.id).where(Suppression.workspace_id == d.workspace_id,
+                                                 Suppression.email == d.target.lower())) is not None  # fmt: skip
 
 
 def retry(state: StateStore, workspace_id: str, delivery_id: int) -> dict[str, Any]:

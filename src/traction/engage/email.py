@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import re
 import smtplib
 import ssl
 from collections.abc import Callable
-from email import policy
-from email.message import EmailMessage
+from email.generator import BytesGenerator
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formatdate
 from urllib.parse import quote
 
@@ -30,19 +34,12 @@ def message_id(idem_key: str, domain: str = "traction.local") -> str:
 
 def build(*, sender: str, to: str, subject: str, text: str, html: str, idem_key: str,
           unsubscribe_url: str | None, open_url: str | None,
-          click_url: Callable[[str], str] | None) -> EmailMessage:  # fmt: skip
-    # long header lines are kept whole (998 is SMTP's limit): folded and encoded, a
-    # List-Unsubscribe URL would no longer be a URL to mail clients
-    msg = EmailMessage(policy=policy.default.clone(max_line_length=998))
-    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
-    msg["Date"] = formatdate(usegmt=True)
-    msg["Message-ID"] = message_id(idem_key)
-    msg["X-Traction-Idempotency-Key"] = idem_key
+          click_url: Callable[[str], str] | None) -> Message:  # fmt: skip
+    """The MIME message (compat32: several times faster to build and flatten than the
+    `email.policy.default` API, and it keeps a long List-Unsubscribe header whole)."""
     if unsubscribe_url:
-        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         text += f"\n\n--\nUnsubscribe: {unsubscribe_url}\n"
-    msg.set_content(text)
+    body: Message = MIMEText(text, "plain", "utf-8")
     if html:
         if click_url is not None:
             html = _HREF.sub(lambda m: f'href="{click_url(m.group(1))}"', html)
@@ -50,8 +47,25 @@ def build(*, sender: str, to: str, subject: str, text: str, html: str, idem_key:
             html += f'<p style="font-size:12px;color:#666"><a href="{unsubscribe_url}">Unsubscribe</a></p>'
         if open_url:
             html += f'<img src="{open_url}" width="1" height="1" alt="">'
-        msg.add_alternative(html, subtype="html")
-    return msg
+        alt = MIMEMultipart("alternative")
+        alt.attach(body)
+        alt.attach(MIMEText(html, "html", "utf-8"))
+        body = alt
+    body["From"], body["To"] = sender, to
+    body["Subject"] = Header(subject, "utf-8").encode() if not subject.isascii() else subject
+    body["Date"] = formatdate(usegmt=True)
+    body["Message-ID"] = message_id(idem_key)
+    body["X-Traction-Idempotency-Key"] = idem_key
+    if unsubscribe_url:
+        body["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        body["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    return body
+
+
+def as_bytes(msg: Message) -> bytes:
+    out = io.BytesIO()
+    BytesGenerator(out, mangle_from_=False, maxheaderlen=0).flatten(msg, linesep="\r\n")
+    return out.getvalue()
 
 
 class SMTPTransport:
@@ -75,12 +89,13 @@ class SMTPTransport:
             smtp.login(self.user, self.password)
         return smtp
 
-    def send(self, msg: EmailMessage) -> None:
+    def send(self, msg: Message) -> None:
+        raw = as_bytes(msg)
         for attempt in (1, 2):
             if self._smtp is None:
                 self._smtp = self._connect()
             try:
-                self._smtp.send_message(msg)
+                self._smtp.sendmail(str(msg["From"]), [str(msg["To"])], raw)
                 return
             except smtplib.SMTPServerDisconnected:
                 self._smtp = None

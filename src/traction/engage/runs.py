@@ -24,7 +24,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from traction.engage.domain import timing
-from traction.engage.domain.conditions import holds, matches, triggers
+from traction.engage.domain.conditions import holds, matches, may_trigger, triggers
 from traction.engage.domain.journeys import (
     MESSAGE_STEPS,
     Branch,
@@ -105,39 +105,72 @@ class RunEngine:
     # -- entering, goals and awaited events (the reactor) ------------------------------------
 
     def on_events(self, batch: Sequence[Mapping[str, Any]]) -> int:
-        """Idempotent by the trigger's seq: a redelivered batch enters nobody twice."""
+        """Idempotent by the trigger's seq: a redelivered batch enters nobody twice. Journeys
+        are indexed by the event names they care about, and an event is checked against its
+        triggers' event filters before any query, so the log's common events cost a lookup."""
         entered = 0
         by_ws: dict[str, list[Mapping[str, Any]]] = {}
         for ev in batch:
             by_ws.setdefault(str(ev["workspace_id"]), []).append(ev)
         for ws, events in by_ws.items():
-            journeys = [(k, j) for k, j in self.journeys(ws) if j.enabled]
-            if not journeys:
+            index = self._index(ws)
+            if index is None:
                 continue
-            names = {j.trigger.event for _, j in journeys if j.trigger.event}
-            names |= {j.goal.event.event for _, j in journeys if j.goal}
-            identify = any(j.trigger.identify for _, j in journeys)
-            names |= {s.until_event.event for _, j in journeys for s in j.steps
-                      if isinstance(s, Wait) and s.until_event is not None}  # fmt: skip
-            starts = {j.trigger.event for _, j in journeys if j.trigger.event}
+            starts, cares, on_identify = index
+            on_identify_triggers = _distinct([j.trigger for _, j in on_identify])
             candidates = []
             for ev in events:
-                starting = ev.get("name") in starts or (identify and ev.get("type") == "identify")
-                if ev.get("person_id") and (starting or ev.get("name") in names):
-                    candidates.append((ev, starting))
+                name, kind = ev.get("name"), ev.get("type")
+                relevant = cares.get(name, []) if name else []
+                if kind == "identify":
+                    relevant = relevant + on_identify
+                if not relevant or not ev.get("person_id"):
+                    continue
+                props = _props(ev)
+                trig = (starts.get(name, []) if name else []) + (
+                    on_identify_triggers if kind == "identify" else []
+                )
+                starting = any(may_trigger(t, kind, name, props) for t in trig)  # each once
+                candidates.append((ev, starting, relevant))
             # a goal or an awaited event only matters to people with an active run: one query
             # finds them, so the log's common events cost no query each
             waiting = self._active(
-                ws, [str(ev["person_id"]) for ev, starting in candidates if not starting]
+                ws, [str(ev["person_id"]) for ev, starting, _ in candidates if not starting]
             )
             out: list[dict[str, Any]] = []
             with self.state.session() as s:  # one transaction for the batch (idempotent by seq)
-                for ev, starting in candidates:
+                for ev, starting, relevant in candidates:
                     if starting or str(ev["person_id"]) in waiting:
-                        entered += self._on_event(s, ws, journeys, ev, out)
+                        entered += self._on_event(s, ws, relevant, ev, out)
             if out:  # after the commit: an entry that rolled back logs nothing
                 self.emit(ws, out)
         return entered
+
+    def _index(self, ws: str) -> tuple[dict[str, list[Any]], dict[str, list[tuple[str, Journey]]],
+                                       list[tuple[str, Journey]]] | None:  # fmt: skip
+        """(trigger name -> its distinct triggers, any name a journey cares about -> journeys,
+        identify journeys), or None when the workspace has no enabled journey."""
+        journeys = [(k, j) for k, j in self.journeys(ws) if j.enabled]
+        if not journeys:
+            return None
+        starts: dict[str, list[Any]] = {}
+        cares: dict[str, list[tuple[str, Journey]]] = {}
+        for kj in journeys:
+            j = kj[1]
+            names = {
+                s.until_event.event
+                for s in j.steps
+                if isinstance(s, Wait) and s.until_event is not None
+            }
+            if j.goal is not None:
+                names.add(j.goal.event.event)
+            if j.trigger.event:
+                starts.setdefault(j.trigger.event, []).append(j.trigger)
+                names.add(j.trigger.event)
+            for n in names:
+                cares.setdefault(n, []).append(kj)
+        starts = {n: _distinct(ts) for n, ts in starts.items()}
+        return starts, cares, [kj for kj in journeys if kj[1].trigger.identify]
 
     def _active(self, ws: str, raw_ids: list[str]) -> set[str]:
         """Of these person ids (as events carry them), those whose person (merges followed
@@ -164,29 +197,25 @@ class RunEngine:
         entered = 0
         pid = _survivor(s, str(ev["person_id"]))
         person = _traits(s, Person, pid)
+        active: dict[str, list[Run]] = {}  # the person's active runs, by journey: one query
+        for run in s.scalars(select(Run).where(Run.workspace_id == ws, Run.person_id == pid,
+                                               Run.status == "active")):  # fmt: skip
+            active.setdefault(run.journey, []).append(run)
         for key, j in journeys:
-            if j.goal is not None and matches(j.goal.event, name, props, person):
-                for run in s.scalars(select(Run).where(
-                        Run.workspace_id == ws, Run.journey == key, Run.person_id == pid,
-                        Run.status == "active", Run.entered_at <= ts)):  # fmt: skip
-                    if ts - run.entered_at <= timedelta(days=j.goal.within_days):
-                        run.status, run.ended_at, run.exit_reason = (
-                            "goal",
-                            ts,
-                            f"goal {j.goal.event.event}",
-                        )
-                        run.next_at = None
-            for step in j.steps:
-                if (
-                    isinstance(step, Wait)
-                    and step.until_event is not None
-                    and matches(step.until_event, name, props, person)
-                ):
-                    for run in s.scalars(select(Run).where(
-                            Run.workspace_id == ws, Run.journey == key, Run.person_id == pid,
-                            Run.status == "active", Run.step == step.id,
-                            Run.step_started_at <= ts, Run.event_seen_at.is_(None))):  # fmt: skip
-                        run.event_seen_at, run.next_at = ts, ts
+            for run in active.get(key, []):
+                if (j.goal is not None and matches(j.goal.event, name, props, person)
+                        and run.entered_at <= ts <= run.entered_at + timedelta(days=j.goal.within_days)):  # fmt: skip
+                    run.status, run.ended_at, run.exit_reason = (
+                        "goal",
+                        ts,
+                        f"goal {j.goal.event.event}",
+                    )
+                    run.next_at = None
+                    continue
+                step = j.step(run.step) if run.step else None
+                if (isinstance(step, Wait) and step.until_event is not None and run.event_seen_at is None
+                        and run.step_started_at <= ts and matches(step.until_event, name, props, person)):  # fmt: skip
+                    run.event_seen_at, run.next_at = ts, ts
             if not triggers(j.trigger, ev.get("type"), name, props, person):
                 continue
             if (
@@ -434,6 +463,14 @@ class RunEngine:
         return dict(row.traits or {}, id=key) if row else {"id": key}
 
 
+def _distinct(triggers: list[Any]) -> list[Any]:
+    """Triggers with the same event and filters, once (many journeys share a trigger)."""
+    seen: dict[str, Any] = {}
+    for t in triggers:
+        seen.setdefault(t.model_dump_json(exclude={"occurrence"}), t)
+    return list(seen.values())
+
+
 def _go(run: Run, step: str | None, at: datetime) -> bool:
     run.step, run.step_started_at, run.next_at, run.event_seen_at = step, at, at, None
     return True
@@ -474,7 +511,7 @@ def _props(ev: Mapping[str, Any]) -> dict[str, Any]:
             raw = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return {}
-    return dict(raw) if isinstance(raw, Mapping) else {}
+    return raw if isinstance(raw, dict) else dict(raw) if isinstance(raw, Mapping) else {}
 
 
 def _naive(t: Any) -> datetime:

@@ -95,3 +95,18 @@ def triggers(
     return (
         t.event is not None and name == t.event and all(holds(f, props, person) for f in t.filters)
     )
+
+
+def may_trigger(t: Any, kind: str | None, name: str | None, props: Mapping[str, Any]) -> bool:
+    """`triggers` without the person: False only when the event cannot start the journey
+    whoever sent it (the reactor's pre-check, before any query)."""
+    if t.identify:
+        if kind != "identify":
+            return False
+        raw = props.get("$set")
+        props = raw if isinstance(raw, Mapping) else {}
+        if not props:
+            return False
+    elif t.event is None or name != t.event:
+        return False
+    return all(holds(f, props, {}) for f in t.filters if f.source == "event")
