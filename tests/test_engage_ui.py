@@ -93,3 +93,9 @@ def test_journeys_pages(page, server: LiveServer) -> None:  # type: ignore[no-un
     page.get_by_role("button", name="Save").click()
     assert "unknown step type" in page.get_by_test_id("journey-error").inner_text()
     assert ctx.engage.get(ws.id, "welcome")["version"] == 1
+    # the person's page lists what the journeys sent them (the delivery log)
+    view = ctx.persons.by_distinct_id(ws.id, "ann")
+    assert view is not None
+    page.goto(f"{server.url}/w/{ws.id}/persons/{view.id}")
+    log = page.get_by_test_id("person-deliveries").inner_text()
+    assert "welcome / welcome" in log and "hook / crm" in log

@@ -231,3 +231,30 @@ def http_sink(url: str, key: str) -> Sink:
         raise fail(f"giving up after 5 tries: {problem}")
 
     return lambda messages: post(messages, 0)
+
+
+def read_or_call(
+    data_dir: Path | None,
+    workspace: str | None,
+    path: str,
+    local: Callable[[Any, str], Any],
+    errors: tuple[type[Exception], ...],
+    *,
+    post: dict[str, Any] | None = None,
+) -> Any:
+    """One answer, from the data dir (`local(ctx, workspace_id)`) or through the server that
+    holds it (`GET path`, or `POST path` with `post`): a 404/422 or one of `errors` exits 2
+    with its message, as bad input does everywhere in the CLI."""
+    from traction.billing.cli import bad_input
+
+    with events_access(data_dir, workspace, None, None) as access:
+        if not isinstance(access, Local):
+            r = access.client.post(path, json=post) if post is not None else access.client.get(path)
+            if r.status_code in (404, 422):
+                raise bad_input(r.json()["error"])
+            r.raise_for_status()
+            return r.json()
+        try:
+            return local(access.ctx, access.workspace_id)
+        except errors as e:
+            raise bad_input(str(e)) from None

@@ -110,21 +110,11 @@ def stats(
     as_json: AsJson = False,
 ) -> None:
     """Entries, messages by step and status, and the goal's lift over the holdout."""
-    from traction.cli_access import Local, events_access
+    from traction.cli_access import read_or_call
     from traction.engage.service import NotFound
 
-    with events_access(data_dir, workspace, None, None) as access:
-        if not isinstance(access, Local):
-            r = access.client.get(f"/api/v1/journeys/{key}/stats")
-            if r.status_code in (404, 422):
-                raise bad_input(r.json()["error"])
-            r.raise_for_status()
-            s = r.json()
-        else:
-            try:
-                s = access.ctx.engage.stats(access.workspace_id, key)
-            except NotFound as e:
-                raise bad_input(str(e)) from None
+    s = read_or_call(data_dir, workspace, f"/api/v1/journeys/{key}/stats",
+                     lambda ctx, ws: ctx.engage.stats(ws, key), (NotFound,))  # fmt: skip
     if as_json:
         print(json.dumps(s, default=str))
         return

@@ -5,12 +5,12 @@ server that holds it."""
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from traction.billing.cli import AsJson, bad_input
+from traction.billing.cli import AsJson
 from traction.cli_common import DataDir, WorkspaceRef, console
 
 experiments_app = typer.Typer(help="Experiments: definitions and results.", no_args_is_help=True)
@@ -24,22 +24,12 @@ def experiment_results(
     as_json: AsJson = False,
 ) -> None:
     """Per metric and variation: lift with its interval, p-value, chance to win; SRM; verdict."""
-    from traction.cli_access import Local, events_access
+    from traction.cli_access import read_or_call
     from traction.experiments.domain import ExperimentError
     from traction.experiments.service import NotFound as NoExperiment
 
-    with events_access(data_dir, workspace, None, None) as access:
-        if not isinstance(access, Local):
-            r = access.client.get(f"/api/v1/experiments/{key}/results")
-            if r.status_code in (404, 422):
-                raise bad_input(r.json()["error"])
-            r.raise_for_status()
-            res = r.json()
-        else:
-            try:
-                res = access.ctx.experiments.results(access.workspace_id, key)
-            except (ExperimentError, NoExperiment) as e:
-                raise bad_input(str(e)) from None
+    res = read_or_call(data_dir, workspace, f"/api/v1/experiments/{key}/results",
+                       lambda ctx, ws: ctx.experiments.results(ws, key), (ExperimentError, NoExperiment))  # fmt: skip
     if as_json:
         print(json.dumps(res, default=str))
         return
@@ -72,23 +62,17 @@ def experiment_rollback(
 ) -> None:
     """Stop a safe rollout now: everyone gets the control value again."""
     from traction.audit.service import ACTOR
-    from traction.cli_access import Local, events_access
+    from traction.cli_access import read_or_call
     from traction.experiments.domain import ExperimentError
     from traction.experiments.service import NotFound as NoExperiment
 
-    with events_access(data_dir, workspace, None, None) as access:
-        if not isinstance(access, Local):
-            r = access.client.post(f"/api/v1/experiments/{key}/rollback", json={"reason": reason})
-            if r.status_code in (404, 422):
-                raise bad_input(r.json()["error"])
-            r.raise_for_status()
-            state = r.json()
-        else:
-            token = ACTOR.set("cli")
-            try:
-                state = access.ctx.experiments.rollouts.roll_back(access.workspace_id, key, reason)
-            except (ExperimentError, NoExperiment) as e:
-                raise bad_input(str(e)) from None
-            finally:
-                ACTOR.reset(token)
+    def local(ctx: Any, ws: str) -> Any:
+        token = ACTOR.set("cli")
+        try:
+            return ctx.experiments.rollouts.roll_back(ws, key, reason)
+        finally:
+            ACTOR.reset(token)
+
+    state = read_or_call(data_dir, workspace, f"/api/v1/experiments/{key}/rollback", local,
+                         (ExperimentError, NoExperiment), post={"reason": reason})  # fmt: skip
     console.print(f"[bold]{key}[/]: {state['reason']}")

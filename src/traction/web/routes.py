@@ -259,6 +259,7 @@ def person_page(request: Request, ws_id: str, person_id: str, page: int = 1) -> 
     return render(
         request, "person.html", **ctx, p=view, events=events, total=total, page=page,
         pages=max(1, -(-total // (PAGE_SIZE * 2))),
+        deliveries=app.engage.deliveries(ws_id, person_id=view.id, limit=50),
     )  # fmt: skip
 
 
