@@ -207,7 +207,7 @@ def test_unsubscribe_one_click_and_suppression(settings: Settings, smtp: SMTPSin
         run(ctx, T0 + timedelta(minutes=1))
         (first,) = smtp.messages
         url = first["List-Unsubscribe"].strip("<>").replace("http://127.0.0.1:8000", server.url)
-        assert "Unsubscribe" in httpx.get(url).text  # the page asks first: GET changes nothing
+        assert "Stop emails to <b>ann@example.com</b>?" in httpx.get(url).text  # GET asks first
         assert ctx.engage.suppressions(ws) == []
         r = httpx.post(url, data={"List-Unsubscribe": "One-Click"})
         assert r.status_code == 200 and ctx.engage.suppressions(ws)[0]["email"] == "ann@example.com"

@@ -28,6 +28,7 @@ from traction.identity.models import Identity
 from traction.ingest.api import key_from_headers
 from traction.store.state import utcnow
 from traction.web.answers import answer
+from traction.web.routes import render
 from traction.workspaces.api import admin_key
 from traction.workspaces.service import AuthError, KeyInfo, ScopeError
 
@@ -206,10 +207,9 @@ def _token(request: Request, token: str, kind: str) -> list[str]:
 
 @public.get("/m/u/{token}", response_class=HTMLResponse)
 def unsubscribe_page(request: Request, token: str = Path(max_length=2000)) -> HTMLResponse:
+    """Asks first: a link scanner that follows links must not unsubscribe anyone."""
     _, _, email = _token(request, token, "u")
-    return HTMLResponse(f"""<!doctype html><meta charset="utf-8"><title>Unsubscribe</title>
-<main style="font-family:sans-serif;max-width:30em;margin:4em auto"><h1>Unsubscribe</h1>
-<p>Stop emails to <b>{_escape(email)}</b>?</p><form method="post"><button>Unsubscribe</button></form></main>""")
+    return render(request, "unsubscribe.html", email=email, done=False)
 
 
 @public.post("/m/u/{token}", response_class=HTMLResponse)
@@ -217,9 +217,7 @@ def unsubscribe(request: Request, token: str = Path(max_length=2000)) -> HTMLRes
     """The page's button, and RFC 8058's one-click POST (`List-Unsubscribe=One-Click`)."""
     _, ws, email = _token(request, token, "u")
     request.app.state.ctx.engage.suppress(ws, email, "unsubscribed")
-    return HTMLResponse(
-        f"<!doctype html><meta charset='utf-8'><p>{_escape(email)} is unsubscribed.</p>"
-    )
+    return render(request, "unsubscribe.html", email=email, done=True)
 
 
 @public.get("/m/o/{token}.gif")
@@ -246,12 +244,6 @@ def _mark(request: Request, delivery_id: int, column: str) -> None:
             setattr(d, column, utcnow())
             if column == "clicked_at" and d.opened_at is None:
                 d.opened_at = d.clicked_at  # a click is an open the pixel may have missed
-
-
-def _escape(text: str) -> str:
-    return (
-        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    )
 
 
 @public.get("/traction.js", include_in_schema=False)

@@ -17,6 +17,8 @@ from jinja2.sandbox import SandboxedEnvironment
 NAMES = frozenset({"person", "account", "event", "journey", "unsubscribe_url"})
 ALWAYS = {"person": {"id", "email"}, "journey": {"key", "name"}}
 
+# plain text (subjects, text bodies, Slack) is not HTML: escaping would show "&amp;" to people;
+# HTML bodies render with the autoescaping environment
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 _html = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
 
