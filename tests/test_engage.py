@@ -314,7 +314,7 @@ def test_webhooks_are_signed_retried_and_dead_lettered(sqlite_ctx: Context) -> N
     up2.shutdown()
 
 
-def test_holdout_lift_by_the_experiment_engine(sqlite_ctx: Context) -> None:
+def test_holdout_lift_by_the_experiment_engine(ctx: Context) -> None:
     """400 people enter; the 30% holdout (a stable hash) gets nothing; the treatment activates
     more. The journey's lift equals the two arms' conversion rates computed by hand, and
     Welch's test on the 0/1 outcomes gives its p-value."""
@@ -324,7 +324,6 @@ def test_holdout_lift_by_the_experiment_engine(sqlite_ctx: Context) -> None:
 
     from traction.engage.domain.timing import in_holdout
 
-    ctx = sqlite_ctx
     ws = ctx.workspaces.create_workspace("Acme").id
     ctx.engage.put(ws, "nudge", {"trigger": {"event": "signed_up"}, "holdout": 0.3,
                                  "goal": {"event": {"event": "activated"}, "within_days": 7},
@@ -368,10 +367,9 @@ def test_holdout_lift_by_the_experiment_engine(sqlite_ctx: Context) -> None:
     assert 0.2 < len(h) / 400 < 0.4
 
 
-def test_milestone_trait_change_and_inactivity_triggers(sqlite_ctx: Context) -> None:
+def test_milestone_trait_change_and_inactivity_triggers(ctx: Context) -> None:
     """The 3rd report (not the 2nd or 4th), a trait change to `plan: pro` (an identify), and
     "no session for 7 days" (the periodic scan, once per lapse, not for long-gone people)."""
-    ctx = sqlite_ctx
     ws = ctx.workspaces.create_workspace("Acme").id
     step = [{"id": "m", "type": "inapp", "inapp": {"title": "!"}}]
     ctx.engage.apply(ws, {

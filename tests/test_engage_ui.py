@@ -5,6 +5,7 @@ bad edit inline, the dead-letter list's retry)."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import LiveServer
 from tests.test_dashboard import page  # noqa: F401  (the browser fixture)
-from tests.test_engage import T0, WELCOME, person, react, run, track
+from tests.test_engage import T0, WELCOME, person, track
 from traction.cli import app
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
@@ -70,8 +71,13 @@ def test_journeys_pages(page, server: LiveServer) -> None:  # type: ignore[no-un
     ctx.engage.apply(ws.id, {"welcome": WELCOME, "hook": hook})
     ctx.ingest.ingest_sync(ws.id, [*person("ann", T0), track("ann", "signed_up", T0), track("ann", "$limit_reached", T0)],
                            normalize_segment)  # fmt: skip
-    react(ctx)
-    run(ctx, T0)
+    # the server's own reactor and journey worker take it from here (as in production)
+    deadline = time.monotonic() + 20
+    while len(ctx.engage.deliveries(ws.id)) < 2 or any(
+        d["status"] == "pending" for d in ctx.engage.deliveries(ws.id)
+    ):
+        assert time.monotonic() < deadline, ctx.engage.deliveries(ws.id)
+        time.sleep(0.1)
     from traction.engage.models import Delivery
 
     with ctx.state.session() as s:  # the webhook gave up: a dead letter

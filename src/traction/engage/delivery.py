@@ -42,23 +42,34 @@ class Sender:
         """Claims due emails and webhooks and sends them; returns how many were tried."""
         now = now or utcnow()
         owner = owner or worker_id()
+        until = now + self.limits.lease
         with self.state.session() as s:
-            q = (select(Delivery).where(Delivery.channel.in_(("email", "webhook")),
-                                        Delivery.status.in_(("pending", "failed", "sending")),
-                                        or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
-                                        or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
-                 .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True))  # fmt: skip
-            rows = list(s.scalars(q))
+            due = (select(Delivery.id).where(Delivery.channel.in_(("email", "webhook")),
+                                             Delivery.status.in_(("pending", "failed", "sending")),
+                                             or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now),
+                                             or_(Delivery.lease_until.is_(None), Delivery.lease_until < now))
+                   .order_by(Delivery.id).limit(limit).with_for_update(skip_locked=True))  # fmt: skip
+            # one UPDATE claims them (the write lock first: see RunEngine.tick)
+            s.execute(update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
+                      .values(lease_owner=owner, lease_until=until)
+                      .execution_options(synchronize_session=False))  # fmt: skip
+            rows = list(s.scalars(select(Delivery).where(Delivery.lease_owner == owner,
+                                                         Delivery.lease_until == until).order_by(Delivery.id)))  # fmt: skip
             todo = []
             for d in rows:
                 if d.channel == "email" and self.transport is None:
                     self._to_outbox(s, d, now)  # nothing leaves the machine: no lease needed
+                    d.lease_owner, d.lease_until = None, None
                     continue
                 if d.channel == "email" and _suppressed(s, d):
-                    d.status, d.error = "suppressed", "on the suppression list"
+                    d.status, d.error, d.lease_owner, d.lease_until = (
+                        "suppressed",
+                        "on the suppression list",
+                        None,
+                        None,
+                    )
                     continue
-                # (`sending` with an expired lease: its worker died mid-send)
-                d.status, d.lease_owner, d.lease_until = "sending", owner, now + self.limits.lease
+                d.status = "sending"  # (`sending` with an expired lease: its worker died mid-send)
                 todo.append(_Job(d.id, d.channel, d.workspace_id, d.idem_key, d.target,
                                  dict(d.payload), d.transactional))  # fmt: skip
         for job in todo:  # each marked in its own transaction right after it is sent

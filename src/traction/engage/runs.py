@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from traction.engage.domain import timing
@@ -292,19 +292,25 @@ class RunEngine:
         now = now or utcnow()
         owner = owner or worker_id()
         out: dict[str, list[dict[str, Any]]] = {}
+        until = now + self.limits.lease
         with self.state.session() as s:
-            q = (select(Run).where(Run.status == "active", Run.next_at <= now,
-                                   or_(Run.lease_until.is_(None), Run.lease_until < now))
-                 .order_by(Run.next_at).limit(limit).with_for_update(skip_locked=True))  # fmt: skip
-            claimed = list(s.scalars(q))
+            # the claim is one UPDATE, so the round holds the write lock from its first
+            # statement (SQLite cannot upgrade a reading transaction once another has written)
+            due = (select(Run.id).where(Run.status == "active", Run.next_at <= now,
+                                        or_(Run.lease_until.is_(None), Run.lease_until < now))
+                   .order_by(Run.next_at).limit(limit).with_for_update(skip_locked=True))  # fmt: skip
+            s.execute(update(Run).where(Run.id.in_(due.scalar_subquery()))
+                      .values(lease_owner=owner, lease_until=until)
+                      .execution_options(synchronize_session=False))  # fmt: skip
+            claimed = list(s.scalars(select(Run).where(Run.lease_owner == owner, Run.lease_until == until,
+                                                       Run.status == "active").order_by(Run.next_at)))  # fmt: skip
             for run in claimed:
                 mine: list[dict[str, Any]] = []
                 try:
                     with s.begin_nested():
                         self._advance(s, run, now, mine)
-                except Exception:  # retried once its lease runs out
+                except Exception:  # this run only: retried once its lease runs out
                     log.exception("journey step failed; retried later", extra={"run": run.id})
-                    run.lease_owner, run.lease_until = owner, now + self.limits.lease
                     continue
                 out.setdefault(run.workspace_id, []).extend(mine)
         for ws, messages in out.items():  # after the commit
