@@ -149,6 +149,7 @@ class Sender:
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+        self.http.close()
 
 
 @dataclass(frozen=True)
