@@ -434,3 +434,59 @@ def test_the_simulated_journeys_are_measured(sqlite_ctx: Context) -> None:
     assert first is not None and first >= launch - timedelta(
         days=7
     )  # (inactivity looks back a week)
+
+
+def test_split_paths_are_compared_on_the_goal(sqlite_ctx: Context) -> None:
+    """An A/B split of two messages: each path's goal rate (from the `$journey_split`
+    exposures, treatment arm only) equals a hand count, and B against A is Welch's test."""
+    import random
+
+    from scipy import stats as sps
+
+    ctx = sqlite_ctx
+    ws = ctx.workspaces.create_workspace("Acme").id
+    ctx.engage.put(ws, "prompt", {"trigger": {"event": "limit_hit"}, "holdout": 0.1,
+                                  "goal": {"event": {"event": "upgraded"}, "within_days": 7},
+                                  "steps": [{"id": "ab", "type": "split", "paths": [{"weight": 0.5, "next": "a"}, {"weight": 0.5, "next": "b"}]},
+                                            {"id": "a", "type": "inapp", "next": "end", "inapp": {"title": "A"}},
+                                            {"id": "b", "type": "inapp", "inapp": {"title": "B"}},
+                                            {"id": "end", "type": "exit"}]})  # fmt: skip
+    msgs: list[dict[str, Any]] = []
+    for i in range(500):
+        msgs += [*person(f"p{i}", T0), track(f"p{i}", "limit_hit", T0 + timedelta(minutes=i))]
+    ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
+    react(ctx)
+    run(ctx, T0 + timedelta(hours=9))
+    path = {
+        d["person_id"]: d["step"]
+        for d in ctx.engage.deliveries(ws, limit=1000)
+        if d["status"] != "held"
+    }
+    rng = random.Random(7)
+    outcome: dict[str, list[float]] = {"a": [], "b": []}
+    later = []
+    for i in range(500):
+        view = ctx.persons.by_distinct_id(ws, f"p{i}")
+        assert view is not None
+        if view.id not in path:
+            continue  # the holdout
+        hit = rng.random() < (0.1 if path[view.id] == "a" else 0.25)
+        outcome[path[view.id]].append(float(hit))
+        if hit:
+            later.append(track(f"p{i}", "upgraded", T0 + timedelta(days=1, minutes=i)))
+    ctx.ingest.ingest_sync(ws, later, normalize_segment)
+    n_split = len(outcome["a"]) + len(outcome["b"])
+    wait_for(
+        lambda: (
+            ctx.engage.stats(ws, "prompt")["splits"]["ab"].get("units", {})
+            == {"a": len(outcome["a"]), "b": len(outcome["b"])}
+        ),
+        20,
+    )
+    split = ctx.engage.stats(ws, "prompt")["splits"]["ab"]
+    a, b = outcome["a"], outcome["b"]
+    assert split["rates"] == pytest.approx({"a": sum(a) / len(a), "b": sum(b) / len(b)})
+    (cmp,) = split["comparisons"]
+    assert (cmp["arm"], cmp["against"]) == ("b", "a") and cmp["significant"]
+    assert cmp["p_value"] == pytest.approx(sps.ttest_ind(b, a, equal_var=False).pvalue, rel=1e-6)
+    assert 400 < n_split < 500

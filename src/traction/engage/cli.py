@@ -137,6 +137,14 @@ def stats(
                       f"lift {lift['lift']:+.1%} (95% interval {lo:+.1%} to {hi:+.1%}, p = {lift['p_value']:.2g})")  # fmt: skip
     elif lift:
         console.print(f"[dim]{lift['error']}[/]")
+    for sid, sp in (s.get("splits") or {}).items():
+        if sp and "rates" in sp:
+            rates = ", ".join(f"{k} {v:.1%}" for k, v in sp["rates"].items())
+            cmps = "; ".join(
+                f"{c['arm']} vs {c['against']} {c['lift']:+.1%} (p = {c['p_value']:.2g})"
+                for c in sp["comparisons"]
+            )
+            console.print(f"Split {sid}: goal rate {rates}; {cmps}")
 
 
 @journeys_app.command("work")

@@ -44,6 +44,7 @@ from traction.store.state import StateStore, utcnow
 
 log = logging.getLogger("traction.engage")
 ENTERED = "$journey_entered"
+SPLIT = "$journey_split"
 Emit = Callable[[str, list[dict[str, Any]]], None]
 Occurrences = Callable[[str, str, str, int], int]  # ws, person, event, up to seq -> count
 # ws, event, since, until -> (person, their last such event) for those whose last is in range
@@ -361,6 +362,13 @@ class RunEngine:
         if isinstance(step, Split):
             i = timing.pick_path([p.weight for p in step.paths], run.journey, run.person_id,
                                  str(run.entry_no), step.id)  # fmt: skip
+            if (
+                run.arm == "treatment"
+            ):  # the split's exposure: its paths are compared like variations
+                out.append({"type": "track", "event": SPLIT, **_who(s, run.workspace_id, run.person_id),
+                            "messageId": f"journey-split:{run.id}:{step.id}", "timestamp": now.isoformat() + "Z",
+                            "properties": {"journey": run.journey, "split": f"{run.journey}/{step.id}",
+                                           "path": step.paths[i].next, "index": i}})  # fmt: skip
             return _go(run, step.paths[i].next, now)
         if isinstance(step, Exit):
             _end(run, now, "exited", f"exit step {step.id}")

@@ -19,6 +19,7 @@ from traction.engage.domain.journeys import (
     JourneyError,
     SendEmail,
     ShowInApp,
+    Split,
     parse_journey,
 )
 from traction.engage.domain.templates import TemplateError, check
@@ -335,27 +336,55 @@ class EngageService:
                 "entered": sum(sum(v.values()) for v in entries.values()),
                 "active": sum(v.get("active", 0) for v in entries.values()),
                 "reached_goal": sum(v.get("goal", 0) for v in entries.values()),
-                "messages": messages, "lift": self._lift(workspace_id, key, j)}  # fmt: skip
+                "messages": messages, "lift": self._lift(workspace_id, key, j),
+                "splits": self._splits(workspace_id, key, j)}  # fmt: skip
 
-    def _lift(self, workspace_id: str, key: str, j: Journey) -> dict[str, Any] | None:
-        """The goal's conversion within its window from entry, holdout (control) against
-        treatment, by the experiment engine on the `$journey_entered` exposures."""
-        if self.experiments is None or j.goal is None or j.holdout <= 0:
+    def _splits(self, workspace_id: str, key: str, j: Journey) -> dict[str, Any]:
+        """Each split's paths compared on the goal like an experiment's variations (the first
+        path is the control), on the `$journey_split` exposures of the treatment arm."""
+        out: dict[str, Any] = {}
+        if j.goal is None:
+            return out
+        for step in j.steps:
+            if isinstance(step, Split) and len({p.next for p in step.paths}) == len(step.paths):
+                out[step.id] = self._compare(workspace_id, f"{key}/{step.id}", j,
+                                             [(p.next, p.weight) for p in step.paths],
+                                             ("$journey_split", "split", "path"))  # fmt: skip
+        return out
+
+    def _compare(self, workspace_id: str, key: str, j: Journey, arms: list[tuple[str, float]],
+                 exposure: tuple[str, str, str]) -> dict[str, Any] | None:  # fmt: skip
+        """The goal's conversion within its window from exposure, each arm against the first,
+        by the experiment engine (not a second copy of the maths)."""
+        if self.experiments is None or j.goal is None:
             return None
         from traction.experiments.compile import Exposure
         from traction.experiments.domain import ExperimentDocument, ExperimentError
 
         doc = ExperimentDocument.model_validate({
-            "variations": [{"key": "holdout", "weight": j.holdout}, {"key": "treatment", "weight": 1 - j.holdout}],
+            "variations": [{"key": k, "weight": w} for k, w in arms],
             "primary": [{"key": "goal", "name": f"reached {j.goal.event.event}", "kind": "conversion",
                          "event": j.goal.event.model_dump(), "window_days": j.goal.within_days}],
             "cuped": False, "correction": "none"})  # fmt: skip
         try:
-            res = self.experiments.analyse(
-                workspace_id, key, doc, Exposure(ENTERED, "journey", "arm")
-            )
+            res = self.experiments.analyse(workspace_id, key, doc, Exposure(*exposure))
         except ExperimentError as e:
             return {"error": str(e)}
-        row = res["results"][0]
-        return {"units": res["units"], "rates": row["means"], "lift": row["lift"], "ci": row["ci"],
+        rows = res["results"]
+        means = {k: v for r in rows for k, v in r["means"].items()}
+        return {"units": res["units"], "rates": means, "srm_p_value": res["srm_p_value"],
+                "comparisons": [{"arm": r["variation"], "against": r["control"], "lift": r["lift"], "ci": r["ci"],
+                                 "p_value": r["p_value"], "significant": r["significant"]} for r in rows]}  # fmt: skip
+
+    def _lift(self, workspace_id: str, key: str, j: Journey) -> dict[str, Any] | None:
+        """The goal's conversion within its window from entry, holdout (control) against
+        treatment, on the `$journey_entered` exposures."""
+        if j.holdout <= 0:
+            return None
+        res = self._compare(workspace_id, key, j, [("holdout", j.holdout), ("treatment", 1 - j.holdout)],
+                            (ENTERED, "journey", "arm"))  # fmt: skip
+        if res is None or "error" in res:
+            return res
+        (row,) = res["comparisons"]
+        return {"units": res["units"], "rates": res["rates"], "lift": row["lift"], "ci": row["ci"],
                 "p_value": row["p_value"], "significant": row["significant"], "srm_p_value": res["srm_p_value"]}  # fmt: skip
