@@ -94,7 +94,13 @@ def test_journeys_pages(page, server: LiveServer) -> None:  # type: ignore[no-un
     page.get_by_role("link", name="Welcome and onboarding nudge").click()
     assert page.get_by_test_id("journey-steps").locator("tbody tr").count() == 5
     assert "Entered 1" in page.get_by_test_id("journey-counts").inner_text()
+    # the live preview renders the welcome for the most recent person (Ann: no first name)
+    assert page.get_by_test_id("preview-subject").first.inner_text() == "Welcome, there"
     box = page.locator("textarea[name=document]")
+    box.fill(box.input_value().replace("Welcome, {{", "Hello, {{"))
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("preview-subject").first).to_have_text("Hello, there")
     box.fill(box.input_value().replace('"type": "exit"', '"type": "teleport"'))
     page.get_by_role("button", name="Save").click()
     assert "unknown step type" in page.get_by_test_id("journey-error").inner_text()

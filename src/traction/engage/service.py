@@ -181,6 +181,42 @@ class EngageService:
         return {"key": row.key, **row.document, "version": row.version, "trigger_label": trigger,
                 "updated_at": row.updated_at.isoformat() + "Z"}  # fmt: skip
 
+    def preview(self, workspace_id: str, body: Any) -> list[dict[str, Any]]:
+        """Each message step rendered for the workspace's most recently seen person with an
+        email (or a sample), as the step would render it now: the dashboard's live preview.
+        A journey that does not check answers JourneyError, as `put` would."""
+        from traction.engage.domain.templates import render
+        from traction.identity.models import Person
+
+        j = self.check(workspace_id, body)
+        with self.state.session() as s:
+            rows = s.scalars(select(Person).where(Person.workspace_id == workspace_id, Person.merged_into.is_(None))
+                             .order_by(Person.last_seen_at.desc().nulls_last()).limit(200))  # fmt: skip
+            who = next((r for r in rows if (r.traits or {}).get("email")), None)
+            traits = (
+                dict(who.traits or {}) if who else {"email": "ada@example.com", "first_name": "Ada"}
+            )
+            pid = who.id if who else "sample"
+        email = str(traits.get("email", ""))
+        variables: dict[str, Any] = {"person": {**traits, "id": pid, "email": email}, "account": {},
+                     "event": {}, "journey": {"key": "preview", "name": j.name},
+                     "unsubscribe_url": self.links.unsubscribe(workspace_id, email)}  # fmt: skip
+        out = []
+        for step in j.steps:
+            try:
+                if isinstance(step, SendEmail):
+                    out.append({"step": step.id, "type": "email", "to": email,
+                                "subject": render(step.email.subject, variables),
+                                "text": render(step.email.text, variables),
+                                "html": render(step.email.html, variables, html=True) if step.email.html else ""})  # fmt: skip
+                elif isinstance(step, ShowInApp):
+                    out.append({"step": step.id, "type": "inapp", "kind": step.inapp.kind,
+                                "title": render(step.inapp.title, variables),
+                                "body": render(step.inapp.body, variables)})  # fmt: skip
+            except TemplateError as e:  # a trait this person lacks: say so, per step
+                out.append({"step": step.id, "type": step.type, "error": str(e)})
+        return out
+
     # -- the work -------------------------------------------------------------------------------
 
     def work(self, now: datetime | None = None) -> int:

@@ -88,3 +88,22 @@ async def journey_save(request: Request, ws_id: str, key: str) -> HTMLResponse:
     except JourneyError as e:
         return _journey(request, page, ws_id, key, 422, str(e), text)
     return _journey(request, page, ws_id, key, saved=True)
+
+
+@router.post("/w/{ws_id}/journeys/{key}/preview")
+async def journey_preview(request: Request, ws_id: str, key: str) -> HTMLResponse:
+    """The editor's live preview (htmx, as the JSON is typed): each message as it would
+    render for a recent person, or the reason the journey would be refused."""
+    page = page_context(request, ws_id, "journeys")
+    text = str((await request.form()).get("document") or "")
+    try:
+        try:
+            body = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise JourneyError(
+                f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+            ) from None
+        previews, error = request.app.state.ctx.engage.preview(ws_id, body), None
+    except JourneyError as e:
+        previews, error = [], str(e)
+    return render(request, "journey_preview.html", **page, previews=previews, error=error)
