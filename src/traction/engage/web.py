@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from traction.engage.delivery import retry
 from traction.engage.domain.journeys import Journey, JourneyError, successors
 from traction.engage.service import META, NotFound
+from traction.web.answers import json_document
 from traction.web.routes import page_context, render
 from traction.web.session import csrf_protect
 
@@ -78,12 +79,7 @@ async def journey_save(request: Request, ws_id: str, key: str) -> HTMLResponse:
     _admin(page)
     text = str((await request.form()).get("document") or "")
     try:
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise JourneyError(
-                f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-            ) from None
+        body = json_document(text, JourneyError)
         request.app.state.ctx.engage.put(ws_id, key, body)
     except JourneyError as e:
         return _journey(request, page, ws_id, key, 422, str(e), text)
@@ -97,12 +93,7 @@ async def journey_preview(request: Request, ws_id: str, key: str) -> HTMLRespons
     page = page_context(request, ws_id, "journeys")
     text = str((await request.form()).get("document") or "")
     try:
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise JourneyError(
-                f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
-            ) from None
+        body = json_document(text, JourneyError)
         previews, error = request.app.state.ctx.engage.preview(ws_id, body), None
     except JourneyError as e:
         previews, error = [], str(e)

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from traction.flags.domain.flags import FlagError
 from traction.flags.service import NotFound
+from traction.web.answers import json_document
 from traction.web.routes import page_context, render
 from traction.web.session import csrf_protect
 
@@ -120,7 +121,4 @@ async def flag_save(request: Request, ws_id: str, key: str) -> HTMLResponse:
 
 
 def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FlagError(f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    return json_document(text, FlagError)

@@ -24,3 +24,13 @@ def answer(
         raise HTTPException(status(e), str(e)) from None
     except missing as e:
         raise HTTPException(404, str(e)) from None
+
+
+def json_document(text: str, error: type[Exception]) -> Any:
+    """A JSON document typed into an editor, or `error` saying where it stops being JSON."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
