@@ -3,6 +3,7 @@ a plain-Python computation over the generated data."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,6 +53,13 @@ def crowd(server: LiveServer) -> dict[str, Any]:
                      "traits": {"name": group.title()}, "messageId": f"g-{uid}"})  # fmt: skip
     msgs += [{"type": "track", "userId": "u4", "event": "used", "timestamp": ts(400 + k), "messageId": f"gx{k}"} for k in range(5)]  # fmt: skip
     assert not server.ctx.ingest.ingest_sync(ws.id, msgs, normalize_segment).rejected
+    # the server's reactors (last seen, the catalog, journeys) caught up: nothing moves while
+    # the tests page through people by last seen
+    runner, head = server.app.state.reactors, server.ctx.events.max_seq()
+    deadline = time.monotonic() + 30
+    while any(runner.position(r.name) < head for r in runner.reactors):
+        assert time.monotonic() < deadline, "the reactors did not catch up"
+        time.sleep(0.05)
     return {"ws": ws, "people": people}
 
 
