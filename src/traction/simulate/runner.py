@@ -178,7 +178,9 @@ class _JourneyClock:
             users = dict(s.execute(select(Identity.person_id, Identity.distinct_id).where(
                 Identity.workspace_id == self.ws, Identity.is_user_id.is_(True),
                 Identity.person_id.in_({r[1] for r in rows}))).all())  # fmt: skip
-        return [(users[p], j, st) for _, p, j, st in rows if p in users]
+        # in a fixed order: the store's order depends on when system events were committed,
+        # and each reaction draws from the world's random stream (same seed, same world)
+        return sorted((users[p], j, st) for _, p, j, st in rows if p in users)
 
 
 class _Clocks:
