@@ -24,6 +24,7 @@ from traction.experiments.cli import experiments_app
 from traction.flags.cli import flags_app
 from traction.privacy.cli import app as person_app
 from traction.privacy.cli import privacy_app
+from traction.segments.cli import segments_app
 from traction.settings import Settings
 from traction.validation import describe
 from traction.workspaces.cli import user_app, workspace_app
@@ -50,6 +51,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(plans_app, name="plans")
 app.command("usage")(usage)
 app.add_typer(subscriptions_app, name="subscriptions")
+app.add_typer(segments_app, name="segments")
 app.add_typer(flags_app, name="flags")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(journeys_app, name="journeys")

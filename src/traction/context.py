@@ -26,6 +26,7 @@ from traction.ingest.service import IngestService, now_utc
 from traction.ingest.writer import EventWriter, WriterOverloaded, WriterStopped
 from traction.ops.metrics import Metrics
 from traction.privacy.service import PrivacyService
+from traction.segments.service import SegmentService
 from traction.settings import Settings
 from traction.store.events import DuckDBEventStore
 from traction.store.state import StateStore
@@ -56,6 +57,7 @@ class Context:
     providers: Providers
     flags: FlagService
     experiments: ExperimentService
+    segments: SegmentService
     engage: EngageService
 
     @classmethod
@@ -95,6 +97,7 @@ class Context:
             max_concurrent_per_workspace=settings.resolved_query_concurrency[1],
         )
         experiments = ExperimentService(state, analytics, flags)
+        segments = SegmentService(state, events, _emitter(writer))
         return cls(
             settings=settings,
             state=state,
@@ -123,7 +126,8 @@ class Context:
             providers=Providers(state, billing),
             flags=flags,
             experiments=experiments,
-            engage=_engage(settings, state, events, writer, catalog, experiments),
+            segments=segments,
+            engage=_engage(settings, state, events, writer, catalog, experiments, segments),
         )
 
     def close(self) -> None:
@@ -141,7 +145,8 @@ class Context:
 
 
 def _engage(settings: Settings, state: StateStore, events: DuckDBEventStore, writer: EventWriter,
-            catalog: CatalogService, experiments: ExperimentService) -> EngageService:  # fmt: skip
+            catalog: CatalogService, experiments: ExperimentService,
+            segments: SegmentService) -> EngageService:  # fmt: skip
     """Journeys: the engine (entries, steps), the sender (SMTP when a host is set, else the
     outbox; webhooks), and the signed links in messages."""
     from datetime import datetime, timedelta
@@ -171,7 +176,8 @@ def _engage(settings: Settings, state: StateStore, events: DuckDBEventStore, wri
                 "WHERE e.workspace_id = ? AND e.name = ? GROUP BY 1 HAVING max(e.timestamp) >= ? "
                 "AND max(e.timestamp) < ?", [ws, name, since, until]).fetchall()]  # fmt: skip
 
-    engine = RunEngine(state, _emitter(writer), occurrences, limits, links, last_seen)
+    engine = RunEngine(state, _emitter(writer), occurrences, limits, links, last_seen,
+                       segments.member_ids)  # fmt: skip
     transport = (SMTPTransport(settings.smtp_host, settings.smtp_port, settings.smtp_security,
                                settings.smtp_user, settings.smtp_password, settings.smtp_timeout_seconds)
                  if settings.smtp_host else None)  # fmt: skip
@@ -190,7 +196,7 @@ def _engage(settings: Settings, state: StateStore, events: DuckDBEventStore, wri
                 [ws, person, names]).fetchall()  # fmt: skip
         return {str(r[0]) for r in rows}
 
-    svc = EngageService(state, engine, sender, links, catalog, experiments, done)
+    svc = EngageService(state, engine, sender, links, catalog, experiments, done, segments.exists)
     return svc
 
 

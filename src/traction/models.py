@@ -9,6 +9,7 @@ from traction.experiments import models as experiment_models
 from traction.flags import models as flag_models
 from traction.identity import models as identity_models
 from traction.privacy import models as privacy_models
+from traction.segments import models as segment_models
 from traction.store import models as store_models
 from traction.workspaces import models as workspace_models
 
@@ -22,6 +23,7 @@ __all__ = [
     "flag_models",
     "identity_models",
     "privacy_models",
+    "segment_models",
     "store_models",
     "workspace_models",
 ]

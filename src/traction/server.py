@@ -55,6 +55,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         [
             ("journeys", settings.engage_interval_seconds, ctx.engage.work),
             ("journey inactivity", 300.0, ctx.engage.scan_inactive),
+            ("segments", settings.segment_interval_seconds, ctx.segments.refresh_all),
+            ("journey schedules", 60.0, ctx.engage.scan_schedules),
         ]
         if runner
         else []
@@ -155,6 +157,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     from traction.ops.api import router as ops_router
     from traction.privacy.api import router as privacy_router
     from traction.privacy.web import router as privacy_web_router
+    from traction.segments.api import router as segments_router
+    from traction.segments.web import router as segments_web_router
     from traction.web.routes import router as web_router
     from traction.web.routes import static_mount
     from traction.workspaces.api import router as workspace_router
@@ -172,6 +176,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(catalog_router)
     app.include_router(flags_router)
     app.include_router(experiments_router)
+    app.include_router(segments_router)
     app.include_router(engage_router)
     app.include_router(engage_public)
     app.include_router(flags_sdk)
@@ -183,6 +188,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
     app.include_router(workspace_web_router)
     app.include_router(privacy_web_router)
     app.include_router(audit_web_router)
+    app.include_router(segments_web_router)
     app.include_router(engage_web_router)
     app.include_router(billing_web_router)
     app.include_router(flags_web_router)

@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     # How long a worker holds a claimed run or delivery (another takes it over after a crash).
     engage_lease_seconds: float = Field(60.0, ge=0.1, le=3600)
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    # How often every segment's membership is recomputed ($segment_entered / $segment_left).
+    segment_interval_seconds: float = Field(300.0, ge=1, le=86_400)
 
     # What one workspace may create (a runaway script cannot fill the StateStore).
     max_api_keys: int = Field(100, ge=2, le=100_000)

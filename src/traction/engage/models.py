@@ -86,7 +86,8 @@ class Delivery(Base):
     step: Mapped[str] = mapped_column(String(64))
     person_id: Mapped[str] = mapped_column(String(40))
     channel: Mapped[str] = mapped_column(String(16))  # email | webhook | inapp
-    # pending | sending | sent | failed (will retry) | dead | suppressed | capped | held | skipped
+    # pending | sending | sent | failed (will retry) | dead | bounced | suppressed | capped | held
+    # | skipped | outbox
     # in-app: pending (to show) | shown | clicked | dismissed | expired
     status: Mapped[str] = mapped_column(String(16), default="pending")
     transactional: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -102,6 +103,8 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # the unsubscribe link of this very message was used (the per-message count)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Suppression(Base):

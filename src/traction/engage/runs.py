@@ -39,7 +39,8 @@ from traction.engage.domain.journeys import (
 )
 from traction.engage.domain.templates import TemplateError, render
 from traction.engage.models import Delivery, JourneyRow, Run, Suppression
-from traction.identity.models import Account, AccountMembership, Identity, Person
+from traction.identity.models import Account, AccountMembership, Person
+from traction.identity.queries import event_identity as _who
 from traction.store.state import StateStore, utcnow
 
 log = logging.getLogger("traction.engage")
@@ -65,8 +66,13 @@ def worker_id() -> str:
 class RunEngine:
     def __init__(self, state: StateStore, emit: Emit, occurrences: Occurrences | None = None,
                  limits: Limits = Limits(), links: Any = None,
-                 last_seen: LastSeen | None = None) -> None:  # fmt: skip
+                 last_seen: LastSeen | None = None,
+                 audience: Callable[[str, str], list[str]] | None = None) -> None:  # fmt: skip
+        """`last_seen`: the inactivity scan's query on the log; `audience(ws, segment)`: a
+        segment's members (schedules)."""
         self.last_seen = last_seen
+        self.audience = audience
+        self._fired: set[tuple[str, str, int]] = set()
         self.state = state
         self.emit = emit
         self.occurrences = occurrences
@@ -165,9 +171,10 @@ class RunEngine:
             }
             if j.goal is not None:
                 names.add(j.goal.event.event)
-            if j.trigger.event:
-                starts.setdefault(j.trigger.event, []).append(j.trigger)
-                names.add(j.trigger.event)
+            start = j.trigger.event_name
+            if start:
+                starts.setdefault(start, []).append(j.trigger)
+                names.add(start)
             for n in names:
                 cares.setdefault(n, []).append(kj)
         starts = {n: _distinct(ts) for n, ts in starts.items()}
@@ -276,12 +283,45 @@ class RunEngine:
                 with self.state.session() as s:
                     for raw, last in rows:
                         pid = _survivor(s, raw)
-                        seq = -int(last.timestamp() * 1000)  # the lapse's key (not a log seq)
+                        seq = _moment_key(last)  # the lapse's key (not a log seq)
                         ctx = {"last_seen": last.isoformat() + "Z"}
                         if self._enter(s, ws, key, j, pid, last + quiet, seq, ctx, out):
                             entered += 1
                 if out:
                     self.emit(ws, out)
+        return entered
+
+    def scan_schedules(self, now: datetime | None = None) -> int:
+        """Enters the members of each scheduled journey's segment at its latest time (if it
+        came after the journey was saved). Idempotent: the entries are keyed by that time,
+        and a firing that entered anyone is not looked at again."""
+        if self.audience is None:
+            return 0
+        now = now or utcnow()
+        with self.state.session() as s:
+            saved = list(
+                s.execute(select(JourneyRow.workspace_id, JourneyRow.key, JourneyRow.updated_at))
+            )
+        entered = 0
+        for ws, key, updated_at in saved:
+            j = dict(self.journeys(ws)).get(key)
+            if j is None or not j.enabled or j.trigger.schedule is None:
+                continue
+            at = timing.last_occurrence(j.trigger.schedule, now)
+            seq = _moment_key(at)
+            if at < updated_at or (ws, key, seq) in self._fired:
+                continue
+            out: list[dict[str, Any]] = []
+            with self.state.session() as s:
+                if s.scalar(select(Run.id).where(Run.workspace_id == ws, Run.journey == key,
+                                                 Run.trigger_seq == seq).limit(1)) is None:  # fmt: skip
+                    for pid in self.audience(ws, j.trigger.schedule.segment):
+                        ctx = {"schedule": at.isoformat() + "Z"}
+                        if self._enter(s, ws, key, j, _survivor(s, pid), at, seq, ctx, out):
+                            entered += 1
+            self._fired.add((ws, key, seq))
+            if out:
+                self.emit(ws, out)
         return entered
 
     # -- moving runs ------------------------------------------------------------------------
@@ -485,6 +525,12 @@ def _distinct(triggers: list[Any]) -> list[Any]:
     return list(seen.values())
 
 
+def _moment_key(at: datetime) -> int:
+    """A run's trigger key for an entry that no event caused (an inactivity lapse, a
+    schedule's time): negative, so it never equals a log seq."""
+    return -int(at.replace(tzinfo=UTC).timestamp() * 1000)
+
+
 def _go(run: Run, step: str | None, at: datetime) -> bool:
     run.step, run.step_started_at, run.next_at, run.event_seen_at = step, at, at, None
     return True
@@ -493,15 +539,6 @@ def _go(run: Run, step: str | None, at: datetime) -> bool:
 def _end(run: Run, now: datetime, status: str, reason: str) -> None:
     run.status, run.ended_at, run.exit_reason, run.next_at = status, now, reason, None
     run.lease_owner, run.lease_until = None, None
-
-
-def _who(s: Session, ws: str, pid: str) -> dict[str, str]:
-    """How the person's own events name them: their user id if they have one."""
-    rows = s.execute(select(Identity.distinct_id, Identity.is_user_id).where(
-        Identity.workspace_id == ws, Identity.person_id == pid).order_by(Identity.is_user_id.desc())).first()  # fmt: skip
-    if rows is None:
-        return {"anonymousId": pid}
-    return {"userId" if rows[1] else "anonymousId": rows[0]}
 
 
 def _survivor(s: Session, pid: str) -> str:

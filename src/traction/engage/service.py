@@ -49,10 +49,12 @@ class EngageService:
     def __init__(self, state: StateStore, engine: RunEngine | None, sender: Sender | None,
                  links: Links, catalog: CatalogService | None = None,
                  experiments: ExperimentService | None = None,
-                 done: Callable[[str, str, list[str]], set[str]] | None = None) -> None:  # fmt: skip
+                 done: Callable[[str, str, list[str]], set[str]] | None = None,
+                 segment_exists: Callable[[str, str], bool] | None = None) -> None:  # fmt: skip
         """`engine` and `sender` None: definitions and figures only (the CLI's `apply`).
         `done(ws, person, events)`: which of the events the person has done (checklists)."""
         self.done = done
+        self.segment_exists = segment_exists
         self.state = state
         self.engine = engine
         self.sender = sender
@@ -65,6 +67,13 @@ class EngageService:
     def check(self, workspace_id: str, body: Any) -> Journey:
         """The journey, or JourneyError naming the first problem and where it is."""
         j = parse_journey(body)
+        t = j.trigger
+        for where, segment in (("trigger.segment.key", t.segment and t.segment.key),
+                               ("trigger.schedule.segment", t.schedule and t.schedule.segment)):  # fmt: skip
+            if segment and self.segment_exists and not self.segment_exists(workspace_id, segment):
+                raise JourneyError(
+                    f"{where}: no segment {segment!r} (create it first: docs/segments.md)"
+                )
         traits = self._traits(workspace_id)
         for i, step in enumerate(j.steps):
             where = f"steps[{i}]"
@@ -228,6 +237,10 @@ class EngageService:
     def scan_inactive(self, now: datetime | None = None) -> int:
         """Enters the people an `inactive` trigger is waiting for (the maintenance loop)."""
         return self.engine.scan_inactive(now) if self.engine is not None else 0
+
+    def scan_schedules(self, now: datetime | None = None) -> int:
+        """Enters the segment members whose scheduled time has come (the maintenance loop)."""
+        return self.engine.scan_schedules(now) if self.engine is not None else 0
 
     def webhook_secret(self, workspace_id: str) -> str:
         return (

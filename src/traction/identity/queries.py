@@ -377,3 +377,14 @@ class AccountQueries:
                 [workspace_id, workspace_id],
             ).fetchall()
         return {k: (first, int(n)) for k, first, n in rows}
+
+
+def event_identity(s: Session, workspace_id: str, person_id: str) -> dict[str, str]:
+    """How the person's own events name them (their user id if they have one), for the events
+    the engine writes about them (`$journey_entered`, `$segment_entered`, ...)."""
+    row = s.execute(select(Identity.distinct_id, Identity.is_user_id).where(
+        Identity.workspace_id == workspace_id, Identity.person_id == person_id)
+        .order_by(Identity.is_user_id.desc())).first()  # fmt: skip
+    if row is None:
+        return {"anonymousId": person_id}
+    return {"userId" if row[1] else "anonymousId": row[0]}

@@ -93,7 +93,9 @@ def triggers(
             kind == "identify" and bool(traits) and all(holds(f, traits, person) for f in t.filters)
         )
     return (
-        t.event is not None and name == t.event and all(holds(f, props, person) for f in t.filters)
+        t.event_name is not None
+        and name == t.event_name
+        and all(holds(f, props, person) for f in t.event_filters)
     )
 
 
@@ -107,6 +109,7 @@ def may_trigger(t: Any, kind: str | None, name: str | None, props: Mapping[str, 
         props = raw if isinstance(raw, Mapping) else {}
         if not props:
             return False
-    elif t.event is None or name != t.event:
+        return all(holds(f, props, {}) for f in t.filters if f.source == "event")
+    if t.event_name is None or name != t.event_name:
         return False
-    return all(holds(f, props, {}) for f in t.filters if f.source == "event")
+    return all(holds(f, props, {}) for f in t.event_filters if f.source == "event")

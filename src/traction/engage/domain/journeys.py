@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from traction.analytics.domain.specs import EventMatcher, PropertyFilter
 
@@ -33,33 +33,95 @@ class Inactive(_Strict):
     days: float = Field(gt=0, le=365)
 
 
+class SegmentChange(_Strict):
+    key: Key = Field(description="the segment (see docs/segments.md)")
+    on: Literal["enter", "leave"] = "enter"
+
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[str, ...] = Weekday.__args__  # type: ignore[attr-defined]
+
+
+class Schedule(_Strict):
+    """At `at` (in `timezone`) every day, every week on `weekday`, or every month on `day`,
+    the members of `segment` enter (times after the journey was last saved)."""
+
+    every: Literal["day", "week", "month"]
+    at: str = Field("09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM")
+    weekday: Weekday = "monday"
+    day: int = Field(1, ge=1, le=28, description="every month: the day of the month")
+    timezone: str = Field("UTC", max_length=64)
+    segment: Key
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name: Europe/Paris)") from None
+        return name
+
+
 class Trigger(_Strict):
     """One of: an `event` (with property filters; `occurrence` n: only its nth time for the
     person, a milestone; upgrade triggers are billing's $limit_reached, $limit_approaching,
     $feature_locked); `identify`: a trait change (identify calls whose traits match the
-    filters); `inactive`: no `event` for `days` (checked by a periodic scan)."""
+    filters); `segment`: entering or leaving a segment; `inactive`: no `event` for `days`
+    (checked by a periodic scan); `schedule`: a segment's members at set times."""
 
     event: str | None = Field(None, min_length=1, max_length=200)
     identify: bool = False
+    segment: SegmentChange | None = None
     filters: list[PropertyFilter] = Field(default_factory=list, max_length=20)
     occurrence: int | None = Field(None, ge=1, le=1_000_000)
     inactive: Inactive | None = None
+    schedule: Schedule | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Trigger:
         kinds = [k for k, on in (("event", self.event is not None), ("identify", self.identify),
-                                 ("inactive", self.inactive is not None)) if on]  # fmt: skip
+                                 ("segment", self.segment is not None),
+                                 ("inactive", self.inactive is not None),
+                                 ("schedule", self.schedule is not None)) if on]  # fmt: skip
         if len(kinds) != 1:
-            raise ValueError("a trigger is one of: event, identify (a trait change), inactive")
+            raise ValueError(
+                "a trigger is one of: event, identify (a trait change), segment, inactive, schedule"
+            )
         if self.occurrence is not None and self.event is None:
             raise ValueError("occurrence: only for an event trigger")
         return self
 
     @property
+    def event_name(self) -> str | None:
+        """The event that starts the journey, if one does (a segment change is an event)."""
+        if self.segment is not None:
+            return SEGMENT_EVENTS[self.segment.on]
+        return self.event
+
+    @property
+    def event_filters(self) -> list[PropertyFilter]:
+        if self.segment is not None:
+            return [PropertyFilter(property="segment", value=self.segment.key), *self.filters]
+        return self.filters
+
+    @property
     def label(self) -> str:
         if self.inactive is not None:
             return f"no {self.inactive.event} for {self.inactive.days:g} days"
+        if self.segment is not None:
+            return f"{self.segment.on}s segment {self.segment.key}"
+        if self.schedule is not None:
+            sc = self.schedule
+            when = {"day": "every day", "week": f"every {sc.weekday}",
+                    "month": f"monthly on day {sc.day}"}[sc.every]  # fmt: skip
+            return f"{when} at {sc.at} {sc.timezone}: segment {sc.segment}"
         return "trait change" if self.identify else str(self.event)
+
+
+SEGMENT_EVENTS = {"enter": "$segment_entered", "leave": "$segment_left"}
 
 
 class Entry(_Strict):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from traction.engage.domain.journeys import QuietHours, minutes
+from traction.engage.domain.journeys import WEEKDAYS, QuietHours, Schedule, minutes
 
 
 def zone(name: object) -> ZoneInfo:
@@ -93,3 +93,22 @@ def pick_path(weights: Sequence[float], *parts: str) -> int:
         if x < acc:
             return i
     return len(weights) - 1
+
+
+def last_occurrence(sc: Schedule, now: datetime) -> datetime:
+    """The latest time the schedule fires at or before `now` (both naive UTC). Wall-clock
+    times are in the schedule's zone: 09:00 stays 09:00 across daylight-saving changes (a
+    time the change skips is read as zoneinfo reads it, shifted by the gap)."""
+    tz = ZoneInfo(sc.timezone)
+    at = minutes(sc.at)
+    today = _local(now, tz).date()
+    for back in range(63):  # two months back covers every kind
+        d = today - timedelta(days=back)
+        if sc.every == "week" and d.weekday() != WEEKDAYS.index(sc.weekday):
+            continue
+        if sc.every == "month" and d.day != sc.day:
+            continue
+        t = _utc(datetime(d.year, d.month, d.day, at // 60, at % 60, tzinfo=tz))
+        if t <= now:
+            return t
+    raise AssertionError("a schedule fires at least every month")
