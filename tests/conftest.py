@@ -348,10 +348,18 @@ class SMTPSink:
         from aiosmtpd.controller import Controller
 
         self.messages: list[email.message.Message] = []
+        self.refuse: dict[str, str] = {}  # address -> the RCPT reply (e.g. a 550 bounce)
         self._lock = threading.Lock()
         sink = self
 
         class Handler:
+            async def handle_RCPT(self, server: object, session: object, envelope: object,
+                                  address: str, rcpt_options: list[str]) -> str:  # fmt: skip
+                if address in sink.refuse:
+                    return sink.refuse[address]
+                envelope.rcpt_tos.append(address)  # type: ignore[attr-defined]
+                return "250 OK"
+
             async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
                 msg = email.message_from_bytes(envelope.content)  # type: ignore[attr-defined]
                 with sink._lock:

@@ -228,7 +228,76 @@ def test_unsubscribe_one_click_and_suppression(settings: Settings, smtp: SMTPSin
         r = httpx.get(click)
         assert r.status_code == 302 and r.headers["location"] == "https://example.com/x"
         s = ctx.engage.stats(ws, "two")["messages"]["hello"]
-        assert (s["opened"], s["clicked"]) == (1, 1)
+        assert (s["opened"], s["clicked"], s["unsubscribed"]) == (
+            1,
+            1,
+            1,
+        )  # its link: this message's
+
+
+def test_bounces_suppress_and_are_counted(settings: Settings, smtp: SMTPSink) -> None:
+    """A 550 at RCPT is a bounce: no retry, the address suppressed; a 450 is retried; a bounce
+    or complaint reported later through the API marks the message and suppresses."""
+    import httpx
+
+    from tests.conftest import LiveServer
+
+    smtp.refuse = {"bob@example.com": "550 5.1.1 <bob@example.com>: no such user",
+                   "cat@example.com": "450 4.2.1 mailbox busy, try later"}  # fmt: skip
+    live = settings.model_copy(
+        update={"smtp_host": "127.0.0.1", "smtp_port": smtp.port, "run_worker": False}
+    )
+    with LiveServer(live) as server:
+        ctx = server.ctx
+        ws = ctx.workspaces.create_workspace("Acme")
+        ctx.engage.put(ws.id, "hello", {"trigger": {"event": "signed_up"}, "steps": [
+            {"id": "hello", "type": "email", "email": {"subject": "Hello", "text": "Hi"}}]})  # fmt: skip
+        users = ("ann", "bob", "cat")
+        msgs = [m for u in users for m in person(u, T0)] + [
+            track(u, "signed_up", T0) for u in users
+        ]
+        ctx.ingest.ingest_sync(ws.id, msgs, normalize_segment)
+        react(ctx)
+        run(ctx, T0 + timedelta(minutes=1))
+        got = {d["target"]: d for d in ctx.engage.deliveries(ws.id)}
+        assert [m["To"] for m in smtp.messages] == ["ann@example.com"]
+        assert (
+            got["bob@example.com"]["status"] == "bounced"
+            and "550" in got["bob@example.com"]["error"]
+        )
+        assert got["cat@example.com"]["status"] == "failed"  # retried later
+        assert {r["email"]: r["reason"] for r in ctx.engage.suppressions(ws.id)} == {
+            "bob@example.com": "bounced"
+        }
+        smtp.refuse.pop("cat@example.com")
+        run(ctx, T0 + timedelta(hours=2))  # after the backoff
+        assert sorted(m["To"] for m in smtp.messages) == ["ann@example.com", "cat@example.com"]
+        auth = {"Authorization": f"Bearer {ws.secret_key}"}
+        ann_id = got["ann@example.com"]["message_id"]
+        r = httpx.post(f"{server.url}/api/v1/bounces", headers=auth, json={
+            "email": "ann@example.com", "kind": "complaint", "message_id": ann_id, "reason": "abuse report"})  # fmt: skip
+        assert r.status_code == 200 and r.json() == {
+            "delivery": got["ann@example.com"]["id"],
+            "suppressed": True,
+        }
+        r = httpx.post(
+            f"{server.url}/api/v1/bounces",
+            headers=auth,
+            json={"email": "cat@example.com", "kind": "soft"},
+        )
+        assert r.json() == {"delivery": None, "suppressed": False}
+        assert httpx.post(f"{server.url}/api/v1/bounces", headers=auth,
+                          json={"email": "x@example.com", "message_id": "<nope@x>"}).status_code == 404  # fmt: skip
+        assert (
+            httpx.post(
+                f"{server.url}/api/v1/bounces", headers=auth, json={"email": "nope"}
+            ).status_code
+            == 422
+        )
+        reasons = {r["email"]: r["reason"] for r in ctx.engage.suppressions(ws.id)}
+        assert reasons == {"bob@example.com": "bounced", "ann@example.com": "complained"}
+        m = ctx.engage.stats(ws.id, "hello")["messages"]["hello"]
+        assert (m.get("sent"), m.get("bounced")) == (1, 2)
 
 
 def test_webhooks_are_signed_retried_and_dead_lettered(sqlite_ctx: Context) -> None:

@@ -407,7 +407,7 @@ def test_api(live: LiveServer) -> None:
 
 
 _json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["traits", "performed", "event", "filters", "property", "source", "operator",
                          "value", "at_least", "at_most", "within_days", "name", "x"]), inner, max_size=5),

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,6 +22,7 @@ from starlette.concurrency import run_in_threadpool
 
 from traction.engage.delivery import retry
 from traction.engage.domain.journeys import JourneyError
+from traction.engage.links import unsubscribe_parts
 from traction.engage.models import Delivery
 from traction.engage.service import NotFound
 from traction.identity.models import Identity
@@ -129,6 +130,29 @@ def add_suppression(
     return {"email": body.email.lower(), "reason": body.reason}
 
 
+class BounceBody(BaseModel):
+    email: str = Field(
+        min_length=3,
+        max_length=320,
+        pattern=r"^[^@\s]+@[^@\s]+$",
+        description="the address that bounced",
+    )
+    kind: Literal["hard", "soft", "complaint"] = "hard"
+    message_id: str | None = Field(None, max_length=300, description="the Message-ID it bounced")
+    reason: str = Field("", max_length=1000, description="the diagnostic, as the ESP gave it")
+
+
+@router.post("/bounces")
+def report_bounce(
+    request: Request, body: BounceBody, key: KeyInfo = Depends(admin_key)
+) -> dict[str, Any]:
+    """A bounce or complaint that came after the send (from an ESP's webhook or a DSN
+    reader): hard bounces and complaints suppress the address; the message named by its
+    Message-ID counts as bounced."""
+    return _call(request.app.state.ctx.engage.bounce, key.workspace_id, body.email, body.kind,  # type: ignore[no-any-return]
+                 body.message_id, body.reason)  # fmt: skip
+
+
 @router.delete("/suppressions/{email}", status_code=204)
 def remove_suppression(
     request: Request, email: str = Path(max_length=320), key: KeyInfo = Depends(admin_key)
@@ -205,18 +229,24 @@ def _token(request: Request, token: str, kind: str) -> list[str]:
     return payload.split(":", 2)
 
 
+def unsubscribe_parts_of(request: Request, token: str) -> tuple[str, int | None, str]:
+    _, ws, rest = _token(request, token, "u")
+    delivery, email = unsubscribe_parts(rest)
+    return ws, delivery, email
+
+
 @public.get("/m/u/{token}", response_class=HTMLResponse)
 def unsubscribe_page(request: Request, token: str = Path(max_length=2000)) -> HTMLResponse:
     """Asks first: a link scanner that follows links must not unsubscribe anyone."""
-    _, _, email = _token(request, token, "u")
+    _, _, email = unsubscribe_parts_of(request, token)
     return render(request, "unsubscribe.html", email=email, done=False)
 
 
 @public.post("/m/u/{token}", response_class=HTMLResponse)
 def unsubscribe(request: Request, token: str = Path(max_length=2000)) -> HTMLResponse:
     """The page's button, and RFC 8058's one-click POST (`List-Unsubscribe=One-Click`)."""
-    _, ws, email = _token(request, token, "u")
-    request.app.state.ctx.engage.suppress(ws, email, "unsubscribed")
+    ws, delivery, email = unsubscribe_parts_of(request, token)
+    request.app.state.ctx.engage.unsubscribe(ws, email, delivery)
     return render(request, "unsubscribe.html", email=email, done=True)
 
 

@@ -123,12 +123,11 @@ def stats(
     )
     for arm, by in s["entries"].items():
         console.print(f"  {arm}: " + ", ".join(f"{k} {v:,}" for k, v in by.items()))
-    t = Table("step", "channel", "statuses", "opened", "clicked")
+    t = Table("step", "channel", "statuses", "delivered", "opened", "clicked", "unsubscribed")
     for step, m in s["messages"].items():
-        statuses = ", ".join(
-            f"{k} {v:,}" for k, v in m.items() if k not in ("channel", "opened", "clicked")
-        )
-        t.add_row(step, m["channel"], statuses, str(m["opened"]), str(m["clicked"]))
+        counts = ("delivered", "opened", "clicked", "unsubscribed")
+        statuses = ", ".join(f"{k} {v:,}" for k, v in m.items() if k not in ("channel", *counts))
+        t.add_row(step, m["channel"], statuses, *(f"{m.get(k, 0):,}" for k in counts))
     console.print(t)
     lift = s.get("lift")
     if lift and "lift" in lift:

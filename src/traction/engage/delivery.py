@@ -6,6 +6,7 @@ tell). Failures retry with exponential backoff and end in the dead-letter list."
 from __future__ import annotations
 
 import logging
+import smtplib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -110,7 +111,7 @@ class Sender:
                 assert self.transport is not None  # (without one, emails go to the outbox)
                 msg = mail.build(sender=self.sender, to=target, subject=payload["subject"],
                                  text=payload["text"], html=payload.get("html", ""), idem_key=key,
-                                 unsubscribe_url=None if transactional else self.links.unsubscribe(ws, target),
+                                 unsubscribe_url=None if transactional else self.links.unsubscribe(ws, target, delivery_id),
                                  open_url=self.links.pixel(delivery_id),
                                  click_url=lambda u: self.links.click(delivery_id, u))  # fmt: skip
                 self.transport.send(msg)
@@ -121,6 +122,10 @@ class Sender:
                     "X-Traction-Signature": webhooks.signature(self.webhook_secret(ws), body)})  # fmt: skip
                 if r.status_code >= 300:
                     raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
+        except smtplib.SMTPRecipientsRefused as e:  # the address does not exist: a bounce
+            codes = [c for c, _ in e.recipients.values()]
+            status = "bounced" if codes and min(codes) >= 500 else "failed"
+            error = f"{type(e).__name__}: {e.recipients}"[:1000]
         except Exception as e:
             status, error = "failed", f"{type(e).__name__}: {e}"[:1000]
         self._mark(
@@ -142,6 +147,12 @@ class Sender:
                 later = webhooks.next_attempt(attempts, now)
                 done |= {"status": "dead", "next_attempt_at": None} if later is None else {
                     "status": "failed", "next_attempt_at": later}  # fmt: skip
+            elif status == "bounced":  # permanent: no retry, and the address is suppressed
+                done |= {"status": "bounced", "next_attempt_at": None}
+                d = s.get(Delivery, delivery_id)
+                if d is not None and not _suppressed(s, d):
+                    s.add(Suppression(workspace_id=d.workspace_id, email=d.target.lower(),
+                                      reason="bounced", at=now))  # fmt: skip
             else:
                 done |= {"status": status, "sent_at": now}
             s.execute(update(Delivery).where(Delivery.id == delivery_id).values(**done))

@@ -55,11 +55,21 @@ class Links:
         except ValueError:
             return None
 
-    def unsubscribe(self, workspace_id: str, email: str) -> str:
-        return f"{self.base}/m/u/{self.sign(f'u:{workspace_id}:{email.lower()}')}"
+    def unsubscribe(self, workspace_id: str, email: str, delivery_id: int | None = None) -> str:
+        """Per address; with the delivery, the message it came in is counted too."""
+        which = f"{delivery_id}:" if delivery_id is not None else ""
+        return f"{self.base}/m/u/{self.sign(f'u:{workspace_id}:{which}{email.lower()}')}"
 
     def pixel(self, delivery_id: int) -> str:
         return f"{self.base}/m/o/{self.sign(f'o:{delivery_id}')}.gif"
 
     def click(self, delivery_id: int, url: str) -> str:
         return f"{self.base}/m/c/{self.sign(f'c:{delivery_id}:{url}')}?to={quote(url, safe='')}"
+
+
+def unsubscribe_parts(rest: str) -> tuple[int | None, str]:
+    """(delivery id or None, address) from what follows `u:{workspace}:` in a token."""
+    head, sep, tail = rest.partition(":")
+    if sep and head.isdigit():
+        return int(head), tail
+    return None, rest

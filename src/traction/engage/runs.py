@@ -440,6 +440,7 @@ class RunEngine:
                      transactional=transactional, attempts=0, next_attempt_at=now, target="",
                      payload={}, message_id="", error="", created_at=now)  # fmt: skip
         s.add(d)
+        s.flush()  # its id: the message's own unsubscribe link counts on it
         if run.arm == "holdout":
             d.status, d.error = "held", "holdout: gets nothing"
             return
@@ -460,7 +461,7 @@ class RunEngine:
                      "account": self._account(s, run.workspace_id, run.person_id),
                      "event": run.context.get("event") or {},
                      "journey": {"key": run.journey, "name": j.name or run.journey},
-                     "unsubscribe_url": self.links.unsubscribe(run.workspace_id, email) if self.links and email else ""}  # fmt: skip
+                     "unsubscribe_url": self.links.unsubscribe(run.workspace_id, email, d.id) if self.links and email else ""}  # fmt: skip
         try:
             if isinstance(step, SendEmail):
                 if not email:

@@ -41,6 +41,12 @@ INAPP_EVENTS = {
 }
 
 
+BOUNCE_KINDS = {"hard": "bounced", "soft": "", "complaint": "complained"}
+
+
+MESSAGE_COUNTS = ("delivered", "opened", "clicked", "unsubscribed")
+
+
 class NotFound(LookupError):
     pass
 
@@ -318,6 +324,45 @@ class EngageService:
                     Suppression(workspace_id=workspace_id, email=email, reason=reason, at=utcnow())
                 )
 
+    def unsubscribe(self, workspace_id: str, email: str, delivery_id: int | None = None) -> None:
+        """An unsubscribe link was used: the address is suppressed, and the message it came
+        in (if the link says which) counts it."""
+        self.suppress(workspace_id, email, "unsubscribed")
+        if delivery_id is None:
+            return
+        with self.state.session() as s:
+            d = s.get(Delivery, delivery_id)
+            if d is not None and d.workspace_id == workspace_id and d.unsubscribed_at is None:
+                d.unsubscribed_at = utcnow()
+
+    def bounce(self, workspace_id: str, email: str, kind: str = "hard",
+               message_id: str | None = None, reason: str = "") -> dict[str, Any]:  # fmt: skip
+        """A bounce or complaint reported after the send (an ESP's webhook, a DSN reader):
+        a hard bounce or a complaint suppresses the address; the message, if named by its
+        Message-ID, is marked bounced (a soft bounce only notes why)."""
+        if kind not in BOUNCE_KINDS:
+            raise JourneyError(f"kind: one of {', '.join(BOUNCE_KINDS)}")
+        email = email.strip().lower()
+        if "@" not in email or len(email) > 320:
+            raise JourneyError("email: an address")
+        found = None
+        with self.state.session() as s:
+            if message_id:
+                d = s.scalars(select(Delivery).where(Delivery.workspace_id == workspace_id,
+                                                     Delivery.message_id == message_id.strip())).first()  # fmt: skip
+                if d is None:
+                    raise NotFound(f"no message with Message-ID {message_id}")
+                found = d.id
+                note = f"{kind} bounce: {reason}".strip().rstrip(":")
+                if kind == "soft":
+                    d.error = note[:1000]
+                else:
+                    d.status, d.error = "bounced", note[:1000]
+        suppressed = kind != "soft"
+        if suppressed:
+            self.suppress(workspace_id, email, BOUNCE_KINDS[kind])
+        return {"delivery": found, "suppressed": suppressed}
+
     def unsuppress(self, workspace_id: str, email: str) -> bool:
         with self.state.session() as s:
             row = s.scalars(select(Suppression).where(Suppression.workspace_id == workspace_id,
@@ -369,18 +414,22 @@ class EngageService:
             runs = s.execute(select(Run.arm, Run.status, func.count()).where(
                 Run.workspace_id == workspace_id, Run.journey == key).group_by(Run.arm, Run.status)).all()  # fmt: skip
             sends = s.execute(select(Delivery.step, Delivery.channel, Delivery.status, func.count(),
-                                     func.count(Delivery.opened_at), func.count(Delivery.clicked_at)).where(
+                                     func.count(Delivery.sent_at), func.count(Delivery.opened_at),
+                                     func.count(Delivery.clicked_at), func.count(Delivery.unsubscribed_at)).where(
                 Delivery.workspace_id == workspace_id, Delivery.journey == key)
                 .group_by(Delivery.step, Delivery.channel, Delivery.status)).all()  # fmt: skip
         entries: dict[str, dict[str, int]] = {}
         for arm, status, n in runs:
             entries.setdefault(arm, {})[status] = int(n)
         messages: dict[str, dict[str, Any]] = {}
-        for step, channel, status, n, opened, clicked in sends:
-            m = messages.setdefault(step, {"channel": channel, "opened": 0, "clicked": 0})
-            m[status] = int(n)
-            m["opened"] += int(opened)
-            m["clicked"] += int(clicked)
+        for step, channel, status, n, *counted in sends:
+            # the status counts, then what happened to them: delivered (accepted by SMTP or
+            # shown in the app), opened, clicked, unsubscribed through this message's link
+            m = messages.setdefault(step, {"channel": channel, **dict.fromkeys(MESSAGE_COUNTS, 0)})
+            if status not in MESSAGE_COUNTS:
+                m[status] = int(n)
+            for name, value in zip(MESSAGE_COUNTS, counted, strict=True):
+                m[name] += int(value)
         return {"journey": key, "entries": entries,
                 "entered": sum(sum(v.values()) for v in entries.values()),
                 "active": sum(v.get("active", 0) for v in entries.values()),
