@@ -85,12 +85,15 @@ def feed(data: Path, reactor: Any) -> float:
     from traction.settings import Settings
     from traction.worker import ReactorRunner
 
-    ctx = Context.open(Settings(data_dir=data, log_json=False), start_writer=False)
+    # as in the server: the events the journeys write about entries go to the writer thread;
+    # the time includes the writer committing them (`stop` waits for what is queued)
+    ctx = Context.open(Settings(data_dir=data, log_json=False))
     try:
         r = reactor(ctx)
         runner = ReactorRunner(ctx.state, ctx.events, [r], ctx.metrics)
         t = time.perf_counter()
         runner.run_once()
+        ctx.writer.stop()
         return time.perf_counter() - t
     finally:
         ctx.close()

@@ -164,3 +164,41 @@ def test_the_property_run_made_every_kind_of_decision() -> None:
     """The run above is not vacuous: it sent, held for caps and suppressed (runs after it)."""
     if STATUSES:  # only when the property test ran in this session
         assert {"outbox", "capped", "suppressed"} <= set(STATUSES), sorted(set(STATUSES))
+
+
+_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.sampled_from([1.0, 2.5, -0.0])
+    | st.sampled_from(["a", "b", "1", "2.5", "true", ""])
+)
+_filters = st.builds(
+    lambda prop, op, value: {"property": prop, "operator": op, **({} if value is _NONE else {"value": value})},
+    st.sampled_from(["plan", "n", "a.b"]),
+    st.sampled_from(["equals", "not_equals", "in", "not_in", "is_set", "is_not_set", "contains", "gt", "lte", "regex"]),
+    st.one_of(st.just(_NONE := object()), st.sampled_from(["a", "1", "true"]), st.integers(0, 3),
+              st.lists(st.sampled_from(["a", "b", "1", "true", 2]), min_size=1, max_size=3)),
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(raw=_filters, props=st.dictionaries(st.sampled_from(["plan", "n", "a", "x"]), _values | st.dictionaries(st.sampled_from(["b"]), _values), max_size=4))  # fmt: skip
+def test_compiled_filters_mean_what_holds_means(raw: dict[str, Any], props: dict[str, Any]) -> None:
+    """The reactor's compiled checks answer as `holds` does, on every operator and value."""
+    from pydantic import ValidationError
+
+    from traction.analytics.domain.specs import PropertyFilter
+    from traction.engage.domain.conditions import compile_filter, compile_start, holds, may_trigger
+    from traction.engage.domain.journeys import Trigger
+
+    try:
+        f = PropertyFilter.model_validate(raw)
+    except ValidationError:
+        return  # not a filter anyone could save
+    assert compile_filter(f)(props) == holds(f, props, {})
+    for trigger in (Trigger(event="e", filters=[f]), Trigger(identify=True, filters=[f])):
+        for kind, event_props in (("track", props), ("identify", {"$set": props})):
+            assert compile_start(trigger)(kind, event_props) == may_trigger(
+                trigger, kind, "e", event_props
+            )

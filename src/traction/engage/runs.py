@@ -20,11 +20,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from traction.engage.domain import timing
-from traction.engage.domain.conditions import holds, matches, may_trigger, triggers
+from traction.engage.domain.conditions import compile_start, holds, matches, triggers
 from traction.engage.domain.journeys import (
     MESSAGE_STEPS,
     Branch,
@@ -50,6 +50,25 @@ Emit = Callable[[str, list[dict[str, Any]]], None]
 Occurrences = Callable[[str, str, str, int], int]  # ws, person, event, up to seq -> count
 # ws, event, since, until -> (person, their last such event) for those whose last is in range
 LastSeen = Callable[[str, str, datetime, datetime], list[tuple[str, datetime]]]
+
+
+# statements with expanding parameters: compiled once, not per list of ids
+_LIVE = (select(Run.person_id).distinct()
+         .where(Run.workspace_id == bindparam("ws"), Run.status == "active",
+                Run.person_id.in_(bindparam("ids", expanding=True))))  # fmt: skip
+_MOVED = select(Person.id, Person.merged_into).where(
+    Person.id.in_(bindparam("ids", expanding=True)), Person.merged_into.is_not(None)
+)
+LOOKUP = object()  # `_enter`: the caller did not read the person's latest run
+# trigger name -> compiled start checks, name -> journeys that care (triggers, goals, awaited
+# events), goal or awaited name -> journeys, identify journeys, their compiled checks
+_Index = tuple[
+    dict[str, list[Callable[[str | None, Mapping[str, Any]], bool]]],
+    dict[str, list[tuple[str, Journey]]],
+    dict[str, list[tuple[str, Journey]]],
+    list[tuple[str, Journey]],
+    list[Callable[[str | None, Mapping[str, Any]], bool]],
+]
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,9 @@ class RunEngine:
         self.links = links  # engage.links.Links: unsubscribe, open and click URLs
         self._journeys: dict[str, tuple[int, list[tuple[str, Journey]]]] = {}
         self._checked: dict[str, float] = {}
+        self._indexes: dict[str, tuple[list[tuple[str, Journey]], _Index | None]] = {}
+        # how events name a person, for the `$journey_entered` events of one round of entries
+        self._names: dict[tuple[str, str], dict[str, str]] = {}
 
     def changed(self, workspace_id: str) -> None:
         """This process changed the workspace's journeys: the next read sees it at once."""
@@ -116,6 +138,7 @@ class RunEngine:
         are indexed by the event names they care about, and an event is checked against its
         triggers' event filters before any query, so the log's common events cost a lookup."""
         entered = 0
+        self._names.clear()
         by_ws: dict[str, list[Mapping[str, Any]]] = {}
         for ev in batch:
             by_ws.setdefault(str(ev["workspace_id"]), []).append(ev)
@@ -123,22 +146,23 @@ class RunEngine:
             index = self._index(ws)
             if index is None:
                 continue
-            starts, cares, on_identify = index
-            on_identify_triggers = _distinct([j.trigger for _, j in on_identify])
+            starts, cares, waits, on_identify, identify_starts = index
             candidates = []
             for ev in events:
                 name, kind = ev.get("name"), ev.get("type")
-                relevant = cares.get(name, []) if name else []
-                if kind == "identify":
-                    relevant = relevant + on_identify
-                if not relevant or not ev.get("person_id"):
-                    continue
-                props = _props(ev)
                 trig = (starts.get(name, []) if name else []) + (
-                    on_identify_triggers if kind == "identify" else []
+                    identify_starts if kind == "identify" else []
                 )
-                starting = any(may_trigger(t, kind, name, props) for t in trig)  # each once
-                candidates.append((ev, starting, relevant))
+                if not ev.get("person_id") or (not trig and (not name or name not in waits)):
+                    continue
+                props = _props(ev) if trig else {}
+                if any(start(kind, props) for start in trig):  # each distinct trigger once
+                    relevant = cares.get(name, []) if name else []
+                    candidates.append(
+                        (ev, True, relevant + on_identify if kind == "identify" else relevant)
+                    )
+                elif name in waits:  # a goal or an awaited event: for active runs only
+                    candidates.append((ev, False, waits[name]))
             # a goal or an awaited event only matters to people with an active run: one query
             # finds them, so the log's common events cost no query each
             waiting = self._active(
@@ -146,69 +170,95 @@ class RunEngine:
             )
             out: list[dict[str, Any]] = []
             with self.state.session() as s:  # one transaction for the batch (idempotent by seq)
+                pending: dict[str, list[Run]] = {}  # entries of this batch, flushed together
                 for ev, starting, relevant in candidates:
                     if starting or str(ev["person_id"]) in waiting:
-                        entered += self._on_event(s, ws, relevant, ev, out)
+                        entered += self._on_event(s, ws, relevant, ev, out, pending)
             if out:  # after the commit: an entry that rolled back logs nothing
                 self.emit(ws, out)
         return entered
 
-    def _index(self, ws: str) -> tuple[dict[str, list[Any]], dict[str, list[tuple[str, Journey]]],
-                                       list[tuple[str, Journey]]] | None:  # fmt: skip
-        """(trigger name -> its distinct triggers, any name a journey cares about -> journeys,
-        identify journeys), or None when the workspace has no enabled journey."""
-        journeys = [(k, j) for k, j in self.journeys(ws) if j.enabled]
-        if not journeys:
-            return None
-        starts: dict[str, list[Any]] = {}
-        cares: dict[str, list[tuple[str, Journey]]] = {}
-        for kj in journeys:
-            j = kj[1]
-            names = {
-                s.until_event.event
-                for s in j.steps
-                if isinstance(s, Wait) and s.until_event is not None
-            }
-            if j.goal is not None:
-                names.add(j.goal.event.event)
-            start = j.trigger.event_name
-            if start:
-                starts.setdefault(start, []).append(j.trigger)
-                names.add(start)
-            for n in names:
-                cares.setdefault(n, []).append(kj)
-        starts = {n: _distinct(ts) for n, ts in starts.items()}
-        return starts, cares, [kj for kj in journeys if kj[1].trigger.identify]
+    def _index(self, ws: str) -> _Index | None:
+        """(trigger name -> its distinct triggers' compiled checks, any name a journey cares
+        about -> journeys, goal and awaited names -> journeys, identify journeys, their
+        compiled checks), or None when the workspace has no enabled journey. Built once per
+        version of the journeys."""
+        loaded = self.journeys(ws)
+        hit = self._indexes.get(ws)
+        if hit is not None and hit[0] is loaded:
+            return hit[1]
+        journeys = [(k, j) for k, j in loaded if j.enabled]
+        index: _Index | None = None
+        if journeys:
+            triggers: dict[str, list[Any]] = {}
+            cares: dict[str, list[tuple[str, Journey]]] = {}
+            waits: dict[str, list[tuple[str, Journey]]] = {}
+            for kj in journeys:
+                j = kj[1]
+                names = {
+                    s.until_event.event
+                    for s in j.steps
+                    if isinstance(s, Wait) and s.until_event is not None
+                }
+                if j.goal is not None:
+                    names.add(j.goal.event.event)
+                for n in names:
+                    waits.setdefault(n, []).append(kj)
+                start = j.trigger.event_name
+                if start:
+                    triggers.setdefault(start, []).append(j.trigger)
+                    names.add(start)
+                for n in names:
+                    cares.setdefault(n, []).append(kj)
+            starts = {n: [compile_start(t) for t in _distinct(ts)] for n, ts in triggers.items()}
+            on_identify = [kj for kj in journeys if kj[1].trigger.identify]
+            identify_starts = [
+                compile_start(t) for t in _distinct([j.trigger for _, j in on_identify])
+            ]
+            index = (starts, cares, waits, on_identify, identify_starts)
+        self._indexes[ws] = (loaded, index)
+        return index
 
     def _active(self, ws: str, raw_ids: list[str]) -> set[str]:
         """Of these person ids (as events carry them), those whose person (merges followed
-        one step) has an active run."""
+        one step) has an active run. Most events carry their person's own id: one query
+        finds those; the ids left are looked up as merged-away ones (usually none are)."""
         if not raw_ids:
             return set()
+        out: set[str] = set()
+        ids = sorted(set(raw_ids))
         with self.state.session() as s:
-            out: set[str] = set()
-            ids = sorted(set(raw_ids))
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
-                survivor = dict(s.execute(select(Person.id, func.coalesce(Person.merged_into, Person.id))
-                                          .where(Person.id.in_(chunk))).all())  # fmt: skip
-                live = set(s.scalars(select(Run.person_id).where(
-                    Run.workspace_id == ws, Run.status == "active",
-                    Run.person_id.in_(set(survivor.values()) | set(chunk)))))  # fmt: skip
-                out |= {r for r in chunk if r in live or survivor.get(r) in live}
-            return out
+                found = set(s.scalars(_LIVE, {"ws": ws, "ids": chunk}))
+                out |= found
+                rest = [p for p in chunk if p not in found]
+                moved = dict(s.execute(_MOVED, {"ids": rest}).all()) if rest else {}
+                if moved:
+                    alive = set(s.scalars(_LIVE, {"ws": ws, "ids": list(set(moved.values()))}))
+                    out |= {p for p, to in moved.items() if to in alive}
+        return out
 
     def _on_event(self, s: Session, ws: str, journeys: list[tuple[str, Journey]],
-                  ev: Mapping[str, Any], out: list[dict[str, Any]]) -> int:  # fmt: skip
+                  ev: Mapping[str, Any], out: list[dict[str, Any]],
+                  pending: dict[str, list[Run]]) -> int:  # fmt: skip
+        """`pending`: the batch's new runs by person, not flushed yet (one INSERT for the
+        batch at its commit instead of a flush per event): read alongside the stored ones."""
         props = _props(ev)
         name, ts, seq = ev.get("name"), _naive(ev["timestamp"]), int(ev["seq"])
         entered = 0
-        pid = _survivor(s, str(ev["person_id"]))
-        person = _traits(s, Person, pid)
-        active: dict[str, list[Run]] = {}  # the person's active runs, by journey: one query
-        for run in s.scalars(select(Run).where(Run.workspace_id == ws, Run.person_id == pid,
-                                               Run.status == "active")):  # fmt: skip
-            active.setdefault(run.journey, []).append(run)
+        with s.no_autoflush:
+            row = _person(s, str(ev["person_id"]))
+            pid = row.id if row is not None else str(ev["person_id"])
+            stored = list(s.scalars(select(Run).where(Run.workspace_id == ws, Run.person_id == pid)
+                                    .order_by(Run.entry_no)))  # fmt: skip
+        person = dict(row.traits or {}) if row is not None else {}
+        active: dict[str, list[Run]] = {}  # the person's active runs, by journey, and each
+        latest: dict[str, Run] = {}  # journey's latest entry: one query
+        for run in stored + pending.get(pid, []):
+            latest[run.journey] = run
+            if run.status == "active":
+                active.setdefault(run.journey, []).append(run)
         for key, j in journeys:
             for run in active.get(key, []):
                 if (j.goal is not None and matches(j.goal.event, name, props, person)
@@ -233,33 +283,45 @@ class RunEngine:
                 != j.trigger.occurrence
             ):
                 continue
-            if self._enter(s, ws, key, j, pid, ts, seq, props, out):
+            new = self._enter(s, ws, key, j, pid, ts, seq, props, out, latest.get(key))
+            if new is not None:
+                pending.setdefault(pid, []).append(new)
                 entered += 1
         return entered
 
     def _enter(self, s: Session, ws: str, key: str, j: Journey, pid: str, ts: datetime,
-               seq: int, props: dict[str, Any], out: list[dict[str, Any]]) -> bool:  # fmt: skip
-        last = s.scalars(select(Run).where(Run.workspace_id == ws, Run.journey == key,
-                                           Run.person_id == pid).order_by(Run.entry_no.desc())).first()  # fmt: skip
-        if last is not None:
+               seq: int, props: dict[str, Any], out: list[dict[str, Any]],
+               last: Run | object | None = LOOKUP) -> Run | None:  # fmt: skip
+        """`last`: the person's latest run of this journey if the caller read it (None: they
+        have none), else looked up here."""
+        if last is LOOKUP:
+            last = s.scalars(select(Run).where(Run.workspace_id == ws, Run.journey == key,
+                                               Run.person_id == pid).order_by(Run.entry_no.desc())).first()  # fmt: skip
+        if isinstance(last, Run):
             if last.trigger_seq == seq:
-                return False  # this very event entered them already (a redelivered batch)
+                return None  # this very event entered them already (a redelivered batch)
             if j.entry.policy == "once" or last.status == "active":
-                return False
+                return None
             if ts - last.entered_at < timedelta(days=j.entry.after_days):
-                return False
+                return None
         arm = "holdout" if timing.in_holdout(key, pid, j.holdout) else "treatment"
-        run = Run(workspace_id=ws, journey=key, person_id=pid, entry_no=(last.entry_no + 1) if last else 1,
+        run = Run(workspace_id=ws, journey=key, person_id=pid,
+                  entry_no=last.entry_no + 1 if isinstance(last, Run) else 1,
                   arm=arm, status="active", step=j.steps[0].id, step_started_at=ts, next_at=ts,
                   entered_at=ts, trigger_seq=seq, context={"event": props}, exit_reason="")  # fmt: skip
-        s.add(run)
-        s.flush()
-        out.append({"type": "track", "event": ENTERED, **_who(s, ws, pid),
+        s.add(run)  # (flushed with the batch, or by the next query that needs it)
+        who = self._names.get((ws, pid))
+        if who is None:  # (any of the person's ids resolves to them: a stale one is harmless)
+            if len(self._names) > 10_000:
+                self._names.clear()
+            with s.no_autoflush:
+                who = self._names[(ws, pid)] = _who(s, ws, pid)
+        out.append({"type": "track", "event": ENTERED, **who,
                     "messageId": f"journey-entered:{ws}:{key}:{pid}:{run.entry_no}",
                     "timestamp": ts.isoformat() + "Z",
                     "properties": {"journey": key, "journey_name": j.name or key, "arm": arm,
                                    "entry": run.entry_no}})  # fmt: skip
-        return True
+        return run
 
     def scan_inactive(self, now: datetime | None = None, lookback_days: float = 7) -> int:
         """Enters people whose last `event` is more than `days` old (and not older than the
@@ -540,6 +602,16 @@ def _go(run: Run, step: str | None, at: datetime) -> bool:
 def _end(run: Run, now: datetime, status: str, reason: str) -> None:
     run.status, run.ended_at, run.exit_reason, run.next_at = status, now, reason, None
     run.lease_owner, run.lease_until = None, None
+
+
+def _person(s: Session, pid: str) -> Person | None:
+    """The person an id names now (merges followed), through the session's identity map."""
+    row = s.get(Person, pid)
+    for _ in range(20):  # merges chain a few deep at most
+        if row is None or not row.merged_into:
+            return row
+        row = s.get(Person, row.merged_into)
+    return row
 
 
 def _survivor(s: Session, pid: str) -> str:

@@ -5,7 +5,7 @@ trigger or branch means what the same filter means in an insight."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from traction.analytics.domain.specs import EventMatcher, PropertyFilter
@@ -113,3 +113,53 @@ def may_trigger(t: Any, kind: str | None, name: str | None, props: Mapping[str, 
     if t.event_name is None or name != t.event_name:
         return False
     return all(holds(f, props, {}) for f in t.event_filters if f.source == "event")
+
+
+Check = Callable[[Mapping[str, Any]], bool]
+
+
+def compile_filter(f: PropertyFilter) -> Check:
+    """`holds` on one source (an event's properties), with the filter's own work done once:
+    the reactor checks every event of a triggering name, so this is its hot path. The
+    common operators are closures; the rest call `holds` (same meaning by construction)."""
+    path, op = f.property, f.operator
+
+    def nested(src: Mapping[str, Any]) -> Any:
+        return _lookup(src, path)
+
+    def top(src: Mapping[str, Any]) -> Any:
+        return src.get(path)
+
+    get = nested if "." in path else top
+
+    if op == "is_set":
+        return lambda src: get(src) is not None
+    if op == "is_not_set":
+        return lambda src: get(src) is None
+    if op in ("equals", "not_equals", "in", "not_in"):
+        wanted = {_text(w) for w in f.value} if isinstance(f.value, list) else {_text(f.value)}
+        positive = op in ("equals", "in")
+
+        def check(src: Mapping[str, Any]) -> bool:
+            v = get(src)
+            if v is None:
+                return not positive
+            return ((v if type(v) is str else _text(v)) in wanted) == positive
+
+        return check
+    return lambda src: holds(f, src, src, src)
+
+
+def compile_start(t: Any) -> Callable[[str | None, Mapping[str, Any]], bool]:
+    """`may_trigger` for one trigger and its own event name, compiled once (see
+    `compile_filter`): (kind, properties) -> may this event start the journey?"""
+    checks = [compile_filter(f) for f in (t.filters if t.identify else t.event_filters)
+              if f.source == "event"]  # fmt: skip
+    if t.identify:
+
+        def identify(kind: str | None, props: Mapping[str, Any]) -> bool:
+            raw = props.get("$set") if kind == "identify" else None
+            return isinstance(raw, Mapping) and bool(raw) and all(c(raw) for c in checks)
+
+        return identify
+    return lambda kind, props: all(c(props) for c in checks)
