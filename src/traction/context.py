@@ -178,13 +178,16 @@ def _engage(settings: Settings, state: StateStore, events: DuckDBEventStore, wri
 
     engine = RunEngine(state, _emitter(writer), occurrences, limits, links, last_seen,
                        segments.member_ids)  # fmt: skip
-    transport = (SMTPTransport(settings.smtp_host, settings.smtp_port, settings.smtp_security,
-                               settings.smtp_user, settings.smtp_password, settings.smtp_timeout_seconds)
-                 if settings.smtp_host else None)  # fmt: skip
+
+    def transport() -> SMTPTransport:
+        return SMTPTransport(settings.smtp_host, settings.smtp_port, settings.smtp_security,
+                             settings.smtp_user, settings.smtp_password, settings.smtp_timeout_seconds)  # fmt: skip
+
     svc: EngageService
-    sender = Sender(state, links, transport=transport, sender=settings.email_from,
-                    webhook_secret=lambda ws: svc.webhook_secret(ws), limits=limits,
-                    http=httpx.Client(timeout=settings.webhook_timeout_seconds))  # fmt: skip
+    sender = Sender(state, links, transport=transport if settings.smtp_host else None,
+                    sender=settings.email_from, webhook_secret=lambda ws: svc.webhook_secret(ws),
+                    limits=limits, http=httpx.Client(timeout=settings.webhook_timeout_seconds),
+                    connections=settings.smtp_connections)  # fmt: skip
 
     def done(ws: str, person: str, names: list[str]) -> set[str]:
         """Which of `names` the person (any of their merged ids) has done: one small query."""

@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     smtp_user: str = ""
     smtp_password: str = ""
     smtp_timeout_seconds: float = Field(30.0, gt=0, le=600)
+    # Messages sent at once, each on its own SMTP connection (and webhooks alike).
+    smtp_connections: int = Field(4, ge=1, le=64)
     email_from: str = "Traction <noreply@localhost>"
     public_url: str = "http://127.0.0.1:8000"
     link_secret: str = ""

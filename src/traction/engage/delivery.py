@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 
 from traction.engage import email as mail
 from traction.engage import webhooks
@@ -26,9 +28,13 @@ log = logging.getLogger("traction.engage")
 
 
 class Sender:
-    def __init__(self, state: StateStore, links: Links, *, transport: mail.SMTPTransport | None,
-                 sender: str, webhook_secret: Callable[[str], str], limits: Limits = Limits(),
-                 http: httpx.Client | None = None) -> None:  # fmt: skip
+    def __init__(self, state: StateStore, links: Links, *,
+                 transport: Callable[[], mail.SMTPTransport] | None, sender: str,
+                 webhook_secret: Callable[[str], str], limits: Limits = Limits(),
+                 http: httpx.Client | None = None, connections: int = 4) -> None:  # fmt: skip
+        """`transport`: makes one SMTP connection (None: emails go to the outbox).
+        `connections`: how many messages are sent at once, each on its own connection
+        (the time of a send is mostly waiting for the server's replies)."""
         self.state = state
         self.links = links
         self.transport = transport
@@ -36,6 +42,13 @@ class Sender:
         self.webhook_secret = webhook_secret
         self.limits = limits
         self.http = http or httpx.Client(timeout=10.0)
+        self.connections = max(1, connections)
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()  # each sending thread's own SMTP connection
+        self._opened: list[mail.SMTPTransport] = []
+        self._marking = threading.Lock()  # guards the queue of marks
+        self._committing = threading.Lock()  # one commit of marks at a time (SQLite: one writer)
+        self._queue: list[tuple[int, datetime, str, str, str]] = []
 
     def deliver(
         self, now: datetime | None = None, limit: int = 500, owner: str | None = None
@@ -57,12 +70,15 @@ class Sender:
             rows = list(s.scalars(select(Delivery).where(Delivery.lease_owner == owner,
                                                          Delivery.lease_until == until).order_by(Delivery.id)))  # fmt: skip
             todo = []
+            blocked = _suppressed_among(s, [d for d in rows if d.channel == "email"])
             for d in rows:
                 if d.channel == "email" and self.transport is None:
-                    self._to_outbox(s, d, now)  # nothing leaves the machine: no lease needed
+                    self._to_outbox(
+                        s, d, now, blocked
+                    )  # nothing leaves the machine: no lease needed
                     d.lease_owner, d.lease_until = None, None
                     continue
-                if d.channel == "email" and _suppressed(s, d):
+                if d.channel == "email" and (d.workspace_id, d.target.lower()) in blocked:
                     d.status, d.error, d.lease_owner, d.lease_until = (
                         "suppressed",
                         "on the suppression list",
@@ -73,20 +89,41 @@ class Sender:
                 d.status = "sending"  # (`sending` with an expired lease: its worker died mid-send)
                 todo.append(_Job(d.id, d.channel, d.workspace_id, d.idem_key, d.target,
                                  dict(d.payload), d.transactional))  # fmt: skip
-        for job in todo:  # each marked in its own transaction right after it is sent
-            try:
-                self._one(job, now)
-            except Exception:
-                log.exception("delivery failed unexpectedly", extra={"delivery": job.id})
+        # each is marked in its own transaction right after it is sent: a crash repeats at
+        # most the messages in flight (one per connection)
+        if len(todo) > 1 and self.connections > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.connections, thread_name_prefix="traction-send"
+                )
+            list(self._pool.map(lambda job: self._safely(job, now), todo))
+        else:
+            for job in todo:
+                self._safely(job, now)
         return len(rows)
 
+    def _safely(self, job: _Job, now: datetime) -> None:
+        try:
+            self._one(job, now)
+        except Exception:
+            log.exception("delivery failed unexpectedly", extra={"delivery": job.id})
+
+    def _smtp(self) -> mail.SMTPTransport:
+        t: mail.SMTPTransport | None = getattr(self._local, "smtp", None)
+        if t is None:
+            assert self.transport is not None  # (without one, emails go to the outbox)
+            t = self._local.smtp = self.transport()
+            with self._marking:
+                self._opened.append(t)
+        return t
+
     @staticmethod
-    def _to_outbox(s: Any, d: Delivery, now: datetime) -> None:
+    def _to_outbox(s: Any, d: Delivery, now: datetime, blocked: set[tuple[str, str]]) -> None:
         """No SMTP host configured: the email is kept (and counted) here, honouring the
         suppression list as a send would."""
         d.attempts += 1
         d.message_id = mail.message_id(d.idem_key)
-        if _suppressed(s, d):
+        if (d.workspace_id, d.target.lower()) in blocked:
             d.status, d.error = "suppressed", "on the suppression list"
         else:
             d.status, d.error, d.sent_at = (
@@ -108,13 +145,12 @@ class Sender:
         status = "sent"
         try:
             if channel == "email":
-                assert self.transport is not None  # (without one, emails go to the outbox)
                 msg = mail.build(sender=self.sender, to=target, subject=payload["subject"],
                                  text=payload["text"], html=payload.get("html", ""), idem_key=key,
                                  unsubscribe_url=None if transactional else self.links.unsubscribe(ws, target, delivery_id),
                                  open_url=self.links.pixel(delivery_id),
                                  click_url=lambda u: self.links.click(delivery_id, u))  # fmt: skip
-                self.transport.send(msg)
+                self._smtp().send(msg)
             else:
                 body = webhooks.body(payload)
                 r = self.http.post(target, content=body, headers={
@@ -135,32 +171,63 @@ class Sender:
     def _mark(
         self, delivery_id: int, now: datetime, status: str, error: str, message_id: str
     ) -> None:
-        """One small UPDATE in its own transaction, right after the send (the commit per
-        message is what limits a crash to repeating the one in flight)."""
+        """Records a send right after it, and returns once that is committed: a crash can
+        repeat only messages sent and not yet marked, at most one per connection. Marks that
+        arrive together share a commit (the first thread to get the lock commits what is
+        queued; the others find theirs done)."""
+        with self._marking:
+            self._queue.append((delivery_id, now, status, error, message_id))
+        with self._committing:
+            with self._marking:
+                batch, self._queue = self._queue, []
+            if not batch:
+                return  # committed by the thread before
+            with self.state.session() as s:
+                sent = [i for i in batch if i[2] == "sent"]
+                if sent:  # the common case: one statement for all of them
+                    s.execute(
+                        _MARK_SENT,
+                        [{"b_id": d, "b_at": at, "b_mid": mid} for d, at, _, _, mid in sent],
+                    )
+                for item in batch:
+                    if item[2] != "sent":
+                        self._mark_one(s, *item)
+
+    @staticmethod
+    def _mark_one(s: Any, delivery_id: int, now: datetime, status: str, error: str,
+                  message_id: str) -> None:  # fmt: skip
         done: dict[str, Any] = {"lease_owner": None, "lease_until": None, "error": error, "message_id": message_id,
                 "attempts": Delivery.attempts + 1}  # fmt: skip
-        with self.state.session() as s:
-            if status == "failed":
-                attempts = (
-                    s.scalar(select(Delivery.attempts).where(Delivery.id == delivery_id)) or 0
-                ) + 1
-                later = webhooks.next_attempt(attempts, now)
-                done |= {"status": "dead", "next_attempt_at": None} if later is None else {
-                    "status": "failed", "next_attempt_at": later}  # fmt: skip
-            elif status == "bounced":  # permanent: no retry, and the address is suppressed
-                done |= {"status": "bounced", "next_attempt_at": None}
-                d = s.get(Delivery, delivery_id)
-                if d is not None and not _suppressed(s, d):
-                    s.add(Suppression(workspace_id=d.workspace_id, email=d.target.lower(),
-                                      reason="bounced", at=now))  # fmt: skip
-            else:
-                done |= {"status": status, "sent_at": now}
-            s.execute(update(Delivery).where(Delivery.id == delivery_id).values(**done))
+        if status == "failed":
+            attempts = (
+                s.scalar(select(Delivery.attempts).where(Delivery.id == delivery_id)) or 0
+            ) + 1
+            later = webhooks.next_attempt(attempts, now)
+            done |= {"status": "dead", "next_attempt_at": None} if later is None else {
+                "status": "failed", "next_attempt_at": later}  # fmt: skip
+        elif status == "bounced":  # permanent: no retry, and the address is suppressed
+            done |= {"status": "bounced", "next_attempt_at": None}
+            d = s.get(Delivery, delivery_id)
+            if d is not None and not _suppressed(s, d):
+                s.add(Suppression(workspace_id=d.workspace_id, email=d.target.lower(),
+                                  reason="bounced", at=now))  # fmt: skip
+                s.flush()
+        else:
+            done |= {"status": status, "sent_at": now}
+        s.execute(update(Delivery).where(Delivery.id == delivery_id).values(**done))
 
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        for t in self._opened:
+            t.close()
         self.http.close()
+
+
+_T = cast(Table, Delivery.__table__)  # Core: one statement executed for many rows
+_MARK_SENT = (update(_T).where(_T.c.id == bindparam("b_id"))
+              .values(status="sent", sent_at=bindparam("b_at"), message_id=bindparam("b_mid"), error="",
+                      lease_owner=None, lease_until=None, attempts=_T.c.attempts + 1))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -179,6 +246,16 @@ class _Job:
 def _suppressed(s: Any, d: Delivery) -> bool:
     return s.scalar(select(Suppression.id).where(Suppression.workspace_id == d.workspace_id,
                                                  Suppression.email == d.target.lower())) is not None  # fmt: skip
+
+
+def _suppressed_among(s: Any, rows: list[Delivery]) -> set[tuple[str, str]]:
+    """(workspace, address) of these deliveries that are on a suppression list: one query."""
+    wanted = {(d.workspace_id, d.target.lower()) for d in rows}
+    if not wanted:
+        return set()
+    found = s.execute(select(Suppression.workspace_id, Suppression.email).where(
+        Suppression.email.in_(sorted({e for _, e in wanted})))).all()  # fmt: skip
+    return {(w, e) for w, e in found} & wanted
 
 
 def retry(state: StateStore, workspace_id: str, delivery_id: int) -> dict[str, Any]:
