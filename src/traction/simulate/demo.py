@@ -11,7 +11,7 @@ import yaml
 from rich.console import Console
 
 from traction.context import Context
-from traction.simulate.engage import JOURNEYS
+from traction.simulate.engage import JOURNEYS, SEGMENTS
 from traction.simulate.experiments import EXPERIMENTS, FLAGS
 from traction.simulate.runner import run_simulation
 from traction.simulate.world import SimulationParams
@@ -51,6 +51,7 @@ def prepare_demo(
         ctx.flags.put(ws_id, key, flag)
     for key, experiment in EXPERIMENTS.items():
         ctx.experiments.put(ws_id, key, experiment)
+    ctx.segments.apply(ws_id, SEGMENTS)
     ctx.engage.apply(ws_id, JOURNEYS)  # the three recipes of docs/engage.md
     if ctx.events.count(ws_id) == 0:
         # End the history yesterday, so the dashboard looks current.
@@ -58,6 +59,7 @@ def prepare_demo(
         run_simulation(
             ctx, ws_id, SimulationParams(people=people, days=days, start=start), console=console
         )
+        ctx.segments.refresh_all()  # members as of now (the server refreshes them from here)
     elif console is not None:
         console.print("[dim]Demo data exists; reusing it (delete the data dir to start over).[/]")
     return DemoInfo(ws_id, write_key, DEMO_EMAIL, DEMO_PASSWORD, ctx.events.count(ws_id))

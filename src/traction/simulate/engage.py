@@ -71,3 +71,23 @@ EFFECTS: dict[str, tuple[str, str]] = {
     "upgrade-prompt.prompt-a": ("upgrade", "prompt_upgrade_a"),
     "upgrade-prompt.prompt-b": ("upgrade", "prompt_upgrade_b"),
 }
+
+
+# Audiences the demo keeps (docs/segments.md): refreshed after the simulation and then by the
+# server's maintenance loop, so the Segments page has members and each change is an event.
+SEGMENTS: dict[str, dict[str, Any]] = {
+    "power-users": {
+        "name": "Power users",
+        "description": "Ten sessions or more in the last 30 days.",
+        "performed": [{"event": {"event": "session_started"}, "at_least": 10, "within_days": 30}],
+    },
+    "drifting": {
+        "name": "Drifting away",
+        "description": "Came back in the last 60 days, but not in the last 14.",
+        "performed": [
+            {"event": {"event": "session_started"}, "at_least": 1, "within_days": 60},
+            {"event": {"event": "session_started"}, "at_least": 0, "at_most": 0, "within_days": 14},
+        ],
+    },
+}
+
