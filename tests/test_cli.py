@@ -150,7 +150,10 @@ def test_demo_builds_a_small_workspace_once(tmp_path: Path) -> None:
         assert ctx.workspaces.verify_password("demo@traction.local", "traction-demo") is not None
         segments = {s["key"]: s for s in ctx.segments.segments(ws.id)}
         assert set(segments) == {"power-users", "drifting"}
-        assert all(s["refreshed_at"] for s in segments.values()) and segments["power-users"]["size"] > 0
+        assert (
+            all(s["refreshed_at"] for s in segments.values())
+            and segments["power-users"]["size"] > 0
+        )
     finally:
         ctx.close()
     again = runner.invoke(app, args)

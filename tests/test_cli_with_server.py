@@ -111,6 +111,18 @@ def run_the_documented_commands(data: Path, ws: str) -> None:
         "signed_up",
         "project_created",
     ]
+    # segments: definitions in the StateStore, members from the events (through the server)
+    seg = data / "signed-up.yaml"
+    seg.write_text('{"performed": [{"event": {"event": "signed_up"}, "within_days": 1830}]}')
+    cli("segments", "apply", str(seg), "--workspace", "Acme", *d)
+    assert "2 members (2 entered, 0 left)" in cli(
+        "segments", "refresh", "signed-up", "--workspace", "Acme", *d
+    )
+    members = json.loads(
+        cli("segments", "members", "signed-up", "--json", "--workspace", "Acme", *d)
+    )
+    assert sorted(m["id"] for m in members["members"]) == ["u1", "u2"]
+    assert json.loads(cli("segments", "list", "--json", "--workspace", "Acme", *d))[0]["size"] == 2
     # billing, privacy and the audit log
     catalog = Path(__file__).parent.parent / "src/traction/billing/example_catalog.yaml"
     cli("plans", "apply", str(catalog), "--yes", "--workspace", "Acme", *d)
