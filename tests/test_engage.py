@@ -562,3 +562,33 @@ def test_split_paths_are_compared_on_the_goal(sqlite_ctx: Context) -> None:
     assert (cmp["arm"], cmp["against"]) == ("b", "a") and cmp["significant"]
     assert cmp["p_value"] == pytest.approx(sps.ttest_ind(b, a, equal_var=False).pvalue, rel=1e-6)
     assert 400 < n_split < 500
+
+
+def test_checklist_completion_funnel(sqlite_ctx: Context) -> None:
+    """Shown to three of four people; the funnel counts those who had done the first task, the
+    first two, all three (from the log, in any order), and nobody it was not shown to."""
+    ctx = sqlite_ctx
+    ws = ctx.workspaces.create_workspace("Acme").id
+    ctx.engage.put(ws, "onboarding", {"trigger": {"event": "signed_up"}, "steps": [
+        {"id": "list", "type": "inapp", "inapp": {"kind": "checklist", "title": "Get started", "tasks": [
+            {"title": "Create a project", "event": "project_created"},
+            {"title": "Invite a teammate", "event": "teammate_invited"},
+            {"title": "Share a report", "event": "report_shared"}]}}]})  # fmt: skip
+    users = ("ann", "bob", "cat", "dan")
+    msgs = [m for u in users for m in person(u, T0)] + [track(u, "signed_up", T0) for u in users]
+    done = {"ann": ["project_created", "teammate_invited", "report_shared"], "bob": ["project_created"],
+            "cat": ["teammate_invited", "report_shared"], "dan": ["project_created", "teammate_invited", "report_shared"]}  # fmt: skip
+    at = T0 + timedelta(hours=1)
+    msgs += [
+        track(u, e, at + timedelta(minutes=i)) for u, es in done.items() for i, e in enumerate(es)
+    ]
+    assert not ctx.ingest.ingest_sync(ws, msgs, normalize_segment).rejected
+    react(ctx)
+    run(ctx, T0 + timedelta(minutes=5))
+    for d in ctx.engage.deliveries(ws):
+        pid = d["person_id"]
+        if ctx.persons.get(ws, pid).distinct_ids != ["dan"]:  # type: ignore[union-attr]
+            ctx.engage.inapp_event(ws, pid, d["id"], "shown")
+    funnel = ctx.engage.stats(ws, "onboarding")["checklists"]["list"]
+    assert [(f["step"], f["people"]) for f in funnel] == [
+        ("shown", 3), ("Create a project", 2), ("Invite a teammate", 1), ("Share a report", 1)]  # fmt: skip

@@ -93,6 +93,14 @@ def test_journeys_pages(page, server: LiveServer) -> None:  # type: ignore[no-un
     assert page.get_by_test_id("no-dead-letters").is_visible()
     page.get_by_role("link", name="Welcome and onboarding nudge").click()
     assert page.get_by_test_id("journey-steps").locator("tbody tr").count() == 5
+    drawn = page.get_by_test_id("journey-graph")
+    assert (
+        drawn.locator("g[data-step]").count() == 5 and drawn.locator("path[data-edge]").count() == 6
+    )
+    # columns by the longest path: welcome, wait, is_free, nudge, done (each one further right)
+    xs = [float(drawn.locator(f"g[data-step={k}] rect").get_attribute("x") or -1)
+          for k in ("welcome", "wait", "is_free", "nudge", "done")]  # fmt: skip
+    assert xs == sorted(xs) and len(set(xs)) == 5
     assert "Entered 1" in page.get_by_test_id("journey-counts").inner_text()
     # the live preview renders the welcome for the most recent person (Ann: no first name)
     assert page.get_by_test_id("preview-subject").first.inner_text() == "Welcome, there"

@@ -189,15 +189,18 @@ def _engage(settings: Settings, state: StateStore, events: DuckDBEventStore, wri
                     limits=limits, http=httpx.Client(timeout=settings.webhook_timeout_seconds),
                     connections=settings.smtp_connections)  # fmt: skip
 
-    def done(ws: str, person: str, names: list[str]) -> set[str]:
-        """Which of `names` the person (any of their merged ids) has done: one small query."""
+    def done(ws: str, people: list[str], names: list[str]) -> dict[str, set[str]]:
+        """Which of `names` each person (any of their merged ids) has done: one query."""
         with events.reading() as cur:
             rows = cur.execute(
-                "SELECT DISTINCT e.name FROM events e LEFT JOIN person_overrides o ON o.workspace_id = "
-                "e.workspace_id AND o.old_person_id = e.person_id WHERE e.workspace_id = ? AND "
-                "COALESCE(o.person_id, e.person_id) = ? AND e.name IN (SELECT unnest(?::VARCHAR[]))",
-                [ws, person, names]).fetchall()  # fmt: skip
-        return {str(r[0]) for r in rows}
+                "SELECT DISTINCT COALESCE(o.person_id, e.person_id), e.name FROM events e LEFT JOIN "
+                "person_overrides o ON o.workspace_id = e.workspace_id AND o.old_person_id = e.person_id "
+                "WHERE e.workspace_id = ? AND COALESCE(o.person_id, e.person_id) IN (SELECT unnest(?::VARCHAR[])) "
+                "AND e.name IN (SELECT unnest(?::VARCHAR[]))", [ws, people, names]).fetchall()  # fmt: skip
+        out: dict[str, set[str]] = {}
+        for person, name in rows:
+            out.setdefault(str(person), set()).add(str(name))
+        return out
 
     svc = EngageService(state, engine, sender, links, catalog, experiments, done, segments.exists)
     return svc

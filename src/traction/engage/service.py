@@ -55,10 +55,10 @@ class EngageService:
     def __init__(self, state: StateStore, engine: RunEngine | None, sender: Sender | None,
                  links: Links, catalog: CatalogService | None = None,
                  experiments: ExperimentService | None = None,
-                 done: Callable[[str, str, list[str]], set[str]] | None = None,
+                 done: Callable[[str, list[str], list[str]], dict[str, set[str]]] | None = None,
                  segment_exists: Callable[[str, str], bool] | None = None) -> None:  # fmt: skip
         """`engine` and `sender` None: definitions and figures only (the CLI's `apply`).
-        `done(ws, person, events)`: which of the events the person has done (checklists)."""
+        `done(ws, people, events)`: which of the events each person has done (checklists)."""
         self.done = done
         self.segment_exists = segment_exists
         self.state = state
@@ -278,7 +278,8 @@ class EngageService:
                     **d.payload,
                 }
                 if item.get("tasks") and self.done is not None:
-                    did = self.done(workspace_id, person_id, [t["event"] for t in item["tasks"]])
+                    names = [t["event"] for t in item["tasks"]]
+                    did = self.done(workspace_id, [person_id], names).get(person_id, set())
                     item["tasks"] = [{**t, "done": t["event"] in did} for t in item["tasks"]]
                 out.append(item)
             return out
@@ -430,12 +431,41 @@ class EngageService:
                 m[status] = int(n)
             for name, value in zip(MESSAGE_COUNTS, counted, strict=True):
                 m[name] += int(value)
-        return {"journey": key, "entries": entries,
+        checklists = self._checklists(workspace_id, key, j)
+        return {"journey": key, "entries": entries, "checklists": checklists,
                 "entered": sum(sum(v.values()) for v in entries.values()),
                 "active": sum(v.get("active", 0) for v in entries.values()),
                 "reached_goal": sum(v.get("goal", 0) for v in entries.values()),
                 "messages": messages, "lift": self._lift(workspace_id, key, j),
                 "splits": self._splits(workspace_id, key, j)}  # fmt: skip
+
+    def _checklists(
+        self, workspace_id: str, key: str, j: Journey
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Each checklist step's completion funnel: the people it was shown to, then how many
+        of them had done the first task, the first two, ... all of them (a task counts once
+        its event is in the person's log, as the checklist itself ticks it)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for step in j.steps:
+            if not (isinstance(step, ShowInApp) and step.inapp.kind == "checklist"):
+                continue
+            with self.state.session() as s:
+                shown = sorted(set(s.scalars(select(Delivery.person_id).where(
+                    Delivery.workspace_id == workspace_id, Delivery.journey == key,
+                    Delivery.step == step.id, Delivery.sent_at.is_not(None)))))  # fmt: skip
+            tasks = step.inapp.tasks
+            did = (
+                self.done(workspace_id, shown, [t.event for t in tasks])
+                if shown and self.done
+                else {}
+            )
+            funnel = [{"step": "shown", "people": len(shown)}]
+            for n, task in enumerate(tasks, 1):
+                wanted = {t.event for t in tasks[:n]}
+                people = sum(1 for p in shown if wanted <= did.get(p, set()))
+                funnel.append({"step": task.title, "people": people})
+            out[step.id] = funnel
+        return out
 
     def _splits(self, workspace_id: str, key: str, j: Journey) -> dict[str, Any]:
         """Each split's paths compared on the goal like an experiment's variations (the first

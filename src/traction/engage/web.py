@@ -50,9 +50,51 @@ def delivery_retry(request: Request, ws_id: str, delivery_id: int) -> RedirectRe
 
 
 def graph(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each step with where it leads (the page draws the graph as rows with arrows)."""
+    """Each step with where it leads."""
     j = Journey.model_validate({k: v for k, v in doc.items() if k not in META})
     return [{"id": s.id, "type": s.type, "to": successors(j, s)} for s in j.steps]
+
+
+BOX_W, BOX_H, GAP_X, GAP_Y = 150, 38, 50, 18
+
+
+def layout(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Where the page draws each step: columns by the longest path from the first step (the
+    graph is acyclic), steps of a column one under the other, and a line per edge."""
+    level: dict[str, int] = {s["id"]: 0 for s in steps}
+    for _ in steps:  # relax edges until settled (at most one pass per step)
+        for s in steps:
+            for t in s["to"]:
+                level[t] = max(level[t], level[s["id"]] + 1)
+    rows: dict[int, int] = {}
+    at: dict[str, tuple[int, int]] = {}
+    for s in steps:
+        col = level[s["id"]]
+        row = rows.get(col, 0)
+        rows[col] = row + 1
+        at[s["id"]] = (col * (BOX_W + GAP_X) + 4, row * (BOX_H + GAP_Y) + 4)
+    nodes = [{**s, "x": at[s["id"]][0], "y": at[s["id"]][1]} for s in steps]
+    edges = []
+    for s in steps:
+        (x1, y1) = at[s["id"]]
+        for t in s["to"]:
+            (x2, y2) = at[t]
+            if level[t] == level[s["id"]] + 1:  # the next column: a straight line
+                d = f"M {x1 + BOX_W} {y1 + BOX_H // 2} L {x2} {y2 + BOX_H // 2}"
+            else:  # over a column or more: a curve below the boxes, bottom to bottom
+                a, b, dip = x1 + BOX_W // 2, x2 + BOX_W // 2, max(y1, y2) + BOX_H + 34
+                d = f"M {a} {y1 + BOX_H} C {a} {dip} {b} {dip} {b} {y2 + BOX_H}"
+            edges.append({"d": d, "from": s["id"], "to": t})
+    width = (max(level.values(), default=0) + 1) * (BOX_W + GAP_X)
+    height = max(rows.values(), default=1) * (BOX_H + GAP_Y) + 40
+    return {
+        "nodes": nodes,
+        "edges": edges,
+        "width": width,
+        "height": height,
+        "w": BOX_W,
+        "h": BOX_H,
+    }
 
 
 @router.get("/w/{ws_id}/journeys/{key}")
@@ -68,7 +110,8 @@ def _journey(request: Request, page: dict[str, Any], ws_id: str, key: str, statu
     except NotFound as e:
         raise HTTPException(404, str(e)) from None
     body = {k: v for k, v in doc.items() if k not in META}
-    return render(request, "journey.html", status_code=status, **page, j=doc, graph=graph(doc),
+    steps = graph(doc)
+    return render(request, "journey.html", status_code=status, **page, j=doc, graph=steps, drawing=layout(steps),
                   stats=svc.stats(ws_id, key), error=error, saved=saved,
                   document=text if text is not None else json.dumps(body, indent=2))  # fmt: skip
 

@@ -90,4 +90,3 @@ SEGMENTS: dict[str, dict[str, Any]] = {
         ],
     },
 }
-
