@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import LiveServer, free_port
@@ -28,8 +29,9 @@ APP = """<!doctype html><html><head><meta charset="utf-8"><title>Sample app</tit
 <p id="clicks">0</p>
 <script>
   /* the loader of docs/engage.md: calls queue until the snippet loads (or forever, if it cannot) */
-  !function(){var t=window.traction=window.traction||{q:[]};["init","track","identify","page","flush","refresh","reset"].forEach(function(m){t[m]=t[m]||function(){t.q.push([m,[].slice.call(arguments)])}})}();
-  traction.init("KEY", {host: "TRACTION", poll: 300, flushMs: 30});
+  !function(){var t=window.traction=window.traction||{q:[]};["init","track","identify","page","flush","refresh","reset","setAttributes","onFlags"].forEach(function(m){t[m]=t[m]||function(){t.q.push([m,[].slice.call(arguments)])}})}();
+  traction.init("KEY", {host: "TRACTION", poll: 300, flushMs: 30, clientKey: "CLIENT"});
+  traction.onFlags(t => { document.body.dataset.greeting = t.flag("greeting", "fallback"); });
   document.getElementById("new-project").onclick = () => {
     const c = document.getElementById("clicks"); c.textContent = String(Number(c.textContent) + 1);
     traction.track("project_created");
@@ -63,8 +65,9 @@ def live(settings: Settings) -> Iterator[LiveServer]:
         yield s
 
 
-def site(tmp_path: Path, traction: str, key: str) -> str:
-    (tmp_path / "app.html").write_text(APP.replace("TRACTION", traction).replace("KEY", key))
+def site(tmp_path: Path, traction: str, key: str, client: str = "") -> str:
+    html = APP.replace("TRACTION", traction).replace("CLIENT", client).replace("KEY", key)
+    (tmp_path / "app.html").write_text(html)
     handler = functools.partial(_Quiet, directory=str(tmp_path))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -125,7 +128,7 @@ def test_server_down_breaks_nothing(page, tmp_path: Path) -> None:  # type: igno
     dead = f"http://127.0.0.1:{free_port()}"
     page.goto(site(tmp_path, dead, "tr_pub_x"))
     page.locator("#new-project").click()  # the loader queues the call: nothing throws
-    assert page.evaluate("traction.q.length") == 2  # init and the track, kept
+    assert page.evaluate("traction.q.length") == 3  # init, onFlags and the track, kept
     # now the snippet arrives (as if it loaded) while its server is gone: the queue replays
     js = (
         Path(__file__).resolve().parent.parent / "src/traction/web/static/traction.js"
@@ -137,4 +140,50 @@ def test_server_down_breaks_nothing(page, tmp_path: Path) -> None:  # type: igno
     page.locator("#new-project").click()
     time.sleep(0.8)
     assert page.locator("#clicks").inner_text() == "2" and errors == []
+    assert (
+        page.evaluate("traction.flag('greeting', 'fallback')") == "fallback"
+    )  # no flags: the fallback
     assert page.evaluate("traction.errors.length") >= 1  # kept for debugging, not thrown
+
+
+FLAGS: dict[str, Any] = {
+    "greeting": {"value_type": "string", "default_value": "hello",
+                 "environments": {"production": {"rules": [{"force": "hi"}]}}},
+    "checkout": {"value_type": "string", "default_value": "a", "environments": {"production": {"rules": [
+        {"key": "checkout-test", "variations": ["a", "b"], "weights": [0.5, 0.5], "hashAttribute": "id",
+         "hashVersion": 2, "seed": "checkout-test", "meta": [{"key": "a"}, {"key": "b"}]}]}}},
+}  # fmt: skip
+
+
+def test_flags_in_the_browser(page, live: LiveServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """With a client key the snippet reads flags by remote evaluation: values as the server
+    evaluates them for this person, a fallback for a flag that does not exist, and one
+    `$experiment_viewed` however often an experiment's flag is read."""
+    from playwright.sync_api import expect
+
+    ctx = live.ctx
+    ws = ctx.workspaces.create_workspace("Acme")
+    for key, flag in FLAGS.items():
+        ctx.flags.put(ws.id, key, flag)
+    client = next(k["key"] for k in ctx.flags.sdk_keys(ws.id) if k["environment"] == "production")
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(site(tmp_path, live.url, ws.write_key, client))
+    expect(page.locator("body")).to_have_attribute("data-greeting", "hi")  # from onFlags, queued
+    assert page.evaluate("traction.flag('no-such-flag', 'fb')") == "fb"
+    page.evaluate("traction.identify('ann')")
+    page.wait_for_timeout(300)
+    got = page.evaluate("[traction.flag('checkout', 'x'), traction.flag('checkout', 'x')][0]")
+    r = httpx.post(f"{live.url}/api/eval/{client}", json={"attributes": {"id": "ann"}})
+    assert got == r.json()["features"]["checkout"]["defaultValue"] and got in ("a", "b")
+    page.evaluate("traction.flush()")
+    deadline = time.monotonic() + 10
+    while True:
+        views = [
+            e for e in ctx.events.recent(ws.id, limit=200) if e["name"] == "$experiment_viewed"
+        ]
+        if views or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(views) == 1 and views[0]["properties"]["experiment_id"] == "checkout-test"
+    assert views[0]["properties"]["variation_id"] == ("a", "b").index(got) and errors == []

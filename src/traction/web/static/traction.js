@@ -7,8 +7,11 @@
  * UTM parameters), flush(); and the person's in-app content from journeys: banners, modals,
  * tooltips, onboarding checklists, product tours. It records $message_shown,
  * $message_clicked, $message_dismissed, $checklist_step_completed, $checklist_completed and
- * $tour_step_viewed. Nothing here may break the host page: every network or rendering error
- * is swallowed (and kept in traction.errors for debugging).
+ * $tour_step_viewed. With a client key it also reads flags (remote evaluation: the rules
+ * never reach the browser): flag(key, fallback), onFlags(callback), setAttributes(attrs);
+ * reading a flag that put the person in an experiment records $experiment_viewed once.
+ * Nothing here may break the host page: every network or rendering error is swallowed (and
+ * kept in traction.errors for debugging).
  */
 (function (window, document) {
   "use strict";
@@ -71,7 +74,10 @@
       cfg.host = (options.host || "").replace(/\/$/, "");
       if (options.poll !== undefined) cfg.poll = options.poll;
       if (options.flushMs !== undefined) cfg.flushMs = options.flushMs;
+      cfg.clientKey = options.clientKey || "";
+      if (options.attributes) for (var a in options.attributes) attributes[a] = options.attributes[a];
       if (options.page !== false) t.page();
+      t.loadFlags();
       window.addEventListener("pagehide", function () { t.flush(); });
       t.refresh();
       if (cfg.poll > 0) setInterval(t.refresh, cfg.poll);
@@ -85,8 +91,10 @@
   };
   t.identify = function (userId, traits) {
     try {
+      var before = get("userId");
       if (userId) set("userId", String(userId));
       enqueue({ type: "identify", traits: traits || {} });
+      if (userId && String(userId) !== before) t.loadFlags();  // flags hash on the id
     } catch (e) { fail(e); }
   };
   t.page = function (name, properties) {
@@ -109,6 +117,52 @@
     return p;
   };
   t.reset = function () { set("userId", ""); try { store && store.removeItem("traction:userId"); } catch (e) { fail(e); } };
+
+  /* -- flags ------------------------------------------------------------------------------- */
+
+  var flags = {}, attributes = {}, listeners = [], viewed = {};
+  t.loadFlags = function () {
+    if (!cfg.clientKey) return Promise.resolve(null);
+    try {
+      var w = who(), attrs = {};
+      for (var k in attributes) attrs[k] = attributes[k];
+      attrs.id = w.userId || w.anonymousId;
+      attrs.anonymousId = w.anonymousId;
+      if (w.userId) attrs.userId = w.userId;
+      return window.fetch(cfg.host + "/api/eval/" + encodeURIComponent(cfg.clientKey), {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ attributes: attrs, url: location.href })
+      }).then(function (r) { return r.ok ? r.json() : null; }, function (e) { fail(e); return null; })
+        .then(function (r) {
+          if (!r || !r.features) return null;
+          flags = r.features;
+          listeners.forEach(function (cb) { try { cb(t); } catch (e) { fail(e); } });
+          return flags;
+        });
+    } catch (e) { fail(e); return Promise.resolve(null); }
+  };
+  t.flag = function (key, fallback) {
+    try {
+      var f = flags[key];
+      if (!f || f.defaultValue === undefined || f.defaultValue === null) return fallback;
+      var track = f.rules && f.rules[0] && f.rules[0].tracks && f.rules[0].tracks[0];
+      var res = track && track.result;
+      if (res && res.inExperiment && res.hashUsed && !viewed[key]) {  // the exposure, once
+        viewed[key] = true;
+        var x = track.experiment || {};
+        t.track("$experiment_viewed", { experiment_id: x.key, experiment_name: x.name || x.key,
+          variation_id: res.variationId, variation_name: res.name || res.key,
+          hash_attribute: res.hashAttribute, feature: key });
+      }
+      return f.defaultValue;
+    } catch (e) { fail(e); return fallback; }
+  };
+  t.isOn = function (key) { return !!t.flag(key, false); };
+  t.onFlags = function (callback) { listeners.push(callback); };
+  t.setAttributes = function (attrs) {
+    for (var k in attrs || {}) attributes[k] = attrs[k];
+    return t.loadFlags();
+  };
 
   /* -- in-app content --------------------------------------------------------------------- */
 
