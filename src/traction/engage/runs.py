@@ -304,24 +304,32 @@ class RunEngine:
                 return None
             if ts - last.entered_at < timedelta(days=j.entry.after_days):
                 return None
-        arm = "holdout" if timing.in_holdout(key, pid, j.holdout) else "treatment"
+        who = self._identity(s, ws, pid)
+        arm = "holdout" if timing.in_holdout(key, _unit(who), j.holdout) else "treatment"
         run = Run(workspace_id=ws, journey=key, person_id=pid,
                   entry_no=last.entry_no + 1 if isinstance(last, Run) else 1,
                   arm=arm, status="active", step=j.steps[0].id, step_started_at=ts, next_at=ts,
                   entered_at=ts, trigger_seq=seq, context={"event": props}, exit_reason="")  # fmt: skip
         s.add(run)  # (flushed with the batch, or by the next query that needs it)
-        who = self._names.get((ws, pid))
-        if who is None:  # (any of the person's ids resolves to them: a stale one is harmless)
-            if len(self._names) > 10_000:
-                self._names.clear()
-            with s.no_autoflush:
-                who = self._names[(ws, pid)] = _who(s, ws, pid)
         out.append({"type": "track", "event": ENTERED, **who,
                     "messageId": f"journey-entered:{ws}:{key}:{pid}:{run.entry_no}",
                     "timestamp": ts.isoformat() + "Z",
                     "properties": {"journey": key, "journey_name": j.name or key, "arm": arm,
                                    "entry": run.entry_no}})  # fmt: skip
         return run
+
+    def _identity(self, s: Session, ws: str, pid: str) -> dict[str, str]:
+        """How the person's events name them (their user id, else an anonymous id): the id
+        of the events written about them, and the unit holdouts and splits hash (stable
+        across rebuilds, unlike the internal person id). Cached for a round of entries; any
+        of a person's ids resolves to them, so a stale one is harmless."""
+        who = self._names.get((ws, pid))
+        if who is None:
+            if len(self._names) > 10_000:
+                self._names.clear()
+            with s.no_autoflush:
+                who = self._names[(ws, pid)] = _who(s, ws, pid)
+        return who
 
     def scan_inactive(self, now: datetime | None = None, lookback_days: float = 7) -> int:
         """Enters people whose last `event` is more than `days` old (and not older than the
@@ -462,12 +470,11 @@ class RunEngine:
             )
             return _go(run, step.then if ok else step.otherwise, now)
         if isinstance(step, Split):
-            i = timing.pick_path([p.weight for p in step.paths], run.journey, run.person_id,
+            who = self._identity(s, run.workspace_id, run.person_id)
+            i = timing.pick_path([p.weight for p in step.paths], run.journey, _unit(who),
                                  str(run.entry_no), step.id)  # fmt: skip
-            if (
-                run.arm == "treatment"
-            ):  # the split's exposure: its paths are compared like variations
-                out.append({"type": "track", "event": SPLIT, **_who(s, run.workspace_id, run.person_id),
+            if run.arm == "treatment":  # the split's exposure: paths compared like variations
+                out.append({"type": "track", "event": SPLIT, **who,
                             "messageId": f"journey-split:{run.id}:{step.id}", "timestamp": now.isoformat() + "Z",
                             "properties": {"journey": run.journey, "split": f"{run.journey}/{step.id}",
                                            "path": step.paths[i].next, "index": i}})  # fmt: skip
@@ -586,6 +593,10 @@ def _distinct(triggers: list[Any]) -> list[Any]:
     for t in triggers:
         seen.setdefault(t.model_dump_json(exclude={"occurrence"}), t)
     return list(seen.values())
+
+
+def _unit(who: dict[str, str]) -> str:
+    return next(iter(who.values()))
 
 
 def _moment_key(at: datetime) -> int:
