@@ -419,7 +419,7 @@ def test_holdout_lift_by_the_experiment_engine(ctx: Context) -> None:
         assert view is not None
         pid = view.id
         arm = arms[pid]
-        assert (arm == "holdout") == in_holdout("nudge", pid, 0.3)
+        assert (arm == "holdout") == in_holdout("nudge", u, 0.3)  # by their own id
         hit = rng.random() < (0.2 if arm == "holdout" else 0.35)
         outcome[arm].append(1.0 if hit else 0.0)
         if hit:
