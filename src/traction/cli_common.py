@@ -61,3 +61,25 @@ def state_only(data_dir: Path | None) -> Iterator[StateStore]:
         yield state
     finally:
         state.dispose()
+
+
+def keyed_documents(
+    doc: Any, file: Path, key: str | None, section: str, marker: str
+) -> dict[str, Any]:
+    """A file holds one document (its key from --key or the file's name) or several under
+    `section:` (key → document); `marker` is a field only a single document has."""
+    if isinstance(doc, dict) and isinstance(doc.get(section), dict) and marker not in doc:
+        return dict(doc[section])
+    return {key or file.stem: doc}
+
+
+def show_plan(plan: list[dict[str, Any]]) -> None:
+    """What an `apply` would change: each document's key, create/update/none, and its diff."""
+    import json
+
+    for change in plan:
+        err.print(f"[bold]{change['key']}[/]: {change['change']}")
+        for d in change["diff"][:40]:
+            before = json.dumps(d["before"]) if "before" in d else "—"
+            after = json.dumps(d["after"]) if "after" in d else "—"
+            err.print(f"  {d['path']}: {before} → {after}")

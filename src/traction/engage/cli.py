@@ -17,8 +17,10 @@ from traction.cli_common import (
     WorkspaceRef,
     console,
     err,
+    keyed_documents,
     pick_workspace,
     settings_for,
+    show_plan,
     state_only,
 )
 from traction.engage.domain.journeys import JourneyError
@@ -36,12 +38,7 @@ def _svc(state: Any) -> Any:
 
 
 def _documents(file: Path, key: str | None) -> dict[str, Any]:
-    """A file holds one journey (its key from --key or the file's name) or several under
-    `journeys:` (key → journey)."""
-    doc = read_document(file)
-    if isinstance(doc, dict) and isinstance(doc.get("journeys"), dict) and "trigger" not in doc:
-        return dict(doc["journeys"])
-    return {key or file.stem: doc}
+    return keyed_documents(read_document(file), file, key, "journeys", "trigger")
 
 
 @journeys_app.command("apply")
@@ -65,13 +62,7 @@ def apply(
         ws = pick_workspace(WorkspaceService(state).list_workspaces(), workspace)
         svc = _svc(state)
         try:
-            plan = svc.plan(ws, bodies)
-            for change in plan:
-                err.print(f"[bold]{change['key']}[/]: {change['change']}")
-                for d in change["diff"][:40]:
-                    before = json.dumps(d["before"]) if "before" in d else "—"
-                    after = json.dumps(d["after"]) if "after" in d else "—"
-                    err.print(f"  {d['path']}: {before} → {after}")
+            show_plan(svc.plan(ws, bodies))
             if not dry_run:
                 svc.apply(ws, bodies)
         except JourneyError as e:

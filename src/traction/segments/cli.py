@@ -12,7 +12,16 @@ import typer
 from rich.table import Table
 
 from traction.billing.cli import AsJson, bad_input, read_document
-from traction.cli_common import DataDir, WorkspaceRef, console, err, pick_workspace, state_only
+from traction.cli_common import (
+    DataDir,
+    WorkspaceRef,
+    console,
+    err,
+    keyed_documents,
+    pick_workspace,
+    show_plan,
+    state_only,
+)
 from traction.segments.domain import SegmentError
 from traction.workspaces.service import WorkspaceService
 
@@ -20,12 +29,7 @@ segments_app = typer.Typer(help="Segments: saved audiences.", no_args_is_help=Tr
 
 
 def _documents(file: Path, key: str | None) -> dict[str, Any]:
-    """A file holds one segment (its key from --key or the file's name) or several under
-    `segments:` (key → segment)."""
-    doc = read_document(file)
-    if isinstance(doc, dict) and isinstance(doc.get("segments"), dict):
-        return dict(doc["segments"])
-    return {key or file.stem: doc}
+    return keyed_documents(read_document(file), file, key, "segments", "traits")
 
 
 @segments_app.command("apply")
@@ -51,12 +55,7 @@ def apply(
         ws = pick_workspace(WorkspaceService(state).list_workspaces(), workspace)
         svc = SegmentService(state, None, None)
         try:
-            for change in svc.plan(ws, bodies):
-                err.print(f"[bold]{change['key']}[/]: {change['change']}")
-                for d in change["diff"][:40]:
-                    before = json.dumps(d["before"]) if "before" in d else "—"
-                    after = json.dumps(d["after"]) if "after" in d else "—"
-                    err.print(f"  {d['path']}: {before} → {after}")
+            show_plan(svc.plan(ws, bodies))
             if not dry_run:
                 svc.apply(ws, bodies)
         except SegmentError as e:
