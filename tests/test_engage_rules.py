@@ -216,3 +216,48 @@ def test_compiled_filters_mean_what_holds_means(raw: dict[str, Any], props: dict
             compiled = compile_start(trigger)(kind, event_props)
             reference = may_trigger(trigger, kind, "e", event_props)
             assert compiled == reference, (compiled, reference)
+
+
+_raw_values = (
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([1.0, 2.5, 0.5, -0.0, 1e21])
+    | st.sampled_from(["a", "A", "b", "1", "1.0", "2.5", "true", "", "abc", "ABC", "2026-01-02", "2026-01-02T10:00:00", "x.y"])
+    | st.lists(st.integers(0, 2), max_size=2) | st.dictionaries(st.sampled_from(["b"]), st.integers(0, 2), max_size=1)
+)  # fmt: skip
+_any_filters = st.builds(
+    _filter,
+    st.sampled_from(["plan", "n", "a.b"]),
+    st.sampled_from(["equals", "not_equals", "in", "not_in", "is_set", "is_not_set", "contains", "regex",
+                     "gt", "gte", "lt", "lte", "before", "after"]),
+    st.sampled_from(["a", "A", "1", "1.0", "true", "b", "2026-01-01", "^a", "[0-9]", 0, 1, 2.5]),
+    st.lists(st.sampled_from(["a", "b", "1", "1.0", "true", 2, 2.5]), min_size=1, max_size=3),
+)  # fmt: skip
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    raw=_any_filters,
+    props=st.dictionaries(st.sampled_from(["plan", "n", "a.b", "a"]), _raw_values, max_size=4),
+)
+def test_python_filters_mean_what_the_sql_filters_mean(
+    raw: dict[str, Any], props: dict[str, Any]
+) -> None:
+    """A journey's condition and an insight's filter agree: `holds` against the analytics'
+    own SQL (`filter_sql`) run by DuckDB on the same properties, stored as the log stores them."""
+    import duckdb
+    import orjson
+    from pydantic import ValidationError
+
+    from traction.analytics.compile.params import Params, filter_sql
+    from traction.analytics.domain.specs import PropertyFilter
+    from traction.engage.domain.conditions import holds
+
+    try:
+        f = PropertyFilter.model_validate(raw)
+    except ValidationError:
+        return
+    p = Params()
+    cond = filter_sql(f, p, "properties")
+    sql = f"SELECT coalesce({cond}, false) FROM (SELECT $doc::JSON AS properties)"
+    (expected,) = duckdb.execute(sql, {**p.values, "doc": orjson.dumps(props).decode()}).fetchone()  # type: ignore[misc]
+    got = holds(f, props, {})
+    assert got == expected, (f.model_dump(), props, got, expected)

@@ -6,35 +6,55 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
+
+import orjson
 
 from traction.analytics.domain.specs import EventMatcher, PropertyFilter
 
 
 def _text(v: Any) -> str:
+    """A value as the SQL reads it (`json_extract_string` of the stored JSON): strings as they
+    are, `true`/`false`, numbers and nested values as their JSON text (orjson's, the log's)."""
+    if isinstance(v, str):
+        return v
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+    if isinstance(v, int):
+        return str(v)
+    return orjson.dumps(v).decode()
+
+
+_DECIMAL = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$")
 
 
 def _number(v: Any) -> float | None:
+    """`TRY_CAST(text AS DOUBLE)`: numbers, and text that spells a decimal number."""
     if isinstance(v, bool) or v is None:
         return None
-    try:
+    if isinstance(v, int | float):
         return float(v)
-    except (TypeError, ValueError):
-        return None
+    if isinstance(v, str) and _DECIMAL.match(v):
+        return float(v)
+    return None
 
 
-def _lookup(source: Mapping[str, Any], path: str) -> Any:
-    node: Any = source
-    for part in path.split("."):
-        if not isinstance(node, Mapping) or part not in node:
+def _time(v: Any) -> datetime | None:
+    """`TRY_CAST(text AS TIMESTAMP)`: an ISO date, or date and time."""
+    if isinstance(v, str) and _TIMESTAMP.match(v):
+        try:
+            return datetime.fromisoformat(v)
+        except ValueError:
             return None
-        node = node[part]
-    return node
+    return None
+
+
+def _lookup(source: Mapping[str, Any], name: str) -> Any:
+    """A top-level key, dots and all (`utm.source` is one key), as the SQL reads it
+    (`json_extract_string(col, '$."utm.source"')`): the same filter, the same meaning."""
+    return source.get(name)
 
 
 def holds(
@@ -43,6 +63,10 @@ def holds(
     person: Mapping[str, Any],
     account: Mapping[str, Any] | None = None,
 ) -> bool:
+    """The filter on one event and person, as `analytics.compile.params.filter_sql` means it
+    (a hypothesis test runs both on the same values): a missing value matches only
+    `not_equals`, `not_in` and `is_not_set`; a comparison SQL cannot make (a number with
+    text that is not one) is false."""
     source = {"event": event, "person": person, "account": account or {}}[f.source]
     actual = _lookup(source, f.property)
     op, want = f.operator, f.value
@@ -52,22 +76,29 @@ def holds(
         return actual is None
     if actual is None:
         return op in ("not_equals", "not_in")
-    if op == "equals":
-        return _text(actual) == _text(want)
-    if op == "not_equals":
-        return _text(actual) != _text(want)
+    if op in ("equals", "not_equals"):
+        if isinstance(want, int | float) and not isinstance(want, bool):
+            number = _number(actual)
+            if number is None:
+                return False  # (SQL: the cast fails, and NULL is not true either way)
+            same = number == float(want)
+        else:
+            same = _text(actual) == _text(want)
+        return same if op == "equals" else not same
     if op in ("in", "not_in"):
         inside = _text(actual) in {_text(w) for w in want or []}  # type: ignore[union-attr]
         return inside if op == "in" else not inside
     if op == "contains":
-        return _text(want) in _text(actual)
+        return _text(want).lower() in _text(actual).lower()
     if op == "regex":
         try:
             return re.search(_text(want), _text(actual)) is not None
         except re.error:
             return False
     if op in ("before", "after"):
-        a, w = _text(actual), _text(want)
+        a, w = _time(actual), _time(_text(want))
+        if a is None or w is None:
+            return False
         return a < w if op == "before" else a > w
     a_num, w_num = _number(actual), _number(want)
     if a_num is None or w_num is None:
@@ -124,19 +155,15 @@ def compile_filter(f: PropertyFilter) -> Check:
     common operators are closures; the rest call `holds` (same meaning by construction)."""
     path, op = f.property, f.operator
 
-    def nested(src: Mapping[str, Any]) -> Any:
-        return _lookup(src, path)
-
-    def top(src: Mapping[str, Any]) -> Any:
+    def get(src: Mapping[str, Any]) -> Any:
         return src.get(path)
-
-    get = nested if "." in path else top
 
     if op == "is_set":
         return lambda src: get(src) is not None
     if op == "is_not_set":
         return lambda src: get(src) is None
-    if op in ("equals", "not_equals", "in", "not_in"):
+    numeric = isinstance(f.value, int | float) and not isinstance(f.value, bool)
+    if op in ("in", "not_in") or (op in ("equals", "not_equals") and not numeric):
         wanted = {_text(w) for w in f.value} if isinstance(f.value, list) else {_text(f.value)}
         positive = op in ("equals", "in")
 
