@@ -333,15 +333,19 @@ class DuckDBEventStore:
                         [m.workspace_id, m.old_person_id, m.person_id],
                     )
                 for kind in ("person", "account"):
-                    rows = [
-                        [t.workspace_id, t.key, orjson.dumps(t.traits).decode()]
-                        for t in traits
-                        if t.kind == kind
-                    ]
-                    if rows:
-                        con.executemany(
-                            f"INSERT OR REPLACE INTO {kind}_traits VALUES (?, ?, ?)", rows
-                        )
+                    # one vectorised statement (executemany ran one statement a row: 1.5 ms
+                    # each, a third of a simulated day's commit); the last traits of a key win
+                    latest = {(t.workspace_id, t.key): t.traits for t in traits if t.kind == kind}
+                    if latest:
+                        con.register("_traits", pa.table({
+                            "workspace_id": [w for w, _ in latest], "key": [k for _, k in latest],
+                            "traits": [orjson.dumps(v).decode() for v in latest.values()]}))  # fmt: skip
+                        try:
+                            con.execute(
+                                f"INSERT OR REPLACE INTO {kind}_traits SELECT * FROM _traits"
+                            )
+                        finally:
+                            con.unregister("_traits")
                 inserted = 0
                 if table.num_rows:
                     res = con.execute(
