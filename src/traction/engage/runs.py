@@ -509,7 +509,6 @@ class RunEngine:
                      transactional=transactional, attempts=0, next_attempt_at=now, target="",
                      payload={}, message_id="", error="", created_at=now)  # fmt: skip
         s.add(d)
-        s.flush()  # its id: the message's own unsubscribe link counts on it
         if run.arm == "holdout":
             d.status, d.error = "held", "holdout: gets nothing"
             return
@@ -526,11 +525,14 @@ class RunEngine:
             d.status, d.error = "capped", "frequency cap reached"
             return
         email = str(person.get("email") or "")
+        if isinstance(step, SendEmail) and email:
+            s.flush()  # its id: the message's own unsubscribe link counts on it
         variables = {"person": {**person, "id": run.person_id, "email": email},
                      "account": self._account(s, run.workspace_id, run.person_id),
                      "event": run.context.get("event") or {},
                      "journey": {"key": run.journey, "name": j.name or run.journey},
-                     "unsubscribe_url": self.links.unsubscribe(run.workspace_id, email, d.id) if self.links and email else ""}  # fmt: skip
+                     "unsubscribe_url": self.links.unsubscribe(run.workspace_id, email, d.id)
+                     if self.links and email and d.id is not None else ""}  # fmt: skip
         try:
             if isinstance(step, SendEmail):
                 if not email:

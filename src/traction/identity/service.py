@@ -101,6 +101,18 @@ class IdentityResolver:
         for key, acc in res.learned_accounts.items():
             self._accounts[key] = (expires, acc)
 
+    def _cached(self, ws: str, ev: CanonicalEvent) -> str | None:
+        """The person of an event that changes nobody, from the cache: a plain event's id, or
+        an event naming a user id and an anonymous id that are already the same person (what
+        linking them would decide, with nothing to change: most events of a signed-in SDK)."""
+        if _is_plain(ev):
+            return self._persons.get((ws, ev.distinct_id))
+        if (ev.type == "identify" or ev.previous_id or ev.traits_set or ev.traits_set_once
+                or ev.group_key or not (ev.user_id and ev.anonymous_id)):  # fmt: skip
+            return None
+        pid = self._persons.get((ws, ev.user_id))
+        return pid if pid is not None and self._persons.get((ws, ev.anonymous_id)) == pid else None
+
     def forget(self) -> None:
         self._persons.clear()
         self._accounts.clear()
@@ -113,9 +125,7 @@ class IdentityResolver:
 
     def resolve(self, session: Session, items: Sequence[tuple[str, CanonicalEvent]]) -> Resolution:
         now = time.monotonic()
-        cached: list[str | None] = [
-            self._persons.get((ws, ev.distinct_id)) if _is_plain(ev) else None for ws, ev in items
-        ]
+        cached = [self._cached(ws, ev) for ws, ev in items]
         states: dict[str, _WorkspaceState] = {}
         needed: dict[str, set[str]] = {ws: set() for ws, _ in items}
         for (ws, ev), hit in zip(items, cached, strict=True):

@@ -75,7 +75,14 @@ class CanonicalEvent:
         return self.user_id or self.anonymous_id or ""
 
 
+_JUNK_LONGEST = max(map(len, JUNK_IDS))
+
+
 def is_junk_id(value: str) -> bool:
+    # (most ids are uuids or emails: longer than any junk word even with spaces around it,
+    # which spares the strip and lower of each)
+    if len(value) > _JUNK_LONGEST and not value[0].isspace() and not value[-1].isspace():
+        return False
     return value.strip().lower() in JUNK_IDS
 
 
