@@ -100,19 +100,32 @@ FROM tagged
 def compile_active_users(
     spec: ActiveUsersSpec, workspace_id: str, tz: str, start: datetime, end: datetime
 ) -> tuple[str, dict[str, object]]:
-    """Rows: (day, dau, wau, mau) for every day of the range (local days)."""
+    """Rows: (day, dau, wau, mau) for every day of the range (local days).
+
+    An actor active on day d counts in the MAU of days d to d+29 — up to their next active
+    day, which counts them from there: so each actor's active days cover disjoint spans, and
+    MAU on a day is the number of spans covering it, a running sum of +1 where a span starts
+    and -1 where it ends (no distinct count over day x 30-day pairs). WAU the same with 7 days;
+    DAU is the active days themselves."""
     p = Params()
     d_from, d_to = p.add(spec.range.date_from), p.add(spec.range.date_to)
     sql = f"""
 WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp >= {p.add(start)} - INTERVAL 31 DAY AND e.timestamp < {p.add(end)}", uses_traits(spec.active_event))}),
 days AS (SELECT DISTINCT actor, CAST(local_ts AS DATE) AS d FROM ev WHERE {_active(spec.active_event, p)}),
+spans AS (SELECT d, lead(d) OVER (PARTITION BY actor ORDER BY d) AS nxt FROM days),
+edges AS (
+    SELECT d AS day, 1 AS dd, 1 AS dw, 1 AS dm FROM spans
+    UNION ALL SELECT d + 1, -1, 0, 0 FROM spans
+    UNION ALL SELECT least(d + 7, coalesce(nxt, d + 7)), 0, -1, 0 FROM spans
+    UNION ALL SELECT least(d + 30, coalesce(nxt, d + 30)), 0, 0, -1 FROM spans
+),
+moves AS (SELECT day, sum(dd) AS dd, sum(dw) AS dw, sum(dm) AS dm FROM edges GROUP BY day),
+running AS (SELECT day, sum(dd) OVER w AS dau, sum(dw) OVER w AS wau, sum(dm) OVER w AS mau
+            FROM moves WINDOW w AS (ORDER BY day ROWS UNBOUNDED PRECEDING)),
 calendar AS (SELECT CAST(unnest(generate_series(CAST({d_from} AS DATE), CAST({d_to} AS DATE), INTERVAL 1 DAY)) AS DATE) AS d)
-SELECT c.d,
-       count(DISTINCT a.actor) FILTER (WHERE a.d = c.d) AS dau,
-       count(DISTINCT a.actor) FILTER (WHERE a.d > c.d - 7) AS wau,
-       count(DISTINCT a.actor) AS mau
-FROM calendar c LEFT JOIN days a ON a.d > c.d - 30 AND a.d <= c.d
-GROUP BY c.d ORDER BY c.d
+SELECT c.d, coalesce(r.dau, 0), coalesce(r.wau, 0), coalesce(r.mau, 0)
+FROM calendar c ASOF LEFT JOIN running r ON c.d >= r.day
+ORDER BY c.d
 """
     return sql, p.values
 
