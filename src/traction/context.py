@@ -97,7 +97,7 @@ class Context:
             max_concurrent_per_workspace=settings.resolved_query_concurrency[1],
         )
         experiments = ExperimentService(state, analytics, flags)
-        segments = SegmentService(state, events, _emitter(writer))
+        segments = SegmentService(state, events, _emitter(writer), analytics._slot)
         return cls(
             settings=settings,
             state=state,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -36,13 +37,15 @@ class NotFound(LookupError):
 
 
 class SegmentService:
-    def __init__(
-        self, state: StateStore, events: DuckDBEventStore | None, emit: Emit | None
-    ) -> None:
-        """`events` None: definitions only (the CLI while a server holds the event file)."""
+    def __init__(self, state: StateStore, events: DuckDBEventStore | None, emit: Emit | None,
+                 slot: Callable[[], AbstractContextManager[None]] | None = None) -> None:  # fmt: skip
+        """`events` None: definitions only (the CLI while a server holds the event file).
+        `slot`: the analytics' query slot, so refreshes share the bound that keeps a core for
+        ingestion (a refresh is a scan of the workspace's log)."""
         self.state = state
         self.events = events
         self.emit = emit
+        self.slot = slot or nullcontext
         self._refreshing = threading.Lock()  # one refresh at a time in this process
 
     # -- definitions ---------------------------------------------------------------------------
@@ -128,7 +131,7 @@ class SegmentService:
         if self.events is None:
             raise SegmentError("membership needs the event store: run this with the server")
         sql, params = members_sql(workspace_id, seg, now or utcnow())
-        with self.events.reading() as cur:
+        with self.slot(), self.events.reading() as cur:
             return [str(r[0]) for r in cur.execute(sql, params).fetchall()]
 
     def preview(self, workspace_id: str, body: Any, now: datetime | None = None) -> dict[str, Any]:
