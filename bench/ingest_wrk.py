@@ -1,0 +1,165 @@
+"""Ingest under `wrk`, against the floor of issue 10, in one run.
+
+    .venv/bin/python bench/ingest_wrk.py [--seconds 12] [--connections 4 16]
+
+Starts the floor server (bench/floor_server.py: Starlette, orjson, one writer thread
+appending Arrow to DuckDB, answering after COMMIT; no validation, identity or dedupe) and
+`traction serve` (embedded, then `--no-worker`) on fresh data dirs, and drives each with the
+same load: `wrk` with 2 threads, unique 100-event Segment batches to `/v1/batch` (a Lua
+script makes every messageId unique; 10,000 users). Prints events/s, p50/p99 and the ratio
+to the floor at each connection count. Only 2xx count (a 2xx means committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+LUA = r"""
+local counter = 0
+local threads = 0
+function setup(thread)
+  thread:set("tid", threads)
+  threads = threads + 1
+end
+function init(args)
+  prefix = args[1] .. "-" .. tid
+  auth = args[2]
+end
+function request()
+  counter = counter + 1
+  local parts = {}
+  for i = 1, 100 do
+    parts[i] = string.format(
+      '{"type":"track","event":"feature_used","userId":"u%d","messageId":"%s-%d-%d",' ..
+      '"timestamp":"2026-12-01T10:00:00Z","properties":{"feature":"reports","n":%d}}',
+      (counter * 100 + i) % 10000, prefix, counter, i, i)
+  end
+  local body = '{"batch":[' .. table.concat(parts, ",") .. ']}'
+  local headers = {["Content-Type"] = "application/json"}
+  if auth ~= "" then headers["Authorization"] = "Basic " .. auth end
+  return wrk.format("POST", "/v1/batch", headers, body)
+end
+"""
+
+
+def free_port() -> int:
+    from tests.conftest import free_port as pick
+
+    return pick()
+
+
+def wait_up(url: str) -> None:
+    for _ in range(300):
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not start")
+
+
+def start_floor(data: Path, port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench/floor_server.py"), "--port", str(port),
+                             "--data", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_up(f"http://127.0.0.1:{port}/")
+    return proc
+
+
+def start_traction(data: Path, port: int, worker: bool) -> tuple[subprocess.Popen[bytes], str]:
+    from traction.settings import Settings
+    from traction.store.state import StateStore
+    from traction.workspaces.service import WorkspaceService
+
+    settings = Settings(data_dir=data, log_json=False)
+    settings.ensure_dirs()
+    state = StateStore(settings.resolved_state_url)
+    state.migrate()
+    key = WorkspaceService(state).create_workspace("Bench").write_key
+    state.dispose()
+    env = {**os.environ, "TRACTION_INGEST_RATE_LIMIT": "10000000/second",
+           "TRACTION_RUN_WORKER": "true" if worker else "false"}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "traction.cli", "serve", "--port", str(port),
+                             "--data-dir", str(data), "--quiet"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    wait_up(f"http://127.0.0.1:{port}/healthz")
+    return proc, key
+
+
+def wrk(
+    url: str, connections: int, seconds: int, script: Path, prefix: str, key: str
+) -> dict[str, float]:
+    import base64
+
+    auth = base64.b64encode(f"{key}:".encode()).decode() if key else ""
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
+                          url + "/v1/batch", "--", prefix, auth], capture_output=True, text=True, check=True).stdout  # fmt: skip
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    good = total - (int(bad.group(1)) if bad else 0)
+
+    def pct(p: str) -> float:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        assert m, out
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    return {"events_s": rps * 100 * good / max(total, 1), "p50": pct("50"), "p99": pct("99"),
+            "errors": total - good}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--seconds", type=int, default=12)
+    ap.add_argument("--connections", type=int, nargs="+", default=[4, 16])
+    a = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install -y wrk")
+    tmp = Path(tempfile.mkdtemp(prefix="traction-wrk-"))
+    script = tmp / "batch.lua"
+    script.write_text(LUA)
+    rows: list[tuple[str, int, dict[str, float]]] = []
+    try:
+        for name in ("floor", "traction serve (embedded)", "traction serve --no-worker"):
+            for c in a.connections:
+                port, data = free_port(), tmp / f"{len(rows)}"
+                if name == "floor":
+                    proc, key = start_floor(data, port), ""
+                else:
+                    proc, key = start_traction(data, port, worker="embedded" in name)
+                try:
+                    res = wrk(
+                        f"http://127.0.0.1:{port}", c, a.seconds, script, f"r{len(rows)}", key
+                    )
+                finally:
+                    proc.terminate()
+                    proc.wait(timeout=60)
+                rows.append((name, c, res))
+                print(f"{name:<30} {c:>3} conn  {res['events_s']:>9,.0f} events/s  p50 {res['p50']:7.1f} ms  "
+                      f"p99 {res['p99']:7.1f} ms  non-2xx {res['errors']:.0f}", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    floor = {c: r["events_s"] for n, c, r in rows if n == "floor"}
+    print(f"\n{'':<30} {'conn':>4} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9}")
+    for name, c, r in rows:
+        print(f"{name:<30} {c:>4} {r['events_s']:>10,.0f} {r['p50']:>8.1f} {r['p99']:>8.1f} "
+              f"{r['events_s'] / floor[c]:>9.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
