@@ -23,6 +23,7 @@ DataDir = Annotated[
 WorkspaceRef = Annotated[
     str | None, typer.Option("--workspace", help="Workspace id or name (default: the only one).")
 ]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show the changes; save nothing.")]
 
 
 def settings_for(data_dir: Path | None, **kw: object) -> Settings:
@@ -71,6 +72,24 @@ def keyed_documents(
     if isinstance(doc, dict) and isinstance(doc.get(section), dict) and marker not in doc:
         return dict(doc[section])
     return {key or file.stem: doc}
+
+
+def apply_documents(svc: Any, workspace_id: str, bodies: dict[str, Any], *, dry_run: bool,
+                    invalid: type[Exception], file: Path, noun: str) -> None:  # fmt: skip
+    """`traction <things> apply`: the plan shown, then every document saved or none (bad
+    input exits 2 naming the file, the document and the place)."""
+    try:
+        show_plan(svc.plan(workspace_id, bodies))
+        if not dry_run:
+            svc.apply(workspace_id, bodies)
+    except invalid as e:
+        err.print(f"[bold red]Error:[/] {file}: {e}")
+        raise typer.Exit(2) from None
+    err.print(
+        "[dim]dry run: nothing saved[/]"
+        if dry_run
+        else f"[green]{len(bodies)} {noun}(s) applied.[/]"
+    )
 
 
 def show_plan(plan: list[dict[str, Any]]) -> None:

@@ -11,16 +11,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from traction.billing.cli import AsJson, bad_input, read_document
+from traction.billing.cli import AsJson, read_document
 from traction.cli_common import (
     DataDir,
+    DryRun,
     WorkspaceRef,
+    apply_documents,
     console,
-    err,
     keyed_documents,
     pick_workspace,
     settings_for,
-    show_plan,
     state_only,
 )
 from traction.engage.domain.journeys import JourneyError
@@ -49,9 +49,7 @@ def apply(
     key: Annotated[
         str | None, typer.Option(help="The journey's key (default: the file's name).")
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the changes; save nothing.")
-    ] = False,
+    dry_run: DryRun = False,
     data_dir: DataDir = None,
     workspace: WorkspaceRef = None,
 ) -> None:
@@ -60,18 +58,8 @@ def apply(
     bodies = _documents(file, key)
     with state_only(data_dir) as state:
         ws = pick_workspace(WorkspaceService(state).list_workspaces(), workspace)
-        svc = _svc(state)
-        try:
-            show_plan(svc.plan(ws, bodies))
-            if not dry_run:
-                svc.apply(ws, bodies)
-        except JourneyError as e:
-            raise bad_input(f"{file}: {e}") from None
-    err.print(
-        "[dim]dry run: nothing saved[/]"
-        if dry_run
-        else f"[green]{len(bodies)} journey(s) applied.[/]"
-    )
+        apply_documents(_svc(state), ws, bodies, dry_run=dry_run, invalid=JourneyError, file=file,
+                        noun="journey")  # fmt: skip
 
 
 @journeys_app.command("list")

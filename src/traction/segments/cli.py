@@ -14,12 +14,12 @@ from rich.table import Table
 from traction.billing.cli import AsJson, bad_input, read_document
 from traction.cli_common import (
     DataDir,
+    DryRun,
     WorkspaceRef,
+    apply_documents,
     console,
-    err,
     keyed_documents,
     pick_workspace,
-    show_plan,
     state_only,
 )
 from traction.segments.domain import SegmentError
@@ -40,9 +40,7 @@ def apply(
     key: Annotated[
         str | None, typer.Option(help="The segment's key (default: the file's name).")
     ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the changes; save nothing.")
-    ] = False,
+    dry_run: DryRun = False,
     data_dir: DataDir = None,
     workspace: WorkspaceRef = None,
 ) -> None:
@@ -53,18 +51,8 @@ def apply(
     bodies = _documents(file, key)
     with state_only(data_dir) as state:
         ws = pick_workspace(WorkspaceService(state).list_workspaces(), workspace)
-        svc = SegmentService(state, None, None)
-        try:
-            show_plan(svc.plan(ws, bodies))
-            if not dry_run:
-                svc.apply(ws, bodies)
-        except SegmentError as e:
-            raise bad_input(f"{file}: {e}") from None
-    err.print(
-        "[dim]dry run: nothing saved[/]"
-        if dry_run
-        else f"[green]{len(bodies)} segment(s) applied.[/]"
-    )
+        apply_documents(SegmentService(state, None, None), ws, bodies, dry_run=dry_run, invalid=SegmentError, file=file,
+                        noun="segment")  # fmt: skip
 
 
 @segments_app.command("list")
