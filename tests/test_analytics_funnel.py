@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import collections
+import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from traction.analytics.domain.specs import EventMatcher, FunnelSpec, PropertyFilter, day_bounds
+from traction.analytics.domain.specs import (
+    DateRange,
+    EventMatcher,
+    FunnelSpec,
+    PropertyFilter,
+    day_bounds,
+)
 from traction.analytics.service import AnalyticsService
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
@@ -371,7 +379,7 @@ def test_invalid_specs_name_the_problem(spec: dict[str, Any], field: str) -> Non
 
 def reference_funnel(
     rows: list[dict[str, Any]],
-    steps: list[str],
+    steps: list[Any],
     start: datetime,
     end: datetime,
     window: timedelta,
@@ -382,10 +390,14 @@ def reference_funnel(
     """Plain Python, no shared code with the SQL compiler: loops over each actor's events.
     `exclusion` = (event, from_step, to_step): attempts with that event after their from-step
     event and before their to-step event (or before the window closes) are dropped."""
-    names = {*steps, *([exclusion[0]] if exclusion else [])}
+    names = [*steps, *([exclusion[0]] if exclusion else [])]
 
-    def is_(e: dict[str, Any], step: str) -> bool:  # "$page": any page call
-        return e["type"] == "page" if step == "$page" else e["name"] == step
+    def is_(e: dict[str, Any], step: str | Callable[[dict[str, Any]], bool]) -> bool:
+        if callable(step):  # a predicate over the event (`$any` with filters)
+            return step(e)
+        return (
+            e["type"] == "page" if step == "$page" else e["name"] == step
+        )  # "$page": any page call
 
     by_actor: dict[Any, list[dict[str, Any]]] = collections.defaultdict(list)
     for r in rows:
@@ -473,6 +485,28 @@ def test_matches_reference_on_simulated_product(
     expected = reference_funnel(rows, steps, start, end, timedelta(days=window), strict, actor)
     assert got == expected and expected[-1] > 0
     assert expected[0] > 50 and expected[-1] > 0  # the fixture is not trivially empty
+
+
+def test_any_event_step_with_filters_matches_reference(simulated) -> None:  # type: ignore[no-untyped-def]
+    """A step that is `$any` event with property filters (free-to-paid's "MRR went from
+    nothing to some" is one): the funnel numbers only the events its steps can match, which
+    must not change the counts."""
+    ctx, ws, rows = simulated
+    r = DateRange(date_from="2026-07-05", date_to="2026-08-05")
+    busy = EventMatcher(
+        event="$any", filters=[PropertyFilter(property="dashboard_id", operator="gte", value=15)]
+    )
+    spec = FunnelSpec(steps=[EventMatcher(event="signed_up"), busy, EventMatcher(event="report_created")],
+                      range=r, window_days=14)  # fmt: skip
+
+    def busy_(e: dict[str, Any]) -> bool:
+        return json.loads(e["properties"] or "{}").get("dashboard_id", 0) >= 15
+
+    start, end = day_bounds(r, "UTC")
+    got = [s.entered for s in AnalyticsService(ctx.events, ctx.workspaces).funnel(ws, spec).steps]
+    steps = ["signed_up", busy_, "report_created"]
+    expected = reference_funnel(rows, steps, start, end, timedelta(days=14), False, "person_id")
+    assert got == expected and expected[2] > 0
 
 
 def test_funnel_over_http(server) -> None:  # type: ignore[no-untyped-def]

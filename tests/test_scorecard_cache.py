@@ -28,18 +28,21 @@ EARLY_FEB = DateRange(
 _ids = itertools.count()
 
 message = st.tuples(
-    st.sampled_from(["track", "track", "track", "page", "identify"]),
+    st.sampled_from(["track", "track", "track", "page", "identify", "billing"]),
     st.sampled_from(EVENTS),
     st.integers(0, 5),  # which person
     st.booleans(),  # known by user id, or still anonymous
     st.integers(0, 95 * 24),  # hours after Feb 1: late events land in closed periods
+    st.sampled_from([None, "acme", "globex"]),  # the account (billing's events name theirs)
 )
 batches = st.lists(st.lists(message, min_size=1, max_size=12), min_size=1, max_size=5)
 
 
-def to_segment(kind: str, event: str, who: int, known: bool, hours: int) -> dict[str, Any]:
+def to_segment(
+    kind: str, event: str, who: int, known: bool, hours: int, account: str | None = None
+) -> dict[str, Any]:
     m: dict[str, Any] = {
-        "type": kind,
+        "type": "track" if kind == "billing" else kind,
         "timestamp": (START + timedelta(hours=hours)).isoformat() + "Z",
         "messageId": f"m{next(_ids)}",
         "anonymousId": f"a{who}",
@@ -48,6 +51,13 @@ def to_segment(kind: str, event: str, who: int, known: bool, hours: int) -> dict
         m["userId"] = f"u{who}"
     if kind == "track":
         m["event"] = event
+    if account and kind != "billing":
+        m["context"] = {"groupId": account}
+    if kind == "billing":  # a subscription change; its account only in its properties
+        before, after = (0, 49) if who % 2 else (49, 99)
+        m["event"] = "plan_upgraded"
+        m["properties"] = {"account": account or "initech", "subscription": f"sub-{account}",
+                           "mrr_before": before, "mrr_after": after}  # fmt: skip
     return m
 
 
@@ -56,7 +66,7 @@ def to_segment(kind: str, event: str, who: int, known: bool, hours: int) -> dict
 )
 @given(batches=batches)
 def test_cached_scorecard_equals_a_full_recomputation(
-    sqlite_ctx: Context, batches: list[list[tuple[str, str, int, bool, int]]]
+    sqlite_ctx: Context, batches: list[list[tuple[str, str, int, bool, int, str | None]]]
 ) -> None:
     ws = sqlite_ctx.workspaces.create_workspace(f"cache-{next(_ids)}").id
     cached = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
@@ -156,3 +166,37 @@ def test_a_merge_after_the_window_still_refreshes_closed_figures(sqlite_ctx: Con
     )
     after = {row["key"]: row["value"] for row in svc.scorecard(ws, EARLY_FEB)}
     assert after["visitor_to_signup"] == 1.0
+
+
+def test_new_events_patch_only_their_actors_rows(sqlite_ctx: Context) -> None:
+    """Without merges, new events recompute the rows of the actors they belong to, from those
+    actors' events alone; the figures equal a full recomputation."""
+    ws = sqlite_ctx.workspaces.create_workspace("patch").id
+    msgs = [to_segment("track", e, who, True, 24 * 28 + 5 * who + k, "acme" if who % 2 else None)
+            for who in range(6) for k, e in enumerate(EVENTS)]  # fmt: skip
+    msgs += [to_segment("billing", "", 1, True, 24 * 35, "acme")]
+    sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
+    svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
+    svc.scorecard(ws, MARCH)
+    rows = svc._actor_rows
+    patched: list[int] = []
+    original = rows._patch
+
+    def spy(*args: Any) -> Any:
+        table = original(*args)
+        patched.append(-1 if table is None else table.num_rows)
+        return table
+
+    rows._patch = spy  # type: ignore[method-assign]
+    for batch in (
+        [to_segment("track", "project_created", 2, True, 24 * 40)],  # a known person
+        [to_segment("track", "signed_up", 7, True, 24 * 41, "globex")],  # someone new
+        [to_segment("billing", "", 3, True, 24 * 42, "acme")],  # the account's MRR moves
+        [to_segment("track", "report_created", 4, True, 24 * 10)],  # late: in a closed period
+    ):
+        sqlite_ctx.ingest.ingest_sync(ws, batch, normalize_segment)
+        patched.clear()
+        for r in (EARLY_FEB, MARCH):
+            fresh = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces).scorecard(ws, r)
+            assert svc.scorecard(ws, r) == fresh
+        assert patched and -1 not in patched  # every kept query was patched, none recomputed

@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -143,12 +144,17 @@ class Scorecard:
     def _compute(self, keys: list[Key]) -> None:
         a = self.analytics
         ws = keys[0][0]
-        seq, changes = a.data_version(ws)  # read first: events stored meanwhile count as new
-        latest = a._latest_event(ws)
-        # DuckDB releases the GIL while it runs a query: the KPIs run side by side.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            futures = {key: pool.submit(a.kpi, ws, key[1], key[2], key[3]) for key in keys}
-            values = {key: f.result() for key, f in futures.items()}
+        # the version is read first (events stored meanwhile count as new), and once
+        with a.at_one_moment(ws) as (seq, changes):
+            latest = a._latest_event(ws)
+            # DuckDB releases the GIL while it runs a query: the KPIs run side by side, each
+            # in a copy of this context (which holds the moment).
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                futures = {
+                    key: pool.submit(copy_context().run, a.kpi, ws, key[1], key[2], key[3])
+                    for key in keys
+                }
+                values = {key: f.result() for key, f in futures.items()}
         with self._lock:
             for key, value in values.items():
                 until = reads_until(BY_KEY[key[1]], key[2], key[3], key[4])

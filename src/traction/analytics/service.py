@@ -10,27 +10,30 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
+import pyarrow as pa
 
-from traction.analytics.compile.activation import compile_activation, compile_activation_retention
+from traction.analytics.compile.activation import activation_query, activation_retention_query
 from traction.analytics.compile.engagement import (
-    compile_active_users,
-    compile_feature_adoption,
+    active_users_query,
     compile_lifecycle,
-    compile_sessions,
+    feature_adoption_query,
+    sessions_query,
 )
-from traction.analytics.compile.funnel import compile_funnel, compile_funnel_dropoffs
+from traction.analytics.compile.funnel import compile_funnel_dropoffs, funnel_query
+from traction.analytics.compile.peractor import PerActor
 from traction.analytics.compile.retention import compile_retention
 from traction.analytics.compile.revenue import (
-    compile_account_events,
-    compile_changes,
-    compile_first_accounts,
-    compile_people,
+    account_events_query,
+    changes_query,
+    first_accounts_query,
+    people_query,
 )
 from traction.analytics.compile.trend import OTHER, compile_trend_people, compile_trend_series
 from traction.analytics.domain.kpis import (
@@ -72,6 +75,7 @@ from traction.analytics.domain.specs import (
     TrendSpec,
     day_bounds,
 )
+from traction.analytics.incremental import ActorRows
 from traction.analytics.scorecard import Scorecard
 from traction.billing.domain import plg
 from traction.billing.domain.revenue import Change
@@ -89,6 +93,19 @@ class AnalyticsBusy(Exception):
 
 # The workspace whose insight is being computed, for its share of the query slots.
 _WORKSPACE: ContextVar[str] = ContextVar("traction_analytics_workspace", default="")
+
+
+@dataclass(frozen=True)
+class _Moment:
+    """One workspace's data version and zone, read once for everything computed at once (a
+    result and its parts, or a scorecard's KPIs): each read costs a query otherwise."""
+
+    workspace_id: str
+    version: tuple[int, tuple[int, int]]
+    tz: str
+
+
+_MOMENT: ContextVar[_Moment | None] = ContextVar("traction_analytics_moment", default=None)
 
 
 class AnalyticsService:
@@ -122,10 +139,14 @@ class AnalyticsService:
         self._per_workspace = max_concurrent_per_workspace
         self._ws_slots: dict[str, threading.BoundedSemaphore] = {}
         self._scorecard = Scorecard(self)
+        self._actor_rows = ActorRows(self._arrow)
 
     def data_version(self, workspace_id: str) -> tuple[int, tuple[int, int]]:
         """What a cached result depends on: the log's head, and the workspace's merges and
         deletions (either can change a past result without moving the head)."""
+        moment = _MOMENT.get()
+        if moment is not None and moment.workspace_id == workspace_id:
+            return moment.version
         with self.events.reading() as cur:
             row = cur.execute(
                 "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), "
@@ -148,10 +169,32 @@ class AnalyticsService:
         return DateRange(date_from=end - timedelta(days=29), date_to=end)
 
     def _timezone(self, workspace_id: str) -> str:
+        moment = _MOMENT.get()
+        if moment is not None and moment.workspace_id == workspace_id:
+            return moment.tz
         ws = self.workspaces.get_workspace(workspace_id)
         return ws.timezone if ws else "UTC"
 
+    @contextmanager
+    def at_one_moment(self, workspace_id: str) -> Iterator[tuple[int, tuple[int, int]]]:
+        """Within this block (and in the threads started with its context), the workspace's
+        data version and zone are read once. Events stored meanwhile count as new next time."""
+        moment = _MOMENT.get()
+        if moment is not None and moment.workspace_id == workspace_id:
+            yield moment.version
+            return
+        version = self.data_version(workspace_id)
+        token = _MOMENT.set(_Moment(workspace_id, version, self._timezone(workspace_id)))
+        try:
+            yield version
+        finally:
+            _MOMENT.reset(token)
+
     def _cached(self, workspace_id: str, key: str, compute: Any) -> Any:
+        with self.at_one_moment(workspace_id):
+            return self._cached_now(workspace_id, key, compute)
+
+    def _cached_now(self, workspace_id: str, key: str, compute: Any) -> Any:
         # the zone is part of the key: changing it moves every day/week/month boundary
         full = (workspace_id, key, self._timezone(workspace_id), self.data_version(workspace_id))
         with self._lock:
@@ -234,16 +277,64 @@ class AnalyticsService:
     def _rows(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
         return self._query(sql, params)[1]
 
+    def _arrow(self, sql: str, params: dict[str, object], tables: dict[str, pa.Table]) -> pa.Table:
+        """A query answered as Arrow (per-actor rows), with `tables` registered by name; in a
+        slot and under the time limit like every analytics query."""
+        with self._slot(), self.events.reading() as cur:
+            timer = threading.Timer(self.timeout_seconds, cur.interrupt)
+            timer.start()
+            try:
+                for name, table in tables.items():
+                    cur.register(name, table)
+                return cur.sql(sql, params=params).to_arrow_table()
+            except duckdb.InterruptException:
+                raise QueryTooExpensive(
+                    f"the query ran longer than {self.timeout_seconds:g} s: narrow the date range or add filters"
+                ) from None
+            finally:
+                timer.cancel()
+                for name in tables:
+                    cur.unregister(name)
+
+    def _per_actor(self, workspace_id: str, q: PerActor) -> pa.Table:
+        """`q`'s per-actor rows, patched from the last ones kept (`analytics.incremental`)."""
+        return self._actor_rows.rows(workspace_id, q, self.data_version(workspace_id))
+
+    def _aggregate(self, q: PerActor, rows: pa.Table) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """`q`'s aggregate over its per-actor rows (again only if they changed)."""
+        sql = q.aggregate_sql("__actor_rows")
+        params = q.params(sql)
+
+        def compute() -> tuple[list[str], list[tuple[Any, ...]]]:
+            table = self._arrow(sql, params, {"__actor_rows": rows})
+            if table.num_rows > self.max_rows:
+                raise QueryTooExpensive(
+                    f"the result has more than {self.max_rows:,} rows: narrow the date range or use a longer interval"
+                )
+            return table.column_names, _tuples(table)
+
+        rows_sql = q.rows_sql()  # two queries can aggregate alike (two 2-step funnels)
+        key = ("aggregate", rows_sql, repr(sorted(q.values.items())), sql)
+        return self._actor_rows.derived(key, (rows,), compute)
+
+    def _per_actor_result(
+        self, workspace_id: str, q: PerActor
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        return self._aggregate(q, self._per_actor(workspace_id, q))
+
     def _latest_event(self, workspace_id: str, tz: str = "UTC") -> datetime | None:
         """The time of the workspace's latest event (naive, in `tz`): later periods and windows
         have not been observed yet."""
-        last = self._one_row(
-            "SELECT max(timestamp) AS t FROM events WHERE workspace_id = $ws", {"ws": workspace_id}
-        ).get("t")
+        last = self._cached(workspace_id, "latest", lambda: self._latest_utc(workspace_id))
         if last is None or tz == "UTC":
             return last  # type: ignore[no-any-return]
         local = last.replace(tzinfo=UTC).astimezone(ZoneInfo(tz))
         return local.replace(tzinfo=None)  # type: ignore[no-any-return]
+
+    def _latest_utc(self, workspace_id: str) -> datetime | None:
+        return self._one_row(  # type: ignore[no-any-return]
+            "SELECT max(timestamp) AS t FROM events WHERE workspace_id = $ws", {"ws": workspace_id}
+        ).get("t")
 
     def _one_row(self, sql: str, params: dict[str, object]) -> dict[str, Any]:
         cols, rows = self._query(sql, params)
@@ -254,13 +345,14 @@ class AnalyticsService:
             start, end = day_bounds(spec.range, self._timezone(workspace_id))
             events = [s.event for s in spec.steps]
             plain = spec.model_copy(update={"breakdown": None})
-            total = funnel_result(
-                events, self._one_row(*compile_funnel(plain, workspace_id, start, end))
-            )
+            q = funnel_query(spec, workspace_id, start, end)
+            rows = self._per_actor(workspace_id, q)  # the same rows with a breakdown or without
+            cols, one = self._aggregate(funnel_query(plain, workspace_id, start, end), rows)
+            total = funnel_result(events, dict(zip(cols, one[0], strict=True)))
             if not spec.breakdown:
                 return total
-            cols, rows = self._query(*compile_funnel(spec, workspace_id, start, end))
-            by_value = [dict(zip(cols, r, strict=True)) for r in rows]
+            cols, by = self._aggregate(q, rows)
+            by_value = [dict(zip(cols, r, strict=True)) for r in by]
             return FunnelResult(
                 total.steps, funnel_breakdown(events, by_value, spec.breakdown_limit)
             )
@@ -368,10 +460,16 @@ class AnalyticsService:
         def compute() -> ActivationResult:
             tz = self._timezone(workspace_id)
             start, end = day_bounds(spec.range, tz)
-            sql, params = compile_activation(spec, workspace_id, tz, start, end)
+            rows = self._per_actor(
+                workspace_id, activation_query(spec, workspace_id, tz, start, end)
+            )
             last = self._latest_event(workspace_id)
             open_after = last - timedelta(days=spec.window_days) if last else None
-            return activation_result(self._rows(sql, params), open_after)
+            return self._actor_rows.derived(
+                ("activation", workspace_id, spec.model_dump_json(), open_after),
+                (rows,),
+                lambda: activation_result(_tuples(rows), open_after),
+            )
 
         return self._cached(workspace_id, "activation:" + spec.model_dump_json(), compute)  # type: ignore[no-any-return]
 
@@ -390,13 +488,20 @@ class AnalyticsService:
     def _run(
         self, workspace_id: str, spec: Any, compiler: Any, shape: Any, one_row: bool = False
     ) -> Any:
-        """The common path: zone, day bounds, compile, fetch, shape; cached."""
+        """The common path: zone, day bounds, compile, fetch, shape; cached. A compiler that
+        answers a `PerActor` query is run from its kept per-actor rows."""
 
         def compute() -> Any:
             tz = self._timezone(workspace_id)
             start, end = day_bounds(spec.range, tz)
-            sql, params = compiler(spec, workspace_id, tz, start, end)
-            return shape(self._one_row(sql, params) if one_row else self._rows(sql, params))
+            q = compiler(spec, workspace_id, tz, start, end)
+            if isinstance(q, PerActor):
+                cols, rows = self._per_actor_result(workspace_id, q)
+            else:
+                cols, rows = self._query(*q)
+            if one_row:
+                return shape(dict(zip(cols, rows[0], strict=True)) if rows else {})
+            return shape(rows)
 
         return self._cached(workspace_id, f"{spec.kind}:{spec.model_dump_json()}", compute)
 
@@ -404,14 +509,14 @@ class AnalyticsService:
         return self._run(
             workspace_id,
             spec,
-            compile_sessions,
+            sessions_query,
             lambda row: sessions_result(row, spec.first_sessions),
             one_row=True,
         )  # type: ignore[no-any-return]
 
     def active_users(self, workspace_id: str, spec: ActiveUsersSpec) -> ActiveUsersResult:
         return self._run(  # type: ignore[no-any-return]
-            workspace_id, spec, compile_active_users,
+            workspace_id, spec, active_users_query,
             lambda rows: ActiveUsersResult([(d, int(a), int(w), int(m)) for d, a, w, m in rows]),
         )  # fmt: skip
 
@@ -431,7 +536,7 @@ class AnalyticsService:
             features = [(f.event, int(n)) for f, n in zip(spec.features, per_feature, strict=True)]
             return FeatureAdoptionResult(int(active), features, int(any_feature))
 
-        return self._run(workspace_id, spec, compile_feature_adoption, shape)  # type: ignore[no-any-return]
+        return self._run(workspace_id, spec, feature_adoption_query, shape)  # type: ignore[no-any-return]
 
     def activation_retention(
         self, workspace_id: str, spec: ActivationSpec, days: tuple[int, ...] = (7, 30)
@@ -442,8 +547,12 @@ class AnalyticsService:
         def compute() -> ActivationRetentionResult:
             tz = self._timezone(workspace_id)
             start, end = day_bounds(spec.range, tz)
-            sql, params = compile_activation_retention(spec, workspace_id, tz, start, end, days)
-            row = self._one_row(sql, params)
+            last = self._latest_event(workspace_id, tz)
+            q = activation_retention_query(
+                spec, workspace_id, tz, start, end, days, last.date() if last else None
+            )
+            cols, rows = self._per_actor_result(workspace_id, q)
+            row = dict(zip(cols, rows[0], strict=True))
             by_day = {
                 d: (row[f"kept_{d}"] / row[f"base_{d}"] if row[f"base_{d}"] else None) for d in days
             }
@@ -464,7 +573,11 @@ class AnalyticsService:
                 expansion_days=c.expansion_window_days,
                 gross_margin=Decimal(str(c.gross_margin)),
             )
-            return plg.plg_revenue(self._plg_facts(workspace_id, c), start, end, windows)
+            facts = self._plg_facts(workspace_id, c)
+            return self._actor_rows.derived(
+                ("plg_revenue", workspace_id, start, end, windows), (facts,),
+                lambda: plg.plg_revenue(facts, start, end, windows),
+            )  # fmt: skip
 
         key = f"plg_revenue:{c.model_dump_json()}:{spec.range.model_dump_json()}"
         return self._cached(workspace_id, key, compute)  # type: ignore[no-any-return]
@@ -473,48 +586,20 @@ class AnalyticsService:
         """Every period's PLG revenue KPIs read the same facts: fetched once per data version."""
 
         def compute() -> plg.Facts:
-            sql, params = compile_people(c, workspace_id)
-            rows = self._rows(sql, params)
-            missing = [r[0] for r in rows if r[1] is None]
-            accounts: dict[str, str] = {}
-            if missing:
-                accounts = dict(self._rows(*compile_first_accounts(workspace_id, missing)))  # type: ignore[arg-type]
+            ws = workspace_id
             activation = c.activation(DateRange(date_from=MIN_DATE, date_to=MIN_DATE))
-            sql, params = compile_activation(
-                activation, workspace_id, "UTC", datetime(1970, 1, 1), datetime(2200, 1, 1)
+            queries = (
+                people_query(c, ws),
+                first_accounts_query(ws),
+                activation_query(activation, ws, "UTC", datetime(1970, 1, 1), datetime(2200, 1, 1)),
+                changes_query(ws),
+                account_events_query(ws, (c.checkout_event,), True),
+                account_events_query(ws, c.expansion_signals, False),
             )
-            activated = {r[0]: r[3] for r in self._rows(sql, params) if r[3] is not None}
-            people = [
-                plg.Person(
-                    person,
-                    account or accounts.get(person),
-                    signed,
-                    trial,
-                    activated.get(person),
-                    pql if c.pql_event else activated.get(person),
-                )
-                for person, account, signed, trial, pql in rows
-            ]
-            changes = [
-                Change(account, sub or "", at, Decimal(before), Decimal(after), name, person)
-                for account, sub, at, before, after, name, person in self._rows(
-                    *compile_changes(workspace_id)
-                )
-                if account is not None
-            ]
-            checkouts = [
-                plg.Checkout(person, account, at)
-                for account, at, person in self._rows(
-                    *compile_account_events(workspace_id, (c.checkout_event,), True)
-                )
-            ]
-            signals = [
-                (account, at)
-                for account, at in self._rows(
-                    *compile_account_events(workspace_id, c.expansion_signals, False)
-                )
-            ]
-            return plg.Facts(people, changes, checkouts, signals)
+            tables = tuple(self._per_actor(ws, q) for q in queries)
+            return self._actor_rows.derived(
+                ("plg_facts", ws, c.model_dump_json()), tables, lambda: _facts(c, *tables)
+            )
 
         return self._cached(workspace_id, "plg_facts:" + c.model_dump_json(), compute)  # type: ignore[no-any-return]
 
@@ -550,3 +635,39 @@ class AnalyticsService:
         """One KPI over several periods, from the scorecard's cache (sparklines)."""
         found, _ = self._scorecard.values(workspace_id, [key], ranges, wait=wait)
         return [found[(key, r)] for r in ranges]
+
+
+def _tuples(table: pa.Table) -> list[tuple[Any, ...]]:
+    """Arrow rows as tuples, the shape the result functions take."""
+    return list(zip(*(col.to_pylist() for col in table.columns), strict=True))
+
+
+def _facts(
+    c: KPIConfig,
+    people: pa.Table,
+    first_accounts: pa.Table,
+    activation: pa.Table,
+    changes: pa.Table,
+    checkouts: pa.Table,
+    signals: pa.Table,
+) -> plg.Facts:
+    """The PLG revenue facts from their per-actor (and per-event) rows."""
+    accounts = dict(_tuples(first_accounts))
+    activated = {r[0]: r[3] for r in _tuples(activation) if r[3] is not None}
+    in_order = [("ts", "ascending"), ("seq", "ascending")]
+    return plg.Facts(
+        [
+            plg.Person(person, account or accounts.get(person), signed, trial,
+                       activated.get(person), pql if c.pql_event else activated.get(person))
+            for person, account, signed, trial, pql in _tuples(people.sort_by("actor"))
+        ],
+        [
+            Change(account, sub or "", at, Decimal(before), Decimal(after), name, person)
+            for account, sub, at, before, after, name, person, _ in _tuples(changes.sort_by(in_order))
+        ],
+        [
+            plg.Checkout(person, account, at)
+            for account, at, person, _ in _tuples(checkouts.sort_by(in_order))
+        ],
+        [(account, at) for account, at, _ in _tuples(signals.sort_by(in_order))],
+    )  # fmt: skip

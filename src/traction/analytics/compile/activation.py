@@ -8,7 +8,7 @@ root's time is the moment of activation; TTFV is that moment minus the start.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from traction.analytics.compile.params import (
     PERSON,
@@ -20,6 +20,7 @@ from traction.analytics.compile.params import (
     trait_columns,
     uses_traits,
 )
+from traction.analytics.compile.peractor import PerActor, actors_of
 from traction.analytics.domain.specs import ActivationSpec, AllOf, Criterion, EventCount, leaves
 
 
@@ -39,6 +40,14 @@ def compile_activation(
     spec: ActivationSpec, workspace_id: str, tz: str, start: datetime, end: datetime
 ) -> tuple[str, dict[str, object]]:
     """One row per actor in a cohort: (actor, cohort, first_ts, activated_at or NULL)."""
+    q = activation_query(spec, workspace_id, tz, start, end)
+    return q.sql, q.params(q.sql)
+
+
+def activation_query(
+    spec: ActivationSpec, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> PerActor:
+    """The cohort's rows (`activation`) are the per-actor rows; the aggregate is theirs."""
     p = Params()
     actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
     not_null = " AND e.account_id IS NOT NULL" if spec.aggregate_by == "account" else ""
@@ -65,48 +74,57 @@ def compile_activation(
             f"AND {matcher_sql(leaf.event, p, 'ev.name', 'ev.properties', 'ev.person_traits', 'ev.account_traits')}) GROUP BY actor)"
         )
     joins = " ".join(f"LEFT JOIN l{i} USING (actor)" for i in range(len(names)))
-    sql = (
-        "WITH " + ",\n".join(ctes) + f"\nSELECT c.actor, c.cohort, c.first_ts, "
-        f"{_combine(spec.criteria, names)} AS activated_at FROM cohorts c {joins}"
+    ctes.append(
+        f"activation AS (SELECT c.actor, c.cohort, c.first_ts, "
+        f"{_combine(spec.criteria, names)} AS activated_at FROM cohorts c {joins})"
     )
-    return sql, p.values
+    by = actors_of(spec.aggregate_by)
+    return PerActor(
+        tuple(ctes), "activation", "SELECT * FROM activation", p.values, by=by, separable=not traits
+    )
 
 
-def compile_activation_retention(
+def activation_retention_query(
     spec: ActivationSpec,
     workspace_id: str,
     tz: str,
     start: datetime,
     end: datetime,
     days: tuple[int, ...],
-) -> tuple[str, dict[str, object]]:
-    """One row: activated, then for each N: base_N (activated actors whose day N has begun by
-    the latest event) and kept_N (those of them active that day)."""
-    inner, values = compile_activation(spec, workspace_id, tz, start, end)
+    last_day: date | None,
+) -> PerActor:
+    """Per actor: the local day of activation and whether they were active N days later.
+    The aggregate counts, for each N, base_N (activated actors whose day N has begun by
+    `last_day`, the latest event's local day) and kept_N (those of them active that day)."""
+    inner = activation_query(spec, workspace_id, tz, start, end)
     p = Params()
-    p.values.update(values)
+    p.values.update(inner.values)
     ws = p.add(workspace_id)
     actor = PERSON if spec.aggregate_by == "person" else "e.account_id"
 
     def local(col: str) -> str:
         return f"CAST({local_time(col, tz, p)} AS DATE)"
 
+    kept = ", ".join(
+        f"EXISTS (SELECT 1 FROM active_days x WHERE x.actor = a.actor AND x.day = a.day + {p.add(d)}) AS kept_{d}"
+        for d in days
+    )
+    ctes = (
+        *inner.ctes,
+        f"a AS (SELECT actor, {local('activated_at')} AS day FROM activation WHERE activated_at IS NOT NULL)",
+        f"active_days AS (SELECT DISTINCT {actor} AS actor, {local('e.timestamp')} AS day FROM {RESOLVED_FROM} "
+        f"WHERE e.workspace_id = {ws} AND {actor} IN (SELECT actor FROM a))",
+        f"retained AS (SELECT a.actor, a.day, {kept} FROM a)",
+    )
     cols = ["count(*) AS activated"]
     for d in days:
         n = p.add(d)
+        cols.append(f"count(*) FILTER (WHERE day + {n} <= (SELECT last_day FROM last)) AS base_{d}")
         cols.append(
-            f"count(*) FILTER (WHERE a.day + {n} <= (SELECT last_day FROM last)) AS base_{d}"
+            f"count(*) FILTER (WHERE day + {n} <= (SELECT last_day FROM last) AND kept_{d}) AS kept_{d}"
         )
-        cols.append(
-            f"count(*) FILTER (WHERE a.day + {n} <= (SELECT last_day FROM last) AND EXISTS ("
-            f"SELECT 1 FROM active_days x WHERE x.actor = a.actor AND x.day = a.day + {n})) AS kept_{d}"
-        )
-    sql = (
-        f"WITH act AS ({inner}), "
-        f"a AS (SELECT actor, {local('activated_at')} AS day FROM act WHERE activated_at IS NOT NULL), "
-        f"active_days AS (SELECT DISTINCT {actor} AS actor, {local('e.timestamp')} AS day FROM {RESOLVED_FROM} "
-        f"WHERE e.workspace_id = {ws} AND {actor} IN (SELECT actor FROM a)), "
-        f"last AS (SELECT {local('max(timestamp)')} AS last_day FROM events WHERE workspace_id = {ws}) "
-        f"SELECT {', '.join(cols)} FROM a"
-    )
-    return sql, p.values
+    last = f"last AS (SELECT CAST({p.add(last_day)} AS DATE) AS last_day)"
+    return PerActor(
+        ctes, "retained", f"SELECT {', '.join(cols)} FROM retained", p.values,
+        tail_ctes=(last,), by=inner.by, separable=inner.separable,
+    )  # fmt: skip

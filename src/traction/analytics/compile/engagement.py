@@ -13,6 +13,7 @@ from traction.analytics.compile.params import (
     trait_columns,
     uses_traits,
 )
+from traction.analytics.compile.peractor import PerActor, actors_of
 from traction.analytics.domain.specs import (
     ActiveUsersSpec,
     EventMatcher,
@@ -41,6 +42,13 @@ def _active(m: EventMatcher | None, p: Params) -> str:
 def compile_sessions(
     spec: SessionsSpec, workspace_id: str, tz: str, start: datetime, end: datetime
 ) -> tuple[str, dict[str, object]]:
+    q = sessions_query(spec, workspace_id, tz, start, end)
+    return q.sql, q.params(q.sql)
+
+
+def sessions_query(
+    spec: SessionsSpec, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> PerActor:
     """One row of aggregates: sessions that began in the range (count, mean length, mean
     events), and the first N sessions of actors whose first session ever began in it.
 
@@ -64,42 +72,49 @@ def compile_sessions(
         f"avg(features) FILTER (WHERE early AND session_no = {k}) AS features_{k}"
         for k in range(1, spec.first_sessions + 1)
     )
-    sql = f"""
-WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp >= {lo} - {gap} AND e.timestamp < {hi}")}),
-seen_before AS (SELECT DISTINCT actor FROM ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp < {lo}")})),
-marked AS (
+    ctes = (
+        f"ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f' AND e.timestamp >= {lo} - {gap} AND e.timestamp < {hi}')})",
+        f"seen_before AS (SELECT DISTINCT actor FROM ({_events(p, workspace_id, spec.aggregate_by, tz, f' AND e.timestamp < {lo}')}))",
+        f"""marked AS (
     SELECT actor, ts, seq, type, name,
            CASE WHEN lag(ts) OVER w IS NULL OR ts - lag(ts) OVER w > {gap} THEN 1 ELSE 0 END AS starts
     FROM ev {only_new} WINDOW w AS (PARTITION BY actor ORDER BY ts, seq)
-),
-numbered AS (
+)""",
+        """numbered AS (
     SELECT actor, ts, type, name,
            sum(starts) OVER (PARTITION BY actor ORDER BY ts, seq ROWS UNBOUNDED PRECEDING) AS session_no
     FROM marked
-),
-sessions AS (
+)""",
+        f"""sessions AS (
     SELECT actor, session_no, min(ts) AS started, max(ts) AS ended, count(*) AS events,
            count(DISTINCT {feature}) AS features
     FROM numbered GROUP BY actor, session_no
-),
-tagged AS (
+)""",
+        f"""tagged AS (
     SELECT s.*, b.actor IS NULL AND s.session_no <= {n} AS early, s.started >= {lo} AS in_range
     FROM sessions s LEFT JOIN seen_before b USING (actor)
-)
-SELECT count(*) FILTER (WHERE in_range) AS sessions,
+)""",
+    )
+    select = f"""SELECT count(*) FILTER (WHERE in_range) AS sessions,
        avg(epoch(ended) - epoch(started)) FILTER (WHERE in_range) AS avg_duration,
        avg(events) FILTER (WHERE in_range) AS avg_events,
        avg(events) FILTER (WHERE early) AS depth_events,
        avg(features) FILTER (WHERE early) AS depth_features,
        {per_k}
-FROM tagged
-"""
-    return sql, p.values
+FROM tagged"""
+    return PerActor(ctes, "tagged", select, p.values, by=actors_of(spec.aggregate_by))
 
 
 def compile_active_users(
     spec: ActiveUsersSpec, workspace_id: str, tz: str, start: datetime, end: datetime
 ) -> tuple[str, dict[str, object]]:
+    q = active_users_query(spec, workspace_id, tz, start, end)
+    return q.sql, q.params(q.sql)
+
+
+def active_users_query(
+    spec: ActiveUsersSpec, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> PerActor:
     """Rows: (day, dau, wau, mau) for every day of the range (local days).
 
     An actor active on day d counts in the MAU of days d to d+29 — up to their next active
@@ -109,25 +124,29 @@ def compile_active_users(
     DAU is the active days themselves."""
     p = Params()
     d_from, d_to = p.add(spec.range.date_from), p.add(spec.range.date_to)
-    sql = f"""
-WITH ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f" AND e.timestamp >= {p.add(start)} - INTERVAL 31 DAY AND e.timestamp < {p.add(end)}", uses_traits(spec.active_event))}),
-days AS (SELECT DISTINCT actor, CAST(local_ts AS DATE) AS d FROM ev WHERE {_active(spec.active_event, p)}),
-spans AS (SELECT d, lead(d) OVER (PARTITION BY actor ORDER BY d) AS nxt FROM days),
-edges AS (
+    traits = uses_traits(spec.active_event)
+    ctes = (
+        f"ev AS ({_events(p, workspace_id, spec.aggregate_by, tz, f' AND e.timestamp >= {p.add(start)} - INTERVAL 31 DAY AND e.timestamp < {p.add(end)}', traits)})",
+        f"days AS (SELECT DISTINCT actor, CAST(local_ts AS DATE) AS d FROM ev WHERE {_active(spec.active_event, p)})",
+    )
+    tail = (
+        "spans AS (SELECT d, lead(d) OVER (PARTITION BY actor ORDER BY d) AS nxt FROM days)",
+        """edges AS (
     SELECT d AS day, 1 AS dd, 1 AS dw, 1 AS dm FROM spans
     UNION ALL SELECT d + 1, -1, 0, 0 FROM spans
     UNION ALL SELECT least(d + 7, coalesce(nxt, d + 7)), 0, -1, 0 FROM spans
     UNION ALL SELECT least(d + 30, coalesce(nxt, d + 30)), 0, 0, -1 FROM spans
-),
-moves AS (SELECT day, sum(dd) AS dd, sum(dw) AS dw, sum(dm) AS dm FROM edges GROUP BY day),
-running AS (SELECT day, sum(dd) OVER w AS dau, sum(dw) OVER w AS wau, sum(dm) OVER w AS mau
-            FROM moves WINDOW w AS (ORDER BY day ROWS UNBOUNDED PRECEDING)),
-calendar AS (SELECT CAST(unnest(generate_series(CAST({d_from} AS DATE), CAST({d_to} AS DATE), INTERVAL 1 DAY)) AS DATE) AS d)
-SELECT c.d, coalesce(r.dau, 0), coalesce(r.wau, 0), coalesce(r.mau, 0)
+)""",
+        "moves AS (SELECT day, sum(dd) AS dd, sum(dw) AS dw, sum(dm) AS dm FROM edges GROUP BY day)",
+        """running AS (SELECT day, sum(dd) OVER w AS dau, sum(dw) OVER w AS wau, sum(dm) OVER w AS mau
+            FROM moves WINDOW w AS (ORDER BY day ROWS UNBOUNDED PRECEDING))""",
+        f"calendar AS (SELECT CAST(unnest(generate_series(CAST({d_from} AS DATE), CAST({d_to} AS DATE), INTERVAL 1 DAY)) AS DATE) AS d)",
+    )
+    select = """SELECT c.d, coalesce(r.dau, 0), coalesce(r.wau, 0), coalesce(r.mau, 0)
 FROM calendar c ASOF LEFT JOIN running r ON c.d >= r.day
-ORDER BY c.d
-"""
-    return sql, p.values
+ORDER BY c.d"""
+    return PerActor(ctes, "days", select, p.values, tail_ctes=tail, by=actors_of(spec.aggregate_by),
+                    separable=not traits)  # fmt: skip
 
 
 def compile_lifecycle(
@@ -165,6 +184,13 @@ GROUP BY bucket, status ORDER BY bucket, status
 def compile_feature_adoption(
     spec: FeatureAdoptionSpec, workspace_id: str, tz: str, start: datetime, end: datetime
 ) -> tuple[str, dict[str, object]]:
+    q = feature_adoption_query(spec, workspace_id, tz, start, end)
+    return q.sql, q.params(q.sql)
+
+
+def feature_adoption_query(
+    spec: FeatureAdoptionSpec, workspace_id: str, tz: str, start: datetime, end: datetime
+) -> PerActor:
     """One row: active actors, actors who used any of the features, then each feature's."""
     p = Params()
     ev = _events(
@@ -176,9 +202,13 @@ def compile_feature_adoption(
         uses_traits(*spec.features),
     )
     conds = [matcher_sql(f, p) for f in spec.features]
+    used = ", ".join(f"bool_or({c}) AS f{i}" for i, c in enumerate(conds))
+    per = f"used AS (SELECT actor, {used} FROM ev WHERE actor IS NOT NULL GROUP BY actor)"
     cols = [
-        "count(DISTINCT actor) AS active",
-        f"count(DISTINCT actor) FILTER (WHERE {' OR '.join(conds)}) AS any_feature",
+        "count(*) AS active",
+        f"count(*) FILTER (WHERE {' OR '.join(f'f{i}' for i in range(len(conds)))}) AS any_feature",
     ]
-    cols += [f"count(DISTINCT actor) FILTER (WHERE {c}) AS f{i}" for i, c in enumerate(conds)]
-    return f"WITH ev AS ({ev}) SELECT {', '.join(cols)} FROM ev", p.values
+    cols += [f"count(*) FILTER (WHERE f{i}) AS f{i}" for i in range(len(conds))]
+    traits = uses_traits(*spec.features)
+    return PerActor((f"ev AS ({ev})", per), "used", f"SELECT {', '.join(cols)} FROM used",
+                    p.values, by=actors_of(spec.aggregate_by), separable=not traits)  # fmt: skip

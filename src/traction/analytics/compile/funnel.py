@@ -24,18 +24,32 @@ from traction.analytics.compile.params import (
     trait_columns,
     uses_traits,
 )
+from traction.analytics.compile.peractor import PerActor, actors_of
 from traction.analytics.domain.specs import EventMatcher, FunnelSpec
 
 NONE = "$none"
 
 
-def prefilter(matchers: list[EventMatcher], p: Params) -> str:
-    """A cheap condition every event matching one of `matchers` meets (none is `$any`)."""
+def prefilter(matchers: list[EventMatcher], p: Params) -> str | None:
+    """A cheap condition every event matching one of `matchers` meets; None when one of them
+    is `$any` with nothing narrower (no filter, or one on traits, which are joined later).
+    `$any` with event-property filters (a purchase is any event whose MRR went up) keeps its
+    filters: numbering every event of the range instead was most of such a funnel's time."""
+    anys = [m for m in matchers if m.event == "$any"]
+    if any(not m.filters or uses_traits(m) for m in anys):
+        return None
     names = sorted({m.event for m in matchers} - set(RESERVED))
-    types = sorted({RESERVED[m.event].split("'")[1] for m in matchers if m.event in RESERVED})
+    types = sorted(
+        {
+            RESERVED[m.event].split("'")[1]
+            for m in matchers
+            if m.event in RESERVED and m.event != "$any"
+        }
+    )
     conds = [f"e.name IN (SELECT unnest({p.add(names)}::VARCHAR[]))"] if names else []
     if types:
         conds.append(f"e.type IN (SELECT unnest({p.add(types)}::VARCHAR[]))")
+    conds += [matcher_sql(m, p, "e.name", "e.properties") for m in anys]
     return "(" + " OR ".join(conds) + ")"
 
 
@@ -44,6 +58,12 @@ def compile_funnel(
 ) -> tuple[str, dict[str, object]]:
     """`start`/`end`: the date range as naive UTC. Attempts start in [start, end); later steps
     may complete up to `window` after `end`. With a breakdown, one row per value (`bd`)."""
+    q = funnel_query(spec, workspace_id, start, end)
+    return q.sql, q.params(q.sql)
+
+
+def funnel_query(spec: FunnelSpec, workspace_id: str, start: datetime, end: datetime) -> PerActor:
+    """The funnel with each actor's best attempt (`best`) as its per-actor rows."""
     p = Params()
     n = len(spec.steps)
     window_us = int(spec.window_days * 86_400_000_000)
@@ -51,17 +71,19 @@ def compile_funnel(
     matchers = [*spec.steps, *(x.event for x in spec.exclusions)]
     where = [f"e.workspace_id = {p.add(workspace_id)}", f"e.timestamp >= {p.add(start)}"]
     where.append(f"e.timestamp < {p.add(end)} + to_microseconds({p.add(window_us)})")
-    # Only the events the funnel names matter (by name, or by call type for $page/$screen),
-    # unless strict mode must see what lies between steps or a step is $any. Positions then
+    # Only the events the funnel names matter (by name, by call type for $page/$screen, by
+    # filters for $any), unless strict mode must see what lies between steps. Positions then
     # number only those events, which keeps their order: all that ordered matching uses.
-    if spec.mode == "ordered" and not any(m.event == "$any" for m in matchers):
-        where.append(prefilter(matchers, p))
+    narrow = prefilter(matchers, p) if spec.mode == "ordered" else None
+    if narrow is not None:
+        where.append(narrow)
     if spec.aggregate_by == "account":
         where.append("e.account_id IS NOT NULL")
     w = f"to_microseconds({p.add(window_us)})"
     traits = uses_traits(*matchers)
     if spec.mode == "unordered":
         return _unordered(spec, p, actor, where, w, traits, end)
+    by = actors_of(spec.aggregate_by)
     ctes = [
         f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties"
         f"{trait_columns(traits)} FROM {resolved_from(traits)} WHERE {' AND '.join(where)})",
@@ -123,40 +145,41 @@ def compile_funnel(
                 "CASE level " + " ".join(f"WHEN {k + 1} THEN props{k}" for k in range(n)) + " END"
             )
         bd = f"COALESCE(json_extract_string({props}, {path}), '{NONE}')"
-        sql = (
-            "WITH "
-            + ",\n".join(ctes)
-            + f"\nSELECT {bd} AS bd, {', '.join(cols)} FROM best GROUP BY 1"
-        )
+        select = f"SELECT {bd} AS bd, {', '.join(cols)} FROM best GROUP BY 1"
     else:
-        sql = "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(cols)} FROM best"
-    return sql, p.values
+        select = f"SELECT {', '.join(cols)} FROM best"
+    return PerActor(tuple(ctes), "best", select, p.values, by=by, separable=not traits)
 
 
 def _unordered(
     spec: FunnelSpec, p: Params, actor: str, where: list[str], w: str, traits: bool, end: datetime
-) -> tuple[str, dict[str, object]]:
+) -> PerActor:
     """Any step event in the range anchors an attempt; its level is how many distinct steps
     happen in [anchor, anchor + window], in any order. Step k counts actors who did k of them."""
     n = len(spec.steps)
     flags = ", ".join(f"{matcher_sql(m, p)} AS m{k}" for k, m in enumerate(spec.steps))
     any_step = " OR ".join(f"m{k}" for k in range(n))
     level = " + ".join(f"bool_or(f.m{k})::INT" for k in range(n))
-    sql = f"""
-WITH ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties{trait_columns(traits)}
-            FROM {resolved_from(traits)} WHERE {" AND ".join(where)}),
-flagged AS (SELECT actor, ts, seq, {flags} FROM ev),
-steps AS (SELECT * FROM flagged WHERE {any_step}),
-attempts AS (
+    ctes = (
+        f"""ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties{trait_columns(traits)}
+            FROM {resolved_from(traits)} WHERE {" AND ".join(where)})""",
+        f"flagged AS (SELECT actor, ts, seq, {flags} FROM ev)",
+        f"steps AS (SELECT * FROM flagged WHERE {any_step})",
+        f"""attempts AS (
     SELECT a.actor, a.ts AS t0, a.seq AS p0, {level} AS level
     FROM steps a JOIN steps f ON f.actor = a.actor AND f.ts >= a.ts AND f.ts <= a.ts + {w}
     WHERE a.ts < {p.add(end)}
     GROUP BY a.actor, a.ts, a.seq
-),
-best AS (SELECT * FROM attempts QUALIFY row_number() OVER (PARTITION BY actor ORDER BY level DESC, t0, p0) = 1)
-SELECT {", ".join(f"count(*) FILTER (WHERE level >= {k + 1}) AS entered_{k}" for k in range(n))} FROM best
-"""
-    return sql, p.values
+)""",
+        "best AS (SELECT * FROM attempts QUALIFY row_number() OVER (PARTITION BY actor ORDER BY level DESC, t0, p0) = 1)",
+    )
+    entered = ", ".join(
+        f"count(*) FILTER (WHERE level >= {k + 1}) AS entered_{k}" for k in range(n)
+    )
+    by = actors_of(spec.aggregate_by)
+    return PerActor(
+        ctes, "best", f"SELECT {entered} FROM best", p.values, by=by, separable=not traits
+    )
 
 
 def compile_funnel_dropoffs(
@@ -170,11 +193,9 @@ def compile_funnel_dropoffs(
 ) -> tuple[str, dict[str, object]]:
     """The actors who reached `step` (0-based) and went no further: the friction list."""
     plain = spec.model_copy(update={"breakdown": None})
-    sql, values = compile_funnel(plain, workspace_id, start, end)
-    head = sql[: sql.rindex("\nSELECT ")]
-    values = {**values, "drop_level": step + 1, "drop_limit": limit, "drop_offset": offset}
-    return (
-        head
-        + "\nSELECT actor, t0 AS started_at FROM best WHERE level = $drop_level ORDER BY t0, actor LIMIT $drop_limit OFFSET $drop_offset",
-        values,
+    q = funnel_query(plain, workspace_id, start, end).with_select(
+        "SELECT actor, t0 AS started_at FROM best WHERE level = $drop_level "
+        "ORDER BY t0, actor LIMIT $drop_limit OFFSET $drop_offset",
+        {"drop_level": step + 1, "drop_limit": limit, "drop_offset": offset},
     )
+    return q.sql, q.values

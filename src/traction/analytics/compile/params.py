@@ -110,6 +110,9 @@ def trait_columns(traits: bool) -> str:
 
 
 PERSON = "COALESCE(o.person_id, e.person_id)"
+# An event's account: its account column, or (billing's events sent without one) the account
+# its properties name. The revenue facts read accounts this way.
+ACCOUNT = "COALESCE(e.account_id, json_extract_string(e.properties, '$.account'))"
 
 
 def local_time(column: str, tz: str, p: Params) -> str:

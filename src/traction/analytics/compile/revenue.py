@@ -7,73 +7,78 @@ the whole log. Activation times come from the activation compiler, over all time
 
 from __future__ import annotations
 
-from traction.analytics.compile.params import PERSON, RESOLVED_FROM, Params
+from traction.analytics.compile.params import ACCOUNT, PERSON, RESOLVED_FROM, Params
+from traction.analytics.compile.peractor import PerActor
 from traction.analytics.domain.kpis import KPIConfig
 from traction.billing.domain.revenue import CHANGE_EVENTS
-
-_ACCOUNT = "COALESCE(e.account_id, json_extract_string(e.properties, '$.account'))"
 
 
 def _names(p: Params, names: tuple[str, ...]) -> str:
     return f"e.name IN (SELECT unnest({p.add(list(names))}::VARCHAR[]))"
 
 
-def compile_people(c: KPIConfig, workspace_id: str) -> tuple[str, dict[str, object]]:
+def _rows(ctes: tuple[str, ...], values: dict[str, object], order: str = "") -> PerActor:
+    """A person's facts are per-actor rows already: the aggregate just reads them."""
+    return PerActor(ctes, "facts", f"SELECT * FROM facts{order}", values)
+
+
+def people_query(c: KPIConfig, workspace_id: str) -> PerActor:
     """(person, account, signed_up, trial_started, pql) for everyone with one of those
     events; the account is the first one those events belong to (NULL when none does)."""
     p = Params()
     pql = c.pql_event or c.signup_event
     names = (c.signup_event, c.trial_event, pql)
     sql = (
-        f"SELECT {PERSON} AS person, "
-        f"arg_min(e.account_id, (e.timestamp, e.seq)) FILTER (WHERE e.account_id IS NOT NULL), "
-        f"min(e.timestamp) FILTER (WHERE e.name = {p.add(c.signup_event)}), "
-        f"min(e.timestamp) FILTER (WHERE e.name = {p.add(c.trial_event)}), "
-        f"min(e.timestamp) FILTER (WHERE e.name = {p.add(pql)}) "
+        f"facts AS (SELECT {PERSON} AS actor, "
+        f"arg_min(e.account_id, (e.timestamp, e.seq)) FILTER (WHERE e.account_id IS NOT NULL) AS account, "
+        f"min(e.timestamp) FILTER (WHERE e.name = {p.add(c.signup_event)}) AS signed_up, "
+        f"min(e.timestamp) FILTER (WHERE e.name = {p.add(c.trial_event)}) AS trial_started, "
+        f"min(e.timestamp) FILTER (WHERE e.name = {p.add(pql)}) AS pql "
         f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)} AND {_names(p, names)} "
-        "GROUP BY 1"
+        "GROUP BY 1)"
     )
-    return sql, p.values
+    return _rows((sql,), p.values, " ORDER BY actor")
 
 
-def compile_first_accounts(workspace_id: str, people: list[str]) -> tuple[str, dict[str, object]]:
-    """The first account of each of `people` (those whose sign-up came before their account)."""
+def first_accounts_query(workspace_id: str) -> PerActor:
+    """Each person's first account (for those whose sign-up came before their account)."""
     p = Params()
     sql = (
-        f"SELECT {PERSON}, arg_min(e.account_id, (e.timestamp, e.seq)) FROM {RESOLVED_FROM} "
-        f"WHERE e.workspace_id = {p.add(workspace_id)} AND e.account_id IS NOT NULL "
-        f"AND {PERSON} IN (SELECT unnest({p.add(people)}::VARCHAR[])) GROUP BY 1"
+        f"facts AS (SELECT {PERSON} AS actor, arg_min(e.account_id, (e.timestamp, e.seq)) AS account "
+        f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)} AND e.account_id IS NOT NULL "
+        "GROUP BY 1)"
     )
-    return sql, p.values
+    return _rows((sql,), p.values)
 
 
-def compile_changes(workspace_id: str) -> tuple[str, dict[str, object]]:
+def changes_query(workspace_id: str) -> PerActor:
     """Billing's MRR changes: (account, subscription, at, mrr_before, mrr_after, event, person
-    when a user made it)."""
+    when a user made it), in the order they happened."""
     p = Params()
     sql = (
-        f"SELECT {_ACCOUNT}, json_extract_string(e.properties, '$.subscription'), e.timestamp, "
-        "json_extract_string(e.properties, '$.mrr_before'), "
-        "json_extract_string(e.properties, '$.mrr_after'), e.name, "
-        f"CASE WHEN e.user_id IS NOT NULL THEN {PERSON} END "
+        f"facts AS (SELECT {ACCOUNT} AS actor, json_extract_string(e.properties, '$.subscription') AS sub, "
+        "e.timestamp AS ts, json_extract_string(e.properties, '$.mrr_before') AS mrr_before, "
+        "json_extract_string(e.properties, '$.mrr_after') AS mrr_after, e.name, "
+        f"CASE WHEN e.user_id IS NOT NULL THEN {PERSON} END AS person, e.seq "
         f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)} "
-        f"AND {_names(p, CHANGE_EVENTS)} "
+        f"AND {_names(p, CHANGE_EVENTS)} AND {ACCOUNT} IS NOT NULL "
         "AND json_extract_string(e.properties, '$.mrr_before') IS NOT NULL "
-        "AND json_extract_string(e.properties, '$.mrr_after') IS NOT NULL "
-        "ORDER BY e.timestamp, e.seq"
+        "AND json_extract_string(e.properties, '$.mrr_after') IS NOT NULL)"
     )
-    return sql, p.values
+    return PerActor((sql,), "facts", "SELECT actor, sub, ts, mrr_before, mrr_after, name, person "
+                    "FROM facts ORDER BY ts, seq", p.values, by="event")  # fmt: skip
 
 
-def compile_account_events(
-    workspace_id: str, names: tuple[str, ...], with_person: bool
-) -> tuple[str, dict[str, object]]:
+def account_events_query(workspace_id: str, names: tuple[str, ...], with_person: bool) -> PerActor:
     """(account, at[, person]) of the named events that belong to an account."""
     p = Params()
-    person = f", CASE WHEN e.user_id IS NOT NULL THEN {PERSON} END" if with_person else ""
+    person = f", CASE WHEN e.user_id IS NOT NULL THEN {PERSON} END AS person" if with_person else ""
     sql = (
-        f"SELECT {_ACCOUNT} AS account, e.timestamp{person} FROM {RESOLVED_FROM} "
+        f"facts AS (SELECT {ACCOUNT} AS actor, e.timestamp AS ts{person}, e.seq FROM {RESOLVED_FROM} "
         f"WHERE e.workspace_id = {p.add(workspace_id)} AND {_names(p, names)} "
-        f"AND {_ACCOUNT} IS NOT NULL"
+        f"AND {ACCOUNT} IS NOT NULL)"
     )
-    return sql, p.values
+    cols = "actor, ts, person" if with_person else "actor, ts"
+    return PerActor(
+        (sql,), "facts", f"SELECT {cols} FROM facts ORDER BY ts, seq", p.values, by="event"
+    )

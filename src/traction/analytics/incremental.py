@@ -1,0 +1,203 @@
+"""Results that follow new events without being computed again whole.
+
+A query split by `PerActor` has rows that each depend on one actor's events only (or on one
+event only: then new events just add rows). Those rows
+are kept (per workspace and query, with the data version they were read at). When events
+arrive, only the actors they belong to can have different rows: their events (all of them,
+from the whole log) are read once for every kept query, each query runs again over just
+those events, and the new rows replace the actors' old ones. The aggregate then runs over
+the patched rows, which is cheap (one row per actor, not one per event).
+
+What breaks the premise falls back to a full computation: a merge of people or a deletion
+(rows of several actors change, and which is not known), a query whose rows read another
+actor's data (an account trait filter), or more new actors than a patch is worth.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from traction.analytics.compile.peractor import AFFECTED, AFFECTED_OVERRIDES, PerActor
+
+T = TypeVar("T")
+Version = tuple[int, tuple[int, int]]  # the log's head; the workspace's merges and deletions
+# runs `sql` with `params`, the given Arrow tables registered by name, and answers Arrow
+Run = Callable[[str, dict[str, object], dict[str, pa.Table]], pa.Table]
+
+
+@dataclass(frozen=True)
+class Kept:
+    version: Version
+    table: pa.Table
+
+
+@dataclass(frozen=True)
+class Affected:
+    """The actors events stored after some point belong to, with all of their events."""
+
+    actors: pa.Array  # person ids (as merged), account ids, or (by event) the new events
+    events: pa.Table  # every event of those actors, whole rows of the log
+    overrides: pa.Table  # the merges that name those events' person ids
+
+
+class ActorRows:
+    MAX_QUERIES = 128  # kept per-actor tables (each is one row per actor of one query)
+    MAX_ROWS = 2_000_000  # larger per-actor tables are not kept
+    MAX_AFFECTED = 5_000  # more new actors than this: compute whole
+    MAX_DERIVED = 1024
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._kept: OrderedDict[tuple[str, str, str], Kept] = OrderedDict()
+        self._affected: OrderedDict[tuple[str, int, int, str], Affected | None] = OrderedDict()
+        self._derived: OrderedDict[Hashable, tuple[tuple[object, ...], Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def rows(self, workspace_id: str, q: PerActor, version: Version) -> pa.Table:
+        """`q`'s per-actor rows at `version` (read at least that recently)."""
+        sql = q.rows_sql()
+        params = q.params(sql)
+        key = (workspace_id, sql, repr(sorted(params.items())))
+        with self._lock:
+            kept = self._kept.get(key)
+        table = None
+        if kept is not None and q.separable and kept.version[1] == version[1]:
+            if kept.version[0] >= version[0]:
+                table = kept.table
+            else:
+                table = self._patch(workspace_id, q, kept, version)
+        if table is None:
+            table = self._run(sql, params, {})
+        if table.num_rows <= self.MAX_ROWS:
+            with self._lock:
+                self._kept[key] = Kept(version, table)
+                self._kept.move_to_end(key)
+                while len(self._kept) > self.MAX_QUERIES:
+                    self._kept.popitem(last=False)
+        return table
+
+    def _patch(
+        self, workspace_id: str, q: PerActor, kept: Kept, version: Version
+    ) -> pa.Table | None:
+        affected = self.affected(workspace_id, kept.version[0], version[0], q.by)
+        if affected is None:
+            return None
+        if len(affected.actors) == 0:
+            return kept.table  # the new events belong to no actor of this kind
+        sql = q.rows_sql(affected_only=True)
+        tables = {AFFECTED: affected.events, AFFECTED_OVERRIDES: affected.overrides}
+        fresh = self._run(sql, q.params(sql), tables).cast(kept.table.schema)
+        if q.by == "event":  # rows of new events are added (unless a read racing a commit
+            # already saw them: such rows carry their event's `seq`)
+            seen = pc.fill_null(pc.is_in(fresh["seq"], value_set=kept.table["seq"]), False)
+            fresh = fresh.filter(pc.invert(seen))
+            return kept.table if fresh.num_rows == 0 else pa.concat_tables([kept.table, fresh])
+        is_affected = pc.fill_null(pc.is_in(kept.table["actor"], value_set=affected.actors), False)
+        if _same_rows(kept.table.filter(is_affected), fresh):
+            return kept.table  # the same object: what was derived from it still holds
+        return pa.concat_tables([kept.table.filter(pc.invert(is_affected)), fresh])
+
+    def derived(self, key: Hashable, inputs: tuple[object, ...], compute: Callable[[], T]) -> T:
+        """What `compute` derives from `inputs` (per-actor tables, or values derived from
+        them), again only when one of them is a new object: a patch that changed nothing
+        answers the kept table itself, so most aggregates survive a new event untouched."""
+        with self._lock:
+            hit = self._derived.get(key)
+        if (
+            hit is not None
+            and len(hit[0]) == len(inputs)
+            and all(a is b for a, b in zip(hit[0], inputs, strict=True))
+        ):
+            return hit[1]  # type: ignore[no-any-return]
+        value = compute()
+        with self._lock:
+            self._derived[key] = (inputs, value)
+            self._derived.move_to_end(key)
+            while len(self._derived) > self.MAX_DERIVED:
+                self._derived.popitem(last=False)
+        return value
+
+    def affected(self, workspace_id: str, since: int, head: int, by: str) -> Affected | None:
+        """Who the events stored in (since, head] belong to, with all their events (read
+        once for every query patched to the same head); None when too many to patch."""
+        key = (workspace_id, since, head, by)
+        with self._lock:
+            if key in self._affected:
+                return self._affected[key]
+        found = self._find(workspace_id, since, head, by)
+        with self._lock:
+            self._affected[key] = found
+            while len(self._affected) > 16:
+                self._affected.popitem(last=False)
+        return found
+
+    def _find(self, workspace_id: str, since: int, head: int, by: str) -> Affected | None:
+        window = {"ws": workspace_id, "since": since, "head": head}
+        new = "e.workspace_id = $ws AND e.seq > $since AND e.seq <= $head"
+        if by == "event":
+            events = self._run(f"SELECT * FROM events e WHERE {new}", window, {})
+            if events.num_rows > self.MAX_AFFECTED:
+                return None
+            return self._with_overrides(workspace_id, pa.array(range(events.num_rows)), events)
+        if by == "person":
+            column = "COALESCE(o.person_id, e.person_id)"
+            source = "events e LEFT JOIN person_overrides o ON o.workspace_id = e.workspace_id AND o.old_person_id = e.person_id"
+        else:
+            column, source = "e.account_id", "events e"
+        who = self._run(f"SELECT DISTINCT {column} AS actor FROM {source} WHERE {new}", window, {})
+        actors = who["actor"].drop_null()
+        if len(actors) > self.MAX_AFFECTED:
+            return None
+        ids: dict[str, Any] = {"ws": workspace_id, "ids": actors.to_pylist()}
+        if not ids["ids"]:
+            return Affected(actors, pa.table({}), pa.table({}))
+        if by == "person":  # their older events carry the ids merged into them
+            events = self._run(
+                "SELECT * FROM events WHERE workspace_id = $ws AND person_id IN ("
+                "SELECT unnest($ids::VARCHAR[]) UNION ALL SELECT old_person_id FROM person_overrides "
+                "WHERE workspace_id = $ws AND person_id IN (SELECT unnest($ids::VARCHAR[])))",
+                ids,
+                {},
+            )
+        else:
+            events = self._run(
+                "SELECT * FROM events WHERE workspace_id = $ws "
+                "AND account_id IN (SELECT unnest($ids::VARCHAR[]))",
+                ids,
+                {},
+            )
+        return self._with_overrides(workspace_id, actors, events)
+
+    def _with_overrides(self, workspace_id: str, actors: pa.Array, events: pa.Table) -> Affected:
+        """The merges that name the events' person ids: all the recomputed queries resolve."""
+        ids = pc.unique(events["person_id"]).drop_null().to_pylist()
+        overrides = self._run(
+            "SELECT * FROM person_overrides WHERE workspace_id = $ws "
+            "AND old_person_id IN (SELECT unnest($ids::VARCHAR[]))",
+            {"ws": workspace_id, "ids": ids},
+            {},
+        )
+        return Affected(actors, events, overrides)
+
+
+def _same_rows(old: pa.Table, new: pa.Table) -> bool:
+    """Whether two small sets of rows are equal in any order (the usual case: a new event
+    that changes nothing its actor had in this query, or had nothing in it at all)."""
+    if old.num_rows != new.num_rows:
+        return False
+    if old.num_rows == 0:
+        return True
+    if old.num_rows > 10_000:
+        return False
+    try:
+        keys = [(name, "ascending") for name in old.column_names]
+        return bool(old.sort_by(keys).equals(new.sort_by(keys)))
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+        return False  # a column that does not sort: count it as changed
