@@ -17,7 +17,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from traction.analytics.compile.activation import activation_query, activation_retention_query
 from traction.analytics.compile.engagement import (
@@ -32,7 +34,6 @@ from traction.analytics.compile.retention import compile_retention
 from traction.analytics.compile.revenue import (
     account_events_query,
     changes_query,
-    first_accounts_query,
     people_query,
 )
 from traction.analytics.compile.trend import OTHER, compile_trend_people, compile_trend_series
@@ -590,7 +591,6 @@ class AnalyticsService:
             activation = c.activation(DateRange(date_from=MIN_DATE, date_to=MIN_DATE))
             queries = (
                 people_query(c, ws),
-                first_accounts_query(ws),
                 activation_query(activation, ws, "UTC", datetime(1970, 1, 1), datetime(2200, 1, 1)),
                 changes_query(ws),
                 account_events_query(ws, (c.checkout_event,), True),
@@ -639,25 +639,38 @@ class AnalyticsService:
 
 def _tuples(table: pa.Table) -> list[tuple[Any, ...]]:
     """Arrow rows as tuples, the shape the result functions take."""
-    return list(zip(*(col.to_pylist() for col in table.columns), strict=True))
+    return list(zip(*(_values(col) for col in table.columns), strict=True))
+
+
+def _values(col: pa.ChunkedArray) -> Any:
+    t = col.type
+    if pa.types.is_timestamp(t) and t.tz is None and t.unit in ("s", "ms", "us"):
+        # datetimes made by numpy in C: 6x faster than to_pylist. A column with nulls comes
+        # out as floats (exact below 2**53 microseconds: until the year 2255); NaN -> NaT ->
+        # None. (No Python scalar goes to Arrow here: that would import pandas, 0.3 s.)
+        ints = pc.cast(col, pa.int64())
+        parts = [chunk.to_numpy(zero_copy_only=False) for chunk in ints.chunks]
+        values = np.concatenate(parts) if parts else np.empty(0, np.int64)
+        if ints.null_count:
+            values = np.where(np.isnan(values), np.iinfo(np.int64).min, values)
+        return values.astype(np.int64).view(f"datetime64[{t.unit}]").astype(object)
+    return col.to_pylist()
 
 
 def _facts(
     c: KPIConfig,
     people: pa.Table,
-    first_accounts: pa.Table,
     activation: pa.Table,
     changes: pa.Table,
     checkouts: pa.Table,
     signals: pa.Table,
 ) -> plg.Facts:
     """The PLG revenue facts from their per-actor (and per-event) rows."""
-    accounts = dict(_tuples(first_accounts))
     activated = {r[0]: r[3] for r in _tuples(activation) if r[3] is not None}
     in_order = [("ts", "ascending"), ("seq", "ascending")]
     return plg.Facts(
         [
-            plg.Person(person, account or accounts.get(person), signed, trial,
+            plg.Person(person, account, signed, trial,
                        activated.get(person), pql if c.pql_event else activated.get(person))
             for person, account, signed, trial, pql in _tuples(people.sort_by("actor"))
         ],

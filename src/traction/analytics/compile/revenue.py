@@ -17,38 +17,34 @@ def _names(p: Params, names: tuple[str, ...]) -> str:
     return f"e.name IN (SELECT unnest({p.add(list(names))}::VARCHAR[]))"
 
 
-def _rows(ctes: tuple[str, ...], values: dict[str, object], order: str = "") -> PerActor:
-    """A person's facts are per-actor rows already: the aggregate just reads them."""
-    return PerActor(ctes, "facts", f"SELECT * FROM facts{order}", values)
-
-
 def people_query(c: KPIConfig, workspace_id: str) -> PerActor:
     """(person, account, signed_up, trial_started, pql) for everyone with one of those
-    events; the account is the first one those events belong to (NULL when none does)."""
+    events; the account is the first one those events belong to, else the first one any of
+    the person's events belongs to (a sign-up before the account existed), else NULL."""
     p = Params()
     pql = c.pql_event or c.signup_event
     names = (c.signup_event, c.trial_event, pql)
-    sql = (
-        f"facts AS (SELECT {PERSON} AS actor, "
-        f"arg_min(e.account_id, (e.timestamp, e.seq)) FILTER (WHERE e.account_id IS NOT NULL) AS account, "
+    ws = p.add(workspace_id)
+    first = "arg_min(e.account_id, (e.timestamp, e.seq)) FILTER (WHERE e.account_id IS NOT NULL)"
+    named = (
+        f"named AS (SELECT {PERSON} AS actor, {first} AS account, "
         f"min(e.timestamp) FILTER (WHERE e.name = {p.add(c.signup_event)}) AS signed_up, "
         f"min(e.timestamp) FILTER (WHERE e.name = {p.add(c.trial_event)}) AS trial_started, "
         f"min(e.timestamp) FILTER (WHERE e.name = {p.add(pql)}) AS pql "
-        f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)} AND {_names(p, names)} "
-        "GROUP BY 1)"
+        f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {ws} AND {_names(p, names)} GROUP BY 1)"
     )
-    return _rows((sql,), p.values, " ORDER BY actor")
-
-
-def first_accounts_query(workspace_id: str) -> PerActor:
-    """Each person's first account (for those whose sign-up came before their account)."""
-    p = Params()
-    sql = (
-        f"facts AS (SELECT {PERSON} AS actor, arg_min(e.account_id, (e.timestamp, e.seq)) AS account "
-        f"FROM {RESOLVED_FROM} WHERE e.workspace_id = {p.add(workspace_id)} AND e.account_id IS NOT NULL "
-        "GROUP BY 1)"
+    fallback = (  # only for those whose named events carry no account
+        f"fallback AS (SELECT {PERSON} AS actor, {first} AS account FROM {RESOLVED_FROM} "
+        f"WHERE e.workspace_id = {ws} AND e.account_id IS NOT NULL "
+        f"AND {PERSON} IN (SELECT actor FROM named WHERE account IS NULL) GROUP BY 1)"
     )
-    return _rows((sql,), p.values)
+    facts = (
+        "facts AS (SELECT n.actor, COALESCE(n.account, f.account) AS account, n.signed_up, "
+        "n.trial_started, n.pql FROM named n LEFT JOIN fallback f USING (actor))"
+    )
+    return PerActor(
+        (named, fallback, facts), "facts", "SELECT * FROM facts ORDER BY actor", p.values
+    )
 
 
 def changes_query(workspace_id: str) -> PerActor:
