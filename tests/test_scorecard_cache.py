@@ -169,12 +169,17 @@ def test_a_merge_after_the_window_still_refreshes_closed_figures(sqlite_ctx: Con
 
 
 def test_new_events_patch_only_their_actors_rows(sqlite_ctx: Context) -> None:
-    """Without merges, new events recompute the rows of the actors they belong to, from those
-    actors' events alone; the figures equal a full recomputation."""
+    """New events recompute the rows of the actors they belong to, from those actors' events
+    alone (after a merge: the survivor's, and the merged person's rows go); the figures equal
+    a full recomputation."""
     ws = sqlite_ctx.workspaces.create_workspace("patch").id
     msgs = [to_segment("track", e, who, True, 24 * 28 + 5 * who + k, "acme" if who % 2 else None)
             for who in range(6) for k, e in enumerate(EVENTS)]  # fmt: skip
     msgs += [to_segment("billing", "", 1, True, 24 * 35, "acme")]
+    # u9 on one device; on another, still anonymous (a9), signs up and activates
+    laptop = to_segment("track", "dashboard_viewed", 9, True, 24 * 20)
+    msgs += [laptop | {"anonymousId": "laptop-9"}]
+    msgs += [to_segment("track", e, 9, False, 24 * 29 + k) for k, e in enumerate(EVENTS[:4])]
     sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
     svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
     svc.scorecard(ws, MARCH)
@@ -193,6 +198,7 @@ def test_new_events_patch_only_their_actors_rows(sqlite_ctx: Context) -> None:
         [to_segment("track", "signed_up", 7, True, 24 * 41, "globex")],  # someone new
         [to_segment("billing", "", 3, True, 24 * 42, "acme")],  # the account's MRR moves
         [to_segment("track", "report_created", 4, True, 24 * 10)],  # late: in a closed period
+        [to_segment("identify", "", 9, True, 24 * 44)],  # a merge: a9's rows become u9's
     ):
         sqlite_ctx.ingest.ingest_sync(ws, batch, normalize_segment)
         patched.clear()

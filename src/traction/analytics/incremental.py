@@ -46,6 +46,14 @@ class Affected:
     events: pa.Table  # every event of those actors, whole rows of the log
     overrides: pa.Table  # the merges that name those events' person ids
 
+    @property
+    def replaced(self) -> pa.Array:
+        """Whose kept rows give way: the actors, and the people merged into them."""
+        if self.overrides.num_rows == 0:
+            return self.actors
+        merged = self.overrides["old_person_id"].combine_chunks()
+        return pa.concat_arrays([self.actors.cast(pa.string()), merged.cast(pa.string())])
+
 
 class ActorRows:
     MAX_QUERIES = 128  # kept per-actor tables (each is one row per actor of one query)
@@ -68,8 +76,8 @@ class ActorRows:
         with self._lock:
             kept = self._kept.get(key)
         table = None
-        if kept is not None and q.separable and kept.version[1] == version[1]:
-            if kept.version[0] >= version[0]:
+        if kept is not None and q.separable and _patchable(q, kept.version, version):
+            if kept.version == version:
                 table = kept.table
             else:
                 table = self._patch(workspace_id, q, kept, version)
@@ -99,7 +107,10 @@ class ActorRows:
             seen = pc.fill_null(pc.is_in(fresh["seq"], value_set=kept.table["seq"]), False)
             fresh = fresh.filter(pc.invert(seen))
             return kept.table if fresh.num_rows == 0 else pa.concat_tables([kept.table, fresh])
-        is_affected = pc.fill_null(pc.is_in(kept.table["actor"], value_set=affected.actors), False)
+        # the actors' rows, and those of the people merged into them (whose rows are gone)
+        is_affected = pc.fill_null(
+            pc.is_in(kept.table["actor"], value_set=affected.replaced), False
+        )
         if _same_rows(kept.table.filter(is_affected), fresh):
             return kept.table  # the same object: what was derived from it still holds
         return pa.concat_tables([kept.table.filter(pc.invert(is_affected)), fresh])
@@ -152,7 +163,7 @@ class ActorRows:
         else:
             column, source = "e.account_id", "events e"
         who = self._run(f"SELECT DISTINCT {column} AS actor FROM {source} WHERE {new}", window, {})
-        actors = who["actor"].drop_null()
+        actors = who["actor"].drop_null().combine_chunks()
         if len(actors) > self.MAX_AFFECTED:
             return None
         ids: dict[str, Any] = {"ws": workspace_id, "ids": actors.to_pylist()}
@@ -201,3 +212,14 @@ def _same_rows(old: pa.Table, new: pa.Table) -> bool:
         return bool(old.sort_by(keys).equals(new.sort_by(keys)))
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
         return False  # a column that does not sort: count it as changed
+
+
+def _patchable(q: PerActor, kept: Version, now: Version) -> bool:
+    """Whether the kept rows can be brought to `now` by recomputing some actors. Deletions
+    never (whose rows they emptied is not known); merges only for rows per person: a merge is
+    stored with the event that caused it, whose person (the survivor) is then recomputed
+    with the merged person's events, and the merged person's rows are dropped."""
+    (merges_then, deletions_then), (merges_now, deletions_now) = kept[1], now[1]
+    if deletions_then != deletions_now or merges_then > merges_now:
+        return False
+    return merges_then == merges_now or q.by == "person"
