@@ -4,6 +4,7 @@ open and closed periods), the cached figures equal a full recomputation."""
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from traction.analytics.domain.kpis import BY_KEY, scorecard_row
+from traction.analytics.domain.kpis import BY_KEY, previous_range, scorecard_row
 from traction.analytics.domain.specs import DateRange
 from traction.analytics.scorecard import reads_until
 from traction.analytics.service import AnalyticsService
@@ -206,3 +207,32 @@ def test_new_events_patch_only_their_actors_rows(sqlite_ctx: Context) -> None:
             fresh = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces).scorecard(ws, r)
             assert svc.scorecard(ws, r) == fresh
         assert patched and -1 not in patched  # every kept query was patched, none recomputed
+
+
+def test_the_server_warms_each_scorecard_as_it_starts(settings: Any) -> None:
+    """The first view of the dashboard finds the scorecard computed: the server computes
+    every workspace's default scorecard as it starts (then every minute)."""
+    from tests.conftest import LiveServer
+
+    with LiveServer(settings) as first:
+        ws = first.ctx.workspaces.create_workspace("warm").id
+        msgs = [
+            to_segment("track", e, who, True, 24 * 28 + who) for who in range(4) for e in EVENTS
+        ]
+        first.ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
+    with LiveServer(settings) as server:
+        svc = server.ctx.analytics
+        r = svc.default_range(ws)
+        keys = {(ws, k, p) for k in BY_KEY for p in (r, previous_range(r))}
+        deadline = time.monotonic() + 30  # well before the next round, a minute on
+        while time.monotonic() < deadline:
+            with svc._scorecard._lock:
+                warmed = {(key[0], key[1], key[2]) for key in svc._scorecard._entries}
+            if keys <= warmed:
+                break
+            time.sleep(0.1)
+        assert keys <= warmed
+        calls: list[str] = []
+        svc.kpi = lambda *a, **k: calls.append(a[1])  # type: ignore[method-assign]
+        svc.scorecard(ws, r)
+        assert calls == []  # nothing left to compute

@@ -62,16 +62,24 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         else []
     )
 
+    # the scorecards kept warm (a loop of its own: a cold computation takes seconds)
+    warm = Maintenance(
+        [("scorecards", settings.scorecard_interval_seconds, ctx.analytics.warm)] if runner else [],
+        first_at_start=True,
+    )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runner:
             runner.start()
         maintenance.start()
         journeys.start()
+        warm.start()
         log.info(
             "traction started", extra={"data_dir": str(settings.data_dir), "version": __version__}
         )
         yield
+        warm.stop()
         journeys.stop()
         maintenance.stop()
         if runner:

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=120)
     # How often every segment's membership is recomputed ($segment_entered / $segment_left).
     segment_interval_seconds: float = Field(300.0, ge=1, le=86_400)
+    # the server computes each workspace's scorecard as it starts and then this often, so
+    # the dashboard's first view finds it warm (0: only on request)
+    scorecard_interval_seconds: float = Field(60.0, ge=0, le=86_400)
 
     # What one workspace may create (a runaway script cannot fill the StateStore).
     max_api_keys: int = Field(100, ge=2, le=100_000)

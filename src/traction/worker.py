@@ -153,8 +153,10 @@ Job = tuple[str, float, Callable[[], object]]  # name, every how many seconds, w
 
 
 class Maintenance:
-    def __init__(self, jobs: list[Job]) -> None:
+    def __init__(self, jobs: list[Job], *, first_at_start: bool = False) -> None:
+        """`first_at_start`: run each job once as the loop starts, then every interval."""
         self.jobs = [j for j in jobs if j[1] > 0]
+        self.first_at_start = first_at_start
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -165,7 +167,8 @@ class Maintenance:
         self._thread.start()
 
     def _run(self) -> None:
-        due = {name: time.monotonic() + every for name, every, _ in self.jobs}
+        lag = 0.0 if self.first_at_start else 1.0
+        due = {name: time.monotonic() + every * lag for name, every, _ in self.jobs}
         while not self._stop.wait(min(max(0.0, min(due.values()) - time.monotonic()), 60.0)):
             for name, every, job in self.jobs:
                 if time.monotonic() < due[name]:

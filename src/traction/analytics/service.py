@@ -3,6 +3,7 @@ dashboard refresh is a dictionary lookup until new events or merges arrive."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -91,6 +92,8 @@ class QueryTooExpensive(Exception):
 class AnalyticsBusy(Exception):
     """Every analytics slot stayed taken for the whole time budget (HTTP 503, retry later)."""
 
+
+log = logging.getLogger(__name__)
 
 # The workspace whose insight is being computed, for its share of the query slots.
 _WORKSPACE: ContextVar[str] = ContextVar("traction_analytics_workspace", default="")
@@ -347,8 +350,9 @@ class AnalyticsService:
             events = [s.event for s in spec.steps]
             plain = spec.model_copy(update={"breakdown": None})
             q = funnel_query(spec, workspace_id, start, end)
-            rows = self._per_actor(workspace_id, q)  # the same rows with a breakdown or without
-            cols, one = self._aggregate(funnel_query(plain, workspace_id, start, end), rows)
+            rows = self._per_actor(workspace_id, q)
+            plain_select = funnel_query(plain, workspace_id, start, end).select  # the totals
+            cols, one = self._aggregate(q.with_select(plain_select), rows)
             total = funnel_result(events, dict(zip(cols, one[0], strict=True)))
             if not spec.breakdown:
                 return total
@@ -628,6 +632,16 @@ class AnalyticsService:
         """Every KPI for the period and the one before it, with the change and its definition
         (kept warm: see `analytics.scorecard`)."""
         return self._scorecard.rows(workspace_id, r, config, wait=wait)
+
+    def warm(self) -> None:
+        """Every workspace's scorecard over its default range, computed now: the server runs
+        this as it starts and then every minute, so the dashboard's first view is warm and a
+        refresh only patches what new events changed."""
+        for ws in self.workspaces.list_workspaces():
+            try:
+                self.scorecard(ws.id, self.default_range(ws.id))
+            except (QueryTooExpensive, AnalyticsBusy):
+                log.warning("scorecard not warmed", extra={"workspace_id": ws.id})
 
     def kpi_series(
         self, workspace_id: str, key: str, ranges: list[DateRange], *, wait: bool = True

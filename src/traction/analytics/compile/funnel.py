@@ -87,8 +87,8 @@ def funnel_query(spec: FunnelSpec, workspace_id: str, start: datetime, end: date
     ctes = [
         f"ev AS (SELECT {actor} AS actor, e.timestamp AS ts, e.seq, e.type, e.name, e.properties"
         f"{trait_columns(traits)} FROM {resolved_from(traits)} WHERE {' AND '.join(where)})",
-        "ranked AS (SELECT *, row_number() OVER (PARTITION BY actor ORDER BY ts, seq) AS pos FROM ev)",
-        f"j0 AS (SELECT actor, ts AS t0, pos AS p0, properties AS props0 FROM ranked "
+        f"ranked AS (SELECT *, {_position(spec)} AS pos FROM ev)",
+        f"j0 AS (SELECT actor, ts AS t0, pos AS p0{_props(spec, 0, '')} FROM ranked "
         f"WHERE {matcher_sql(spec.steps[0], p)} AND ts < {p.add(end)})",
     ]
     for k in range(1, n):
@@ -96,7 +96,7 @@ def funnel_query(spec: FunnelSpec, workspace_id: str, start: datetime, end: date
             f"s{k} AS (SELECT actor, ts, pos, properties FROM ranked WHERE {matcher_sql(spec.steps[k], p)})"
         )
         ctes.append(
-            f"j{k} AS (SELECT j.*, s.ts AS t{k}, s.pos AS p{k}, s.properties AS props{k} FROM j{k - 1} j "
+            f"j{k} AS (SELECT j.*, s.ts AS t{k}, s.pos AS p{k}{_props(spec, k, 's.')} FROM j{k - 1} j "
             f"ASOF LEFT JOIN s{k} s ON j.actor = s.actor AND s.pos > j.p{k - 1})"
         )
     oks = []
@@ -149,6 +149,20 @@ def funnel_query(spec: FunnelSpec, workspace_id: str, start: datetime, end: date
     else:
         select = f"SELECT {', '.join(cols)} FROM best"
     return PerActor(tuple(ctes), "best", select, p.values, by=by, separable=not traits)
+
+
+def _position(spec: FunnelSpec) -> str:
+    """An event's place in its actor's (timestamp, arrival) order. Matching only compares
+    places, so a key made of both orders them without numbering the events (a sort of every
+    event of the range); strict mode numbers them, since its steps must be adjacent."""
+    if spec.mode == "strict":
+        return "row_number() OVER (PARTITION BY actor ORDER BY ts, seq)"
+    return f"(epoch_us(ts)::HUGEINT * {2**64} + seq)"
+
+
+def _props(spec: FunnelSpec, k: int, prefix: str) -> str:
+    """Step k's event properties, kept per actor only when a breakdown reads them."""
+    return f", {prefix}properties AS props{k}" if spec.breakdown else ""
 
 
 def _unordered(
