@@ -259,24 +259,32 @@ class AnalyticsService:
     def _execute(
         self, sql: str, params: dict[str, object]
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        with self.events.reading() as cur:
-            timer = threading.Timer(self.timeout_seconds, cur.interrupt)
-            timer.start()
-            try:
-                cur.execute(sql, params)
-                rows = cur.fetchmany(self.max_rows + 1)
-                columns = [d[0] for d in cur.description or []]
-            except duckdb.InterruptException:
-                raise QueryTooExpensive(
-                    f"the query ran longer than {self.timeout_seconds:g} s: narrow the date range or add filters"
-                ) from None
-            finally:
-                timer.cancel()
-        if len(rows) > self.max_rows:
+        with self.events.reading() as cur, self._time_limited(cur):
+            cur.execute(sql, params)
+            rows = cur.fetchmany(self.max_rows + 1)
+            columns = [d[0] for d in cur.description or []]
+        self._check_rows(len(rows))
+        return columns, rows
+
+    @contextmanager
+    def _time_limited(self, cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
+        """DuckDB is interrupted at the time limit, and the error says what to do."""
+        timer = threading.Timer(self.timeout_seconds, cur.interrupt)
+        timer.start()
+        try:
+            yield
+        except duckdb.InterruptException:
+            raise QueryTooExpensive(
+                f"the query ran longer than {self.timeout_seconds:g} s: narrow the date range or add filters"
+            ) from None
+        finally:
+            timer.cancel()
+
+    def _check_rows(self, n: int) -> None:
+        if n > self.max_rows:
             raise QueryTooExpensive(
                 f"the result has more than {self.max_rows:,} rows: narrow the date range or use a longer interval"
             )
-        return columns, rows
 
     def _rows(self, sql: str, params: dict[str, object]) -> list[tuple[Any, ...]]:
         return self._query(sql, params)[1]
@@ -284,19 +292,12 @@ class AnalyticsService:
     def _arrow(self, sql: str, params: dict[str, object], tables: dict[str, pa.Table]) -> pa.Table:
         """A query answered as Arrow (per-actor rows), with `tables` registered by name; in a
         slot and under the time limit like every analytics query."""
-        with self._slot(), self.events.reading() as cur:
-            timer = threading.Timer(self.timeout_seconds, cur.interrupt)
-            timer.start()
+        with self._slot(), self.events.reading() as cur, self._time_limited(cur):
             try:
                 for name, table in tables.items():
                     cur.register(name, table)
                 return cur.sql(sql, params=params).to_arrow_table()
-            except duckdb.InterruptException:
-                raise QueryTooExpensive(
-                    f"the query ran longer than {self.timeout_seconds:g} s: narrow the date range or add filters"
-                ) from None
             finally:
-                timer.cancel()
                 for name in tables:
                     cur.unregister(name)
 
@@ -311,10 +312,7 @@ class AnalyticsService:
 
         def compute() -> tuple[list[str], list[tuple[Any, ...]]]:
             table = self._arrow(sql, params, {"__actor_rows": rows})
-            if table.num_rows > self.max_rows:
-                raise QueryTooExpensive(
-                    f"the result has more than {self.max_rows:,} rows: narrow the date range or use a longer interval"
-                )
+            self._check_rows(table.num_rows)
             return table.column_names, _tuples(table)
 
         rows_sql = q.rows_sql()  # two queries can aggregate alike (two 2-step funnels)
