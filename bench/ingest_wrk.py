@@ -121,12 +121,35 @@ def wrk(
             "errors": total - good}  # fmt: skip
 
 
+def py_spy(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
+    """Samples the server for the load's duration; `--format raw` gives collapsed stacks that
+    `sort | uniq`-style tallies (or speedscope) read."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
+                             "--format", "raw", "--threads", "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--seconds", type=int, default=12)
     ap.add_argument("--connections", type=int, nargs="+", default=[4, 16])
+    ap.add_argument(
+        "--only",
+        nargs="+",
+        choices=["floor", "embedded", "no-worker"],
+        default=["floor", "embedded", "no-worker"],
+        help="which servers to drive",
+    )
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record each Traction run with py-spy (collapsed stacks, all threads)",
+    )
     a = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -135,18 +158,30 @@ def main() -> None:
     script.write_text(LUA)
     rows: list[tuple[str, int, dict[str, float]]] = []
     try:
-        for name in ("floor", "traction serve (embedded)", "traction serve --no-worker"):
+        names = {"floor": "floor", "embedded": "traction serve (embedded)",
+                 "no-worker": "traction serve --no-worker"}  # fmt: skip
+        for k in a.only:
+            name = names[k]
             for c in a.connections:
                 port, data = free_port(), tmp / f"{len(rows)}"
                 if name == "floor":
                     proc, key = start_floor(data, port), ""
                 else:
                     proc, key = start_traction(data, port, worker="embedded" in name)
+                spy = None
+                if a.profile is not None and name != "floor":
+                    spy = py_spy(
+                        proc.pid,
+                        a.profile / f"{k}-{c}.txt",
+                        a.seconds,
+                    )
                 try:
                     res = wrk(
                         f"http://127.0.0.1:{port}", c, a.seconds, script, f"r{len(rows)}", key
                     )
                 finally:
+                    if spy is not None:
+                        spy.wait(timeout=120)
                     proc.terminate()
                     proc.wait(timeout=60)
                 rows.append((name, c, res))
@@ -158,7 +193,7 @@ def main() -> None:
     print(f"\n{'':<30} {'conn':>4} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9}")
     for name, c, r in rows:
         print(f"{name:<30} {c:>4} {r['events_s']:>10,.0f} {r['p50']:>8.1f} {r['p99']:>8.1f} "
-              f"{r['events_s'] / floor[c]:>9.2f}")  # fmt: skip
+              f"{r['events_s'] / floor[c] if c in floor else float('nan'):>9.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

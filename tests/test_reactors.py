@@ -53,6 +53,43 @@ def test_every_event_once_in_order_and_cursor_survives(ctx: Context) -> None:
     assert runner.position(rec.name) == ctx.events.max_seq()
 
 
+class CountingReads:
+    """The real event store, counting the runner's reads of the log."""
+
+    def __init__(self, events: Any) -> None:
+        self.events, self.reads = events, 0
+
+    def max_seq(self) -> int:
+        return int(self.events.max_seq())
+
+    def events_after(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        self.reads += 1
+        return list(self.events.events_after(*args, **kwargs))
+
+
+def test_reactors_at_one_cursor_share_each_read_and_cursors_meet(ctx: Context) -> None:
+    """Three reactors (one wants whole rows, one is three events ahead, one fails once) each
+    get every event once, in order, from their own cursor; those at the same cursor share a
+    read, and a batch ends at the next cursor so the one behind catches up and joins them."""
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws, [f"e{i}" for i in range(10)])
+    everything = [f"e{i}" for i in range(10)]
+    a, b, c, d = Recorder(), Recorder(), Recorder(), Recorder(fail_first=True)
+    b.name, c.name, d.name = "test.ahead", "test.rows", "test.flaky"
+    c.columns = None  # type: ignore[assignment]
+    store = CountingReads(ctx.events)
+    runner = ReactorRunner(ctx.state, store, [a, b, c, d], ctx.metrics, batch_size=4)  # type: ignore[arg-type]
+    runner.save(b.name, 3)  # b has seen seq 1..3
+    assert runner.run_once() == 10 + 7 + 10  # d failed its first batch: retried next time
+    assert a.seen == everything and c.seen == everything and b.seen == everything[3:]
+    assert d.seen == []
+    # a, c, d read seq 1..3 together (stopping at b's cursor), then all four 4..7 and 8..10
+    assert store.reads == 3
+    assert runner.run_once() == 10 and d.seen == everything
+    assert store.reads == 3 + 3
+    assert {runner.position(r.name) for r in (a, b, c, d)} == {ctx.events.max_seq()}
+
+
 def test_last_seen_is_a_max_so_redelivery_is_harmless(ctx: Context) -> None:
     ws = ctx.workspaces.create_workspace("A").id
     send(ctx, ws, ["late"], "2026-02-01T00:00:00Z")

@@ -154,7 +154,12 @@ class EventStore(Protocol):
     ) -> int: ...
     def max_seq(self) -> int: ...
     def events_after(
-        self, seq: int, limit: int, columns: Sequence[str] | None = None
+        self,
+        seq: int,
+        limit: int,
+        columns: Sequence[str] | None = None,
+        *,
+        upto: int | None = None,
     ) -> list[dict[str, Any]]: ...
     def recent(
         self,
@@ -385,10 +390,16 @@ class DuckDBEventStore:
         return int(self._value("SELECT COALESCE(MAX(seq), 0) FROM events") or 0)
 
     def events_after(
-        self, seq: int, limit: int, columns: Sequence[str] | None = None
+        self,
+        seq: int,
+        limit: int,
+        columns: Sequence[str] | None = None,
+        *,
+        upto: int | None = None,
     ) -> list[dict[str, Any]]:
-        """The log in `seq` order after `seq`; only `columns` (plus seq) if given, which is
-        much cheaper than whole rows for reactors that read two fields."""
+        """The log in `seq` order after `seq` (and up to `upto`, if given); only `columns`
+        (plus seq) if given, which is much cheaper than whole rows for reactors that read two
+        fields."""
         if columns is None:
             select = "*"
         else:
@@ -398,8 +409,9 @@ class DuckDBEventStore:
             select = ", ".join(dict.fromkeys(["seq", *columns]))
         with self.reading() as cur:
             cur.execute(
-                f"SELECT {select} FROM ({RESOLVED_EVENTS}) WHERE seq > ? ORDER BY seq LIMIT ?",
-                [seq, limit],
+                f"SELECT {select} FROM ({RESOLVED_EVENTS}) WHERE seq > ? AND seq <= ? "
+                "ORDER BY seq LIMIT ?",
+                [seq, upto if upto is not None else 2**62, limit],
             )
             return _rows(cur)
 
