@@ -11,11 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from limits import parse
 
 from tests.conftest import LiveServer, free_port, wait_healthy
 from traction.settings import Settings
 from traction.store.state import StateStore
-from traction.throttle import Throttle
+from traction.throttle import LocalLimiter, Throttle
 from traction.workspaces.service import WorkspaceService
 
 LOGIN = {"email": "pat@acme.io", "password": "s3cret-pass"}
@@ -34,6 +37,35 @@ def test_lockout_per_account_and_per_address() -> None:
     for i in range(2):  # the address limit holds across accounts
         t.login_failed(f"other{i}@acme.io", "10.0.0.1")
     assert t.login_wait("new@acme.io", "10.0.0.1") is not None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    amount=st.integers(1, 5),
+    seconds=st.integers(1, 10),
+    gaps=st.lists(st.floats(0, 4, allow_nan=False), min_size=1, max_size=60),
+)
+def test_local_moving_window_matches_its_definition(
+    amount: int, seconds: int, gaps: list[float]
+) -> None:
+    """A hit is allowed when fewer than `amount` allowed hits fall in the last `seconds`
+    (the moving window); checked against that definition, computed from the hits kept."""
+    now = [1_000.0]
+    limiter = LocalLimiter(clock=lambda: now[0])
+    item = parse(f"{amount}/{seconds}second")
+    allowed: list[float] = []
+    for gap in gaps:
+        now[0] += gap
+        in_window = [t for t in allowed if t > now[0] - seconds]
+        assert limiter.test(item, "k") == (len(in_window) < amount)
+        expect = len(in_window) < amount
+        assert limiter.hit(item, "k") == expect
+        if expect:
+            allowed.append(now[0])
+        else:  # refused: the window frees a slot when the amount-th newest hit leaves it
+            reset = limiter.get_window_stats(item, "k").reset_time
+            assert reset == sorted(in_window)[-amount] + seconds
+    assert limiter.hit(item, "other")  # keys are separate
 
 
 def test_login_lockout_and_key_limits_over_http(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
             default_reactors(ctx.state, ctx.catalog, ctx.billing, ctx.engage.engine),
             ctx.metrics,
             poll_seconds=settings.worker_poll_seconds,
+            busy_share=settings.reactor_busy_share,
         )
     maintenance = Maintenance(
         [

@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     query_max_rows: int = 200_000
     run_worker: bool = True
     worker_poll_seconds: float = 0.5
+    # while events keep arriving, the share of time the reactors (catalog, meters, journeys,
+    # last seen) may work; they catch up when ingestion is quiet
+    reactor_busy_share: float = Field(default=0.5, gt=0, le=1)
     # Shared counters for rate limits and lockouts across replicas (e.g. redis://host:6379/0);
     # empty: kept in this process. Limits use the `limits` notation ("5/15minutes").
     redis_url: str = ""

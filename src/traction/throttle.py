@@ -11,7 +11,11 @@ that every replica shares them. The algorithm is the `limits` library's moving w
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple
 
 from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
@@ -26,6 +30,67 @@ class RateLimited(Exception):
         self.retry_after = retry_after
 
 
+class WindowStats(NamedTuple):
+    reset_time: float  # when the oldest hit in the window leaves it (epoch seconds)
+    remaining: int
+
+
+class LocalLimiter:
+    """The moving window kept in this process: each key's hits in the last window, oldest
+    first. `limits`' own memory storage starts a timer thread every 10 ms to expire entries,
+    a thread start inside every ingest request on a busy server; here a key's old hits are
+    dropped when the key is next used, and keys left empty are swept now and then."""
+
+    SWEEP_EVERY = 10_000  # hits
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._hits: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def _window(self, item: RateLimitItem, ids: tuple[str, ...], now: float) -> deque[float]:
+        hits = self._hits.setdefault(item.key_for(*ids), deque())
+        edge = now - item.get_expiry()
+        while hits and hits[0] <= edge:
+            hits.popleft()
+        return hits
+
+    def hit(self, item: RateLimitItem, *ids: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            self._count += 1
+            if self._count % self.SWEEP_EVERY == 0:
+                self._sweep(now)
+            hits = self._window(item, ids, now)
+            if len(hits) >= item.amount:
+                return False
+            hits.append(now)
+            return True
+
+    def test(self, item: RateLimitItem, *ids: str) -> bool:
+        with self._lock:
+            return len(self._window(item, ids, self.clock())) < item.amount
+
+    def clear(self, item: RateLimitItem, *ids: str) -> None:
+        with self._lock:
+            self._hits.pop(item.key_for(*ids), None)
+
+    def get_window_stats(self, item: RateLimitItem, *ids: str) -> WindowStats:
+        now = self.clock()
+        with self._lock:
+            hits = self._window(item, ids, now)
+            if len(hits) < item.amount:
+                return WindowStats(now, item.amount - len(hits))
+            # the window frees a slot when the hit `amount` places back leaves it
+            return WindowStats(hits[-item.amount] + item.get_expiry(), 0)
+
+    def _sweep(self, now: float) -> None:
+        """Forgets keys with no hit in the last day (longer than any window we use)."""
+        for key in [k for k, h in self._hits.items() if not h or h[-1] < now - 86_400]:
+            del self._hits[key]
+
+
 class Throttle:
     def __init__(
         self,
@@ -36,7 +101,11 @@ class Throttle:
         api_per_key: str = "50/second",
         ingest_per_key: str = "500/second",
     ) -> None:
-        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+        self.limiter: LocalLimiter | MovingWindowRateLimiter = (
+            LocalLimiter()
+            if storage_uri == "memory://"
+            else MovingWindowRateLimiter(storage_from_string(storage_uri))
+        )
         self.login_account = parse(login_per_account)
         self.login_address = parse(login_per_address)
         self.api = parse(api_per_key)

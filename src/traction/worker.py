@@ -83,13 +83,18 @@ class ReactorRunner:
         *,
         batch_size: int = 5_000,
         poll_seconds: float = 0.5,
+        busy_share: float = 1.0,
     ) -> None:
+        """`busy_share`: while events keep arriving, the share of the time the reactors may
+        work (they rest the remainder after each batch), so that acknowledging events goes
+        first on a busy server; they catch up when it is quiet."""
         self.state = state
         self.events = events
         self.reactors = list(reactors)
         self.metrics = metrics
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
+        self.busy_share = busy_share
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -127,6 +132,7 @@ class ReactorRunner:
             low = min(pos[r.name] for r in behind)
             group = [r for r in behind if pos[r.name] == low]
             upto = min((pos[r.name] for r in behind if pos[r.name] > low), default=head)
+            started = time.perf_counter()
             batch = self.events.events_after(low, self.batch_size, _union(group), upto=upto)
             # an empty read: only gaps in seq (duplicates take a number) up to `upto`
             end = int(batch[-1]["seq"]) if batch else upto
@@ -143,6 +149,9 @@ class ReactorRunner:
                 pos[reactor.name] = end
                 self._save(reactor.name, end)
                 delivered += len(batch)
+            if self.busy_share < 1 and self.events.max_seq() > head:  # events keep coming
+                worked = time.perf_counter() - started
+                self._stop.wait(worked * (1 - self.busy_share) / self.busy_share)
         for reactor in self.reactors:
             self.metrics.reactor_lag.labels(reactor.name).set(max(0, head - pos[reactor.name]))
         return delivered

@@ -154,6 +154,9 @@ class EventWriter:
             self._thread.join(timeout=60)
 
     def _run(self) -> None:
+        # pyarrow imports pandas on its first conversion (~0.5 s): done now, not in the
+        # first request's commit
+        pa.table({"seq": [0]})
         while True:
             first = self._queue.get()
             if first is None:

@@ -35,6 +35,21 @@ def policy(nonce: str) -> str:
     ])  # fmt: skip
 
 
+class Nonce:
+    """Drawn on first use (a page's template, or its policy header): most requests are API
+    and ingest calls that never need one, and each draw is a system call."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self) -> None:
+        self._value: str | None = None
+
+    def __str__(self) -> str:
+        if self._value is None:
+            self._value = secrets.token_urlsafe(16)
+        return self._value
+
+
 class SecurityHeaders:
     """Pure ASGI (no buffering): adds the headers as the response starts."""
 
@@ -45,7 +60,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        nonce = secrets.token_urlsafe(16)
+        nonce = Nonce()
         scope.setdefault("state", {})["csp_nonce"] = nonce
 
         async def start(message: Message) -> None:
@@ -56,7 +71,7 @@ class SecurityHeaders:
                 if headers.get("content-type", "").startswith("text/html"):
                     for k, v in PAGES.items():
                         headers.setdefault(k, v)
-                    headers.setdefault("Content-Security-Policy", policy(nonce))
+                    headers.setdefault("Content-Security-Policy", policy(str(nonce)))
             await send(message)
 
         await self.app(scope, receive, start)
