@@ -17,7 +17,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from traction.flags.domain.evaluate import Context as EvalContext
@@ -180,10 +180,11 @@ class World:
         hour = min(hour, 23.9999)  # never spill into tomorrow: days are emitted in order
         start = self._day_starts.get(day)
         if start is None:
+            # naive UTC + "Z": the same text as an aware time's "+00:00" replaced, faster
             start = self._day_starts[day] = datetime.combine(
-                self.p.start, datetime.min.time(), UTC
+                self.p.start, datetime.min.time()
             ) + timedelta(days=day)
-        return (start + timedelta(hours=hour)).isoformat().replace("+00:00", "Z")
+        return (start + timedelta(hours=hour)).isoformat() + "Z"
 
     def _dt(self, day: int, hour: float) -> datetime:
         """The same moment as `_ts`, as billing's naive UTC."""
