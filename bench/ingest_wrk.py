@@ -1,6 +1,7 @@
 """Ingest under `wrk`, against the floor of issue 10, in one run.
 
     .venv/bin/python bench/ingest_wrk.py [--seconds 12] [--connections 4 16]
+        [--only floor embedded no-worker] [--profile DIR [--gil]]   # py-spy: pip install py-spy
 
 Starts the floor server (bench/floor_server.py: Starlette, orjson, one writer thread
 appending Arrow to DuckDB, answering after COMMIT; no validation, identity or dedupe) and
@@ -121,13 +122,14 @@ def wrk(
             "errors": total - good}  # fmt: skip
 
 
-def py_spy(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
+def py_spy(pid: int, out: Path, seconds: int, gil: bool = False) -> subprocess.Popen[bytes]:
     """Samples the server for the load's duration; `--format raw` gives collapsed stacks that
-    `sort | uniq`-style tallies (or speedscope) read."""
+    `sort | uniq`-style tallies (or speedscope) read. `gil`: only samples of the thread
+    holding the GIL (what the one interpreter does, serially)."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
-                             "--format", "raw", "--threads", "--output", str(out), "--nonblocking"],
+                             "--format", "raw", "--threads", *(["--gil"] if gil else []), "--output", str(out), "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
@@ -150,6 +152,7 @@ def main() -> None:
         metavar="DIR",
         help="record each Traction run with py-spy (collapsed stacks, all threads)",
     )
+    ap.add_argument("--gil", action="store_true", help="with --profile: GIL-holding samples only")
     a = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -174,6 +177,7 @@ def main() -> None:
                         proc.pid,
                         a.profile / f"{k}-{c}.txt",
                         a.seconds,
+                        a.gil,
                     )
                 try:
                     res = wrk(
