@@ -122,6 +122,22 @@ def wrk(
             "errors": total - good}  # fmt: skip
 
 
+def reactor_lag(url: str) -> float:
+    """The furthest-behind reactor's lag, from the server's Prometheus metrics."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    lags = re.findall(r"^traction_reactor_lag_events\{[^}]*\} ([\d.e+]+)$", text, re.M)
+    return max((float(v) for v in lags), default=0.0)
+
+
+def catch_up(url: str) -> dict[str, float]:
+    """What resting under load cost: how far the reactors were behind when the load stopped,
+    and how long they took to catch up once it was quiet."""
+    start, lag = time.perf_counter(), reactor_lag(url)
+    while reactor_lag(url) > 0 and time.perf_counter() - start < 300:
+        time.sleep(0.25)
+    return {"lag": lag, "catch_up": time.perf_counter() - start}
+
+
 def py_spy(pid: int, out: Path, seconds: int, gil: bool = False) -> subprocess.Popen[bytes]:
     """Samples the server for the load's duration; `--format raw` gives collapsed stacks that
     `sort | uniq`-style tallies (or speedscope) read. `gil`: only samples of the thread
@@ -183,14 +199,18 @@ def main() -> None:
                     res = wrk(
                         f"http://127.0.0.1:{port}", c, a.seconds, script, f"r{len(rows)}", key
                     )
+                    if k == "embedded":
+                        res.update(catch_up(f"http://127.0.0.1:{port}"))
                 finally:
                     if spy is not None:
                         spy.wait(timeout=120)
                     proc.terminate()
                     proc.wait(timeout=60)
                 rows.append((name, c, res))
+                lag = (f"  reactors {res['lag']:,.0f} events behind at the end, caught up in "
+                       f"{res['catch_up']:.1f} s") if "lag" in res else ""  # fmt: skip
                 print(f"{name:<30} {c:>3} conn  {res['events_s']:>9,.0f} events/s  p50 {res['p50']:7.1f} ms  "
-                      f"p99 {res['p99']:7.1f} ms  non-2xx {res['errors']:.0f}", flush=True)  # fmt: skip
+                      f"p99 {res['p99']:7.1f} ms  non-2xx {res['errors']:.0f}{lag}", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     floor = {c: r["events_s"] for n, c, r in rows if n == "floor"}

@@ -149,12 +149,17 @@ class ReactorRunner:
                 pos[reactor.name] = end
                 self._save(reactor.name, end)
                 delivered += len(batch)
-            if self.busy_share < 1 and self.events.max_seq() > head:  # events keep coming
+            current = self.events.max_seq()
+            self._show_lag(group, pos, current)  # as the pass goes, not only at its end
+            if self.busy_share < 1 and current > head:  # events keep coming
                 worked = time.perf_counter() - started
                 self._stop.wait(worked * (1 - self.busy_share) / self.busy_share)
-        for reactor in self.reactors:
-            self.metrics.reactor_lag.labels(reactor.name).set(max(0, head - pos[reactor.name]))
+        self._show_lag(self.reactors, pos, self.events.max_seq())
         return delivered
+
+    def _show_lag(self, reactors: Sequence[Reactor], pos: dict[str, int], head: int) -> None:
+        for reactor in reactors:
+            self.metrics.reactor_lag.labels(reactor.name).set(max(0, head - pos[reactor.name]))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="traction-reactors", daemon=True)
