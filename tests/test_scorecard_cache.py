@@ -236,3 +236,55 @@ def test_the_server_warms_each_scorecard_as_it_starts(settings: Any) -> None:
         svc.kpi = lambda *a, **k: calls.append(a[1])  # type: ignore[method-assign]
         svc.scorecard(ws, r)
         assert calls == []  # nothing left to compute
+
+
+def test_the_latest_event_follows_new_events_and_deletions(sqlite_ctx: Context) -> None:
+    """The latest event's time is read from the events stored since it was last read; a
+    deletion (which may remove the latest event) reads the log again."""
+    ws = sqlite_ctx.workspaces.create_workspace("latest").id
+    svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
+
+    def send(who: int, hours: int) -> None:
+        msg = to_segment("track", "dashboard_viewed", who, True, hours)
+        assert not sqlite_ctx.ingest.ingest_sync(ws, [msg], normalize_segment).rejected
+
+    assert svc._latest_event(ws) is None
+    send(1, 10)
+    assert svc._latest_event(ws) == START + timedelta(hours=10)
+    send(2, 30)
+    assert svc._latest_event(ws) == START + timedelta(hours=30)
+    send(1, 20)  # a late event: the latest stays
+    assert svc._latest_event(ws) == START + timedelta(hours=30)
+    other = sqlite_ctx.workspaces.create_workspace("latest-other").id  # moves the head only
+    sqlite_ctx.ingest.ingest_sync(
+        other, [to_segment("track", "signed_up", 5, True, 900)], normalize_segment
+    )
+    assert svc._latest_event(ws) == START + timedelta(hours=30)
+    sqlite_ctx.privacy.delete_person(ws, "u2")  # the latest event goes with its person
+    assert svc._latest_event(ws) == START + timedelta(hours=20)
+
+
+def test_concurrent_patches_read_the_new_events_actors_once(sqlite_ctx: Context) -> None:
+    """The scorecard patches its kept queries on several threads: the events of the actors
+    that new events touched are read once for all of them, not once per thread."""
+    ws = sqlite_ctx.workspaces.create_workspace("single-read").id
+    msgs = [to_segment("track", e, who, True, 24 * 28 + 5 * who + k)
+            for who in range(4) for k, e in enumerate(EVENTS)]  # fmt: skip
+    sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
+    svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
+    svc.scorecard(ws, MARCH)
+    rows = svc._actor_rows
+    finds: list[tuple[Any, ...]] = []
+    original = rows._find
+
+    def slow_find(*args: Any) -> Any:
+        finds.append(args)
+        time.sleep(0.2)  # every thread asks meanwhile
+        return original(*args)
+
+    rows._find = slow_find  # type: ignore[method-assign]
+    batch = [to_segment("track", "report_created", 2, True, 24 * 40)]
+    sqlite_ctx.ingest.ingest_sync(ws, batch, normalize_segment)
+    fresh = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces).scorecard(ws, MARCH)
+    assert svc.scorecard(ws, MARCH) == fresh
+    assert finds and len(finds) == len(set(finds))  # one read per (since, head, kind)

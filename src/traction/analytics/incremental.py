@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -66,6 +67,7 @@ class ActorRows:
         self._kept: OrderedDict[tuple[str, str, str], Kept] = OrderedDict()
         self._affected: OrderedDict[tuple[str, int, int, str], Affected | None] = OrderedDict()
         self._derived: OrderedDict[Hashable, tuple[tuple[object, ...], Any]] = OrderedDict()
+        self._finding: dict[tuple[str, int, int, str], Future[Affected | None]] = {}
         self._lock = threading.Lock()
 
     def rows(self, workspace_id: str, q: PerActor, version: Version) -> pa.Table:
@@ -137,16 +139,32 @@ class ActorRows:
 
     def affected(self, workspace_id: str, since: int, head: int, by: str) -> Affected | None:
         """Who the events stored in (since, head] belong to, with all their events (read
-        once for every query patched to the same head); None when too many to patch."""
+        once for every query patched to the same head); None when too many to patch. The
+        scorecard patches its queries on several threads at once: the first to ask reads,
+        the others wait for its answer (four reads of the same events cost more than one
+        and a wait)."""
         key = (workspace_id, since, head, by)
         with self._lock:
             if key in self._affected:
                 return self._affected[key]
-        found = self._find(workspace_id, since, head, by)
+            running = self._finding.get(key)
+            if running is None:
+                self._finding[key] = mine = Future[Affected | None]()
+        if running is not None:
+            return running.result()
+        try:
+            found = self._find(workspace_id, since, head, by)
+        except BaseException as e:
+            with self._lock:
+                del self._finding[key]
+            mine.set_exception(e)
+            raise
         with self._lock:
+            del self._finding[key]
             self._affected[key] = found
             while len(self._affected) > 16:
                 self._affected.popitem(last=False)
+        mine.set_result(found)
         return found
 
     def _find(self, workspace_id: str, since: int, head: int, by: str) -> Affected | None:
