@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import orjson
+import pytest
 
 from tests.conftest import LiveServer
 from traction.ops.logging import JsonFormatter
@@ -75,3 +76,26 @@ def test_events_per_minute_series_is_zero_filled(
         data = c.get(f"/w/{workspace.id}/events/per-minute.json?minutes=10").json()
     assert len(data["x"]) == len(data["y"]) == 10
     assert sum(data["y"]) == 3 and data["y"][-1] in (0, 3)
+
+
+def test_fewer_collections_still_collects_young_cycles_and_restores_the_thresholds() -> None:
+    import gc
+    import weakref
+
+    from traction.ops.memory import fewer_collections
+
+    class Node:
+        other: Node | None = None
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), fewer_collections(gen0=5_000):
+        assert gc.get_threshold() == (5_000, 20, 100)
+        a, b = Node(), Node()
+        a.other, b.other = b, a  # a cycle: only the collector frees it
+        gone = weakref.ref(a)
+        del a, b
+        keep = [[] for _ in range(20_000)]  # enough new containers for a young collection
+        assert gone() is None
+        del keep
+        raise RuntimeError("the thresholds are restored on the way out")
+    assert gc.get_threshold() == before

@@ -15,11 +15,13 @@ from rich.progress import (
 
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
+from traction.ops.memory import fewer_collections
 from traction.simulate import experiments as sim_exp
 from traction.simulate.billing import replay_intents
 from traction.simulate.world import SimulationParams, SimulationStats, World
 
 
+@fewer_collections()
 def run_simulation(
     ctx: Context,
     workspace_id: str,
