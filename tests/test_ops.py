@@ -99,3 +99,19 @@ def test_fewer_collections_still_collects_young_cycles_and_restores_the_threshol
         del keep
         raise RuntimeError("the thresholds are restored on the way out")
     assert gc.get_threshold() == before
+
+
+def test_a_server_freezes_what_it_built_and_collects_less_often() -> None:
+    import gc
+
+    from traction.ops.memory import THRESHOLDS, for_a_server
+
+    before = gc.get_threshold()
+    built = [{"app": i} for i in range(1_000)]  # made before the server starts serving
+    try:
+        for_a_server()
+        assert gc.get_threshold() == THRESHOLDS
+        assert gc.get_freeze_count() >= len(built)  # out of every later collection
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

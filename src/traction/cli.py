@@ -110,7 +110,10 @@ def serve(
 def _run(application: Any, host: str, port: int) -> None:
     import uvicorn
 
+    from traction.ops.memory import for_a_server
+
     ACTOR.set("system")  # requests name their own actor; the rest is the server's doing
+    for_a_server()
 
     uvicorn.run(
         application,
