@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from traction.ingest.domain import (
+    CanonicalEvent,
     EventError,
+    _common_segment,
+    _segment_by_the_rules,
     client_address,
     correct_skew,
     is_junk_id,
@@ -110,6 +115,8 @@ def test_time_zone_offsets_become_utc() -> None:
         ({"type": "track", "userId": "undefined", "event": "x"}, "not a real id"),
         ({"type": "track", "userId": "u", "event": "x" * 201}, "longer than 200"),
         ("just a string", "must be a JSON object"),
+        ({"type": ["track"], "userId": "u", "event": "x"}, "type must be one of"),
+        ({"type": {}, "userId": "u", "event": "x"}, "type must be one of"),
     ],
 )
 def test_bad_messages_are_named(message: object, problem: str) -> None:
@@ -358,3 +365,97 @@ def test_parse_networks_names_the_bad_entry() -> None:
     assert [str(n) for n in parse_networks(" 10.0.0.0/8 ,::1,")] == ["10.0.0.0/8", "::1/128"]
     with pytest.raises(ValueError, match=r"'10\.0\.0\.300'"):
         parse_networks("10.0.0.1, 10.0.0.300")
+
+
+# -- the common shape's one-pass path gives what the full rules give ---------------------
+
+_anything = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=5), st.lists(st.none(), max_size=1),
+    st.dictionaries(st.sampled_from(["groupId", "ip", "k"]), st.none() | st.text(max_size=3), max_size=2),
+)  # fmt: skip
+_ids = st.one_of(
+    st.sampled_from(["u-1", "anon-7f3c", " null ", "undefined", "", "x" * 200, "x" * 201]),
+    _anything,
+)
+_times = st.one_of(
+    st.sampled_from([
+        "2026-03-01T10:00:00Z", "2026-03-01T10:00:00.123456+00:00", "2026-03-01T12:00:00+02:00",
+        "2026-03-01T10:00:00", "1969-12-31T23:59:59Z", "2201-01-01T00:00:00Z", "2026-03-01",
+        "not a time", "2026-02-30T00:00:00Z",
+    ]),
+    _anything,
+)  # fmt: skip
+_fields = {
+    "type": st.sampled_from(["track", "page", "screen", "identify", "group", "alias", "TRACK"])
+    | _anything,
+    "messageId": _ids, "timestamp": _times, "userId": _ids, "anonymousId": _ids,
+    "event": st.sampled_from(["signed_up", "", "e" * 201]) | _anything,
+    "name": st.sampled_from(["home", "", "n" * 201]) | _anything,
+    "category": st.sampled_from(["docs", ""]) | _anything,
+    "properties": st.sampled_from([{}, {"plan": "pro"}]) | _anything,
+    "context": st.sampled_from([{}, {"groupId": "acme"}, {"groupId": 7}, {"groupId": True},
+                                {"groupId": ""}, {"ip": "203.0.113.9"}]) | _anything,
+    "integrations": st.sampled_from([{}, {"All": True}]) | _anything,
+    "traits": st.sampled_from([{"plan": "pro"}]) | _anything,
+    "sentAt": _times, "originalTimestamp": _times, "groupId": _ids, "previousId": _ids,
+    "writeKey": _anything, "colour": _anything,
+}  # fmt: skip
+_common_keys = ["type", "messageId", "timestamp", "userId", "anonymousId", "event", "name",
+                "properties", "context"]  # fmt: skip
+
+
+@st.composite
+def _messages(draw: st.DrawFn) -> object:
+    """Mostly the common shape, each field now and then replaced or removed, other fields
+    now and then added: both paths see the edges of what the fast one accepts."""
+    if draw(st.integers(0, 30)) == 0:
+        return draw(_anything)
+    msg: dict[str, object] = {"type": "track", "messageId": "m-1",
+                              "timestamp": "2026-03-01T10:00:00Z", "userId": "u-1",
+                              "anonymousId": "anon-7f3c", "event": "signed_up",
+                              "properties": {"plan": "pro"}, "context": {"ip": "203.0.113.9"}}  # fmt: skip
+    for key in draw(st.lists(st.sampled_from(_common_keys), max_size=3)):
+        msg.pop(key, None)
+    for key in draw(st.lists(st.sampled_from(sorted(_fields)), max_size=3)):
+        msg[key] = draw(_fields[key])
+    return msg
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    raw=_messages(),
+    default_type=st.sampled_from([None, "track", "page", "identify"]),
+    batch_sent_at=st.sampled_from([None, NOW - timedelta(seconds=30)]),
+    batch_context=st.sampled_from([None, {}, {"ip": "198.51.100.1", "locale": "fr"}]),
+    client_ip=st.sampled_from([None, "192.0.2.4"]),
+)
+def test_the_common_shape_path_gives_what_the_rules_give(
+    raw: object,
+    default_type: str | None,
+    batch_sent_at: datetime | None,
+    batch_context: dict[str, object] | None,
+    client_ip: str | None,
+) -> None:
+    args = (raw, NOW, default_type, batch_sent_at, batch_context, client_ip)
+    fast = _common_segment(*args)
+    try:
+        ruled: CanonicalEvent | EventError = _segment_by_the_rules(*args)
+    except EventError as e:
+        ruled = e
+    if fast is not None:
+        assert fast == ruled
+    assert isinstance(ruled, CanonicalEvent | EventError)  # never another exception
+
+
+def test_the_common_shape_path_takes_the_common_messages() -> None:
+    """The fast path is not a no-op: the usual calls go through it."""
+    track = {"type": "track", "messageId": "m", "timestamp": "2026-03-01T10:00:00Z",
+             "userId": "u-1", "event": "signed_up", "properties": {"plan": "pro"},
+             "context": {"groupId": "acme"}}  # fmt: skip
+    page = {"type": "page", "messageId": "p", "timestamp": "2026-03-01T10:00:00.5+00:00",
+            "anonymousId": "a-1", "name": "", "category": "docs"}  # fmt: skip
+    for msg in (track, page):
+        fast = _common_segment(msg, NOW, None, None, {"locale": "fr"}, "192.0.2.4")
+        assert fast is not None
+        assert fast == _segment_by_the_rules(msg, NOW, None, None, {"locale": "fr"}, "192.0.2.4")
+    assert _common_segment(track, NOW, None, None, None, None).account_hint == "acme"  # type: ignore[union-attr]

@@ -264,12 +264,119 @@ def normalize_segment(
     """One Segment message -> CanonicalEvent, or EventError naming the first problem.
     `client_ip`: the sender's address, stored as `context.ip` when the message has none
     (browsers cannot know their own address; Segment fills it the same way)."""
+    common = _common_segment(raw, received_at, default_type, batch_sent_at, batch_context,
+                             client_ip)  # fmt: skip
+    if common is not None:
+        return common
+    return _segment_by_the_rules(
+        raw, received_at, default_type, batch_sent_at, batch_context, client_ip
+    )
+
+
+_COMMON_KINDS = frozenset({"track", "page", "screen"})
+
+
+def _plain_id(value: Any) -> bool:
+    return value.__class__ is str and len(value) <= MAX_ID_LENGTH and not is_junk_id(value)
+
+
+def _plain_name(value: Any) -> bool:
+    return value is None or (value.__class__ is str and len(value) <= MAX_NAME_LENGTH)
+
+
+def _common_segment(
+    raw: Any,
+    received_at: datetime,
+    default_type: str | None,
+    batch_sent_at: datetime | None,
+    batch_context: dict[str, Any] | None,
+    client_ip: str | None,
+) -> CanonicalEvent | None:
+    """The shape nearly every message has (a track, page or screen call with plain string
+    ids, a UTC timestamp, no traits and no times of its own besides it) checked and built
+    in one pass: half the time of the rules below, which ingestion spends on every event.
+    None for anything else, which the rules then decide. Both give the same event for every
+    message this one accepts (a property test compares them)."""
+    if raw.__class__ is not dict or not SEGMENT_KEYS.issuperset(raw):
+        return None
+    get = raw.get
+    kind = get("type", default_type)
+    if (kind.__class__ is not str or kind not in _COMMON_KINDS or (default_type is not None and kind != default_type)
+            or "traits" in raw or "sentAt" in raw or "originalTimestamp" in raw):  # fmt: skip
+        return None
+    user_id, anonymous_id, message_id = get("userId"), get("anonymousId"), get("messageId")
+    if user_id is not None and not _plain_id(user_id):
+        return None
+    if anonymous_id is not None and not _plain_id(anonymous_id):
+        return None
+    if (user_id is None and anonymous_id is None) or not (
+        message_id.__class__ is str and 0 < len(message_id) <= MAX_ID_LENGTH
+    ):
+        return None
+    text = get("timestamp")
+    if text.__class__ is not str:
+        return None
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if ts.tzinfo is not UTC or not 1970 <= ts.year <= 2200:
+        return None
+    ts = ts.replace(tzinfo=None)
+    properties, context = get("properties"), get("context")
+    if properties is None:
+        properties = {}
+    elif properties.__class__ is not dict:
+        return None
+    if context is None:
+        context = {}
+    elif context.__class__ is not dict:
+        return None
+    integrations = get("integrations")
+    if integrations is not None and integrations.__class__ is not dict:
+        return None
+    if kind == "track":
+        name = get("event")
+        if name.__class__ is not str or not name or len(name) > MAX_NAME_LENGTH:
+            return None
+    else:
+        name, category = get("name"), get("category")
+        if not (_plain_name(name) and _plain_name(category)):
+            return None
+        name = name or category
+    if batch_context:
+        context = {**batch_context, **context}
+    if client_ip and "ip" not in context:
+        context = {**context, "ip": client_ip}
+    return CanonicalEvent(
+        message_id, kind, name, correct_skew(ts, batch_sent_at, received_at), ts,
+        batch_sent_at, received_at, anonymous_id, user_id, properties, context,
+        account_hint=_context_group(context),
+    )  # fmt: skip
+
+
+def _context_group(context: dict[str, Any]) -> str | None:
+    """The account an event says it is about in `context.groupId` (Segment's convention)."""
+    hint = context.get("groupId")
+    if isinstance(hint, str | int) and not isinstance(hint, bool) and str(hint):
+        return str(hint)
+    return None
+
+
+def _segment_by_the_rules(
+    raw: Any,
+    received_at: datetime,
+    default_type: str | None,
+    batch_sent_at: datetime | None,
+    batch_context: dict[str, Any] | None,
+    client_ip: str | None,
+) -> CanonicalEvent:
     if not isinstance(raw, dict):
         raise EventError(f"each message must be a JSON object, got {type(raw).__name__}")
     if not SEGMENT_KEYS.issuperset(raw):  # (no set built in the common case)
         raise EventError(f"unknown field {sorted(raw.keys() - SEGMENT_KEYS)[0]!r}")
     kind = raw.get("type", default_type)
-    if kind not in SEGMENT_TYPES:
+    if not isinstance(kind, str) or kind not in SEGMENT_TYPES:  # (a list is not hashable)
         raise EventError(
             f"type must be one of {', '.join(sorted(SEGMENT_TYPES))}, got {str(kind)[:40]!r}"
         )
@@ -331,9 +438,7 @@ def normalize_segment(
     if traits is not None and kind != "identify" and kind != "group":
         event.traits = traits
     if event.account_hint is None:
-        hint = context.get("groupId")
-        if isinstance(hint, str | int) and not isinstance(hint, bool) and str(hint):
-            event.account_hint = str(hint)
+        event.account_hint = _context_group(context)
     return event
 
 
