@@ -342,7 +342,7 @@ class AnalyticsService:
         version = self.data_version(workspace_id)
         with self._lock:
             hit = self._latest.get(workspace_id)
-        ws = {"ws": workspace_id}
+        ws: dict[str, object] = {"ws": workspace_id}
         if hit is None or hit[0][1][1] != version[1][1] or hit[0][0] > version[0]:
             latest = self._one_row(
                 "SELECT max(timestamp) AS t FROM events WHERE workspace_id = $ws", ws
