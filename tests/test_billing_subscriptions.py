@@ -91,8 +91,10 @@ def test_a_subscription_lifecycle(sqlite_ctx: Context) -> None:
     with pytest.raises(LookupError):
         billing.cancel(ws, "acme")
 
-    deadline = time.monotonic() + 10  # the writer commits these in the background
-    while time.monotonic() < deadline and len(ctx.events.recent(ws, limit=100)) < 11:
+    # the writer commits these in the background: the ten changes below, and the
+    # $feature_locked and $limit_reached of the refused consumption
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(ctx.events.recent(ws, limit=100)) < 12:
         time.sleep(0.02)
     events = sorted(ctx.events.recent(ws, limit=100), key=lambda e: (e["timestamp"], e["seq"]))
     changes = [(e["name"], e["properties"]["mrr_before"], e["properties"]["mrr_after"])
