@@ -79,8 +79,9 @@ def timed(fn: Callable[[], Any], runs: int) -> float:
     return statistics.median(times)
 
 
-def scorecard_bench(data: Path, runs: int, console: Console) -> None:
-    """Cold, warm and after-one-event scorecard on a copy of a data dir (it gains events)."""
+def scorecard_bench(data: Path, runs: int, console: Console, slots: int | None) -> None:
+    """Cold, warm and after-one-event scorecard on a copy of a data dir (it gains events),
+    with the server's analytics slots and DuckDB threads unless told otherwise."""
     import shutil
     import tempfile
     from datetime import timedelta
@@ -93,11 +94,18 @@ def scorecard_bench(data: Path, runs: int, console: Console) -> None:
         copy = Path(tmp) / "data"
         with console.status(f"copying {data} ..."):
             shutil.copytree(data, copy)
-        ctx = Context.open(Settings(data_dir=copy, log_json=False), start_writer=False)
+        settings = Settings(data_dir=copy, log_json=False)
+        slots = slots or settings.resolved_query_concurrency[0]
+        ctx = Context.open(settings, start_writer=False)
+
+        def fresh() -> AnalyticsService:
+            return AnalyticsService(ctx.events, ctx.workspaces, max_concurrent=slots,
+                                    max_concurrent_per_workspace=slots)  # fmt: skip
+
         try:
             ws = ctx.workspaces.list_workspaces()[0].id
             n = ctx.events.count(ws)
-            svc = AnalyticsService(ctx.events, ctx.workspaces)
+            svc = fresh()
             r = svc.default_range(ws)
             t0 = time.perf_counter()
             first = svc.scorecard(ws, r)
@@ -118,18 +126,17 @@ def scorecard_bench(data: Path, runs: int, console: Console) -> None:
                     svc.scorecard(ws, r)  # the API and CLI: exact values
                     after_exact.append(time.perf_counter() - t0)
                     by_kind.setdefault(kind, []).append(after_exact[-1])
-            full = timed(lambda: AnalyticsService(ctx.events, ctx.workspaces).scorecard(ws, r), 1)
+            full = timed(lambda: fresh().scorecard(ws, r), 1)
             same = [row["value"] for row in svc.scorecard(ws, r)] == [
-                row["value"]
-                for row in AnalyticsService(ctx.events, ctx.workspaces).scorecard(ws, r)
+                row["value"] for row in fresh().scorecard(ws, r)
             ]
         finally:
             ctx.close()
     del first
     page, exact = statistics.median(after_page), statistics.median(after_exact)
-    print(
-        f"scorecard on {n:,} events, range {r.date_from} to {r.date_to} (and the 30 days before)\n"
-    )
+    print(f"scorecard on {n:,} events, range {r.date_from} to {r.date_to} (and the 30 days before)")
+    print(f"{slots} analytics quer{'y' if slots == 1 else 'ies'} at once, "
+          f"{settings.resolved_query_threads} DuckDB thread(s) each\n")  # fmt: skip
     print(f"{'':<46}{'seconds':>10}{'vs full':>9}")
     print(f"{'full recomputation (no cache: the baseline)':<46}{full:>10.3f}{1:>9.2f}")
     print(f"{'cold (first request)':<46}{cold:>10.3f}{cold / full:>9.2f}")
@@ -179,10 +186,12 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--scorecard", action="store_true", help="time the scorecard on --data")
+    ap.add_argument("--slots", type=int, default=None,
+                    help="analytics queries at once (default: the server's, half the cores)")  # fmt: skip
     args = ap.parse_args()
     console = Console(stderr=True)
     if args.scorecard:
-        scorecard_bench(args.data or ROOT / "traction-data", args.runs, console)
+        scorecard_bench(args.data or ROOT / "traction-data", args.runs, console, args.slots)
         return
     args.data = args.data or ROOT / "bench" / ".data" / "analytics"
     ctx = Context.open(Settings(data_dir=args.data, log_json=False), start_writer=False)
