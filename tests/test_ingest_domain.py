@@ -377,14 +377,16 @@ _ids = st.one_of(
     st.sampled_from(["u-1", "anon-7f3c", " null ", "undefined", "", "x" * 200, "x" * 201]),
     _anything,
 )
-_times = st.one_of(
-    st.sampled_from([
+_TIME_FORMS = (
         "2026-03-01T10:00:00Z", "2026-03-01T10:00:00.123456+00:00", "2026-03-01T12:00:00+02:00",
         "2026-03-01T10:00:00", "1969-12-31T23:59:59Z", "2201-01-01T00:00:00Z", "2026-03-01",
-        "not a time", "2026-02-30T00:00:00Z",
-    ]),
-    _anything,
+        "not a time", "2026-02-30T00:00:00Z", "2026-03-01Z", "2026-03-01T10:00:00+02:00Z",
+        "2026-03-01T10:00:00+00:00", "2026-03-01T10:00:00-00:00", "20260301T100000Z",
+        "2026-03-01 10:00:00Z", "2026-03-01T25:00:00Z", "2026-03-01T10:00:00.123456789Z",
+        "2026-03-01T10Z", "2026-03-01T10:00:00+00:00Z", "Z", "1970-01-01T00:00:00Z",
+        "2200-12-31T23:59:59.999999+00:00", "2026-03-01T10:00:00+01:00", "2026-03-01T10:00:00+00:30",
 )  # fmt: skip
+_times = st.one_of(st.sampled_from(_TIME_FORMS), _anything)
 _fields = {
     "type": st.sampled_from(["track", "page", "screen", "identify", "group", "alias", "TRACK"])
     | _anything,
@@ -418,6 +420,8 @@ def _messages(draw: st.DrawFn) -> object:
         msg.pop(key, None)
     for key in draw(st.lists(st.sampled_from(sorted(_fields)), max_size=3)):
         msg[key] = draw(_fields[key])
+    if draw(st.booleans()):  # the timestamp's forms, often (the fast path parses its own)
+        msg["timestamp"] = draw(_times)
     return msg
 
 
@@ -459,3 +463,15 @@ def test_the_common_shape_path_takes_the_common_messages() -> None:
         assert fast is not None
         assert fast == _segment_by_the_rules(msg, NOW, None, None, {"locale": "fr"}, "192.0.2.4")
     assert _common_segment(track, NOW, None, None, None, None).account_hint == "acme"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("text", _TIME_FORMS)
+def test_the_common_shape_path_reads_every_time_form_as_the_rules_do(text: str) -> None:
+    msg = {"type": "track", "messageId": "m", "timestamp": text, "userId": "u-1", "event": "e"}
+    args = (msg, NOW, None, None, None, None)
+    fast = _common_segment(*args)
+    try:
+        ruled: CanonicalEvent | EventError = _segment_by_the_rules(*args)
+    except EventError as e:
+        ruled = e
+    assert fast is None or fast == ruled
