@@ -314,15 +314,19 @@ def _common_segment(
 ) -> CanonicalEvent | None:
     """The shape nearly every message has (a track, page or screen call with plain string
     ids, a UTC timestamp, no traits and no times of its own besides it) checked and built
-    in one pass: half the time of the rules below, which ingestion spends on every event.
+    in one pass: under half the time of the rules below, which ingestion spends on every
+    event.
     None for anything else, which the rules then decide. Both give the same event for every
     message this one accepts (a property test compares them)."""
     if raw.__class__ is not dict or not SEGMENT_KEYS.issuperset(raw):
         return None
     get = raw.get
     kind = get("type", default_type)
-    if (kind.__class__ is not str or kind not in _COMMON_KINDS or (default_type is not None and kind != default_type)
-            or "traits" in raw or "sentAt" in raw or "originalTimestamp" in raw):  # fmt: skip
+    if kind.__class__ is not str or kind not in _COMMON_KINDS:
+        return None
+    if (default_type is not None and kind != default_type) or (
+        "traits" in raw or "sentAt" in raw or "originalTimestamp" in raw
+    ):
         return None
     user_id, anonymous_id, message_id = get("userId"), get("anonymousId"), get("messageId")
     if user_id is not None and not _plain_id(user_id):
