@@ -205,3 +205,48 @@ def test_merge_survives_a_restart(ctx: Context, settings) -> None:  # type: igno
         assert owners["p"] == owners["k"]
     finally:
         reopened.close()
+
+
+def test_one_commit_group_of_several_requests_keeps_rows_and_people_together(
+    ctx: Context,
+) -> None:
+    """The writer commits several requests at once: it drops repeats (the first wins) and
+    erased ids, and each remaining row keeps its own event's person and its own place."""
+    from traction.ingest.service import now_utc
+    from traction.privacy.domain import id_hash
+
+    ws = ctx.workspaces.create_workspace("A").id
+    ctx.writer.suppressed.add(ws, [id_hash(ws, "erased")])
+    now = now_utc()
+
+    def batch(*msgs: tuple[str, str, str]) -> list[tuple[str, Any]]:
+        return [
+            (ws, normalize_segment({"type": "track", "event": "x", "messageId": m, kind: who}, now))
+            for m, kind, who in msgs
+        ]
+
+    with ctx.writer.paused():  # queued meanwhile: committed together afterwards
+        futures = [
+            ctx.writer.submit(batch(("e0", "userId", "zed"))),
+            ctx.writer.submit(
+                batch(
+                    ("e1", "userId", "alice"),
+                    ("e2", "anonymousId", "bob"),
+                    ("e3", "userId", "erased"),
+                )
+            ),
+            ctx.writer.submit(batch(("e1", "userId", "mallory"), ("e4", "userId", "carol"))),
+            ctx.writer.submit(batch(("e5", "userId", "alice"), ("e2", "anonymousId", "bob"))),
+        ]
+    for f in futures:
+        f.result(timeout=30)
+    stored = {e["event_id"]: e for e in ctx.events.recent(ws, limit=100)}
+    assert sorted(stored) == ["e0", "e1", "e2", "e4", "e5"]
+    expected = {"e0": "zed", "e1": "alice", "e2": "bob", "e4": "carol", "e5": "alice"}
+    for event_id, who in expected.items():
+        person = ctx.persons.by_distinct_id(ws, who)
+        assert person is not None
+        assert stored[event_id]["distinct_id"] == who
+        assert stored[event_id]["person_id"] == person.id, event_id
+    assert ctx.persons.by_distinct_id(ws, "mallory") is None
+    assert len({stored[e]["seq"] for e in stored}) == 5
