@@ -2,61 +2,65 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, String, Table, bindparam, case, select, update
+import orjson
+from sqlalchemy import Connection, text
 
-from traction.identity.models import Person
-from traction.store.state import StateStore, UTCDateTime
+from traction.store.state import StateStore
 
 Span = tuple[datetime, datetime]
-_CHUNK = 2_000  # ids per IN list, well under SQLite's and PostgreSQL's caps on bound values
+
+# A batch's spans go to the database as one JSON parameter and come back out as rows in
+# SQL: one statement for thousands of persons, with no per-value work in Python (an
+# executemany through SQLAlchemy was a third of the reactors' time under load).
+_ROWS = {
+    "sqlite": "SELECT value ->> 0 AS pid, value ->> 1 AS lo, value ->> 2 AS hi "
+    "FROM json_each(:spans)",
+    "postgresql": "SELECT e ->> 0 AS pid, CAST(e ->> 1 AS timestamp) AS lo, "
+    "CAST(e ->> 2 AS timestamp) AS hi FROM jsonb_array_elements(CAST(:spans AS jsonb)) AS e",
+}
+_IDS = {
+    "sqlite": "SELECT value FROM json_each(:ids)",
+    "postgresql": "SELECT jsonb_array_elements_text(CAST(:ids AS jsonb))",
+}
 
 
-def _sqlite_text(value: datetime) -> str:  # (SQLAlchemy's own SQLite format)
+def _text(value: datetime) -> str:
+    """SQLAlchemy's own SQLite DateTime format (compared as text there); PostgreSQL casts it."""
     return value.isoformat(" ", "microseconds")
 
 
-def _as_is(value: datetime) -> datetime:
-    return value
-
-
 def _widen(conn: Connection, spans: dict[str, Span]) -> None:
-    """Lowers first_seen_at and raises last_seen_at of these persons to cover their spans:
-    one statement per person, both columns at once, executemany."""
-    table = cast(Table, Person.__table__)
-    first, last = table.c.first_seen_at, table.c.last_seen_at
-    # SQLite stores DateTime as ISO text with microseconds: formatted here once per value,
-    # not by a type processor at each of the three places a value appears (most of the time)
-    sqlite = conn.dialect.name == "sqlite"
-    stored, kind = (_sqlite_text, String()) if sqlite else (_as_is, UTCDateTime())
-    lo, hi = bindparam("lo", type_=kind), bindparam("hi", type_=kind)
-    lower = first.is_(None) | (first > lo)
-    higher = last.is_(None) | (last < hi)
+    """Lowers first_seen_at and raises last_seen_at of these persons to cover their spans."""
+    rows = _ROWS[conn.dialect.name]
+    spans_json = orjson.dumps([[pid, _text(lo), _text(hi)] for pid, (lo, hi) in spans.items()])
     conn.execute(
-        update(table)
-        .where(table.c.id == bindparam("pid"), lower | higher)
-        .values(
-            first_seen_at=case((lower, lo), else_=first),
-            last_seen_at=case((higher, hi), else_=last),
+        text(
+            "UPDATE persons SET "
+            "first_seen_at = CASE WHEN first_seen_at IS NULL OR first_seen_at > s.lo "
+            "THEN s.lo ELSE first_seen_at END, "
+            "last_seen_at = CASE WHEN last_seen_at IS NULL OR last_seen_at < s.hi "
+            "THEN s.hi ELSE last_seen_at END "
+            f"FROM ({rows}) AS s "
+            "WHERE persons.id = s.pid AND (first_seen_at IS NULL OR first_seen_at > s.lo "
+            "OR last_seen_at IS NULL OR last_seen_at < s.hi)"
         ),
-        [{"pid": pid, "lo": stored(a), "hi": stored(b)} for pid, (a, b) in spans.items()],
+        {"spans": spans_json.decode()},
     )
 
 
 def _survivors(conn: Connection, pids: Iterable[str]) -> dict[str, str]:
     """The persons among these that were merged, and whom into (merges are flattened: one
     hop is enough)."""
-    out: dict[str, str] = {}
-    ids = list(pids)
-    for i in range(0, len(ids), _CHUNK):
-        rows = conn.execute(
-            select(Person.id, Person.merged_into).where(
-                Person.id.in_(ids[i : i + _CHUNK]), Person.merged_into.is_not(None)
-            )
-        )
-        out.update({pid: str(into) for pid, into in rows})
-    return out
+    rows = conn.execute(
+        text(
+            "SELECT id, merged_into FROM persons WHERE merged_into IS NOT NULL "
+            f"AND id IN ({_IDS[conn.dialect.name]})"
+        ),
+        {"ids": orjson.dumps(list(pids)).decode()},
+    )
+    return {str(pid): str(into) for pid, into in rows}
 
 
 class SeenReactor:
