@@ -372,3 +372,124 @@ def test_no_false_warning_while_the_catalog_catches_up(sqlite_ctx: Context) -> N
     assert sqlite_ctx.catalog.warnings(ws, ["signed_up"], in_log) == []
     (only,) = sqlite_ctx.catalog.warnings(ws, ["signed_up", "sigend_up"], in_log)
     assert "'sigend_up' has never been received" in only
+
+
+# -- the tally against a value-by-value reference ------------------------------------------
+
+
+def _reference_tally(
+    batch: list[dict[str, Any]],
+    applied_events: dict[tuple[str, str], int],
+    applied_properties: dict[tuple[str, Any], int],
+    known_counts: dict[tuple[str, str, str], int],
+    counted: bool,
+) -> tuple[dict[Any, Any], dict[Any, Any]]:
+    """The catalog's rules, one event and one value at a time (how `tally` first did it)."""
+    from traction.catalog.domain import MAX_PROPERTIES_PER_EVENT, property_sources
+
+    def fresh(seq: int, applied: int) -> bool:
+        return seq <= applied if counted else seq > applied
+
+    events: dict[Any, list[Any]] = {}
+    props: dict[Any, list[Any]] = {}
+    per_event = Counter(known_counts)
+    for ev in batch:
+        ws, seq = ev["workspace_id"], ev["seq"]
+        name = catalog_event(ev["type"], ev["name"])
+        if name is not None and fresh(seq, applied_events.get((ws, name), 0)):
+            e = events.setdefault((ws, name), [0, None, None, 0])
+            e[0] += 1
+            e[1] = ev["timestamp"] if e[1] is None else min(e[1], ev["timestamp"])
+            e[2] = ev["timestamp"] if e[2] is None else max(e[2], ev["timestamp"])
+            e[3] = max(e[3], seq)
+        for (source, event, _), p in property_sources(ev):
+            for prop, value in p.items():
+                if source == "event" and prop in ("$set", "$set_once"):
+                    continue
+                key = (ws, (source, event, str(prop)[:200]))
+                if not fresh(seq, applied_properties.get(key, 0)):
+                    continue
+                if key not in props:
+                    scope = (ws, source, event)
+                    if key not in applied_properties:
+                        if per_event[scope] >= MAX_PROPERTIES_PER_EVENT:
+                            continue
+                        per_event[scope] += 1
+                    props[key] = [0, Counter(), Counter(), 0]
+                t = props[key]
+                t[0] += 1
+                t[1][infer_type(value)] += 1
+                if (k := value_key(value)) is not None:
+                    t[2][k] += 1
+                t[3] = max(t[3], seq)
+    return {k: tuple(v) for k, v in events.items()}, {k: tuple(v) for k, v in props.items()}
+
+
+_LONG = "k" * 200
+_values = st.one_of(
+    st.booleans(), st.sampled_from([0, 1, -1, 0.0, -0.0, 1.0, 2.5, 10**20]), st.integers(),
+    st.floats(allow_nan=False), st.sampled_from(["pro", "free", "2026-03-01", "2026-03-01T10:00:00Z",
+    "2026-13-45", "x" * 130, ""]), st.text(max_size=8), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.sampled_from(["a"]), st.integers(), max_size=1), st.none(),
+)  # fmt: skip
+_props = st.dictionaries(
+    st.sampled_from(["plan", "n", "$set", "$set_once", _LONG + "a", _LONG + "b", "x"]), _values,
+    max_size=5,
+)  # fmt: skip
+
+
+@st.composite
+def _batches(draw: Any) -> tuple[Any, ...]:
+    n = draw(st.integers(0, 25))
+    seqs = draw(st.permutations(list(range(1, n + 1))))
+    batch = []
+    for seq in seqs:
+        kind = draw(st.sampled_from(["track", "page", "screen", "identify", "group", "alias"]))
+        props = draw(_props)
+        if kind in ("identify", "group") and draw(st.booleans()):
+            props = {**props, "$set": draw(_props)}
+        batch.append({
+            "workspace_id": draw(st.sampled_from(["w1", "w2"])), "seq": seq, "type": kind,
+            "name": draw(st.sampled_from(["buy", "view", None])),
+            "timestamp": datetime(2026, 3, 1 + seq % 28), "properties": props,
+        })  # fmt: skip
+    scopes = [(w, "event", e) for w in ("w1", "w2") for e in ("buy", "view", "$page", "$screen")]
+    scopes += [(w, s, "") for w in ("w1", "w2") for s in ("person", "account")]
+    names = ["plan", "n", "x", (_LONG + "a")[:200]]
+    applied_events = draw(
+        st.dictionaries(st.sampled_from([(w, e) for w, _, e in scopes]), st.integers(0, n))
+    )
+    applied_props = draw(
+        st.dictionaries(
+            st.sampled_from([(w, (s, e, p)) for w, s, e in scopes for p in names]),
+            st.integers(0, n),
+        )
+    )
+    known = draw(st.dictionaries(st.sampled_from(scopes), st.sampled_from([0, 298, 299, 300])))
+    return batch, applied_events, applied_props, known, draw(st.booleans())  # fmt: skip
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(_batches())
+def test_tally_equals_the_value_by_value_rules(case: tuple[Any, ...]) -> None:
+    """`tally` works per distinct value and per property; it must agree with the rules
+    applied to each value of each event: redeliveries (`applied`), erasures (`counted`), the
+    cap on properties per event, names cut to 200 characters, True against 1, 0.0 against
+    -0.0, lists and objects."""
+    batch, applied_events, applied_props, known, counted = case
+    events, props = _reference_tally(batch, applied_events, applied_props, known, counted)
+    t = tally(batch, applied_events, applied_props, known, counted=counted)
+    assert {k: (v.count, v.first, v.last, v.max_seq) for k, v in t.events.items()} == events
+    got = {k: (v.count, +v.types, +v.values, v.max_seq) for k, v in t.properties.items()}
+    assert got == {k: (c, +ty, +va, m) for k, (c, ty, va, m) in props.items()}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[0.0, -0.0, -0.0], [-0.0, 0.0], [True, 1, 1.0, False, 0], [[1], {"a": 1}, 1, "1", None]],
+)
+def test_tally_keeps_equal_values_of_other_kinds_apart(values: list[Any]) -> None:
+    batch = [_ev(i + 1, "track", "buy", {"v": v}) for i, v in enumerate(values)]
+    _, props = _reference_tally(batch, {}, {}, {}, False)
+    t = tally(batch, {}, {}).properties[("w", ("event", "buy", "v"))]
+    assert (t.count, +t.types, +t.values) == props[("w", ("event", "buy", "v"))][:3]

@@ -90,13 +90,33 @@ class PropertyTally:
     values: Counter[str] = field(default_factory=Counter)
     max_seq: int = 0
 
-    def add(self, value: Any, seq: int) -> None:
-        self.count += 1
-        self.types[infer_type(value)] += 1
-        key = value_key(value)
-        if key is not None:
-            self.values[key] += 1
-        self.max_seq = max(self.max_seq, seq)
+    @classmethod
+    def of(cls, values: list[Any], max_seq: int) -> PropertyTally:
+        """The tally of one property's values in a batch, worked out once per distinct value:
+        a property mostly repeats a few values, and typing a text (is it a date-time?) is
+        the dear part. A value is its type and itself, so True and 1 stay apart."""
+        out = cls(count=len(values), max_seq=max_seq)
+        distinct: Counter[tuple[type, Any]] = Counter()
+        try:
+            distinct.update(zip(map(type, values), values, strict=True))
+        except TypeError:  # a list or an object among them: those one by one
+            distinct.clear()
+            for v in values:
+                if isinstance(v, list | dict):
+                    out.types[infer_type(v)] += 1
+                else:
+                    distinct[(type(v), v)] += 1
+        for (typ, v), n in distinct.items():
+            out.types[infer_type(v)] += n
+            if typ is float and v == 0:  # 0.0 and -0.0 are equal but listed apart
+                neg = sum(1 for x in values if type(x) is float and x == 0 and str(x)[0] == "-")
+                out.values.update({"-0.0": neg, "0.0": n - neg})
+                continue
+            key = value_key(v)
+            if key is not None:
+                out.values[key] += n
+        out.values = +out.values  # (no zero counts)
+        return out
 
 
 PropertyKey = tuple[str, str, str]  # (source, event or "", property)
@@ -154,6 +174,24 @@ def tally(
 
     out = BatchTally()
     per_event: Counter[tuple[str, str, str]] = Counter(known_counts or {})
+    gathered: dict[tuple[str, PropertyKey], _Gathered] = {}
+    by_scope: dict[tuple[str, str, str], dict[Any, _Gathered | None]] = {}
+
+    def start(scope: tuple[str, str, str], prop: Any) -> _Gathered | None:
+        """A property's first sight in the batch: None if it is not catalogued here."""
+        ws, source, event = scope
+        if source == "event" and prop in ("$set", "$set_once"):
+            return None
+        key = (ws, (source, event, str(prop)[:200]))
+        if key in gathered:  # two names that are the same once cut to 200 characters
+            return gathered[key]
+        if key not in applied_properties:
+            if per_event[scope] >= MAX_PROPERTIES_PER_EVENT:
+                return None
+            per_event[scope] += 1
+        g = gathered[key] = _Gathered(applied_properties.get(key, 0))
+        return g
+
     for ev in batch:
         ws, seq = ev["workspace_id"], int(ev["seq"])
         name = catalog_event(ev["type"], ev["name"])
@@ -162,21 +200,28 @@ def tally(
         for (source, event, _), props in property_sources(ev):
             if not isinstance(props, Mapping):
                 continue
+            scope = (ws, source, event)
+            seen = by_scope.get(scope)
+            if seen is None:
+                seen = by_scope[scope] = {}
             for prop, value in props.items():
-                if source == "event" and prop in ("$set", "$set_once"):
+                g = seen[prop] if prop in seen else seen.setdefault(prop, start(scope, prop))
+                if g is None or (seq > g.applied if counted else seq <= g.applied):
                     continue
-                key = (ws, (source, event, str(prop)[:200]))
-                if not fresh(seq, applied_properties.get(key, 0)):
-                    continue
-                if key not in out.properties:
-                    scope = (ws, source, event)
-                    if key not in applied_properties:
-                        if per_event[scope] >= MAX_PROPERTIES_PER_EVENT:
-                            continue
-                        per_event[scope] += 1
-                    out.properties[key] = PropertyTally()
-                out.properties[key].add(value, seq)
+                g.values.append(value)
+                if seq > g.max_seq:
+                    g.max_seq = seq
+    out.properties = {
+        k: PropertyTally.of(g.values, g.max_seq) for k, g in gathered.items() if g.values
+    }
     return out
+
+
+@dataclass
+class _Gathered:
+    applied: int  # the highest seq its row has counted
+    values: list[Any] = field(default_factory=list)
+    max_seq: int = 0
 
 
 def merge_values(
