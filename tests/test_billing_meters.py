@@ -149,3 +149,39 @@ def test_live_usage_crossing_a_limit_records_the_upgrade_triggers(sqlite_ctx: Co
     assert triggers[0]["timestamp"] == now - timedelta(hours=2)  # the 3rd project's time
     runner.run_once()  # the trigger itself passes through the meters: nothing more
     assert ctx.events.count(ws) == 9
+
+
+def test_billing_period_meters_follow_each_accounts_subscription(shared: Context) -> None:
+    """A feature reset each billing period counts in the account's own periods (anchored at
+    its subscription's start, read for the batch's accounts at once); an account without a
+    subscription counts in calendar months. Equal to a recomputation, and by hand."""
+    ctx = shared
+    ws = ctx.workspaces.create_workspace("periods").id
+    ctx.billing.apply_catalog(ws, {
+        "meters": [{"key": "calls", "event": "used", "aggregation": "COUNT"}],
+        "features": [{"key": "calls", "type": "metered", "meter": "calls", "reset": "billing_period"}],
+        "plans": [{"key": "pro", "prices": [{"interval": "month", "flat": 10}]}],
+    })  # fmt: skip
+    now, ctx.billing.now = ctx.billing.now, lambda: datetime(2026, 1, 15, 12)
+    try:
+        sub = ctx.billing.subscribe(ws, "acme", "pro", trial=False)
+    finally:
+        ctx.billing.now = now
+    anchor = sub.period_start
+    days = [-3, -1, 0, 2, 20, 29, 31, 40]  # around the anchor and the next period's start
+    msgs = [{"type": "track", "userId": f"u-{acct}", "event": "used", "messageId": f"{acct}{d}",
+             "timestamp": (anchor + timedelta(days=d, hours=1)).isoformat() + "Z",
+             "context": {"groupId": acct}} for acct in ("acme", "globex") for d in days]  # fmt: skip
+    ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
+    ReactorRunner(ctx.state, ctx.events, default_reactors(ctx.state, ctx.catalog, ctx.billing),
+                  ctx.metrics, batch_size=5).run_once()  # fmt: skip
+    for acct in ("acme", "globex"):
+        log = [e for e in ctx.events.events_after(0, 1_000_000)
+               if e["workspace_id"] == ws and e["account_id"] == acct]  # fmt: skip
+        kept = ctx.billing.meter_values(ws, acct, "calls")
+        assert kept == ctx.billing.recompute(ws, acct, "calls", log), acct
+    acme = ctx.billing.meter_values(ws, "acme", "calls")
+    assert sum(acme.values()) == len(days) and anchor in acme
+    assert acme[anchor] == sum(1 for d in days if 0 <= d < (sub.period_end - anchor).days)
+    globex = ctx.billing.meter_values(ws, "globex", "calls")
+    assert all(w.day == 1 and w.hour == 0 for w in globex)  # calendar months

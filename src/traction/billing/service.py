@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from traction.audit.service import record
-from traction.billing.domain.catalog import SEATS, Catalog, Feature, Plan
+from traction.billing.domain.catalog import SEATS, Catalog, Feature, Meter, Plan
 from traction.billing.domain.entitlements import Decision, crossed, decide
 from traction.billing.domain.meters import Running, aggregate, matches, value_of
 from traction.billing.domain.periods import add_months, period_containing, usage_window
@@ -627,36 +627,44 @@ class BillingService:
                        if f.type == "metered" and f.meter not in (None, SEATS)]  # fmt: skip
             if not metered:
                 continue
-            subs: dict[str, Subscription | None] = {}
+            # the batch's accounts' subscriptions in one query, then each counted value with
+            # its meter row's key, then those rows in one query: per event, only dict lookups
+            subs = self._live_subscriptions(ws, {ev["account_id"] for ev in events})
+            counted: list[tuple[tuple[str, str, datetime], Meter, Decimal | str, Mapping[str, Any], tuple[datetime, datetime]]] = []  # fmt: skip
+            for ev in events:
+                props = ev.get("properties") or {}
+                for f, meter in metered:
+                    if meter is None or not matches(meter, ev.get("name"), props):
+                        continue
+                    value = value_of(meter, props)
+                    if value is None:
+                        continue
+                    window = self._window(f, subs.get(ev["account_id"]), ev["timestamp"])
+                    counted.append(((ev["account_id"], f.key, window[0]), meter, value, ev, window))
+            if not counted:
+                continue
             triggers: list[dict[str, Any]] = []
             recent = self.now() - timedelta(hours=24)
             with self.state.session() as s:
-                rows: dict[tuple[str, str, datetime], MeterValue] = {}
-                for ev in events:
-                    props = ev.get("properties") or {}
-                    for f, meter in metered:
-                        if meter is None or not matches(meter, ev.get("name"), props):
-                            continue
-                        value = value_of(meter, props)
-                        if value is None:
-                            continue
-                        account = ev["account_id"]
-                        if account not in subs:
-                            subs[account] = self.subscription(ws, account)
-                        window = self._window(f, subs[account], ev["timestamp"])
-                        row = self._meter_row(s, rows, ws, account, f.key, window)
-                        seq = int(ev["seq"])
-                        if seq <= row.applied_seq:
-                            continue
-                        run = _running(meter.aggregation, row)
-                        before = int(Decimal(row.value))
-                        run.add(value, ev["timestamp"], seq)
-                        _store_running(run, row)
-                        row.applied_seq = seq
-                        if ev["timestamp"] >= recent:  # live usage, not a backfill of history
-                            triggers += self._meter_triggers(
-                                ws, account, f.key, before, int(Decimal(row.value)), window, ev
-                            )
+                rows = self._meter_rows(s, ws, {c[0]: c[4] for c in counted})
+                runs: dict[tuple[str, str, datetime], Running] = {}
+                for key, meter, value, ev, window in counted:
+                    row = rows[key]
+                    seq = int(ev["seq"])
+                    if seq <= row.applied_seq:
+                        continue
+                    run = runs.get(key)
+                    if run is None:
+                        run = runs[key] = _running(meter.aggregation, row)
+                    before = int(run.value)
+                    run.add(value, ev["timestamp"], seq)
+                    row.applied_seq = seq
+                    if ev["timestamp"] >= recent:  # live usage, not a backfill of history
+                        triggers += self._meter_triggers(
+                            ws, key[0], key[1], before, int(run.value), window, ev
+                        )
+                for key, run in runs.items():
+                    _store_running(run, rows[key])
             if triggers:
                 self.emit(ws, triggers)
 
@@ -676,24 +684,48 @@ class BillingService:
             f"{t}:{account}:{feature}:{window[0].isoformat()}", ev.get("user_id"),
             timestamp=ev["timestamp"]) for t in crossed(grant.limit, before, after)]  # fmt: skip
 
+    def _live_subscriptions(
+        self, workspace_id: str, accounts: Iterable[str]
+    ) -> dict[str, Subscription]:
+        """`subscription` for many accounts at once (those without one are absent)."""
+        out: dict[str, Subscription] = {}
+        wanted = sorted(accounts)
+        with self.state.session() as s:
+            for i in range(0, len(wanted), 500):
+                for sub in s.scalars(
+                    select(Subscription)
+                    .where(Subscription.workspace_id == workspace_id,
+                           Subscription.account.in_(wanted[i : i + 500]),
+                           Subscription.status.in_(LIVE))
+                    .order_by(Subscription.created_at.desc())
+                ):  # fmt: skip
+                    out.setdefault(sub.account, sub)  # the latest, as `subscription` picks
+        return out
+
     @staticmethod
-    def _meter_row(
-        s: Session, rows: dict[tuple[str, str, datetime], MeterValue], ws: str, account: str,
-        feature: str, window: tuple[datetime, datetime],
-    ) -> MeterValue:  # fmt: skip
-        key = (account, feature, window[0])
-        row = rows.get(key)
-        if row is None:
-            row = s.scalars(select(MeterValue).where(
-                MeterValue.workspace_id == ws, MeterValue.account == account,
-                MeterValue.feature == feature, MeterValue.window_start == window[0])).first()  # fmt: skip
-            if row is None:
-                row = MeterValue(workspace_id=ws, account=account, feature=feature,
-                                 window_start=window[0], window_end=window[1], value="0",
-                                 latest_at=None, latest_seq=0, applied_seq=0, distinct_values=[])  # fmt: skip
-                s.add(row)
-            rows[key] = row
-        return row
+    def _meter_rows(
+        s: Session, ws: str, windows: Mapping[tuple[str, str, datetime], tuple[datetime, datetime]]
+    ) -> dict[tuple[str, str, datetime], MeterValue]:
+        """The meter rows of these (account, feature, window start) keys, read in one query
+        per 500 accounts; those not stored yet are added."""
+        rows: dict[tuple[str, str, datetime], MeterValue] = {}
+        accounts = sorted({a for a, _, _ in windows})
+        features = sorted({f for _, f, _ in windows})
+        starts = sorted({w for _, _, w in windows})
+        for i in range(0, len(accounts), 500):
+            for row in s.scalars(select(MeterValue).where(
+                MeterValue.workspace_id == ws, MeterValue.account.in_(accounts[i : i + 500]),
+                MeterValue.feature.in_(features), MeterValue.window_start.in_(starts))):  # fmt: skip
+                key = (row.account, row.feature, row.window_start)
+                if key in windows:
+                    rows[key] = row
+        for key, (start, end) in windows.items():
+            if key not in rows:
+                rows[key] = MeterValue(workspace_id=ws, account=key[0], feature=key[1],
+                                       window_start=start, window_end=end, value="0", latest_at=None,
+                                       latest_seq=0, applied_seq=0, distinct_values=[])  # fmt: skip
+                s.add(rows[key])
+        return rows
 
     def meter_values(
         self, workspace_id: str, account: str, feature: str
