@@ -21,8 +21,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
 
-from scipy import stats as st
+
+@cache
+def _scipy_stats() -> ModuleType:
+    """scipy.stats, imported when first needed: it takes ~0.7 s, which every CLI command and
+    every server start paid, though most never test an experiment."""
+    from scipy import stats
+
+    return stats
 
 
 @dataclass(frozen=True)
@@ -110,11 +119,15 @@ def frequentist(a: Stats, b: Stats, alpha: float = 0.05) -> FreqResult:
     diff = b.mean - a.mean
     se = math.sqrt(a.mean_variance + b.mean_variance)
     df = _welch_df(a, b)
-    q = float(st.t.ppf(1 - alpha / 2, df) if math.isfinite(df) else st.norm.ppf(1 - alpha / 2))
+    q = float(
+        _scipy_stats().t.ppf(1 - alpha / 2, df)
+        if math.isfinite(df)
+        else _scipy_stats().norm.ppf(1 - alpha / 2)
+    )
     if se == 0 or not math.isfinite(se):
         p = 1.0 if diff == 0 or not math.isfinite(se) else 0.0
     else:
-        p = float(2 * st.t.sf(abs(diff) / se, df))
+        p = float(2 * _scipy_stats().t.sf(abs(diff) / se, df))
     lift = b.mean / a.mean - 1 if a.mean else math.nan
     lse = math.sqrt(_lift_variance(a, b)) if a.mean else math.nan
     return FreqResult(
@@ -146,10 +159,10 @@ def bayesian(
     if not sd or not math.isfinite(sd):
         win = 0.5 if sd != 0 else float(lift > 0)
         return BayesResult(lift, (-math.inf, math.inf) if sd else (lift, lift), win, 0.0, 0.0)
-    z = float(st.norm.ppf(1 - alpha / 2))
-    win = float(st.norm.sf(0, loc=lift, scale=sd))
+    z = float(_scipy_stats().norm.ppf(1 - alpha / 2))
+    win = float(_scipy_stats().norm.sf(0, loc=lift, scale=sd))
     # E[max(0, -Δ)] for shipping b, E[max(0, Δ)] for keeping a (normal partial expectations)
-    pdf, cdf = st.norm.pdf(lift / sd), st.norm.cdf(lift / sd)
+    pdf, cdf = _scipy_stats().norm.pdf(lift / sd), _scipy_stats().norm.cdf(lift / sd)
     loss_b = sd * pdf - lift * (1 - cdf)
     loss_a = sd * pdf + lift * cdf
     return BayesResult(lift, (lift - z * sd, lift + z * sd), win, float(loss_a), float(loss_b))
@@ -231,7 +244,7 @@ def srm(observed: Sequence[int], weights: Sequence[float]) -> float:
         for o, w in zip(observed, weights, strict=True)
         if w > 0
     )
-    return float(st.chi2.sf(chi2, len(observed) - 1))
+    return float(_scipy_stats().chi2.sf(chi2, len(observed) - 1))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -264,15 +277,15 @@ def power(n_per_arm: float, mean: float, sd: float, lift: float, alpha: float = 
     control mean and standard deviation, with `n_per_arm` units in each of two arms."""
     se = sd * math.sqrt(2 / n_per_arm)
     delta = abs(mean * lift)
-    z = st.norm.ppf(1 - alpha / 2)
-    return float(st.norm.sf(z - delta / se) + st.norm.cdf(-z - delta / se))
+    z = _scipy_stats().norm.ppf(1 - alpha / 2)
+    return float(_scipy_stats().norm.sf(z - delta / se) + _scipy_stats().norm.cdf(-z - delta / se))
 
 
 def sample_size(
     mean: float, sd: float, lift: float, alpha: float = 0.05, target: float = 0.8
 ) -> int:
     """Units per arm for `target` power to detect a relative `lift`."""
-    z = st.norm.ppf(1 - alpha / 2) + st.norm.ppf(target)
+    z = _scipy_stats().norm.ppf(1 - alpha / 2) + _scipy_stats().norm.ppf(target)
     return math.ceil(2 * (z * sd / (mean * lift)) ** 2)
 
 
@@ -280,5 +293,5 @@ def mde(
     n_per_arm: float, mean: float, sd: float, alpha: float = 0.05, target: float = 0.8
 ) -> float:
     """The smallest relative lift detected with `target` power at this sample size."""
-    z = st.norm.ppf(1 - alpha / 2) + st.norm.ppf(target)
+    z = _scipy_stats().norm.ppf(1 - alpha / 2) + _scipy_stats().norm.ppf(target)
     return z * sd * math.sqrt(2 / n_per_arm) / abs(mean)
