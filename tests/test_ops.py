@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import orjson
 import pytest
@@ -115,3 +116,23 @@ def test_a_server_freezes_what_it_built_and_collects_less_often() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_a_command_without_a_server_runs_one_analytics_query_per_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server keeps a core for ingestion (half the cores for analytics); a command that opens
+    the data dir itself has nothing to keep it for. A setting the user gave is kept."""
+    import traction.settings
+    from traction.cli_access import Local, events_access
+    from traction.settings import Settings
+
+    monkeypatch.setattr(traction.settings, "_cores", lambda: 8)
+    served = Settings(data_dir=tmp_path / "d")
+    assert served.resolved_query_concurrency == (4, 4)
+    assert served.without_a_server().resolved_query_concurrency == (8, 8)
+    chosen = Settings(data_dir=tmp_path / "d", query_concurrency=1)
+    assert chosen.without_a_server().resolved_query_concurrency == (1, 1)
+    with events_access(tmp_path / "d", "Mine", create_workspace=True) as access:
+        assert isinstance(access, Local)
+        assert access.ctx.analytics._per_workspace == 8

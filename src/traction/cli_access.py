@@ -152,7 +152,7 @@ def events_access(
         return
     settings = settings_for(data_dir)
     try:
-        ctx = Context.open(settings, start_writer=False)
+        ctx = Context.open(settings.without_a_server(), start_writer=False)
     except EventStoreLocked as e:
         server = running_server(settings)
         if server is None:

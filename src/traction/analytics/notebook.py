@@ -110,7 +110,9 @@ class Traction:
         from traction.context import Context
         from traction.settings import Settings
 
-        ctx: Context = Context.open(Settings(data_dir=data_dir), start_writer=False)
+        ctx: Context = Context.open(
+            Settings(data_dir=data_dir).without_a_server(), start_writer=False
+        )
         spaces = ctx.workspaces.list_workspaces()
         match = [w for w in spaces if workspace in (None, w.id, w.name)]
         if len(match) != 1:
