@@ -82,18 +82,13 @@ def timed(fn: Callable[[], Any], runs: int) -> float:
 def scorecard_bench(data: Path, runs: int, console: Console, slots: int | None) -> None:
     """Cold, warm and after-one-event scorecard on a copy of a data dir (it gains events),
     with the server's analytics slots and DuckDB threads unless told otherwise."""
-    import shutil
-    import tempfile
     from datetime import timedelta
+
+    from demo_copy import demo_copy
 
     from traction.ingest.domain import normalize_segment
 
-    if not (data / "events.duckdb").exists():
-        sys.exit(f"no data in {data}: run `make demo` (or `traction demo --no-serve`) first")
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "data"
-        with console.status(f"copying {data} ..."):
-            shutil.copytree(data, copy)
+    with demo_copy(data, console) as copy:
         settings = Settings(data_dir=copy, log_json=False)
         slots = slots or settings.resolved_query_concurrency[0]
         ctx = Context.open(settings, start_writer=False)

@@ -10,14 +10,11 @@ sequential single-event /v1/track requests, and how many analytics queries finis
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from datetime import date, timedelta
@@ -27,6 +24,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
+
+from demo_copy import demo_copy, demo_parser  # noqa: E402
 
 from traction.settings import Settings  # noqa: E402
 from traction.store.state import StateStore  # noqa: E402
@@ -119,18 +118,11 @@ def p99(xs: list[float]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--data", type=Path, default=ROOT / "traction-data")
+    ap = demo_parser(__doc__)
     ap.add_argument("--seconds", type=float, default=20)
     args = ap.parse_args()
-    if not (args.data / "events.duckdb").exists():
-        sys.exit(f"no data in {args.data}: run `make demo` first")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "data"
-        shutil.copytree(args.data, copy)
+    with demo_copy(args.data) as copy:
         write_key, secret = keys(copy)
         defaults = Settings()
         slots, threads_default = (

@@ -13,10 +13,7 @@ ratio to it.
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from demo_copy import demo_copy, demo_parser  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from traction.context import Context  # noqa: E402
@@ -32,19 +30,11 @@ from traction.worker import ReactorRunner, default_reactors  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--data", type=Path, default=ROOT / "traction-data")
+    ap = demo_parser(__doc__)
     ap.add_argument("--batch", type=int, default=5_000)
     args = ap.parse_args()
     console = Console()
-    if not (args.data / "events.duckdb").exists():
-        sys.exit(f"no data in {args.data}: run `make demo` (or `traction demo --no-serve`) first")
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "data"
-        with console.status(f"copying {args.data} ..."):
-            shutil.copytree(args.data, copy)
+    with demo_copy(args.data, console) as copy:
         ctx = Context.open(Settings(data_dir=copy, log_json=False), start_writer=False)
         try:
             reactors = default_reactors(ctx.state, ctx.catalog, ctx.billing, ctx.engage.engine)
