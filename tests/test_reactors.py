@@ -8,6 +8,7 @@ from typing import Any
 
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
+from traction.store.events import EventKinds
 from traction.worker import ReactorRunner, default_reactors
 
 
@@ -187,3 +188,39 @@ def test_reactors_rest_while_events_keep_arriving(ctx: Context) -> None:
     half, seen_half = run(0.5)
     assert seen_half == [f"late-test.share-1.0-{e}" for e in "abc"]  # every one, in order
     assert half - full >= 0.8 * 3 * 0.2  # rested about as long as it worked, batch by batch
+
+
+class Picky(Recorder):
+    """A reactor that says which events it acts on."""
+
+    name = "test.picky"
+    columns = ("event_id", "name", "type")
+
+    def wants(self) -> EventKinds:
+        return EventKinds(frozenset({"buy"}), frozenset({"identify"}))
+
+
+def test_a_reactor_reads_only_the_events_it_acts_on_and_still_reaches_the_head(
+    ctx: Context,
+) -> None:
+    """Alone, a reactor that names its events gets those only (in order, in batches), and its
+    cursor still reaches the head; sharing a read with one that wants everything, both get
+    everything (a reactor checks what it is handed in any case)."""
+    ws = ctx.workspaces.create_workspace("A").id
+    msgs: list[dict[str, Any]] = []
+    for i in range(12):
+        kind = ["view", "buy", "view", "identify"][i % 4]
+        msgs.append({"type": "identify", "userId": f"u{i}", "messageId": f"e{i}"} if kind == "identify"
+                    else {"type": "track", "userId": f"u{i}", "event": kind, "messageId": f"e{i}"})  # fmt: skip
+    msgs.append({"type": "page", "anonymousId": "a", "name": "buy", "messageId": "page"})
+    assert not ctx.ingest.ingest_sync(ws, msgs, normalize_segment).rejected
+    picky = Picky()
+    runner = ReactorRunner(ctx.state, ctx.events, [picky], ctx.metrics, batch_size=2)
+    runner.run_once()
+    wanted = [f"e{i}" for i in range(12) if i % 4 in (1, 3)] + ["page"]  # a page named "buy" too
+    assert picky.seen == wanted
+    assert runner.position(picky.name) == ctx.events.max_seq()
+    shared, other = Picky(), Recorder()
+    shared.name, other.name = "test.picky2", "test.all"
+    ReactorRunner(ctx.state, ctx.events, [shared, other], ctx.metrics, batch_size=5).run_once()
+    assert shared.seen == other.seen == [m["messageId"] for m in msgs]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import select
 
 from traction.ops.metrics import Metrics
-from traction.store.events import EventStore
+from traction.store.events import EventKinds, EventStore
 from traction.store.models import ReactorCursor
 from traction.store.state import StateStore, utcnow
 
@@ -71,6 +71,18 @@ def _union(reactors: Sequence[Reactor]) -> list[str] | None:
             return None
         columns.update(dict.fromkeys(reactor.columns))
     return list(columns)
+
+
+def _kinds(reactors: Sequence[Reactor]) -> EventKinds | None:
+    """The events a shared read must fetch: every one if a reactor does not say which it
+    acts on (a reactor may: a `wants()` answering `EventKinds`, asked before each read)."""
+    kinds = EventKinds()
+    for reactor in reactors:
+        wants = getattr(reactor, "wants", None)
+        if wants is None:
+            return None
+        kinds |= wants()
+    return kinds
 
 
 class ReactorRunner:
@@ -133,7 +145,9 @@ class ReactorRunner:
             group = [r for r in behind if pos[r.name] == low]
             upto = min((pos[r.name] for r in behind if pos[r.name] > low), default=head)
             started = time.perf_counter()
-            batch = self.events.events_after(low, self.batch_size, _union(group), upto=upto)
+            batch = self.events.events_after(
+                low, self.batch_size, _union(group), upto=upto, only=_kinds(group)
+            )
             # an empty read: only gaps in seq (duplicates take a number) up to `upto`
             end = int(batch[-1]["seq"]) if batch else upto
             for reactor in group:

@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from traction.engage.runs import RunEngine
+from traction.store.events import EventKinds
 
 
 class JourneyReactor:
@@ -15,6 +16,11 @@ class JourneyReactor:
 
     def __init__(self, engine: RunEngine) -> None:
         self.engine = engine
+
+    def wants(self) -> EventKinds:
+        """Only the events a journey starts on, ends on or waits for: most of the log is
+        none of those, and is then not read for this reactor."""
+        return self.engine.wanted()
 
     def handle(self, batch: Sequence[dict[str, Any]]) -> None:
         self.engine.on_events(batch)

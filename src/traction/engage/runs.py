@@ -41,6 +41,7 @@ from traction.engage.domain.templates import TemplateError, render
 from traction.engage.models import Delivery, JourneyRow, Run, Suppression
 from traction.identity.models import Account, AccountMembership, Person
 from traction.identity.queries import event_identity as _who
+from traction.store.events import EventKinds
 from traction.store.state import StateStore, utcnow
 
 log = logging.getLogger("traction.engage")
@@ -177,6 +178,22 @@ class RunEngine:
             if out:  # after the commit: an entry that rolled back logs nothing
                 self.emit(ws, out)
         return entered
+
+    def wanted(self) -> EventKinds:
+        """The events `on_events` can act on, in any workspace: the names journeys start on,
+        end on (goals) or wait for, and identify calls if a journey starts on one."""
+        with self.state.session() as s:
+            spaces = s.scalars(select(JourneyRow.workspace_id).distinct()).all()
+        kinds = EventKinds()
+        for ws in spaces:
+            index = self._index(ws)
+            if index is not None:
+                starts, _cares, waits, _on_identify, identify_starts = index
+                kinds |= EventKinds(
+                    frozenset(starts) | frozenset(waits),
+                    frozenset({"identify"} if identify_starts else ()),
+                )
+        return kinds
 
     def _index(self, ws: str) -> _Index | None:
         """(trigger name -> its distinct triggers' compiled checks, any name a journey cares
