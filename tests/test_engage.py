@@ -629,3 +629,31 @@ def test_the_simulation_with_journeys_is_the_same_for_the_same_seed(tmp_path: An
     assert len(seen[0][1]) > 50 and {r[2] for r in seen[0][1]} == {"holdout", "treatment"}
     assert seen[0][1] == seen[1][1]
     assert seen[0][0] == seen[1][0]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 5_000])
+def test_a_goal_reached_in_the_batch_that_entered_them_ends_the_run(
+    sqlite_ctx: Context, batch_size: int
+) -> None:
+    """How the log is cut into batches changes nothing: a person who signs up and activates
+    before the reactor next runs (both events in one batch) has reached the goal, as one
+    whose events come in separate batches has; one who did not is still in the journey."""
+    from sqlalchemy import select
+
+    from traction.engage.models import Run
+
+    ctx = sqlite_ctx
+    ws = ctx.workspaces.create_workspace("Acme").id
+    ctx.engage.put(ws, "nudge", {"trigger": {"event": "signed_up"},
+                                 "goal": {"event": {"event": "activated"}, "within_days": 7},
+                                 "steps": [{"id": "w", "type": "wait", "hours": 24},
+                                           {"id": "n", "type": "email", "email": {"subject": "Go", "text": "Go"}}]})  # fmt: skip
+    msgs = [*person("ann", T0), track("ann", "signed_up", T0), track("ann", "activated", T0 + timedelta(hours=1)),
+            *person("bob", T0), track("bob", "signed_up", T0 + timedelta(minutes=5))]  # fmt: skip
+    assert not ctx.ingest.ingest_sync(ws, msgs, normalize_segment).rejected
+    ReactorRunner(ctx.state, ctx.events, [JourneyReactor(ctx.engage.engine)], ctx.metrics,
+                  batch_size=batch_size).run_once()  # fmt: skip
+    ids = {u: ctx.persons.by_distinct_id(ws, u) for u in ("ann", "bob")}
+    with ctx.state.session() as s:
+        status = {r.person_id: r.status for r in s.scalars(select(Run))}
+    assert {u: status[p.id] for u, p in ids.items() if p} == {"ann": "goal", "bob": "active"}

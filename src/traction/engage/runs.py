@@ -173,8 +173,12 @@ class RunEngine:
             with self.state.session() as s:  # one transaction for the batch (idempotent by seq)
                 pending: dict[str, list[Run]] = {}  # entries of this batch, flushed together
                 for ev, starting, relevant in candidates:
-                    if starting or str(ev["person_id"]) in waiting:
-                        entered += self._on_event(s, ws, relevant, ev, out, pending)
+                    who = str(ev["person_id"])
+                    if starting or who in waiting:
+                        n = self._on_event(s, ws, relevant, ev, out, pending)
+                        if n:  # entered now: their later events in this batch count too
+                            waiting.add(who)
+                        entered += n
             if out:  # after the commit: an entry that rolled back logs nothing
                 self.emit(ws, out)
         return entered
