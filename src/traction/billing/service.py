@@ -315,14 +315,8 @@ class BillingService:
     # -- subscriptions (the manual adapter: changes apply at once) -------------------------------
 
     def subscription(self, workspace_id: str, account: str) -> Subscription | None:
-        with self.state.session() as s:
-            return s.scalars(
-                select(Subscription)
-                .where(Subscription.workspace_id == workspace_id, Subscription.account == account,
-                       Subscription.status.in_(LIVE))
-                .order_by(Subscription.created_at.desc())
-                .limit(1)
-            ).first()  # fmt: skip
+        """The account's live subscription (its latest, should it have two)."""
+        return self._live_subscriptions(workspace_id, [account]).get(account)
 
     def subscribe(
         self, workspace_id: str, account: str, plan_key: str, *, interval: str = "month",
@@ -687,7 +681,8 @@ class BillingService:
     def _live_subscriptions(
         self, workspace_id: str, accounts: Iterable[str]
     ) -> dict[str, Subscription]:
-        """`subscription` for many accounts at once (those without one are absent)."""
+        """Each account's live subscription, the latest first (those without one are
+        absent): one query per 500 accounts, so a batch of events reads them all at once."""
         out: dict[str, Subscription] = {}
         wanted = sorted(accounts)
         with self.state.session() as s:
@@ -699,7 +694,7 @@ class BillingService:
                            Subscription.status.in_(LIVE))
                     .order_by(Subscription.created_at.desc())
                 ):  # fmt: skip
-                    out.setdefault(sub.account, sub)  # the latest, as `subscription` picks
+                    out.setdefault(sub.account, sub)
         return out
 
     @staticmethod
