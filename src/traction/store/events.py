@@ -246,8 +246,8 @@ class _ReadGate:
 
 
 def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Rows as dicts, their JSON columns parsed: column by column, which is a third of the
-    time of a loop doing both per row (the reactors read the whole log through here)."""
+    """Rows as dicts, their JSON columns parsed column by column: a quarter faster than a
+    loop doing both per row (the reactors read the whole log through here)."""
     cols = tuple(d[0] for d in cur.description or [])
     out = [dict(zip(cols, r, strict=False)) for r in cur.fetchall()]  # (a row has every column)
     loads = orjson.loads
