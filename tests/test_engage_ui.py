@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from playwright.sync_api import expect
 from typer.testing import CliRunner
 
 from tests.conftest import LiveServer
@@ -73,8 +74,10 @@ def test_journeys_pages(page, server: LiveServer) -> None:  # type: ignore[no-un
                            normalize_segment)  # fmt: skip
     # the server's own reactor and journey worker take it from here (as in production)
     deadline = time.monotonic() + 20
+    # settled: not pending, and not `sending` either (its mark may still be queued, and
+    # would overwrite the dead letter made below)
     while len(ctx.engage.deliveries(ws.id)) < 2 or any(
-        d["status"] == "pending" for d in ctx.engage.deliveries(ws.id)
+        d["status"] in ("pending", "sending") for d in ctx.engage.deliveries(ws.id)
     ):
         assert time.monotonic() < deadline, ctx.engage.deliveries(ws.id)
         time.sleep(0.1)
@@ -82,12 +85,13 @@ def test_journeys_pages(page, server: LiveServer) -> None:  # type: ignore[no-un
 
     with ctx.state.session() as s:  # the webhook gave up: a dead letter
         for d in s.query(Delivery).filter(Delivery.step == "crm"):
+            assert d.status == "failed"  # retried in 30 s: time enough for what follows
             d.status, d.attempts, d.error = "dead", 6, "ConnectError: refused"
     login(page, server)
     page.wait_for_url("**/scorecard")
     page.get_by_role("navigation").get_by_role("link", name="Journeys").click()
     rows = page.get_by_test_id("journeys-table").locator("tbody tr")
-    assert rows.count() == 2
+    expect(rows).to_have_count(2)  # (the click navigates: wait for the page)
     assert "ConnectError" in page.get_by_test_id("dead-letters").inner_text()
     page.locator("[data-testid^=retry-]").first.click()
     assert page.get_by_test_id("no-dead-letters").is_visible()
@@ -106,8 +110,6 @@ def test_journeys_pages(page, server: LiveServer) -> None:  # type: ignore[no-un
     assert page.get_by_test_id("preview-subject").first.inner_text() == "Welcome, there"
     box = page.locator("textarea[name=document]")
     box.fill(box.input_value().replace("Welcome, {{", "Hello, {{"))
-    from playwright.sync_api import expect
-
     expect(page.get_by_test_id("preview-subject").first).to_have_text("Hello, there")
     box.fill(box.input_value().replace('"type": "exit"', '"type": "teleport"'))
     page.get_by_role("button", name="Save").click()
