@@ -1,7 +1,7 @@
 """Ingest under `wrk`, against the floor of issue 10, in one run.
 
     .venv/bin/python bench/ingest_wrk.py [--seconds 12] [--connections 4 16]
-        [--only floor embedded no-worker] [--profile DIR [--gil]]   # py-spy: pip install py-spy
+        [--only floor embedded no-worker] [--processes 0 2] [--profile DIR [--gil]]
 
 Starts the floor server (bench/floor_server.py: Starlette, orjson, one writer thread
 appending Arrow to DuckDB, answering after COMMIT; no validation, identity or dedupe) and
@@ -80,7 +80,9 @@ def start_floor(data: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def start_traction(data: Path, port: int, worker: bool) -> tuple[subprocess.Popen[bytes], str]:
+def start_traction(
+    data: Path, port: int, worker: bool, processes: int
+) -> tuple[subprocess.Popen[bytes], str]:
     from traction.settings import Settings
     from traction.store.state import StateStore
     from traction.workspaces.service import WorkspaceService
@@ -92,12 +94,26 @@ def start_traction(data: Path, port: int, worker: bool) -> tuple[subprocess.Pope
     key = WorkspaceService(state).create_workspace("Bench").write_key
     state.dispose()
     env = {**os.environ, "TRACTION_INGEST_RATE_LIMIT": "10000000/second",
-           "TRACTION_RUN_WORKER": "true" if worker else "false"}  # fmt: skip
+           "TRACTION_RUN_WORKER": "true" if worker else "false",
+           "TRACTION_INGEST_PROCESSES": str(processes)}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "traction.cli", "serve", "--port", str(port),
                              "--data-dir", str(data), "--quiet"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     wait_up(f"http://127.0.0.1:{port}/healthz")
+    warm_up(f"http://127.0.0.1:{port}", key, processes)
     return proc, key
+
+
+def warm_up(url: str, key: str, wanted: int) -> None:
+    """The first tracking batch starts the ingest processes: wait until they are ready (the
+    gauge says how many), so the load measures them and not their start."""
+    httpx.post(url + "/v1/batch", json={"batch": []}, auth=(key, ""), timeout=10)
+    for _ in range(300):
+        text = httpx.get(url + "/metrics", timeout=10).text
+        m = re.search(r"^traction_ingest_processes ([\d.]+)$", text, re.M)
+        if m is None or float(m.group(1)) >= wanted:
+            return
+        time.sleep(0.1)
 
 
 def wrk(
@@ -169,6 +185,13 @@ def main() -> None:
         help="record each Traction run with py-spy (collapsed stacks, all threads)",
     )
     ap.add_argument("--gil", action="store_true", help="with --profile: GIL-holding samples only")
+    ap.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[0, os.cpu_count() or 1],
+        help="ingest processes of each Traction server (0: none; several: one run each)",
+    )
     a = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -179,19 +202,20 @@ def main() -> None:
     try:
         names = {"floor": "floor", "embedded": "traction serve (embedded)",
                  "no-worker": "traction serve --no-worker"}  # fmt: skip
-        for k in a.only:
-            name = names[k]
+        runs = [(k, n) for k in a.only for n in ([0] if k == "floor" else a.processes)]
+        for k, n in runs:
+            name = names[k] if k == "floor" else f"{names[k]} {n}p"
             for c in a.connections:
                 port, data = free_port(), tmp / f"{len(rows)}"
                 if name == "floor":
                     proc, key = start_floor(data, port), ""
                 else:
-                    proc, key = start_traction(data, port, worker="embedded" in name)
+                    proc, key = start_traction(data, port, k == "embedded", n)
                 spy = None
                 if a.profile is not None and name != "floor":
                     spy = py_spy(
                         proc.pid,
-                        a.profile / f"{k}-{c}.txt",
+                        a.profile / f"{k}-{n}p-{c}.txt",
                         a.seconds,
                         a.gil,
                     )

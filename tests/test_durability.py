@@ -23,7 +23,9 @@ from traction.settings import Settings
 pytestmark = pytest.mark.slow
 
 
-def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, port: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -37,6 +39,7 @@ def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes
         ],
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -52,76 +55,63 @@ def start_server(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes
     raise RuntimeError("server did not start:\n" + log.read_text()[-3000:])
 
 
-def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    ctx = Context.open(Settings(data_dir=data), start_writer=False)
-    key = ctx.workspaces.create_workspace("Durable").write_key
-    ctx.close()
+class Load:
+    """Clients sending unique 50-event batches on 4 connections; what got a 200 is kept."""
 
-    port = free_port()
-    log = tmp_path / "server.log"
-    proc = start_server(data, port, log)
-    acked: list[str] = []
-    acked_lock = threading.Lock()
-    stop = threading.Event()
-    sent_batches: list[bytes] = []
+    def __init__(self, port: int, key: str) -> None:
+        self.port, self.key = port, key
+        self.acked: list[str] = []
+        self.batches: list[bytes] = []
+        self.refused = 0  # 503s: nothing stored, the client retries
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(4)]
+        for t in self._threads:
+            t.start()
 
-    def load() -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(key, ""), timeout=5) as c:
-            while not stop.is_set():
+    def _run(self) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", auth=(self.key, ""), timeout=5) as c:  # fmt: skip
+            while not self._stop.is_set():
                 ids = [str(uuid.uuid4()) for _ in range(50)]
                 body = orjson.dumps(
                     {
                         "batch": [
-                            {
-                                "type": "track",
-                                "userId": f"u{i % 7}",
-                                "event": "load",
-                                "messageId": mid,
-                            }
+                            {"type": "track", "userId": f"u{i % 7}", "event": "load", "messageId": mid}
                             for i, mid in enumerate(ids)
                         ]
                     }
-                )
+                )  # fmt: skip
                 try:
-                    r = c.post(
-                        "/v1/batch", content=body, headers={"content-type": "application/json"}
-                    )
+                    r = c.post("/v1/batch", content=body, headers={"content-type": "application/json"})  # fmt: skip
                 except httpx.HTTPError:
                     continue  # the server died mid-request: not acknowledged, not counted
-                if r.status_code == 200:
-                    with acked_lock:
-                        acked.extend(ids)
-                        sent_batches.append(body)
+                with self._lock:
+                    if r.status_code == 200:
+                        self.acked.extend(ids)
+                        self.batches.append(body)
+                    elif r.status_code == 503:
+                        self.refused += 1
 
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 30
-    while len(acked) < 5_000 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: requests are in flight
-    proc.wait()
-    stop.set()
-    for t in threads:
-        t.join()
-    assert len(acked) >= 5_000, "the load did not get going"
+    def until(self, events: int, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while len(self.acked) < events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.acked) >= events, "the load did not get going"
 
-    # Restart, resend some acknowledged batches (a client retry), then stop cleanly.
-    proc = start_server(data, port, log)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(key, ""), timeout=5) as c:
-        for body in sent_batches[:20]:
-            assert (
-                c.post(
-                    "/v1/batch", content=body, headers={"content-type": "application/json"}
-                ).status_code
-                == 200
-            )
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def stop_server(proc: subprocess.Popen[bytes], log: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises SIGTERM: -15 with our final log line.
     assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
     assert '"traction stopped"' in log.read_text()
 
+
+def assert_stored_once(data: Path, acked: list[str]) -> None:
     con = duckdb.connect(str(data / "events.duckdb"), read_only=True)
     con.execute("CREATE TEMP TABLE acked (id VARCHAR)")
     con.executemany("INSERT INTO acked VALUES (?)", [[a] for a in acked])
@@ -131,6 +121,92 @@ def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
     dupes = con.execute(
         "SELECT COUNT(*) FROM (SELECT event_id FROM events GROUP BY ALL HAVING COUNT(*) > 1)"
     ).fetchone()
+    con.close()
     assert missing == (0,), f"{missing[0]} acknowledged events lost"  # type: ignore[index]
     assert dupes == (0,)
     assert len(set(acked)) == len(acked)
+
+
+def new_workspace(data: Path) -> str:
+    ctx = Context.open(Settings(data_dir=data), start_writer=False)
+    key = ctx.workspaces.create_workspace("Durable").write_key
+    ctx.close()
+    return key
+
+
+def test_kill_9_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    key = new_workspace(data)
+    port = free_port()
+    log = tmp_path / "server.log"
+    proc = start_server(data, port, log)
+    load = Load(port, key)
+    load.until(5_000)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-stream: requests are in flight
+    proc.wait()
+    load.stop()
+
+    # Restart, resend some acknowledged batches (a client retry), then stop cleanly.
+    proc = start_server(data, port, log)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", auth=(key, ""), timeout=5) as c:
+        for body in load.batches[:20]:
+            assert (
+                c.post(
+                    "/v1/batch", content=body, headers={"content-type": "application/json"}
+                ).status_code
+                == 200
+            )
+    stop_server(proc, log)
+    assert_stored_once(data, load.acked)
+
+
+def ingest_processes(server: int) -> set[int]:
+    """The server's ingest processes (multiprocessing's spawned children)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == server and b"spawn_main" in cmd:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def processes_ready(port: int) -> int:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return int(float(text.split("\ntraction_ingest_processes ", 1)[1].split()[0]))
+
+
+def test_kill_9_of_an_ingest_process_loses_nothing(tmp_path: Path) -> None:
+    """An ingest process killed under load: the requests it held get a 503 (nothing stored),
+    new processes take over, and every acknowledged event is stored once."""
+    data = tmp_path / "data"
+    key = new_workspace(data)
+    port = free_port()
+    log = tmp_path / "server.log"
+    proc = start_server(data, port, log, {"TRACTION_INGEST_PROCESSES": "2"})
+    load = Load(port, key)
+    try:
+        deadline = time.monotonic() + 30
+        while processes_ready(port) < 2:  # (the first batch started them)
+            assert time.monotonic() < deadline, "the ingest processes did not start"
+            time.sleep(0.1)
+        before = ingest_processes(proc.pid)
+        assert len(before) == 2
+        load.until(len(load.acked) + 3_000)
+        os.kill(min(before), signal.SIGKILL)
+        load.until(len(load.acked) + 3_000)
+        while processes_ready(port) < 2:
+            assert time.monotonic() < deadline + 30, "no new ingest processes"
+            time.sleep(0.1)
+        load.until(len(load.acked) + 3_000)  # served by the new ones
+        load.stop()
+        after = ingest_processes(proc.pid)
+        assert len(after) == 2 and not after & before
+        assert "an ingest process died" in log.read_text()
+    finally:
+        load.stop()
+        stop_server(proc, log)
+    assert_stored_once(data, load.acked)

@@ -193,3 +193,18 @@ def test_runs_through_the_real_pipeline(sqlite_ctx: Context) -> None:
     assert sqlite_ctx.persons.counts(ws)["persons"] == stats.visitors
     again = run_simulation(sqlite_ctx, ws, SimulationParams(people=300, days=30, seed=2))
     assert sqlite_ctx.events.count(ws) == again.events  # re-running stores nothing twice
+
+
+def test_ingest_processes_store_the_same_world(sqlite_ctx: Context) -> None:
+    """The demo build through ingest processes (each chunk validated and encoded there while
+    the next is simulated) stores what it stores in one process, in the same order."""
+    from tests.test_ingest_processes import stored
+
+    params = SimulationParams(people=200, days=20, seed=5)
+    here = sqlite_ctx.workspaces.create_workspace("Here").id
+    there = sqlite_ctx.workspaces.create_workspace("There").id
+    a = run_simulation(sqlite_ctx, here, params, chunk=700, processes=0)
+    b = run_simulation(sqlite_ctx, there, params, chunk=700, processes=2)
+    assert a == b and a.events > 2_000
+    rows = stored(sqlite_ctx, there)
+    assert stored(sqlite_ctx, here) == rows and len(rows) == a.events

@@ -139,6 +139,8 @@ class Context:
         self.billing.close()
         if self.engage.sender is not None:
             self.engage.sender.close()
+        if self.ingest.processes is not None:  # (requests in flight there get a 503)
+            self.ingest.processes.close()
         self.writer.stop()
         self.events.close()
         self.state.dispose()

@@ -16,6 +16,7 @@ from traction import __version__
 from traction.analytics.service import AnalyticsBusy, QueryTooExpensive
 from traction.context import Context
 from traction.ingest.cors import TrackingCORS
+from traction.ingest.processes import IngestProcesses
 from traction.settings import Settings
 from traction.validation import join, problems
 from traction.web.api_guard import ApiGuard
@@ -27,6 +28,10 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI:
     ctx = Context.open(settings)
+    if settings.ingest_processes:
+        ctx.ingest.processes = IngestProcesses(
+            settings.ingest_processes, ctx.metrics.ingest_processes
+        )
     runner: ReactorRunner | None = None
     if settings.run_worker if run_worker is None else run_worker:
         runner = ReactorRunner(

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
 
     # Group commit: the writer takes everything queued, up to this many events, per commit.
     commit_max_events: int = 20_000
+    # Processes that parse, validate and encode tracking batches for a server and the demo
+    # build, beside the one that commits them (0: all in the server's own process). Off by
+    # default: on a 2-core box they did not pay (the one writer's commits are the limit
+    # there; docs/benchmarks.md). Try one per spare core.
+    ingest_processes: int = Field(0, ge=0, le=64)
     # Analytics queries: interrupted past this time; refused past this many result rows.
     # Analytics queries running at once, in all and per workspace: the rest wait (up to the
     # query timeout, then 503), so ingestion keeps its cores under heavy dashboards.

@@ -31,6 +31,8 @@ from traction.ingest.domain import (
     normalize_segment,
     parse_time,
 )
+from traction.ingest.prepare import segment_batch
+from traction.ingest.processes import IngestProcessDied
 from traction.ingest.sdk_config import (
     posthog_flags,
     posthog_remote_config,
@@ -43,10 +45,6 @@ from traction.throttle import RateLimited
 from traction.workspaces.service import AuthError, KeyInfo, ScopeError
 
 log = logging.getLogger(__name__)
-
-BATCH_KEYS = frozenset(
-    {"batch", "sentAt", "context", "integrations", "writeKey", "_metadata", "metadata"}
-)
 
 
 class Problem(Exception):
@@ -188,7 +186,7 @@ def _guard(ctx: Context, api: str, handler: Handler) -> Handler:
             response = _json(
                 429, {"success": False, "error": str(e)}, {"Retry-After": f"{e.retry_after:.0f}"}
             )
-        except (WriterOverloaded, WriterStopped) as e:
+        except (WriterOverloaded, WriterStopped, IngestProcessDied) as e:
             response = _json(
                 503, {"success": False, "error": f"{e}; retry later"}, {"Retry-After": "1"}
             )
@@ -232,32 +230,31 @@ def segment_routes(ctx: Context) -> list[Route]:
 
     async def batch(request: Request) -> Response:
         data = await read_body(request, s.max_batch_bytes, s.max_batch_bytes)
-        body = parse_json(data)
-        if not isinstance(body, dict):
-            raise Problem(400, 'body must be an object like {"batch": [...]}')
-        unknown = body.keys() - BATCH_KEYS
-        if unknown:
-            raise Problem(400, f"unknown field {sorted(unknown)[0]!r} in batch body")
-        messages = body.get("batch")
-        if not isinstance(messages, list):
-            raise Problem(400, "batch must be a list of messages")
-        key = _write_key(ctx, basic_user(request) or _str(body.get("writeKey")))
-        try:
-            sent_at = parse_time(body.get("sentAt"), "sentAt")
-        except EventError as e:
-            raise Problem(400, str(e)) from None
-        context = body.get("context")
-        if context is not None and not isinstance(context, dict):
-            raise Problem(400, "context must be an object")
-        norm = partial(
-            normalize_segment,
-            batch_sent_at=sent_at,
-            batch_context=context,
-            client_ip=client_ip(request),
-        )
-        result = await ctx.ingest.ingest(
-            key.workspace_id, messages, norm, len(data), do_not_track(request)
-        )
+        token = basic_user(request)
+        processes = ctx.ingest.processes
+        if token and processes is not None and processes.available():
+            key = _write_key(ctx, token)
+            try:
+                result = await ctx.ingest.ingest_segment_batch(
+                    key.workspace_id, data, client_ip(request), do_not_track(request)
+                )
+            except EventError as e:
+                raise Problem(400, str(e)) from None
+        else:  # the key may be in the body: parsed here
+            try:
+                body = segment_batch(data)
+            except EventError as e:
+                raise Problem(400, str(e)) from None
+            key = _write_key(ctx, token or body.write_key)
+            norm = partial(
+                normalize_segment,
+                batch_sent_at=body.sent_at,
+                batch_context=body.context,
+                client_ip=client_ip(request),
+            )
+            result = await ctx.ingest.ingest(
+                key.workspace_id, body.messages, norm, len(data), do_not_track(request)
+            )
         status, out = _outcome(result, {"success": True})
         return _json(status, out)
 

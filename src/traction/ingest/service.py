@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
-from traction.ingest.domain import CanonicalEvent, EventError
+from traction.ingest import prepare
+from traction.ingest.domain import CanonicalEvent
+from traction.ingest.processes import IngestProcesses
 from traction.ingest.writer import EventWriter
 from traction.ops.metrics import Metrics
-from traction.privacy.domain import ConsentPolicy, consent_allows
+from traction.privacy.domain import ConsentPolicy
 
-Normalizer = Callable[[Any, datetime], CanonicalEvent]
+Normalizer = prepare.Normalizer
 
 
 @dataclass
@@ -40,21 +40,18 @@ class IngestService:
         self.max_event_bytes = max_event_bytes
         self.metrics = metrics
         self.consent = consent  # the workspace's consent policy (cached by its owner)
+        # parse, validate and encode in other processes (a server's; None: in this one)
+        self.processes: IngestProcesses | None = None
 
-    def _with_consent(
-        self, workspace_id: str, items: list[tuple[str, CanonicalEvent]], do_not_track: bool
-    ) -> list[tuple[str, CanonicalEvent]]:
-        """Drops what the workspace's consent policy does not allow. Dropped events are
-        acknowledged like stored ones (a retry would be dropped again) and counted."""
-        if self.consent is None or not items:
-            return items
-        policy = self.consent(workspace_id)
-        if policy.stores_everything:
-            return items
-        kept = [it for it in items if consent_allows(policy, it[1].context, do_not_track)]
-        if self.metrics is not None and len(kept) < len(items):
-            self.metrics.events.labels("no_consent").inc(len(items) - len(kept))
-        return kept
+    def policy(self, workspace_id: str) -> ConsentPolicy | None:
+        return None if self.consent is None else self.consent(workspace_id)
+
+    def _count(self, rejected: int, no_consent: int) -> None:
+        if self.metrics is not None:
+            if rejected:
+                self.metrics.events.labels("rejected").inc(rejected)
+            if no_consent:
+                self.metrics.events.labels("no_consent").inc(no_consent)
 
     def validate(
         self,
@@ -63,24 +60,15 @@ class IngestService:
         normalize: Normalizer,
         received_at: datetime,
         body_bytes: int | None = None,
+        do_not_track: bool = False,
     ) -> tuple[list[tuple[str, CanonicalEvent]], IngestResult]:
-        """`body_bytes`: the request's size; when it is within the per-event limit no event can
-        exceed it, and the per-event size check (a re-serialisation) is skipped."""
-        items: list[tuple[str, CanonicalEvent]] = []
-        result = IngestResult()
-        check_size = body_bytes is None or body_bytes > self.max_event_bytes
-        for i, raw in enumerate(messages):
-            try:
-                if check_size and len(orjson.dumps(raw)) > self.max_event_bytes:
-                    raise EventError(f"event is larger than {self.max_event_bytes // 1024} KB")
-                items.append((workspace_id, normalize(raw, received_at)))
-            except EventError as e:
-                mid = raw.get("messageId") or raw.get("uuid") if isinstance(raw, dict) else None
-                result.rejected.append({"index": i, "messageId": mid, "error": str(e)})
-        result.accepted = len(items)
-        if self.metrics is not None and result.rejected:
-            self.metrics.events.labels("rejected").inc(len(result.rejected))
-        return items, result
+        """The events to store (those the consent policy keeps) and what to answer."""
+        evs, rejected = prepare.validate(
+            messages, normalize, received_at, self.max_event_bytes, body_bytes
+        )
+        kept = prepare.with_consent(evs, self.policy(workspace_id), do_not_track)
+        self._count(len(rejected), len(evs) - len(kept))
+        return [(workspace_id, e) for e in kept], IngestResult(len(evs), rejected)
 
     async def ingest(
         self,
@@ -91,17 +79,31 @@ class IngestService:
         do_not_track: bool = False,
     ) -> IngestResult:
         """`do_not_track`: the request came with `DNT: 1` or `Sec-GPC: 1`."""
-        items, result = self.validate(workspace_id, messages, normalize, now_utc(), body_bytes)
-        items = self._with_consent(workspace_id, items, do_not_track)
+        items, result = self.validate(
+            workspace_id, messages, normalize, now_utc(), body_bytes, do_not_track
+        )
         if items:
             await asyncio.wrap_future(self.writer.submit(items))
         return result
+
+    async def ingest_segment_batch(
+        self, workspace_id: str, body: bytes, client_ip: str | None, do_not_track: bool
+    ) -> IngestResult:
+        """A `/v1/batch` body prepared in an ingest process (parsed, validated, encoded), then
+        committed here. Raises EventError when the body itself is refused (a 400)."""
+        assert self.processes is not None
+        job = prepare.SegmentJob(body, now_utc(), client_ip, self.max_event_bytes,
+                                 self.policy(workspace_id), do_not_track)  # fmt: skip
+        p = await self.processes.run(prepare.prepare_segment_batch, job)
+        self._count(len(p.rejected), p.no_consent)
+        if p.rows.num_rows:
+            await asyncio.wrap_future(self.writer.submit_prepared(workspace_id, p))
+        return IngestResult(p.accepted, p.rejected)
 
     def ingest_sync(
         self, workspace_id: str, messages: Sequence[Any], normalize: Normalizer
     ) -> IngestResult:
         items, result = self.validate(workspace_id, messages, normalize, now_utc())
-        items = self._with_consent(workspace_id, items, False)
         if items:
             self.writer.write_now(items)
         return result

@@ -32,6 +32,11 @@ class Metrics:
             buckets=(1, 10, 100, 500, 1000, 2500, 5000, 10000, 20000),
             registry=self.registry,
         )
+        self.ingest_processes = Gauge(
+            "traction_ingest_processes",
+            "Ingest processes ready to parse, validate and encode tracking batches.",
+            registry=self.registry,
+        )
         self.queue_events = Gauge(
             "traction_ingest_queue_events", "Events waiting for the writer.", registry=self.registry
         )

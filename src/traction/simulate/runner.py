@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 
+import orjson
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -14,7 +17,10 @@ from rich.progress import (
 )
 
 from traction.context import Context
+from traction.ingest import prepare
 from traction.ingest.domain import normalize_segment
+from traction.ingest.processes import IngestProcesses
+from traction.ingest.service import now_utc
 from traction.ops.memory import fewer_collections
 from traction.simulate import experiments as sim_exp
 from traction.simulate.billing import replay_intents
@@ -28,26 +34,76 @@ def run_simulation(
     params: SimulationParams,
     console: Console | None = None,
     chunk: int = 50_000,
+    processes: int | None = None,
 ) -> SimulationStats:
     """Into a data dir opened here, through the same validation, identity and writer code as
-    the API, without HTTP. (Committing on another thread while the next batch is validated
-    was measured slower: both halves need the GIL.)"""
-
-    def send(messages: list[object]) -> int:
-        return len(ctx.ingest.ingest_sync(workspace_id, messages, normalize_segment).rejected)
-
-    clocks = _Clocks(
-        _RolloutClock(ctx, workspace_id, params), _JourneyClock(ctx, workspace_id, params)
-    )
-    world = simulate_into(send, params, console, chunk, clocks)
-    intents = world.product.intents
-    with (console or Console(quiet=True)).status(
-        f"Replaying {len(intents):,} trials, purchases and plan changes through billing…"
-    ):
-        billing_events = replay_intents(ctx.billing, ctx.providers, workspace_id, intents)
-    if billing_events:  # committed before returning, like the simulation's own
-        send(list[object](billing_events))
+    the API, without HTTP. `processes`: ingest processes that parse, validate and encode each
+    chunk while this one simulates the next and commits (default: the setting; 0: none).
+    (Committing on another thread while the next batch is validated was measured slower:
+    both halves need the GIL.)"""
+    n = ctx.settings.ingest_processes if processes is None else processes
+    feed = _Feed(ctx, workspace_id, IngestProcesses(n) if n else None)
+    try:
+        clocks = _Clocks(
+            _RolloutClock(ctx, workspace_id, params), _JourneyClock(ctx, workspace_id, params)
+        )
+        world = simulate_into(feed.send, params, console, chunk, clocks, feed.settle)
+        intents = world.product.intents
+        with (console or Console(quiet=True)).status(
+            f"Replaying {len(intents):,} trials, purchases and plan changes through billing…"
+        ):
+            billing_events = replay_intents(ctx.billing, ctx.providers, workspace_id, intents)
+        if billing_events:  # committed before returning, like the simulation's own
+            feed.send(list[object](billing_events))
+            feed.settle()
+    finally:
+        feed.close()
     return world.stats
+
+
+class _Feed:
+    """Chunks of simulated messages into the writer, in order. With ingest processes, a chunk
+    is parsed, validated and encoded there while this process simulates the next one and
+    commits the ones before (the two halves on two cores)."""
+
+    AHEAD = 2  # chunks in the processes at once: enough to keep one busy, bounded memory
+
+    def __init__(self, ctx: Context, workspace_id: str, processes: IngestProcesses | None) -> None:
+        self.ctx, self.ws, self.processes = ctx, workspace_id, processes
+        self.policy = ctx.ingest.policy(workspace_id)
+        self.queued: deque[Future[prepare.Wire]] = deque()
+        self.rejected = 0
+
+    def send(self, messages: list[object]) -> int:
+        """Queues the chunk (committed in order); returns what was refused so far."""
+        if self.processes is None:
+            return len(self.ctx.ingest.ingest_sync(self.ws, messages, normalize_segment).rejected)
+        job = prepare.SegmentJob(orjson.dumps({"batch": messages}), now_utc(), None,
+                                 self.ctx.settings.max_event_bytes, self.policy, False)  # fmt: skip
+        self.queued.append(self.processes.submit(prepare.prepare_segment_batch, job))
+        while self.queued and (len(self.queued) > self.AHEAD or self.queued[0].done()):
+            self._commit_first()
+        return self._take_rejected()
+
+    def settle(self) -> int:
+        """Commits everything queued; returns what was refused since the last answer."""
+        while self.queued:
+            self._commit_first()
+        return self._take_rejected()
+
+    def _commit_first(self) -> None:
+        p = prepare.from_wire(self.queued.popleft().result())
+        self.rejected += len(p.rejected)
+        if p.rows.num_rows:
+            self.ctx.writer.write_prepared(self.ws, p)
+
+    def _take_rejected(self) -> int:
+        n, self.rejected = self.rejected, 0
+        return n
+
+    def close(self) -> None:
+        if self.processes is not None:
+            self.processes.close()
 
 
 class _RolloutClock:
@@ -87,10 +143,13 @@ def simulate_into(
     console: Console | None = None,
     chunk: int = 50_000,
     next_day: Callable[[World, int, Callable[[], None]], None] | None = None,
+    settle: Callable[[], int] = lambda: 0,
 ) -> World:
     """Through any sink that answers how many events it refused (the ingest pipeline here,
     or a server's tracking API). Days are sent together up to `chunk` events: each batch
-    costs a transaction and an identity flush, so fewer, larger ones go faster."""
+    costs a transaction and an identity flush, so fewer, larger ones go faster. A sink may
+    queue what it is sent: `settle` commits what it holds (before a clock reads the state)
+    and answers how many of those it refused."""
     world = World(params)
     rejected = 0
     with Progress(
@@ -112,16 +171,21 @@ def simulate_into(
                 rejected += send(pending)
                 pending.clear()
 
+        def committed() -> None:
+            nonlocal rejected
+            flush()
+            rejected += settle()
+
         if next_day is not None:
-            next_day(world, 0, flush)
+            next_day(world, 0, committed)
         for d, messages in enumerate(world.run()):
             pending.extend(messages)
             if len(pending) >= chunk:
                 flush()
             bar.update(task, advance=1, events=world.stats.events)
             if next_day is not None:
-                next_day(world, d + 1, flush)
-        flush()
+                next_day(world, d + 1, committed)
+        committed()
     if rejected:
         raise RuntimeError(
             f"the simulator produced {rejected} invalid events: a bug in traction.simulate"
