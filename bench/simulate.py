@@ -1,6 +1,6 @@
 """How fast the simulator fills a data dir (what `make demo` spends its time on): everything
-in one process (the baseline) against chunks parsed, validated and encoded in ingest
-processes while the next one is simulated (now), alternating.
+in one process (the baseline, and the default) against chunks parsed, validated and encoded
+in ingest processes while the next one is simulated (`ingest_processes`), alternating.
 
     .venv/bin/python bench/simulate.py [--people 4000] [--days 120] [--processes 2] [--runs 2]
 
@@ -59,7 +59,7 @@ def main() -> None:
     print(f"{'':<34}{'seconds':>9}{'events/s':>11}{'ratio':>7}")
     b, w = min(base), min(now)
     print(f"{'one process (baseline)':<34}{b:>9.2f}{n / b:>11,.0f}{1:>7.2f}")
-    label = f"{args.processes} ingest processes (now)"
+    label = f"{args.processes} ingest processes"
     print(f"{label:<34}{w:>9.2f}{n / w:>11,.0f}{w / b:>7.2f}")
 
 
