@@ -129,7 +129,8 @@ def test_a_command_without_a_server_runs_one_analytics_query_per_core(
 
     monkeypatch.setattr(traction.settings, "_cores", lambda: 8)
     served = Settings(data_dir=tmp_path / "d")
-    assert served.resolved_query_concurrency == (4, 4)
+    # four in all, and four more lent while no events arrive (one workspace may use all 8)
+    assert served.resolved_query_concurrency == (4, 8) and served.lent_query_slots == 4
     assert served.without_a_server().resolved_query_concurrency == (8, 8)
     chosen = Settings(data_dir=tmp_path / "d", query_concurrency=1)
     assert chosen.without_a_server().resolved_query_concurrency == (1, 1)

@@ -95,6 +95,8 @@ class Context:
             kpi_config=saved.kpi_config,
             max_concurrent=settings.resolved_query_concurrency[0],
             max_concurrent_per_workspace=settings.resolved_query_concurrency[1],
+            lent=settings.lent_query_slots,
+            ingest_idle=writer.idle,
         )
         experiments = ExperimentService(state, analytics, flags)
         segments = SegmentService(state, events, _emitter(writer), analytics._slot)

@@ -166,9 +166,19 @@ class Settings(BaseSettings):
 
     @property
     def resolved_query_concurrency(self) -> tuple[int, int]:
-        """(in all, per workspace)."""
+        """(in all, per workspace). Per workspace, unset: as many as may ever run, lent
+        slots included."""
         total = self.query_concurrency or max(1, _cores() // 2)
-        return total, self.query_concurrency_per_workspace or total
+        return total, self.query_concurrency_per_workspace or total + self.lent_query_slots
+
+    @property
+    def lent_query_slots(self) -> int:
+        """Analytics slots beyond `query_concurrency` that a query may take while no events
+        are arriving: the cores kept for ingestion, lent while it is idle (a server's first
+        scorecard, a quiet night). None when the concurrency is set."""
+        if self.query_concurrency is not None:
+            return 0
+        return max(0, _cores() - max(1, _cores() // 2))
 
     def without_a_server(self) -> Settings:
         """These settings for a command or notebook that opens the data dir itself (no server

@@ -125,7 +125,10 @@ class AnalyticsService:
         kpi_config: Callable[[str], KPIConfig] | None = None,
         max_concurrent: int = 2,
         max_concurrent_per_workspace: int = 2,
+        lent: int = 0,
+        ingest_idle: Callable[[], bool] = lambda: False,
     ) -> None:
+        """`lent`: slots beyond `max_concurrent` a query may take while `ingest_idle()`."""
         self.events = events
         self.workspaces = workspaces
         # where a workspace's KPI configuration comes from (the stored one, in the server)
@@ -142,6 +145,9 @@ class AnalyticsService:
         # Analytics queries take all the cores they get; a bounded number run at once (and
         # fewer per workspace), so ingestion and other tenants keep theirs.
         self._slots = threading.BoundedSemaphore(max_concurrent)
+        # the cores kept for ingestion, lent while it is idle (taken only then, never waited for)
+        self._lent = threading.BoundedSemaphore(lent) if lent else None
+        self._ingest_idle = ingest_idle
         self._per_workspace = max_concurrent_per_workspace
         self._ws_slots: dict[str, threading.BoundedSemaphore] = {}
         self._scorecard = Scorecard(self)
@@ -249,12 +255,16 @@ class AnalyticsService:
                 "this workspace's analytics queries are all busy: try again shortly"
             )
         try:
-            if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                raise AnalyticsBusy("every analytics slot is busy: try again shortly")
+            slots = self._slots
+            if not slots.acquire(blocking=False):
+                if self._lent is not None and self._ingest_idle() and self._lent.acquire(False):
+                    slots = self._lent
+                elif not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                    raise AnalyticsBusy("every analytics slot is busy: try again shortly")
             try:
                 yield
             finally:
-                self._slots.release()
+                slots.release()
         finally:
             mine.release()
 

@@ -108,6 +108,7 @@ class EventWriter:
         self._stopping = False
         self._commit_lock = threading.Lock()  # the thread and write_now() never interleave
         self._next_seq = events.max_seq() + 1
+        self._last_submit = float("-inf")
         self.last_commit_ok = True
         # ids of erased people: their late events are dropped here, inside the commit, so an
         # erasure (which holds the commit) and a queued event cannot cross
@@ -141,6 +142,7 @@ class EventWriter:
             if self._pending_events + len(items) > self.max_pending_events:
                 raise WriterOverloaded("ingest queue is full")
             self._pending_events += len(items)
+        self._last_submit = time.monotonic()
         p = _Pending(items, rows)
         self._queue.put(p)
         self.metrics.queue_events.set(self._pending_events)
@@ -149,6 +151,10 @@ class EventWriter:
     def submit_prepared(self, workspace_id: str, prepared: Prepared) -> Future[int]:
         """Queue rows an ingest process encoded (what identity needs is rebuilt here)."""
         return self.submit(_identity_items(workspace_id, prepared), prepared.rows)
+
+    def idle(self, quiet_seconds: float = 2.0) -> bool:
+        """No events waiting, and none submitted for `quiet_seconds`."""
+        return not self._pending_events and time.monotonic() - self._last_submit > quiet_seconds
 
     def write_now(
         self, items: Sequence[tuple[str, CanonicalEvent]], rows: pa.Table | None = None
