@@ -200,3 +200,56 @@ def test_the_servers_processes_answer_as_the_server_would(server: LiveServer) ->
         assert c.post("/v1/batch", json={"batch": [good]}).status_code == 401
     assert [r[0] for r in stored(server.ctx, ws.id)] == ["p1"]
     assert server.ctx.metrics.ingest_processes._value.get() == processes.size
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+bodies = st.one_of(
+    st.binary(max_size=64),
+    json_values.map(orjson.dumps),
+    json_values.map(lambda v: orjson.dumps({"batch": v})),
+    st.lists(json_values, max_size=4).map(lambda b: orjson.dumps({"batch": b})),
+    st.lists(st.dictionaries(st.sampled_from(["type", "event", "userId", "anonymousId", "timestamp", "properties", "traits", "context", "messageId"]), json_values), max_size=4)
+    .map(lambda b: orjson.dumps({"batch": b, "sentAt": "2026-11-02T09:00:00Z"})),
+)  # fmt: skip
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(body=bodies)
+def test_any_body_is_prepared_or_refused_never_raises(body: bytes) -> None:
+    """What runs in an ingest process answers every body: rows and per-event errors, or the
+    reason the body is refused (an exception there would reach the client as a 503)."""
+    wire = prepare_segment_batch(SegmentJob(body, T0, None, 32 * 1024, None, False))
+    if isinstance(wire, str):
+        assert wire
+        return
+    prepared = from_wire(wire)
+    assert prepared.rows.num_rows + len(prepared.rejected) == len(orjson.loads(body)["batch"])
+
+
+KEYS: dict[int, str] = {}  # each server's workspace, for all the examples
+
+
+@hsettings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=bodies)
+def test_fuzzed_batches_through_the_processes_never_answer_5xx(
+    server: LiveServer, body: bytes
+) -> None:
+    ctx = server.ctx
+    if id(server) not in KEYS:
+        KEYS[id(server)] = ctx.workspaces.create_workspace("Acme").write_key
+    key = KEYS[id(server)]
+    processes = ctx.ingest.processes
+    assert processes is not None
+    deadline = time.monotonic() + 30
+    while not processes.available():
+        assert time.monotonic() < deadline, "the ingest processes did not start"
+        time.sleep(0.05)
+    with server.client(auth=(key, "")) as c:
+        r = c.post("/v1/batch", content=body, headers={"content-type": "application/json"})
+    assert r.status_code in (200, 400), r.text
