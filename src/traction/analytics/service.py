@@ -689,16 +689,25 @@ def _tuples(table: pa.Table) -> list[tuple[Any, ...]]:
 def _values(col: pa.ChunkedArray) -> Any:
     t = col.type
     if pa.types.is_timestamp(t) and t.tz is None and t.unit in ("s", "ms", "us"):
-        # datetimes made by numpy in C: 6x faster than to_pylist. A column with nulls comes
-        # out as floats (exact below 2**53 microseconds: until the year 2255); NaN -> NaT ->
-        # None. (No Python scalar goes to Arrow here: that would import pandas, 0.3 s.)
+        # datetimes made by numpy in C: 6x faster than to_pylist, nulls as NaT (-> None).
+        # numpy reads Arrow's buffers itself: pyarrow's `to_numpy` imports pandas (~0.45 s
+        # of a cold scorecard).
         ints = pc.cast(col, pa.int64())
-        parts = [chunk.to_numpy(zero_copy_only=False) for chunk in ints.chunks]
+        parts = [_int64s(c) for c in ints.chunks if len(c)]
         values = np.concatenate(parts) if parts else np.empty(0, np.int64)
-        if ints.null_count:
-            values = np.where(np.isnan(values), np.iinfo(np.int64).min, values)
-        return values.astype(np.int64).view(f"datetime64[{t.unit}]").astype(object)
+        return values.view(f"datetime64[{t.unit}]").astype(object)
     return col.to_pylist()
+
+
+def _int64s(chunk: pa.Array) -> np.ndarray:
+    """An int64 Arrow array as numpy, nulls as the smallest int64 (numpy's NaT), read from
+    its buffers (no Python scalar goes to Arrow: that would import pandas too)."""
+    values = np.frombuffer(chunk.buffers()[1], np.int64, len(chunk), chunk.offset * 8)
+    if not chunk.null_count:
+        return values
+    valid = np.unpackbits(np.frombuffer(chunk.buffers()[0], np.uint8), bitorder="little")
+    present = valid[chunk.offset : chunk.offset + len(chunk)].astype(bool)
+    return np.where(present, values, np.iinfo(np.int64).min)
 
 
 def _facts(
