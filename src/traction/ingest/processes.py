@@ -35,7 +35,8 @@ class IngestProcessDied(RuntimeError):
     """The process preparing a request died: nothing of it was stored; retry."""
 
 
-def _ready() -> bool:
+def _warm_up() -> bool:
+    """The first job of each process: it returns once the process has imported this module."""
     return True
 
 
@@ -81,7 +82,7 @@ class IngestProcesses:
             pool = ProcessPoolExecutor(self.size, mp_context=multiprocessing.get_context("spawn"))
             warm: Future[list[bool]] = Future()
             with _no_main_module():  # (the processes are spawned by these first jobs)
-                pending = [pool.submit(_ready) for _ in range(self.size)]
+                pending = [pool.submit(_warm_up) for _ in range(self.size)]
 
             def done(_: object) -> None:
                 if all(f.done() for f in pending) and not warm.done():
@@ -104,7 +105,8 @@ class IngestProcesses:
     async def run(self, fn: Callable[[Any], prepare.Wire], job: Any) -> prepare.Prepared:
         """`fn(job)` in an ingest process, decoded here."""
         pool = self._pool
-        assert pool is not None
+        if pool is None:  # replaced or closed since the caller looked: nothing was taken
+            raise IngestProcessDied("the ingest processes are restarting; retry")
         try:
             wire = await asyncio.wrap_future(pool.submit(fn, job))
         except BrokenProcessPool:
