@@ -246,12 +246,7 @@ def segment_routes(ctx: Context) -> list[Route]:
             except EventError as e:
                 raise Problem(400, str(e)) from None
             key = _write_key(ctx, token or body.write_key)
-            norm = partial(
-                normalize_segment,
-                batch_sent_at=body.sent_at,
-                batch_context=body.context,
-                client_ip=client_ip(request),
-            )
+            norm = body.normalizer(client_ip(request))
             result = await ctx.ingest.ingest(
                 key.workspace_id, body.messages, norm, len(data), do_not_track(request)
             )

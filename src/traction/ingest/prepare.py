@@ -176,6 +176,11 @@ class SegmentBatch:
     context: dict[str, Any] | None
     write_key: str | None
 
+    def normalizer(self, client_ip: str | None) -> Normalizer:
+        """Each message normalised with what the batch says for all of them."""
+        return partial(normalize_segment, batch_sent_at=self.sent_at,
+                       batch_context=self.context, client_ip=client_ip)  # fmt: skip
+
 
 def segment_batch(data: bytes) -> SegmentBatch:
     """A `/v1/batch` body, or an EventError saying what is wrong with it (a 400)."""
@@ -223,16 +228,9 @@ def prepare_segment_batch(job: SegmentJob) -> Wire:
         batch = segment_batch(job.body)
     except EventError as e:
         return str(e)
-    norm = partial(
-        normalize_segment,
-        batch_sent_at=batch.sent_at,
-        batch_context=batch.context,
-        client_ip=job.client_ip,
-    )
-    p = prepare(
-        batch.messages, norm, job.received_at, job.max_event_bytes, len(job.body), job.policy,
-        job.do_not_track,
-    )  # fmt: skip
+    norm = batch.normalizer(job.client_ip)
+    p = prepare(batch.messages, norm, job.received_at, job.max_event_bytes, len(job.body),
+                job.policy, job.do_not_track)  # fmt: skip
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, ROW_SCHEMA) as w:
         w.write_table(p.rows)
