@@ -159,6 +159,11 @@ def test_demo_builds_a_small_workspace_once(tmp_path: Path) -> None:
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "reusing" in again.stderr
     assert f"{n:,} events" in again.stdout
+    # a build that stopped half-way (its mark left behind) is not taken for a demo
+    (tmp_path / "demo-building").touch()
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 1 and "interrupted" in stopped.stderr, stopped.output
+    assert "delete that directory" in stopped.stderr and "Traceback" not in stopped.output
 
 
 def test_import_through_a_running_server(tmp_path: Path, server, workspace) -> None:  # type: ignore[no-untyped-def]

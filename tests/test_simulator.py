@@ -7,10 +7,13 @@ lines of plain Python, independent of the simulator's own counters.
 from __future__ import annotations
 
 import collections
+import re
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from traction.context import Context
 from traction.ingest.domain import normalize_segment
@@ -208,3 +211,61 @@ def test_ingest_processes_store_the_same_world(sqlite_ctx: Context) -> None:
     assert a == b and a.events > 2_000
     rows = stored(sqlite_ctx, there)
     assert stored(sqlite_ctx, here) == rows and len(rows) == a.events
+
+
+def test_the_days_simulated_ahead_store_the_same_demo(tmp_path: Path) -> None:
+    """The demo's first days simulated, validated and encoded in a process of their own
+    (until the journeys and the rollout start) store what one process stores, in the same
+    order; so do the days after, which the journeys and the rollout act on, and billing."""
+    from tests.test_ingest_processes import stored
+    from traction.billing.models import Subscription
+    from traction.engage.models import Delivery
+    from traction.settings import Settings
+    from traction.simulate.demo import configure_demo
+
+    params = SimulationParams(
+        people=1_500, days=40, seed=8, journeys_days_before_end=12, rollout_days_before_end=8
+    )
+    seen = []
+    for ahead in (False, True):
+        ctx = Context.open(Settings(data_dir=tmp_path / str(ahead), log_json=False))
+        try:
+            ws = ctx.workspaces.create_workspace("Demo").id
+            configure_demo(ctx, ws)
+            stats = run_simulation(ctx, ws, params, chunk=5_000, ahead=ahead)
+            ctx.writer.stop()  # the system events too
+            with ctx.state.session() as s:
+                deliveries = [(d.journey, d.step, d.status, d.created_at)
+                              for d in s.scalars(select(Delivery).order_by(Delivery.id))]  # fmt: skip
+                subs = sorted((x.account, x.plan_key, x.status, x.seats, x.period_start)
+                              for x in s.scalars(select(Subscription)))  # fmt: skip
+            seen.append((stats, _random_ids_named(stored(ctx, ws)), deliveries, subs))
+        finally:
+            ctx.close()
+    (stats, rows, deliveries, subs), ahead_run = seen
+    assert stats.events > 50_000 and len(deliveries) > 20 and len(subs) > 20
+    assert ahead_run[0] == stats and ahead_run[2] == deliveries and ahead_run[3] == subs
+    assert ahead_run[1] == rows
+
+
+def _random_ids_named(rows: list[tuple[Any, ...]]) -> list[str]:
+    """Each row as text, with the ids the engine draws at random (workspaces, subscriptions,
+    checkouts, journey runs: they name its own events) replaced by their order of appearance."""
+    names: dict[str, str] = {}
+
+    def name(m: re.Match[str]) -> str:
+        return names.setdefault(m.group(0), f"<{m.group(1) or 'uuid5'} {len(names)}>")
+
+    rid = re.compile(r"(?<![-\w])(?:(\w+_)?[0-9a-f]{32}|[0-9a-f]{12}|[0-9a-f]{8}-[0-9a-f]{4}-"
+                     r"5[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12})(?![-\w])")  # fmt: skip
+    return [rid.sub(name, repr(r)) for r in rows]
+
+
+def test_a_failure_in_the_simulation_process_is_reported_with_its_cause() -> None:
+    from traction.simulate.ahead import AheadJob, SimulationProcessFailed, run_ahead
+
+    broken = SimulationParams(people=10, days=5, channels=())  # no channel to arrive by
+    committed: list[object] = []
+    with pytest.raises(SimulationProcessFailed, match=r"(?s)in the simulation process.*Error"):
+        run_ahead(AheadJob(broken, 3, 100, 32_768, None), committed.append, lambda d, n: None)
+    assert committed == []

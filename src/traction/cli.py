@@ -513,7 +513,7 @@ def demo(
 ) -> None:
     """Create a demo workspace with realistic simulated data, then serve the dashboard."""
     from traction.cli_access import running_server
-    from traction.simulate.demo import prepare_demo
+    from traction.simulate.demo import DemoInterrupted, prepare_demo
 
     s = _settings(data_dir)
     running = running_server(s)
@@ -525,6 +525,8 @@ def demo(
     ctx = _open(s)
     try:
         info = prepare_demo(ctx, people=people, days=days, console=err)
+    except DemoInterrupted as e:
+        raise _fail(str(e)) from None
     finally:
         ctx.close()
     console.rule("[bold]Traction demo")

@@ -231,6 +231,11 @@ def prepare_segment_batch(job: SegmentJob) -> Wire:
     norm = batch.normalizer(job.client_ip)
     p = prepare(batch.messages, norm, job.received_at, job.max_event_bytes, len(job.body),
                 job.policy, job.do_not_track)  # fmt: skip
+    return to_wire(p)
+
+
+def to_wire(p: Prepared) -> Wire:
+    """What crosses between processes: the rows as one Arrow IPC buffer, the rest as is."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, ROW_SCHEMA) as w:
         w.write_table(p.rows)

@@ -41,7 +41,7 @@ def _warm_up() -> bool:
 
 
 @contextmanager
-def _no_main_module() -> Iterator[None]:
+def no_main_module() -> Iterator[None]:
     """A spawned process first re-imports the parent's main script or module: a user's script
     without an `if __name__ == "__main__"` guard would run again in it, and `traction serve`
     would import the whole CLI there. Ingest processes run only this package's functions, so
@@ -81,7 +81,7 @@ class IngestProcesses:
             # spawn, not fork: this process has threads (the writer, the reactors, asyncio)
             pool = ProcessPoolExecutor(self.size, mp_context=multiprocessing.get_context("spawn"))
             warm: Future[list[bool]] = Future()
-            with _no_main_module():  # (the processes are spawned by these first jobs)
+            with no_main_module():  # (the processes are spawned by these first jobs)
                 pending = [pool.submit(_warm_up) for _ in range(self.size)]
 
             def done(_: object) -> None:

@@ -22,6 +22,14 @@ DEMO_EMAIL = "demo@traction.local"
 DEMO_PASSWORD = "traction-demo"
 
 
+# present while the demo's data is being built: a build that stopped half-way is not reused
+BUILDING = "demo-building"
+
+
+class DemoInterrupted(RuntimeError):
+    pass
+
+
 @dataclass
 class DemoInfo:
     workspace_id: str
@@ -29,6 +37,18 @@ class DemoInfo:
     email: str
     password: str
     events: int
+
+
+def configure_demo(ctx: Context, ws_id: str) -> None:
+    """What the simulated product sells and runs, as its team would have set it up."""
+    if ctx.billing.catalog(ws_id) is None:  # the plans the demo product sells
+        ctx.billing.apply_catalog(ws_id, yaml.safe_load(EXAMPLE_CATALOG.read_text()))
+    for key, flag in FLAGS.items():  # the flags and experiments the simulated product runs
+        ctx.flags.put(ws_id, key, flag)
+    for key, experiment in EXPERIMENTS.items():
+        ctx.experiments.put(ws_id, key, experiment)
+    ctx.segments.apply(ws_id, SEGMENTS)
+    ctx.engage.apply(ws_id, JOURNEYS)  # the three recipes of docs/engage.md
 
 
 def prepare_demo(
@@ -45,21 +65,23 @@ def prepare_demo(
     if ctx.workspaces.verify_password(DEMO_EMAIL, DEMO_PASSWORD) is None:
         with contextlib.suppress(ValueError):  # exists with another password: leave it alone
             ctx.workspaces.create_user(DEMO_EMAIL, DEMO_PASSWORD, [ws_id])
-    if ctx.billing.catalog(ws_id) is None:  # the plans the demo product sells
-        ctx.billing.apply_catalog(ws_id, yaml.safe_load(EXAMPLE_CATALOG.read_text()))
-    for key, flag in FLAGS.items():  # the flags and experiments the simulated product runs
-        ctx.flags.put(ws_id, key, flag)
-    for key, experiment in EXPERIMENTS.items():
-        ctx.experiments.put(ws_id, key, experiment)
-    ctx.segments.apply(ws_id, SEGMENTS)
-    ctx.engage.apply(ws_id, JOURNEYS)  # the three recipes of docs/engage.md
+    configure_demo(ctx, ws_id)
+    building = ctx.settings.data_dir / BUILDING
+    if building.exists():
+        raise DemoInterrupted(
+            f"a demo build in {ctx.settings.data_dir} was interrupted before it finished: "
+            "delete that directory to start over"
+        )
     if ctx.events.count(ws_id) == 0:
         # End the history yesterday, so the dashboard looks current.
         start = date.today() - timedelta(days=days)
-        run_simulation(
-            ctx, ws_id, SimulationParams(people=people, days=days, start=start), console=console
-        )
-        ctx.segments.refresh_all()  # members as of now (the server refreshes them from here)
+        building.touch()
+        with ctx.state.bulk_load():  # (a build that fails is started over: see BUILDING)
+            run_simulation(
+                ctx, ws_id, SimulationParams(people=people, days=days, start=start), console=console
+            )
+            ctx.segments.refresh_all()  # members as of now (the server refreshes them from here)
+        building.unlink()
     elif console is not None:
         console.print("[dim]Demo data exists; reusing it (delete the data dir to start over).[/]")
     return DemoInfo(ws_id, write_key, DEMO_EMAIL, DEMO_PASSWORD, ctx.events.count(ws_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -23,8 +24,11 @@ from traction.ingest.processes import IngestProcesses
 from traction.ingest.service import now_utc
 from traction.ops.memory import fewer_collections
 from traction.simulate import experiments as sim_exp
+from traction.simulate.ahead import AheadJob, run_ahead
 from traction.simulate.billing import replay_intents
 from traction.simulate.world import SimulationParams, SimulationStats, World
+
+AHEAD_MIN_PEOPLE = 2_000  # below this a world simulates faster than a process starts
 
 
 @fewer_collections()
@@ -35,19 +39,30 @@ def run_simulation(
     console: Console | None = None,
     chunk: int = 50_000,
     processes: int | None = None,
+    ahead: bool | None = None,
 ) -> SimulationStats:
     """Into a data dir opened here, through the same validation, identity and writer code as
-    the API, without HTTP. `processes`: ingest processes that parse, validate and encode each
-    chunk while this one simulates the next and commits (default: the setting; 0: none).
-    (Committing on another thread while the next batch is validated was measured slower:
-    both halves need the GIL.)"""
+    the API, without HTTP. `ahead`: the days before the first journey or rollout starts are
+    simulated, validated and encoded in a process of their own while this one commits them
+    (`simulate.ahead`; default: on a machine with two cores or more, for a world big enough
+    to pay for starting a process). `processes`: ingest processes that parse, validate and
+    encode each later chunk while this one simulates the next and commits (default: the
+    setting; 0: none). (Committing on another thread while the next batch is validated was
+    measured slower: both halves need the GIL.)"""
     n = ctx.settings.ingest_processes if processes is None else processes
     feed = _Feed(ctx, workspace_id, IngestProcesses(n) if n else None)
     try:
         clocks = _Clocks(
             _RolloutClock(ctx, workspace_id, params), _JourneyClock(ctx, workspace_id, params)
         )
-        world = simulate_into(feed.send, params, console, chunk, clocks, feed.settle)
+        first = clocks.first_day(params)
+        if ahead is None:
+            ahead = (os.cpu_count() or 1) > 1 and params.people >= AHEAD_MIN_PEOPLE
+        job = None
+        if ahead and first > 0:
+            job = AheadJob(params, first, chunk, ctx.settings.max_event_bytes, feed.policy)
+        world = simulate_into(feed.send, params, console, chunk, clocks, feed.settle,
+                              _Ahead(job, feed.commit) if job else None)  # fmt: skip
         intents = world.product.intents
         with (console or Console(quiet=True)).status(
             f"Replaying {len(intents):,} trials, purchases and plan changes through billing…"
@@ -94,6 +109,9 @@ class _Feed:
     def _commit_first(self) -> None:
         p = prepare.from_wire(self.queued.popleft().result())
         self.rejected += len(p.rejected)
+        self.commit(p)
+
+    def commit(self, p: prepare.Prepared) -> None:
         if p.rows.num_rows:
             self.ctx.writer.write_prepared(self.ws, p)
 
@@ -118,6 +136,7 @@ class _RolloutClock:
         running = {e["key"] for e in ctx.experiments.experiments(workspace_id)}
         wanted = sim_exp.EDITOR in names and sim_exp.EDITOR_ROLLOUT_KEY not in running
         self.start = max(0, params.days - params.rollout_days_before_end) if wanted else None
+        self.first_day = self.start
 
     def __call__(self, world: World, day: int, flush: Callable[[], None]) -> None:
         if self.start is None or day < self.start or day >= world.p.days:
@@ -137,6 +156,20 @@ class _RolloutClock:
         world.live_flags = self.ctx.flags.payload(self.ws, "production").evaluator
 
 
+class _Ahead:
+    """The first days, from `simulate.ahead`'s process into the writer (see there)."""
+
+    def __init__(self, job: AheadJob, commit: Callable[[prepare.Prepared], None]) -> None:
+        self.job, self.commit = job, commit
+
+    @property
+    def days(self) -> int:
+        return self.job.days
+
+    def run(self, progress: Callable[[int, int], None]) -> tuple[World, int]:
+        return run_ahead(self.job, self.commit, progress)
+
+
 def simulate_into(
     send: Callable[[list[object]], int],
     params: SimulationParams,
@@ -144,13 +177,14 @@ def simulate_into(
     chunk: int = 50_000,
     next_day: Callable[[World, int, Callable[[], None]], None] | None = None,
     settle: Callable[[], int] = lambda: 0,
+    ahead: _Ahead | None = None,
 ) -> World:
     """Through any sink that answers how many events it refused (the ingest pipeline here,
     or a server's tracking API). Days are sent together up to `chunk` events: each batch
     costs a transaction and an identity flush, so fewer, larger ones go faster. A sink may
     queue what it is sent: `settle` commits what it holds (before a clock reads the state)
-    and answers how many of those it refused."""
-    world = World(params)
+    and answers how many of those it refused. `ahead`: the first days, simulated and
+    committed elsewhere (no clock may act on them)."""
     rejected = 0
     with Progress(
         TextColumn("[bold]Simulating[/] day {task.completed}/{task.total}"),
@@ -176,10 +210,15 @@ def simulate_into(
             flush()
             rejected += settle()
 
+        if ahead is None:
+            world, start = World(params), 0
+        else:
+            world, rejected = ahead.run(lambda d, n: bar.update(task, completed=d, events=n))
+            start = ahead.days
         if next_day is not None:
-            next_day(world, 0, committed)
-        for d, messages in enumerate(world.run()):
-            pending.extend(messages)
+            next_day(world, start, committed)
+        for d in range(start, params.days):
+            pending.extend(world.day(d))
             if len(pending) >= chunk:
                 flush()
             bar.update(task, advance=1, events=world.stats.events)
@@ -208,6 +247,7 @@ class _JourneyClock:
         # journeys are launched this many days before the end: like a real launch, they do not
         # enter people for what happened before (the reactor starts at the log's head)
         self.start = max(1, params.days - params.journeys_days_before_end)
+        self.first_day = self.start if self.on else None
         engine = ctx.engage.engine
         assert engine is not None
         self.reactor = ReactorRunner(ctx.state, ctx.events, [JourneyReactor(engine)], ctx.metrics)
@@ -250,8 +290,13 @@ class _JourneyClock:
 
 
 class _Clocks:
-    def __init__(self, *clocks: Callable[[World, int, Callable[[], None]], None]) -> None:
+    def __init__(self, *clocks: _RolloutClock | _JourneyClock) -> None:
         self.clocks = clocks
+
+    def first_day(self, params: SimulationParams) -> int:
+        """The first day any of them acts on: the world before it depends on nothing else."""
+        return min((c.first_day for c in self.clocks if c.first_day is not None),
+                   default=params.days)  # fmt: skip
 
     def __call__(self, world: World, day: int, flush: Callable[[], None]) -> None:
         for clock in self.clocks:

@@ -140,6 +140,11 @@ class SimulationStats:
     events: int = 0
 
 
+def day_start(params: SimulationParams, day: int) -> datetime:
+    """Midnight (naive UTC) of a simulated day."""
+    return datetime.combine(params.start, datetime.min.time()) + timedelta(days=day)
+
+
 class World:
     def __init__(self, params: SimulationParams) -> None:
         self.p = params
@@ -166,6 +171,19 @@ class World:
         self._day_starts: dict[int, datetime] = {}
         self._schedule_organic()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A world is pickled between its days (`simulate.ahead` hands it from the process that
+        simulated the first days to the one that goes on). Flag evaluators hold closures: the
+        simulated product's own is rebuilt, and the live one is the runner's to set again."""
+        state = self.__dict__.copy()
+        del state["flags"]
+        state["live_flags"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.flags = sim_exp.evaluator()
+
     # -- helpers -------------------------------------------------------------------------
 
     def _uuid(self, rng: random.Random | None = None) -> str:
@@ -181,9 +199,7 @@ class World:
         start = self._day_starts.get(day)
         if start is None:
             # naive UTC + "Z": the same text as an aware time's "+00:00" replaced, faster
-            start = self._day_starts[day] = datetime.combine(
-                self.p.start, datetime.min.time()
-            ) + timedelta(days=day)
+            start = self._day_starts[day] = day_start(self.p, day)
         return (start + timedelta(hours=hour)).isoformat() + "Z"
 
     def _dt(self, day: int, hour: float) -> datetime:
