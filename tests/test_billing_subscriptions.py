@@ -240,3 +240,43 @@ def test_free_to_paid_conversion_kpi(sqlite_ctx: Context) -> None:
         ws, "free_to_paid", DateRange(date_from=date(2026, 3, 1), date_to=date(2026, 3, 31))
     )
     assert value == 0.25
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_purchases_replayed_day_by_day_end_as_when_replayed_at_once(
+    sqlite_ctx: Context, seed: int
+) -> None:
+    """The demo replays each simulated day's purchases as the day is committed: cut into
+    pieces at random days, the replay emits the same events and leaves the same
+    subscriptions as replaying the whole history at once."""
+    import random
+
+    from sqlalchemy import select
+
+    from tests.test_simulator import _random_ids_named
+    from traction.billing.models import Subscription
+    from traction.simulate.billing import BillingReplay
+    from traction.simulate.world import SimulationParams, World, day_start
+
+    ctx = sqlite_ctx
+    params = SimulationParams(people=1500, days=60, seed=3, start=date(2026, 1, 1))
+    whole, pieces = (ctx.workspaces.create_workspace(n).id for n in ("Whole", "Pieces"))
+    for ws in (whole, pieces):
+        ctx.billing.apply_catalog(ws, yaml.safe_load(EXAMPLE.read_text()))
+    replay, rng, emitted = BillingReplay(ctx.billing, ctx.providers, pieces), random.Random(seed), []
+    world = World(params)
+    for d in range(params.days):
+        world.day(d)
+        if rng.random() < 0.3:
+            emitted += replay.through(world.product.intents, day_start(params, d + 1))
+    emitted += replay.through(world.product.intents, None)
+    at_once = BillingReplay(ctx.billing, ctx.providers, whole).through(world.product.intents, None)
+
+    def subscriptions(ws: str) -> list[tuple[object, ...]]:
+        with ctx.state.session() as s:
+            return sorted((x.account, x.plan_key, x.status, x.seats, x.period_start, x.period_end)
+                          for x in s.scalars(select(Subscription).where(Subscription.workspace_id == ws)))  # fmt: skip
+
+    assert len(at_once) > 100 and {e["event"] for e in at_once} >= {"trial_started", "plan_upgraded"}
+    assert _random_ids_named(emitted) == _random_ids_named(at_once)
+    assert subscriptions(pieces) == subscriptions(whole) and len(subscriptions(whole)) > 50

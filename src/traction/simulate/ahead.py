@@ -23,6 +23,7 @@ from traction.ingest.domain import normalize_segment
 from traction.ingest.processes import no_main_module
 from traction.ingest.service import now_utc
 from traction.privacy.domain import ConsentPolicy
+from traction.simulate.product import Intent
 from traction.simulate.world import SimulationParams, World
 
 
@@ -36,11 +37,14 @@ class AheadJob:
 
 
 def simulate_ahead(job: AheadJob, out: Connection) -> None:
-    """In the spawned process: ("day", days done, events, wire or None) per day, then
-    ("world", the world). A failure is sent as ("error", its traceback)."""
+    """In the spawned process: ("day", days done, events, wire or None, the purchases made
+    that day) per day, then ("world", the world). A failure is sent as ("error", its
+    traceback)."""
     try:
         world = World(job.params)
         pending: list[Any] = []
+        intents = world.product.intents
+        sent = 0
         for d in range(job.days):
             pending.extend(world.day(d))
             wire = None
@@ -48,7 +52,8 @@ def simulate_ahead(job: AheadJob, out: Connection) -> None:
                 p = prepare.prepare(pending, normalize_segment, now_utc(), job.max_event_bytes,
                                     None, job.policy, False)  # fmt: skip
                 wire, pending = prepare.to_wire(p), []
-            out.send(("day", d + 1, world.stats.events, wire))
+            out.send(("day", d + 1, world.stats.events, wire, intents[sent:]))
+            sent = len(intents)
         out.send(("world", world))
     except BaseException:  # the parent waits for an answer: it gets the reason
         out.send(("error", traceback.format_exc()))
@@ -62,11 +67,12 @@ class SimulationProcessFailed(RuntimeError):
 
 def run_ahead(
     job: AheadJob,
-    commit: Callable[[prepare.Prepared], None],
+    commit: Callable[[prepare.Prepared, list[Intent], int], None],
     progress: Callable[[int, int], None],
 ) -> tuple[World, int]:
-    """Commits the first `job.days` days as the spawned process prepares them, in order.
-    Returns the world as of the next day and how many events were refused."""
+    """Commits the first `job.days` days as the spawned process prepares them, in order:
+    `commit(rows, the purchases made so far, days in the log)`. Returns the world as of the
+    next day and how many events were refused."""
     reader, writer = multiprocessing.Pipe(duplex=False)
     proc = multiprocessing.get_context("spawn").Process(
         target=simulate_ahead, args=(job, writer), name="traction-simulate", daemon=True
@@ -75,6 +81,7 @@ def run_ahead(
         proc.start()
     writer.close()  # ours: so that the child's end closing is seen as EOF
     rejected = 0
+    intents: list[Intent] = []
     try:
         while True:
             try:
@@ -88,11 +95,12 @@ def run_ahead(
                 raise SimulationProcessFailed(f"in the simulation process:\n{rest[0]}")
             if kind == "world":
                 return rest[0], rejected
-            day, events, wire = rest
+            day, events, wire, made = rest
+            intents.extend(made)
             if wire is not None:
                 p = prepare.from_wire(wire)
                 rejected += len(p.rejected)
-                commit(p)
+                commit(p, intents, day)
             progress(day, events)
     finally:
         reader.close()

@@ -75,13 +75,6 @@ class BillingReplay:
             pass  # e.g. a replay into a workspace that has this history already
 
 
-def replay_intents(
-    billing: BillingService, providers: Providers, workspace_id: str, intents: Sequence[Intent]
-) -> list[dict[str, Any]]:
-    """All at once (a world simulated elsewhere)."""
-    return BillingReplay(billing, providers, workspace_id).through(intents, None)
-
-
 def _apply(billing: BillingService, providers: Providers, ws: str, i: Intent) -> None:
     if i.action == "trial":
         billing.subscribe(ws, i.account, i.plan or "", trial=True, user=i.user)

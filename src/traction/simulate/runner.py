@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
 import orjson
@@ -25,8 +25,9 @@ from traction.ingest.service import now_utc
 from traction.ops.memory import fewer_collections
 from traction.simulate import experiments as sim_exp
 from traction.simulate.ahead import AheadJob, run_ahead
-from traction.simulate.billing import replay_intents
-from traction.simulate.world import SimulationParams, SimulationStats, World
+from traction.simulate.billing import BillingReplay
+from traction.simulate.product import Intent
+from traction.simulate.world import SimulationParams, SimulationStats, World, day_start
 
 AHEAD_MIN_PEOPLE = 2_000  # below this a world simulates faster than a process starts
 
@@ -61,16 +62,12 @@ def run_simulation(
         job = None
         if ahead and first > 0:
             job = AheadJob(params, first, chunk, ctx.settings.max_event_bytes, feed.policy)
+        billing = _Billing(ctx, workspace_id, params)
         world = simulate_into(feed.send, params, console, chunk, clocks, feed.settle,
-                              _Ahead(job, feed.commit) if job else None)  # fmt: skip
-        intents = world.product.intents
-        with (console or Console(quiet=True)).status(
-            f"Replaying {len(intents):,} trials, purchases and plan changes through billing…"
-        ):
-            billing_events = replay_intents(ctx.billing, ctx.providers, workspace_id, intents)
-        if billing_events:  # committed before returning, like the simulation's own
-            feed.send(list[object](billing_events))
-            feed.settle()
+                              _Ahead(job, feed, billing) if job else None, billing)  # fmt: skip
+        # the schedule caught up to the last purchase (renewals, trial and period ends)
+        if feed.send(billing.replay.through(world.product.intents, None)) + feed.settle():
+            raise RuntimeError("billing emitted invalid events: a bug in traction.simulate")
     finally:
         feed.close()
     return world.stats
@@ -89,8 +86,10 @@ class _Feed:
         self.queued: deque[Future[prepare.Wire]] = deque()
         self.rejected = 0
 
-    def send(self, messages: list[object]) -> int:
+    def send(self, messages: Sequence[object]) -> int:
         """Queues the chunk (committed in order); returns what was refused so far."""
+        if not messages:
+            return self._take_rejected()
         if self.processes is None:
             return len(self.ctx.ingest.ingest_sync(self.ws, messages, normalize_segment).rejected)
         job = prepare.SegmentJob(orjson.dumps({"batch": messages}), now_utc(), None,
@@ -156,18 +155,36 @@ class _RolloutClock:
         world.live_flags = self.ctx.flags.payload(self.ws, "production").evaluator
 
 
+class _Billing:
+    """After each chunk is sent, the purchases of the days in it go through billing, and the
+    events billing emitted follow (see `BillingReplay`)."""
+
+    def __init__(self, ctx: Context, workspace_id: str, params: SimulationParams) -> None:
+        self.replay = BillingReplay(ctx.billing, ctx.providers, workspace_id)
+        self.params = params
+
+    def __call__(self, intents: Sequence[Intent], days: int) -> list[object]:
+        return list(self.replay.through(intents, day_start(self.params, days)))
+
+
 class _Ahead:
     """The first days, from `simulate.ahead`'s process into the writer (see there)."""
 
-    def __init__(self, job: AheadJob, commit: Callable[[prepare.Prepared], None]) -> None:
-        self.job, self.commit = job, commit
+    def __init__(self, job: AheadJob, feed: _Feed, billing: _Billing) -> None:
+        self.job, self.feed, self.billing = job, feed, billing
+        self.rejected = 0
 
     @property
     def days(self) -> int:
         return self.job.days
 
     def run(self, progress: Callable[[int, int], None]) -> tuple[World, int]:
-        return run_ahead(self.job, self.commit, progress)
+        world, rejected = run_ahead(self.job, self._commit, progress)
+        return world, rejected + self.rejected
+
+    def _commit(self, p: prepare.Prepared, intents: list[Intent], days: int) -> None:
+        self.feed.commit(p)  # as `simulate_into` sends a chunk, then billing's events
+        self.rejected += self.feed.send(self.billing(intents, days))
 
 
 def simulate_into(
@@ -178,14 +195,17 @@ def simulate_into(
     next_day: Callable[[World, int, Callable[[], None]], None] | None = None,
     settle: Callable[[], int] = lambda: 0,
     ahead: _Ahead | None = None,
+    after_chunk: Callable[[Sequence[Intent], int], list[object]] | None = None,
 ) -> World:
     """Through any sink that answers how many events it refused (the ingest pipeline here,
     or a server's tracking API). Days are sent together up to `chunk` events: each batch
     costs a transaction and an identity flush, so fewer, larger ones go faster. A sink may
     queue what it is sent: `settle` commits what it holds (before a clock reads the state)
     and answers how many of those it refused. `ahead`: the first days, simulated and
-    committed elsewhere (no clock may act on them)."""
+    committed elsewhere (no clock may act on them). `after_chunk(purchases so far, days
+    sent)`: more messages to send after each chunk (billing's)."""
     rejected = 0
+    done = 0  # days simulated
     with Progress(
         TextColumn("[bold]Simulating[/] day {task.completed}/{task.total}"),
         BarColumn(),
@@ -204,6 +224,8 @@ def simulate_into(
             if pending:
                 rejected += send(pending)
                 pending.clear()
+                if after_chunk is not None:
+                    rejected += send(after_chunk(world.product.intents, done))
 
         def committed() -> None:
             nonlocal rejected
@@ -214,11 +236,12 @@ def simulate_into(
             world, start = World(params), 0
         else:
             world, rejected = ahead.run(lambda d, n: bar.update(task, completed=d, events=n))
-            start = ahead.days
+            start = done = ahead.days
         if next_day is not None:
             next_day(world, start, committed)
         for d in range(start, params.days):
             pending.extend(world.day(d))
+            done = d + 1
             if len(pending) >= chunk:
                 flush()
             bar.update(task, advance=1, events=world.stats.events)
