@@ -263,7 +263,11 @@ def test_purchases_replayed_day_by_day_end_as_when_replayed_at_once(
     whole, pieces = (ctx.workspaces.create_workspace(n).id for n in ("Whole", "Pieces"))
     for ws in (whole, pieces):
         ctx.billing.apply_catalog(ws, yaml.safe_load(EXAMPLE.read_text()))
-    replay, rng, emitted = BillingReplay(ctx.billing, ctx.providers, pieces), random.Random(seed), []
+    replay, rng, emitted = (
+        BillingReplay(ctx.billing, ctx.providers, pieces),
+        random.Random(seed),
+        [],
+    )
     world = World(params)
     for d in range(params.days):
         world.day(d)
@@ -277,6 +281,9 @@ def test_purchases_replayed_day_by_day_end_as_when_replayed_at_once(
             return sorted((x.account, x.plan_key, x.status, x.seats, x.period_start, x.period_end)
                           for x in s.scalars(select(Subscription).where(Subscription.workspace_id == ws)))  # fmt: skip
 
-    assert len(at_once) > 100 and {e["event"] for e in at_once} >= {"trial_started", "plan_upgraded"}
+    assert len(at_once) > 100 and {e["event"] for e in at_once} >= {
+        "trial_started",
+        "plan_upgraded",
+    }
     assert _random_ids_named(emitted) == _random_ids_named(at_once)
     assert subscriptions(pieces) == subscriptions(whole) and len(subscriptions(whole)) > 50

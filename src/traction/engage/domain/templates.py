@@ -9,9 +9,10 @@ trigger's properties), `journey` (its key and name), `unsubscribe_url`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 NAMES = frozenset({"person", "account", "event", "journey", "unsubscribe_url"})
@@ -59,6 +60,13 @@ def check(source: str, where: str, traits: Mapping[str, Iterable[str]] | None = 
 
 def render(source: str, variables: Mapping[str, Any], html: bool = False) -> str:
     try:
-        return (_html if html else _env).from_string(source).render(**variables)
+        return _compiled(source, html).render(**variables)
     except Exception as e:
         raise TemplateError(f"cannot render: {e}") from None
+
+
+@lru_cache(maxsize=1024)
+def _compiled(source: str, html: bool) -> Template:
+    """A journey sends the same few templates to everyone: compiling one (0.5 ms) took 80% of
+    a render. (A compiled template renders from any thread.)"""
+    return (_html if html else _env).from_string(source)
