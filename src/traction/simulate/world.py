@@ -107,7 +107,7 @@ class SimulationParams:
     editor_error_lift: float = 2.0
     # reactions to the journeys' messages (simulate/engage.py), each a chance, drawn from a
     # stream of their own: a nudge to invite, a win-back email, two upgrade prompts
-    journeys_days_before_end: int = 30  # when the workspace's journeys are launched
+    journeys_days_before_end: int = 21  # when the workspace's journeys are launched
     nudge_invite_rate: float = 0.3
     winback_return_rate: float = 0.0
     prompt_upgrade_a: float = 0.08
