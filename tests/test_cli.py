@@ -207,3 +207,42 @@ def test_import_through_a_running_server(tmp_path: Path, server, workspace) -> N
     assert r.exit_code == 1 and "HTTP 401" in r.stderr
     r = runner.invoke(app, ["import", str(f), "--url", server.url])
     assert r.exit_code == 1 and "--key" in r.stderr
+
+
+def test_ctrl_c_during_a_demo_build_stops_it_cleanly(tmp_path: Path) -> None:
+    """Ctrl+C reaches the whole process group, the process simulating the first days too:
+    the build stops with no traceback and no process left behind, and is not taken for a
+    demo afterwards."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "traction", "demo", "--no-serve", "--data-dir", str(tmp_path),
+           "--people", "6000", "--days", "120"]  # fmt: skip
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)  # fmt: skip
+
+    def simulating_child() -> int | None:
+        for pid in os.listdir("/proc"):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except (OSError, IndexError):
+                continue
+            if int(stat[1]) == p.pid and b"multiprocessing.spawn" in cmdline:
+                return int(pid)
+        return None
+
+    deadline = time.monotonic() + 30
+    while (child := simulating_child()) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert child is not None and p.poll() is None, "the build did not start its process"
+    time.sleep(1)
+    os.killpg(p.pid, signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 130 and "Traceback" not in out, out
+    assert not Path(f"/proc/{child}").exists()
+    again = runner.invoke(app, ["demo", "--no-serve", "--data-dir", str(tmp_path)])
+    assert again.exit_code == 1 and "interrupted" in again.stderr

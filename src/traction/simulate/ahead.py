@@ -11,7 +11,9 @@ goes on from there: the same messages, the same chunks, the same log as in one p
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import signal
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +42,9 @@ def simulate_ahead(job: AheadJob, out: Connection) -> None:
     """In the spawned process: ("day", days done, events, wire or None, the purchases made
     that day) per day, then ("world", the world). A failure is sent as ("error", its
     traceback)."""
+    # Ctrl+C reaches the whole process group: the parent stops this process (a traceback
+    # from here would hide the parent's "Aborted")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         world = World(job.params)
         pending: list[Any] = []
@@ -56,7 +61,8 @@ def simulate_ahead(job: AheadJob, out: Connection) -> None:
             sent = len(intents)
         out.send(("world", world))
     except BaseException:  # the parent waits for an answer: it gets the reason
-        out.send(("error", traceback.format_exc()))
+        with contextlib.suppress(OSError):  # (unless it has stopped reading)
+            out.send(("error", traceback.format_exc()))
     finally:
         out.close()
 
@@ -82,6 +88,7 @@ def run_ahead(
     writer.close()  # ours: so that the child's end closing is seen as EOF
     rejected = 0
     intents: list[Intent] = []
+    finished = False
     try:
         while True:
             try:
@@ -94,6 +101,7 @@ def run_ahead(
             if kind == "error":
                 raise SimulationProcessFailed(f"in the simulation process:\n{rest[0]}")
             if kind == "world":
+                finished = True
                 return rest[0], rejected
             day, events, wire, made = rest
             intents.extend(made)
@@ -104,6 +112,7 @@ def run_ahead(
             progress(day, events)
     finally:
         reader.close()
-        proc.join(5)
+        proc.join(5 if finished else 0)  # (stopped early, e.g. by Ctrl+C: no waiting for it)
         if proc.is_alive():
             proc.kill()
+            proc.join()
