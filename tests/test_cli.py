@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from traction.cli import app
@@ -209,10 +210,11 @@ def test_import_through_a_running_server(tmp_path: Path, server, workspace) -> N
     assert r.exit_code == 1 and "--key" in r.stderr
 
 
-def test_ctrl_c_during_a_demo_build_stops_it_cleanly(tmp_path: Path) -> None:
-    """Ctrl+C reaches the whole process group, the process simulating the first days too:
-    the build stops with no traceback and no process left behind, and is not taken for a
-    demo afterwards."""
+@pytest.mark.parametrize("stop", ["ctrl-c", "kill -9 of the simulating process"])
+def test_a_demo_build_stopped_half_way_stops_cleanly(tmp_path: Path, stop: str) -> None:
+    """Ctrl+C reaches the whole process group, the process simulating the first days too;
+    that process may also die alone. The build stops with no traceback (a message when the
+    process died) and no process left behind, and is not taken for a demo afterwards."""
     import os
     import signal
     import subprocess
@@ -240,9 +242,16 @@ def test_ctrl_c_during_a_demo_build_stops_it_cleanly(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert child is not None and p.poll() is None, "the build did not start its process"
     time.sleep(1)
-    os.killpg(p.pid, signal.SIGINT)
+    if stop == "ctrl-c":
+        os.killpg(p.pid, signal.SIGINT)
+    else:
+        os.kill(child, signal.SIGKILL)
     out, _ = p.communicate(timeout=30)
-    assert p.returncode == 130 and "Traceback" not in out, out
+    assert "Traceback" not in out, out
+    if stop == "ctrl-c":
+        assert p.returncode == 130
+    else:
+        assert p.returncode == 1 and "the simulation process ended without its world" in out
     assert not Path(f"/proc/{child}").exists()
     again = runner.invoke(app, ["demo", "--no-serve", "--data-dir", str(tmp_path)])
     assert again.exit_code == 1 and "interrupted" in again.stderr

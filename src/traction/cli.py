@@ -513,6 +513,7 @@ def demo(
 ) -> None:
     """Create a demo workspace with realistic simulated data, then serve the dashboard."""
     from traction.cli_access import running_server
+    from traction.simulate.ahead import SimulationProcessFailed
     from traction.simulate.demo import DemoInterrupted, prepare_demo
 
     s = _settings(data_dir)
@@ -525,7 +526,7 @@ def demo(
     ctx = _open(s)
     try:
         info = prepare_demo(ctx, people=people, days=days, console=err)
-    except DemoInterrupted as e:
+    except (DemoInterrupted, SimulationProcessFailed) as e:
         raise _fail(str(e)) from None
     finally:
         ctx.close()
