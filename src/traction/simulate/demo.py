@@ -55,6 +55,12 @@ def prepare_demo(
     ctx: Context, *, people: int, days: int, console: Console | None = None
 ) -> DemoInfo:
     """Reuses the demo workspace if it exists; simulates only into an empty one."""
+    building = ctx.settings.data_dir / BUILDING
+    if building.exists():
+        raise DemoInterrupted(
+            f"a demo build in {ctx.settings.data_dir} was interrupted before it finished: "
+            "delete that directory to start over"
+        )
     ws = ctx.workspaces.find_workspace(DEMO_WORKSPACE)
     if ws is None:
         created = ctx.workspaces.create_workspace(DEMO_WORKSPACE)
@@ -66,12 +72,6 @@ def prepare_demo(
         with contextlib.suppress(ValueError):  # exists with another password: leave it alone
             ctx.workspaces.create_user(DEMO_EMAIL, DEMO_PASSWORD, [ws_id])
     configure_demo(ctx, ws_id)
-    building = ctx.settings.data_dir / BUILDING
-    if building.exists():
-        raise DemoInterrupted(
-            f"a demo build in {ctx.settings.data_dir} was interrupted before it finished: "
-            "delete that directory to start over"
-        )
     if ctx.events.count(ws_id) == 0:
         # End the history yesterday, so the dashboard looks current.
         start = date.today() - timedelta(days=days)

@@ -135,7 +135,10 @@ class _RolloutClock:
         running = {e["key"] for e in ctx.experiments.experiments(workspace_id)}
         wanted = sim_exp.EDITOR in names and sim_exp.EDITOR_ROLLOUT_KEY not in running
         self.start = max(0, params.days - params.rollout_days_before_end) if wanted else None
-        self.first_day = self.start
+
+    @property
+    def first_day(self) -> int | None:
+        return self.start
 
     def __call__(self, world: World, day: int, flush: Callable[[], None]) -> None:
         if self.start is None or day < self.start or day >= world.p.days:
@@ -270,11 +273,14 @@ class _JourneyClock:
         # journeys are launched this many days before the end: like a real launch, they do not
         # enter people for what happened before (the reactor starts at the log's head)
         self.start = max(1, params.days - params.journeys_days_before_end)
-        self.first_day = self.start if self.on else None
         engine = ctx.engage.engine
         assert engine is not None
         self.reactor = ReactorRunner(ctx.state, ctx.events, [JourneyReactor(engine)], ctx.metrics)
         self.seen = 0  # the last delivery handed to the world
+
+    @property
+    def first_day(self) -> int | None:
+        return self.start if self.on else None
 
     def __call__(self, world: World, day: int, flush: Callable[[], None]) -> None:
         if not self.on or day < self.start or day >= world.p.days:
