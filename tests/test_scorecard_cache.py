@@ -288,3 +288,72 @@ def test_concurrent_patches_read_the_new_events_actors_once(sqlite_ctx: Context)
     fresh = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces).scorecard(ws, MARCH)
     assert svc.scorecard(ws, MARCH) == fresh
     assert finds and len(finds) == len(set(finds))  # one read per (since, head, kind)
+
+
+def test_the_events_a_query_reads_are_its_matchers_names_and_call_types() -> None:
+    from traction.analytics.compile.params import reads_of
+    from traction.analytics.compile.peractor import Reads
+    from traction.analytics.domain.specs import EventMatcher
+
+    def m(event: str) -> EventMatcher:
+        return EventMatcher(event=event)
+
+    reads = reads_of(m("signed_up"), m("$page"), m("report_created"))
+    assert reads == Reads(frozenset({"signed_up", "report_created"}), frozenset({"page"}))
+    assert reads.any_of([("pricing", "page")])  # any page call, whatever its name
+    assert reads.any_of([("x", "track"), ("report_created", "track")])
+    assert not reads.any_of(
+        [("pricing", "screen"), ("dashboard_viewed", "track"), (None, "identify")]
+    )
+    assert reads_of(m("signed_up"), m("$any")) is None  # every event can matter
+    assert reads_of(None) is None  # no matcher: every event counts (an active user)
+
+
+def test_a_query_is_not_patched_for_events_it_does_not_read(sqlite_ctx: Context) -> None:
+    """A dashboard view changes no funnel of sign-ups: queries that read only named events are
+    left as they were, those that read every event are patched, and the figures still equal a
+    full recomputation. A merge patches them all (it moves events between people)."""
+    import threading
+
+    ws = sqlite_ctx.workspaces.create_workspace("unread").id
+    msgs = [to_segment("track", e, who, True, 24 * 28 + 5 * who + k, "acme" if who % 2 else None)
+            for who in range(6) for k, e in enumerate(EVENTS)]  # fmt: skip
+    # u9 on one device; on another, still anonymous (a9), signs up and activates
+    msgs += [to_segment("track", "dashboard_viewed", 9, True, 24 * 20) | {"anonymousId": "l9"}]
+    msgs += [to_segment("track", e, 9, False, 24 * 29 + k) for k, e in enumerate(EVENTS[:4])]
+    sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
+    svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
+    svc.scorecard(ws, MARCH)
+    rows = svc._actor_rows
+    patched: list[tuple[Any, bool]] = []  # (what the query reads, whether it was recomputed)
+    asked = threading.local()
+    original_patch, original_affected = rows._patch, rows.affected
+
+    def affected(*args: Any) -> Any:
+        asked.yes = True
+        return original_affected(*args)
+
+    def patch(ws: str, q: Any, *args: Any) -> Any:
+        asked.yes = False
+        table = original_patch(ws, q, *args)
+        patched.append((q.reads, asked.yes))
+        return table
+
+    rows._patch, rows.affected = patch, affected  # type: ignore[method-assign]
+    for batch, name in (
+        ([to_segment("track", "dashboard_viewed", 2, True, 24 * 40)], "dashboard_viewed"),
+        ([to_segment("page", "", 3, True, 24 * 40)], None),
+        ([to_segment("track", "signed_up", 7, True, 24 * 41)], "signed_up"),
+        ([to_segment("identify", "", 9, True, 24 * 44)], None),  # a merge: a9 becomes u9
+    ):
+        sqlite_ctx.ingest.ingest_sync(ws, batch, normalize_segment)
+        patched.clear()
+        fresh = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces).scorecard(ws, MARCH)
+        assert svc.scorecard(ws, MARCH) == fresh
+        merge = batch[0]["type"] == "identify"
+        kind = (name, batch[0]["type"])
+        for reads, recomputed in patched:
+            assert recomputed == (merge or reads is None or reads.any_of([kind])), (kind, reads)
+        assert any(r is None for r, _ in patched) and any(r is not None for r, _ in patched)
+        if name == "signed_up":
+            assert any(r is not None and r.any_of([kind]) for r, _ in patched)

@@ -8,6 +8,9 @@ from the whole log) are read once for every kept query, each query runs again ov
 those events, and the new rows replace the actors' old ones. The aggregate then runs over
 the patched rows, which is cheap (one row per actor, not one per event).
 
+A query that reads only some events (`PerActor.reads`: a funnel of sign-ups) is not even
+patched when none of the new events is one of them, unless people were merged meanwhile.
+
 What breaks the premise falls back to a full computation: a merge of people or a deletion
 (rows of several actors change, and which is not known), a query whose rows read another
 actor's data (an account trait filter), or more new actors than a patch is worth.
@@ -65,9 +68,10 @@ class ActorRows:
     def __init__(self, run: Run) -> None:
         self._run = run
         self._kept: OrderedDict[tuple[str, str, str], Kept] = OrderedDict()
-        self._affected: OrderedDict[tuple[str, int, int, str], Affected | None] = OrderedDict()
+        # what the events stored in a window hold, read once for every query patched over it
+        self._found: OrderedDict[tuple[str, int, int, str], Any] = OrderedDict()
         self._derived: OrderedDict[Hashable, tuple[tuple[object, ...], Any]] = OrderedDict()
-        self._finding: dict[tuple[str, int, int, str], Future[Affected | None]] = {}
+        self._finding: dict[tuple[str, int, int, str], Future[Any]] = {}
         self._lock = threading.Lock()
 
     def rows(self, workspace_id: str, q: PerActor, version: Version) -> pa.Table:
@@ -96,7 +100,10 @@ class ActorRows:
     def _patch(
         self, workspace_id: str, q: PerActor, kept: Kept, version: Version
     ) -> pa.Table | None:
-        affected = self.affected(workspace_id, kept.version[0], version[0], q.by)
+        since, head = kept.version[0], version[0]
+        if self._unread(workspace_id, q, kept.version, version):
+            return kept.table  # none of the new events is one these rows read
+        affected = self.affected(workspace_id, since, head, q.by)
         if affected is None:
             return None
         if len(affected.actors) == 0:
@@ -116,6 +123,13 @@ class ActorRows:
         if _same_rows(kept.table.filter(is_affected), fresh):
             return kept.table  # the same object: what was derived from it still holds
         return pa.concat_tables([kept.table.filter(pc.invert(is_affected)), fresh])
+
+    def _unread(self, workspace_id: str, q: PerActor, kept: Version, now: Version) -> bool:
+        """Whether none of the events stored since `kept` is one `q`'s rows read (and no
+        people were merged meanwhile, which moves events from one person to another)."""
+        if q.reads is None or kept[1] != now[1]:
+            return False
+        return not q.reads.any_of(self.new_kinds(workspace_id, kept[0], now[0]))
 
     def derived(self, key: Hashable, inputs: tuple[object, ...], compute: Callable[[], T]) -> T:
         """What `compute` derives from `inputs` (per-actor tables, or values derived from
@@ -138,22 +152,42 @@ class ActorRows:
         return value
 
     def affected(self, workspace_id: str, since: int, head: int, by: str) -> Affected | None:
-        """Who the events stored in (since, head] belong to, with all their events (read
-        once for every query patched to the same head); None when too many to patch. The
-        scorecard patches its queries on several threads at once: the first to ask reads,
-        the others wait for its answer (four reads of the same events cost more than one
-        and a wait)."""
-        key = (workspace_id, since, head, by)
+        """Who the events stored in (since, head] belong to, with all their events; None
+        when too many to patch."""
+        return self._once(  # type: ignore[no-any-return]
+            (workspace_id, since, head, by), lambda: self._find(workspace_id, since, head, by)
+        )
+
+    def new_kinds(self, workspace_id: str, since: int, head: int) -> set[tuple[str, str]]:
+        """The (name, type) of the events stored in (since, head]."""
+        window = {"ws": workspace_id, "since": since, "head": head}
+
+        def read() -> set[tuple[str, str]]:
+            table = self._run(
+                "SELECT DISTINCT name, type FROM events "
+                "WHERE workspace_id = $ws AND seq > $since AND seq <= $head",
+                window,
+                {},
+            )
+            return set(zip(*(table[c].to_pylist() for c in ("name", "type")), strict=True))
+
+        return self._once((workspace_id, since, head, "kinds"), read)  # type: ignore[no-any-return]
+
+    def _once(self, key: tuple[str, int, int, str], read: Callable[[], Any]) -> Any:
+        """What `read` finds about one window of new events, read once for every query
+        patched over it. The scorecard patches its queries on several threads at once: the
+        first to ask reads, the others wait for its answer (four reads of the same events
+        cost more than one and a wait)."""
         with self._lock:
-            if key in self._affected:
-                return self._affected[key]
+            if key in self._found:
+                return self._found[key]
             running = self._finding.get(key)
             if running is None:
-                self._finding[key] = mine = Future[Affected | None]()
+                self._finding[key] = mine = Future[Any]()
         if running is not None:
             return running.result()
         try:
-            found = self._find(workspace_id, since, head, by)
+            found = read()
         except BaseException as e:
             with self._lock:
                 del self._finding[key]
@@ -161,9 +195,9 @@ class ActorRows:
             raise
         with self._lock:
             del self._finding[key]
-            self._affected[key] = found
-            while len(self._affected) > 16:
-                self._affected.popitem(last=False)
+            self._found[key] = found
+            while len(self._found) > 16:
+                self._found.popitem(last=False)
         mine.set_result(found)
         return found
 

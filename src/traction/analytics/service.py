@@ -609,9 +609,12 @@ class AnalyticsService:
                 gross_margin=Decimal(str(c.gross_margin)),
             )
             facts = self._plg_facts(workspace_id, c)
-            return self._actor_rows.derived(
+            derived = self._actor_rows.derived
+            index = derived(("plg_index", workspace_id, c.model_dump_json()), (facts.changes,),
+                            lambda: plg.ChangeIndex(facts.changes))  # fmt: skip
+            return derived(
                 ("plg_revenue", workspace_id, start, end, windows), (facts,),
-                lambda: plg.plg_revenue(facts, start, end, windows),
+                lambda: plg.plg_revenue(facts, start, end, windows, index),
             )  # fmt: skip
 
         key = f"plg_revenue:{c.model_dump_json()}:{spec.range.model_dump_json()}"
@@ -630,10 +633,20 @@ class AnalyticsService:
                 account_events_query(ws, (c.checkout_event,), True),
                 account_events_query(ws, c.expansion_signals, False),
             )
-            tables = tuple(self._per_actor(ws, q) for q in queries)
-            return self._actor_rows.derived(
-                ("plg_facts", ws, c.model_dump_json()), tables, lambda: _facts(c, *tables)
+            people, activated, changes, checkouts, signals = (
+                self._per_actor(ws, q) for q in queries
             )
+            # each part again only when its rows changed (a sign-up changes no subscription)
+            derived, key = self._actor_rows.derived, ("plg_facts", ws, c.model_dump_json())
+            parts = (
+                derived(
+                    (*key, "people"), (people, activated), lambda: _people(c, people, activated)
+                ),
+                derived((*key, "changes"), (changes,), lambda: _changes(changes)),
+                derived((*key, "checkouts"), (checkouts,), lambda: _checkouts(checkouts)),
+                derived((*key, "signals"), (signals,), lambda: _signals(signals)),
+            )
+            return derived(key, parts, lambda: plg.Facts(*parts))
 
         return self._cached(workspace_id, "plg_facts:" + c.model_dump_json(), compute)  # type: ignore[no-any-return]
 
@@ -710,30 +723,32 @@ def _int64s(chunk: pa.Array) -> np.ndarray:
     return np.where(present, values, np.iinfo(np.int64).min)
 
 
-def _facts(
-    c: KPIConfig,
-    people: pa.Table,
-    activation: pa.Table,
-    changes: pa.Table,
-    checkouts: pa.Table,
-    signals: pa.Table,
-) -> plg.Facts:
-    """The PLG revenue facts from their per-actor (and per-event) rows."""
+_IN_ORDER = [("ts", "ascending"), ("seq", "ascending")]
+
+
+def _people(c: KPIConfig, people: pa.Table, activation: pa.Table) -> list[plg.Person]:
+    """Each person's PLG moments, from their per-actor rows and their activation rows."""
     activated = {r[0]: r[3] for r in _tuples(activation) if r[3] is not None}
-    in_order = [("ts", "ascending"), ("seq", "ascending")]
-    return plg.Facts(
-        [
-            plg.Person(person, account, signed, trial,
-                       activated.get(person), pql if c.pql_event else activated.get(person))
-            for person, account, signed, trial, pql in _tuples(people.sort_by("actor"))
-        ],
-        [
-            Change(account, sub or "", at, Decimal(before), Decimal(after), name, person)
-            for account, sub, at, before, after, name, person, _ in _tuples(changes.sort_by(in_order))
-        ],
-        [
-            plg.Checkout(person, account, at)
-            for account, at, person, _ in _tuples(checkouts.sort_by(in_order))
-        ],
-        [(account, at) for account, at, _ in _tuples(signals.sort_by(in_order))],
-    )  # fmt: skip
+    return [
+        plg.Person(person, account, signed, trial,
+                   activated.get(person), pql if c.pql_event else activated.get(person))
+        for person, account, signed, trial, pql in _tuples(people.sort_by("actor"))
+    ]  # fmt: skip
+
+
+def _changes(changes: pa.Table) -> list[Change]:
+    return [
+        Change(account, sub or "", at, Decimal(before), Decimal(after), name, person)
+        for account, sub, at, before, after, name, person, _ in _tuples(changes.sort_by(_IN_ORDER))
+    ]
+
+
+def _checkouts(checkouts: pa.Table) -> list[plg.Checkout]:
+    return [
+        plg.Checkout(person, account, at)
+        for account, at, person, _ in _tuples(checkouts.sort_by(_IN_ORDER))
+    ]
+
+
+def _signals(signals: pa.Table) -> list[tuple[str, datetime]]:
+    return [(account, at) for account, at, _ in _tuples(signals.sort_by(_IN_ORDER))]

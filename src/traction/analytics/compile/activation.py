@@ -16,6 +16,7 @@ from traction.analytics.compile.params import (
     Params,
     local_time,
     matcher_sql,
+    reads_of,
     resolved_from,
     trait_columns,
     uses_traits,
@@ -79,9 +80,9 @@ def activation_query(
         f"{_combine(spec.criteria, names)} AS activated_at FROM cohorts c {joins})"
     )
     by = actors_of(spec.aggregate_by)
-    return PerActor(
-        tuple(ctes), "activation", "SELECT * FROM activation", p.values, by=by, separable=not traits
-    )
+    reads = reads_of(spec.start_event, *(leaf.event for leaf in leaves(spec.criteria)))
+    return PerActor(tuple(ctes), "activation", "SELECT * FROM activation", p.values, by=by,
+                    separable=not traits, reads=reads)  # fmt: skip
 
 
 def activation_retention_query(

@@ -9,6 +9,7 @@ from traction.analytics.compile.params import (
     Params,
     local_time,
     matcher_sql,
+    reads_of,
     resolved_from,
     trait_columns,
     uses_traits,
@@ -146,7 +147,7 @@ def active_users_query(
 FROM calendar c ASOF LEFT JOIN running r ON c.d >= r.day
 ORDER BY c.d"""
     return PerActor(ctes, "days", select, p.values, tail_ctes=tail, by=actors_of(spec.aggregate_by),
-                    separable=not traits)  # fmt: skip
+                    separable=not traits, reads=reads_of(spec.active_event))  # fmt: skip
 
 
 def compile_lifecycle(

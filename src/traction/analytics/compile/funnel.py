@@ -20,6 +20,7 @@ from traction.analytics.compile.params import (
     Params,
     json_path,
     matcher_sql,
+    reads_of,
     resolved_from,
     trait_columns,
     uses_traits,
@@ -148,7 +149,9 @@ def funnel_query(spec: FunnelSpec, workspace_id: str, start: datetime, end: date
         select = f"SELECT {bd} AS bd, {', '.join(cols)} FROM best GROUP BY 1"
     else:
         select = f"SELECT {', '.join(cols)} FROM best"
-    return PerActor(tuple(ctes), "best", select, p.values, by=by, separable=not traits)
+    # ordered matching reads only the events the funnel names; strict mode reads them all
+    reads = reads_of(*matchers) if narrow is not None else None
+    return PerActor(tuple(ctes), "best", select, p.values, by=by, separable=not traits, reads=reads)
 
 
 def _position(spec: FunnelSpec) -> str:
@@ -192,8 +195,9 @@ def _unordered(
     )
     by = actors_of(spec.aggregate_by)
     return PerActor(
-        ctes, "best", f"SELECT {entered} FROM best", p.values, by=by, separable=not traits
-    )
+        ctes, "best", f"SELECT {entered} FROM best", p.values, by=by, separable=not traits,
+        reads=reads_of(*spec.steps),
+    )  # fmt: skip
 
 
 def compile_funnel_dropoffs(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from traction.analytics.compile.peractor import Reads
 from traction.analytics.domain.specs import EventMatcher, PropertyFilter
 
 
@@ -82,6 +83,16 @@ def matcher_sql(
     cols = {"event": props_col, "person": person_col, "account": account_col}
     parts += [filter_sql(f, p, cols[f.source]) for f in m.filters]
     return "(" + " AND ".join(parts) + ")"
+
+
+def reads_of(*matchers: EventMatcher | None) -> Reads | None:
+    """The events `matchers` can match, by name and call type; None when one matches any
+    event (`$any`, or no matcher at all)."""
+    if any(m is None or m.event == "$any" for m in matchers):
+        return None
+    events = {m.event for m in matchers if m is not None}
+    types = {RESERVED[e].split("'")[1] for e in events & RESERVED.keys()}
+    return Reads(frozenset(events - RESERVED.keys()), frozenset(types))
 
 
 RESOLVED_FROM = (

@@ -13,6 +13,7 @@ their events alone), and the aggregate runs over the patched rows.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -35,6 +36,20 @@ def used(sql: str, values: dict[str, object]) -> dict[str, object]:
 
 
 @dataclass(frozen=True)
+class Reads:
+    """The events a query's per-actor rows can depend on, by name or by call type (`page`,
+    `screen`). An actor's new events that are none of these leave its rows as they were: a
+    dashboard view changes no funnel of sign-ups, so the funnel is not computed again for it."""
+
+    names: frozenset[str] = frozenset()
+    types: frozenset[str] = frozenset()
+
+    def any_of(self, kinds: Iterable[tuple[str | None, str | None]]) -> bool:
+        """Whether one of the (name, type) pairs is an event these rows read."""
+        return any(name in self.names or kind in self.types for name, kind in kinds)
+
+
+@dataclass(frozen=True)
 class PerActor:
     ctes: tuple[str, ...]  # "x AS (...)", the last one defining `name`
     name: str
@@ -47,6 +62,8 @@ class PerActor:
     # False when a row also depends on other actors' events (an account trait filter reads
     # what any member did): such a query is always computed whole.
     separable: bool = True
+    # The events the rows read (None: any event can change them, as in sessions).
+    reads: Reads | None = None
 
     @property
     def sql(self) -> str:

@@ -8,7 +8,7 @@ the whole log. Activation times come from the activation compiler, over all time
 from __future__ import annotations
 
 from traction.analytics.compile.params import ACCOUNT, PERSON, RESOLVED_FROM, Params
-from traction.analytics.compile.peractor import PerActor
+from traction.analytics.compile.peractor import PerActor, Reads
 from traction.analytics.domain.kpis import KPIConfig
 from traction.billing.domain.revenue import CHANGE_EVENTS
 
@@ -62,7 +62,8 @@ def changes_query(workspace_id: str) -> PerActor:
         "AND json_extract_string(e.properties, '$.mrr_after') IS NOT NULL)"
     )
     return PerActor((sql,), "facts", "SELECT actor, sub, ts, mrr_before, mrr_after, name, person "
-                    "FROM facts ORDER BY ts, seq", p.values, by="event")  # fmt: skip
+                    "FROM facts ORDER BY ts, seq", p.values, by="event",
+                    reads=Reads(frozenset(CHANGE_EVENTS)))  # fmt: skip
 
 
 def account_events_query(workspace_id: str, names: tuple[str, ...], with_person: bool) -> PerActor:
@@ -75,6 +76,5 @@ def account_events_query(workspace_id: str, names: tuple[str, ...], with_person:
         f"AND {ACCOUNT} IS NOT NULL)"
     )
     cols = "actor, ts, person" if with_person else "actor, ts"
-    return PerActor(
-        (sql,), "facts", f"SELECT {cols} FROM facts ORDER BY ts, seq", p.values, by="event"
-    )
+    return PerActor((sql,), "facts", f"SELECT {cols} FROM facts ORDER BY ts, seq", p.values,
+                    by="event", reads=Reads(frozenset(names)))  # fmt: skip

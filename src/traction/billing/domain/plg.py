@@ -78,15 +78,16 @@ def _share(hits: int, base: int) -> float | None:
     return hits / base if base else None
 
 
-class _Index:
-    """The changes by who made them and by account, and the movements, computed once."""
+class ChangeIndex:
+    """The changes by who made them and by account, and the movements: computed once for
+    every period (and kept while no change is added: most new events are not changes)."""
 
-    def __init__(self, facts: Facts) -> None:
-        self.moves: list[Movement] = movements(facts.changes)
+    def __init__(self, changes: Sequence[Change]) -> None:
+        self.moves: list[Movement] = movements(changes)
         self.purchases: dict[str, list[Change]] = {}  # person -> self-serve changes that raised MRR
         self.first_paid: dict[str, list[Change]] = {}  # person -> ... that made a subscription pay
         self.raises: dict[str, list[datetime]] = {}  # account -> any change that raised MRR
-        for c in facts.changes:
+        for c in changes:
             if c.mrr_after > c.mrr_before:
                 self.raises.setdefault(c.account, []).append(c.at)
                 if c.person is not None:
@@ -102,8 +103,11 @@ class _Index:
                 self.new.setdefault(m.account, []).append(m)
 
 
-def plg_revenue(facts: Facts, start: datetime, end: datetime, w: Windows) -> PLGRevenue:
-    ix = _Index(facts)
+def plg_revenue(
+    facts: Facts, start: datetime, end: datetime, w: Windows, index: ChangeIndex | None = None
+) -> PLGRevenue:
+    """`index`: `ChangeIndex(facts.changes)`, when the caller keeps it."""
+    ix = index or ChangeIndex(facts.changes)
 
     def in_period(t: datetime | None) -> bool:
         return t is not None and start <= t < end
@@ -196,7 +200,9 @@ def customer_churn_rate(moves: Sequence[Movement], end: datetime, days: int) -> 
     return Decimal(churned) / paying * 30 / days
 
 
-def _pql_ltv(facts: Facts, ix: _Index, start: datetime, end: datetime, w: Windows) -> float | None:
+def _pql_ltv(
+    facts: Facts, ix: ChangeIndex, start: datetime, end: datetime, w: Windows
+) -> float | None:
     """Mean LTV of the accounts whose PQL of the period was followed by the account's first
     purchase within the window: MRR at purchase * gross margin / the monthly churn rate."""
     churn = customer_churn_rate(ix.moves, end, w.churn_days)
