@@ -357,3 +357,80 @@ def test_a_query_is_not_patched_for_events_it_does_not_read(sqlite_ctx: Context)
         assert any(r is None for r, _ in patched) and any(r is not None for r, _ in patched)
         if name == "signed_up":
             assert any(r is not None and r.any_of([kind]) for r, _ in patched)
+
+
+def _counting(svc: AnalyticsService) -> list[tuple[str, DateRange]]:
+    """The KPIs `svc` computes from here on (values found in a cache are not computed)."""
+    calls: list[tuple[str, DateRange]] = []
+    original = svc.kpi
+
+    def counting(workspace_id: str, key: str, r: DateRange, config: Any = None) -> float | None:
+        calls.append((key, r))
+        return original(workspace_id, key, r, config)
+
+    svc.kpi = counting  # type: ignore[method-assign]
+    return calls
+
+
+def test_final_values_are_kept_for_the_next_process(sqlite_ctx: Context) -> None:
+    """A new process (a restart, `traction report`) reads the final values an earlier one kept
+    and computes the rest; a late event, a merge or an erasure makes a kept value stale like any
+    other, and values kept by other definitions' code are never read."""
+    from traction.analytics import kept as kept_module
+    from traction.analytics.kept import KeptValues
+
+    ws = sqlite_ctx.workspaces.create_workspace("kept").id
+    base = [to_segment("track", e, i, True, 24 * 30 + 3 * i + k)
+            for i in range(4) for k, e in enumerate(EVENTS)]  # fmt: skip
+    base += [to_segment("track", "dashboard_viewed", 0, True, 24 * 70)]  # April 12
+    base += [to_segment("page", "", 9, False, 30), to_segment("track", "signed_up", 9, True, 31)]
+    base[-1].pop("anonymousId")  # a visitor (a9) who signs up as u9: not linked yet
+    sqlite_ctx.ingest.ingest_sync(ws, base, normalize_segment)
+    kept = KeptValues(sqlite_ctx.state)
+
+    def process() -> tuple[list[dict[str, Any]], list[tuple[str, DateRange]]]:
+        svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces, kept=kept)
+        calls = _counting(svc)
+        rows = svc.scorecard(ws, EARLY_FEB) + svc.scorecard(ws, MARCH)
+        return rows, calls
+
+    def fresh() -> list[dict[str, Any]]:
+        svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
+        return svc.scorecard(ws, EARLY_FEB) + svc.scorecard(ws, MARCH)
+
+    first, calls = process()
+    assert len(calls) == 4 * len(BY_KEY) and first == fresh()
+    latest = datetime(2026, 4, 12)  # Feb 1 + 70 days: every KPI reading no further is final
+    config = sqlite_ctx.analytics.kpi_config(ws)
+    final = {(k, r) for k, r in calls if reads_until(BY_KEY[k], r, config, "UTC") <= latest}
+    assert 0 < len(final) < len(calls)
+    assert len(kept.load(ws)) == len(final)
+
+    again, calls = process()  # nothing new: only what was not final is computed
+    assert again == first and not set(calls) & final
+    assert len(calls) == 4 * len(BY_KEY) - len(final)
+
+    # a merge timestamped after every window (a9 is u9) changes early February's visitors
+    link = to_segment("identify", "", 9, True, 24 * 71)
+    sqlite_ctx.ingest.ingest_sync(ws, [link], normalize_segment)
+    rows, calls = process()
+    assert rows == fresh() and rows != first
+    assert {k for k, r in calls if r == EARLY_FEB} == set(BY_KEY)
+    first = rows
+
+    # a late event on Feb 3: early February's values and those reading that far are stale
+    late = to_segment("track", "signed_up", 7, True, 24 * 2)
+    sqlite_ctx.ingest.ingest_sync(ws, [late], normalize_segment)
+    rows, calls = process()
+    assert rows == fresh() and rows != first
+    assert {k for k, r in calls if r == EARLY_FEB} == set(BY_KEY)
+
+    # other definitions' code: nothing kept is read
+    kept_module.definitions.cache_clear()
+    original = kept_module.definitions
+    try:
+        kept_module.definitions = lambda: "other code"  # type: ignore[assignment]
+        rows, calls = process()
+        assert rows == fresh() and len(calls) == 4 * len(BY_KEY)
+    finally:
+        kept_module.definitions = original

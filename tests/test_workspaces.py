@@ -89,4 +89,4 @@ def test_migrations_are_idempotent(ctx: Context) -> None:
     assert (
         current == ScriptDirectory.from_config(alembic_config(ctx.state.engine)).get_current_head()
     )
-    assert current == "0017"
+    assert current == "0018"

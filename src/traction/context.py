@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from traction.analytics.domain.specs import SPEC_KINDS
+from traction.analytics.kept import KeptValues
 from traction.analytics.saved import SavedInsights
 from traction.analytics.service import AnalyticsService
 from traction.audit.service import AuditLog
@@ -97,6 +98,7 @@ class Context:
             max_concurrent_per_workspace=settings.resolved_query_concurrency[1],
             lent=settings.lent_query_slots,
             ingest_idle=writer.idle,
+            kept=KeptValues(state),
         )
         experiments = ExperimentService(state, analytics, flags)
         segments = SegmentService(state, events, _emitter(writer), analytics._slot)

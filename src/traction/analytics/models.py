@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from traction.store.state import Base, UTCDateTime, new_id, utcnow
@@ -58,3 +58,22 @@ class AnalyticsSettings(Base):
     )
     kpi_config: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class KeptKPIValue(Base):
+    """A KPI's value over a closed period, kept for the next process (`analytics.kept`)."""
+
+    __tablename__ = "analytics_kpi_values"
+
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    # sha256 of what the value is of: the definitions' code, the KPI, the range, the
+    # workspace's KPI configuration and time zone
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    seq: Mapped[int] = mapped_column(BigInteger)  # the log's head when computed
+    merges: Mapped[int] = mapped_column(Integer)
+    deletions: Mapped[int] = mapped_column(Integer)
+    reads_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

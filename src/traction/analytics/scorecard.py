@@ -8,11 +8,14 @@ point when it was computed (before that, a later event can still close an open w
 Everything else is *stale* when new data arrives: the dashboard shows the stale value marked
 "updating" and refreshes it in the background, while the API and CLI wait for the exact value.
 
-The cache lives in this process: another replica computes its own, which is only slower.
+The cache lives in this process; its final values are also kept in the StateStore
+(`analytics.kept`), so the next process (a restart, `traction report`) computes only what is
+not final. Another replica computes its own, which is only slower.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -20,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from traction.analytics.domain.kpis import (
     BY_KEY,
@@ -47,12 +50,24 @@ class Entry:
 
 Key = tuple[str, str, DateRange, KPIConfig, str]  # workspace, KPI, range, config, zone
 
+log = logging.getLogger(__name__)
+
+
+class Keeps(Protocol):
+    """Where final values outlive the process (`analytics.kept.KeptValues`)."""
+
+    def key(self, key: Key) -> str: ...
+    def load(self, workspace_id: str) -> dict[str, Entry]: ...
+    def save(self, workspace_id: str, entries: dict[str, Entry]) -> None: ...
+
 
 class Scorecard:
     MAX_ENTRIES = 4096
 
-    def __init__(self, analytics: AnalyticsService) -> None:
+    def __init__(self, analytics: AnalyticsService, kept: Keeps | None = None) -> None:
         self.analytics = analytics
+        self._kept = kept
+        self._stored: dict[str, dict[str, Entry]] = {}  # per workspace, read once
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._lock = threading.Lock()
         self._refreshing: set[Key] = set()
@@ -108,6 +123,7 @@ class Scorecard:
         """Split the keys not known to be exact into stale (a value to show meanwhile) and
         missing; move the exact ones forward to the log's head."""
         seq, changes = self.analytics.data_version(workspace_id)
+        self._restore(workspace_id, keys)
         with self._lock:
             entries = {k: self._entries.get(k) for k in keys}
         behind = [e.seq for e in entries.values() if e is not None and e.seq != seq]
@@ -130,6 +146,24 @@ class Scorecard:
                     self._entries[key] = Entry(e.value, seq, changes, e.reads_until, e.final)
                     self._entries.move_to_end(key)
         return stale, missing
+
+    def _restore(self, workspace_id: str, keys: list[Key]) -> None:
+        """The final values an earlier process kept, for the keys not known here; checked
+        like any other entry before they are used."""
+        if self._kept is None:
+            return
+        with self._lock:
+            absent = [k for k in keys if k not in self._entries]
+        if not absent:
+            return
+        stored = self._stored.get(workspace_id)
+        if stored is None:
+            stored = self._stored[workspace_id] = self._kept.load(workspace_id)
+        with self._lock:
+            for key in absent:
+                e = stored.get(self._kept.key(key))
+                if e is not None and key not in self._entries:
+                    self._entries[key] = e
 
     def _earliest_after(self, workspace_id: str, seq: int) -> datetime | None:
         """The earliest timestamp among this workspace's events stored after `seq`."""
@@ -155,14 +189,27 @@ class Scorecard:
                     for key in keys
                 }
                 values = {key: f.result() for key, f in futures.items()}
+        computed = {}
+        for key, value in values.items():
+            until = reads_until(BY_KEY[key[1]], key[2], key[3], key[4])
+            final = latest is not None and latest >= until
+            computed[key] = Entry(value, seq, changes, until, final)
         with self._lock:
-            for key, value in values.items():
-                until = reads_until(BY_KEY[key[1]], key[2], key[3], key[4])
-                final = latest is not None and latest >= until
-                self._entries[key] = Entry(value, seq, changes, until, final)
+            for key, entry in computed.items():
+                self._entries[key] = entry
                 self._entries.move_to_end(key)
             while len(self._entries) > self.MAX_ENTRIES:
                 self._entries.popitem(last=False)
+        self._keep(ws, {k: e for k, e in computed.items() if e.final})
+
+    def _keep(self, workspace_id: str, entries: dict[Key, Entry]) -> None:
+        """Final values outlive the process; one not kept is only computed again."""
+        if self._kept is None or not entries:
+            return
+        try:
+            self._kept.save(workspace_id, {self._kept.key(k): e for k, e in entries.items()})
+        except Exception:  # the StateStore busy or gone: the values are still right here
+            log.warning("scorecard values not kept", exc_info=True)
 
     def _refresh_later(self, keys: list[Key]) -> None:
         with self._lock:

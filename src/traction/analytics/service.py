@@ -78,7 +78,7 @@ from traction.analytics.domain.specs import (
     day_bounds,
 )
 from traction.analytics.incremental import ActorRows
-from traction.analytics.scorecard import Scorecard
+from traction.analytics.scorecard import Keeps, Scorecard
 from traction.billing.domain import plg
 from traction.billing.domain.revenue import Change
 from traction.store.events import DuckDBEventStore
@@ -127,8 +127,10 @@ class AnalyticsService:
         max_concurrent_per_workspace: int = 2,
         lent: int = 0,
         ingest_idle: Callable[[], bool] = lambda: False,
+        kept: Keeps | None = None,
     ) -> None:
-        """`lent`: slots beyond `max_concurrent` a query may take while `ingest_idle()`."""
+        """`lent`: slots beyond `max_concurrent` a query may take while `ingest_idle()`;
+        `kept`: where the scorecard's final values outlive the process."""
         self.events = events
         self.workspaces = workspaces
         # where a workspace's KPI configuration comes from (the stored one, in the server)
@@ -150,7 +152,7 @@ class AnalyticsService:
         self._ingest_idle = ingest_idle
         self._per_workspace = max_concurrent_per_workspace
         self._ws_slots: dict[str, threading.BoundedSemaphore] = {}
-        self._scorecard = Scorecard(self)
+        self._scorecard = Scorecard(self, kept)
         self._actor_rows = ActorRows(self._arrow)
 
     def data_version(self, workspace_id: str) -> tuple[int, tuple[int, int]]:
