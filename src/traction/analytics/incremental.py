@@ -4,8 +4,8 @@ A query split by `PerActor` has rows that each depend on one actor's events only
 event only: then new events just add rows). Those rows
 are kept (per workspace and query, with the data version they were read at). When events
 arrive, only the actors they belong to can have different rows: their events (all of them,
-from the whole log) are read once for every kept query, each query runs again over just
-those events, and the new rows replace the actors' old ones. The aggregate then runs over
+from the whole log) are read once for every kept query (and kept: an actor's next event
+reads only what they sent since), each query runs again over just those events, and the new rows replace the actors' old ones. The aggregate then runs over
 the patched rows, which is cheap (one row per actor, not one per event).
 
 A query that reads only some events (`PerActor.reads`: a funnel of sign-ups) is not even
@@ -64,14 +64,19 @@ class ActorRows:
     MAX_ROWS = 2_000_000  # larger per-actor tables are not kept
     MAX_AFFECTED = 5_000  # more new actors than this: compute whole
     MAX_DERIVED = 1024
+    MAX_EVENTS_KEPT = 200_000  # the events of the actors last patched, to read only their new ones
 
     def __init__(self, run: Run) -> None:
         self._run = run
         self._kept: OrderedDict[tuple[str, str, str], Kept] = OrderedDict()
         # what the events stored in a window hold, read once for every query patched over it
-        self._found: OrderedDict[tuple[str, int, int, str], Any] = OrderedDict()
+        self._found: OrderedDict[Hashable, Any] = OrderedDict()
         self._derived: OrderedDict[Hashable, tuple[tuple[object, ...], Any]] = OrderedDict()
-        self._finding: dict[tuple[str, int, int, str], Future[Any]] = {}
+        self._finding: dict[Hashable, Future[Any]] = {}
+        # (workspace, by, actors) -> (the head they were read at, merges and deletions, events)
+        self._events_of: OrderedDict[
+            tuple[str, str, tuple[str, ...]], tuple[int, tuple[int, int], pa.Table]
+        ] = OrderedDict()
         self._lock = threading.Lock()
 
     def rows(self, workspace_id: str, q: PerActor, version: Version) -> pa.Table:
@@ -103,7 +108,7 @@ class ActorRows:
         since, head = kept.version[0], version[0]
         if self._unread(workspace_id, q, kept.version, version):
             return kept.table  # none of the new events is one these rows read
-        affected = self.affected(workspace_id, since, head, q.by)
+        affected = self.affected(workspace_id, since, head, q.by, version[1])
         if affected is None:
             return None
         if len(affected.actors) == 0:
@@ -151,11 +156,14 @@ class ActorRows:
                 self._derived.popitem(last=False)
         return value
 
-    def affected(self, workspace_id: str, since: int, head: int, by: str) -> Affected | None:
-        """Who the events stored in (since, head] belong to, with all their events; None
-        when too many to patch."""
+    def affected(
+        self, workspace_id: str, since: int, head: int, by: str, changes: tuple[int, int]
+    ) -> Affected | None:
+        """Who the events stored in (since, head] belong to, with all their events up to
+        `head`; None when too many to patch. `changes`: the workspace's merges and deletions."""
         return self._once(  # type: ignore[no-any-return]
-            (workspace_id, since, head, by), lambda: self._find(workspace_id, since, head, by)
+            (workspace_id, since, head, by, changes),
+            lambda: self._find(workspace_id, since, head, by, changes),
         )
 
     def new_kinds(self, workspace_id: str, since: int, head: int) -> set[tuple[str, str]]:
@@ -173,7 +181,7 @@ class ActorRows:
 
         return self._once((workspace_id, since, head, "kinds"), read)  # type: ignore[no-any-return]
 
-    def _once(self, key: tuple[str, int, int, str], read: Callable[[], Any]) -> Any:
+    def _once(self, key: Hashable, read: Callable[[], Any]) -> Any:
         """What `read` finds about one window of new events, read once for every query
         patched over it. The scorecard patches its queries on several threads at once: the
         first to ask reads, the others wait for its answer (four reads of the same events
@@ -201,7 +209,9 @@ class ActorRows:
         mine.set_result(found)
         return found
 
-    def _find(self, workspace_id: str, since: int, head: int, by: str) -> Affected | None:
+    def _find(
+        self, workspace_id: str, since: int, head: int, by: str, changes: tuple[int, int]
+    ) -> Affected | None:
         window = {"ws": workspace_id, "since": since, "head": head}
         new = "e.workspace_id = $ws AND e.seq > $since AND e.seq <= $head"
         if by == "event":
@@ -218,25 +228,47 @@ class ActorRows:
         actors = who["actor"].drop_null().combine_chunks()
         if len(actors) > self.MAX_AFFECTED:
             return None
-        ids: dict[str, Any] = {"ws": workspace_id, "ids": actors.to_pylist()}
-        if not ids["ids"]:
+        if len(actors) == 0:
             return Affected(actors, pa.table({}), pa.table({}))
+        events = self._events(workspace_id, by, actors.to_pylist(), head, changes)
+        return self._with_overrides(workspace_id, actors, events)
+
+    def _events(
+        self, workspace_id: str, by: str, actors: list[str], head: int, changes: tuple[int, int]
+    ) -> pa.Table:
+        """Every event of `actors` stored up to `head`. The last ones read are kept: an actor
+        who sends event after event (the usual live case) then costs a read of their new
+        events, not of their whole history, while nobody was merged or erased meanwhile."""
         if by == "person":  # their older events carry the ids merged into them
-            events = self._run(
-                "SELECT * FROM events WHERE workspace_id = $ws AND person_id IN ("
+            sql = (
+                "SELECT * FROM events WHERE workspace_id = $ws AND seq <= $head AND person_id IN ("
                 "SELECT unnest($ids::VARCHAR[]) UNION ALL SELECT old_person_id FROM person_overrides "
-                "WHERE workspace_id = $ws AND person_id IN (SELECT unnest($ids::VARCHAR[])))",
-                ids,
-                {},
+                "WHERE workspace_id = $ws AND person_id IN (SELECT unnest($ids::VARCHAR[])))"
             )
         else:
-            events = self._run(
-                "SELECT * FROM events WHERE workspace_id = $ws "
-                "AND account_id IN (SELECT unnest($ids::VARCHAR[]))",
-                ids,
-                {},
+            sql = (
+                "SELECT * FROM events WHERE workspace_id = $ws AND seq <= $head "
+                "AND account_id IN (SELECT unnest($ids::VARCHAR[]))"
             )
-        return self._with_overrides(workspace_id, actors, events)
+        params: dict[str, object] = {"ws": workspace_id, "ids": actors, "head": head}
+        key = (workspace_id, by, tuple(sorted(actors)))
+        with self._lock:
+            hit = self._events_of.get(key)
+        if hit is not None and hit[1] == changes and hit[0] <= head:
+            newer = self._run(sql + " AND seq > $after", {**params, "after": hit[0]}, {})
+            events = pa.concat_tables([hit[2], newer]) if newer.num_rows else hit[2]
+            if events.num_rows and events["seq"].num_chunks > 16:
+                events = events.combine_chunks()
+        else:
+            events = self._run(sql, params, {})
+        with self._lock:
+            self._events_of[key] = (head, changes, events)
+            self._events_of.move_to_end(key)
+            while len(self._events_of) > 1 and (
+                sum(t.num_rows for _, _, t in self._events_of.values()) > self.MAX_EVENTS_KEPT
+            ):
+                self._events_of.popitem(last=False)
+        return events
 
     def _with_overrides(self, workspace_id: str, actors: pa.Array, events: pa.Table) -> Affected:
         """The merges that name the events' person ids: all the recomputed queries resolve."""
