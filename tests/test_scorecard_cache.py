@@ -475,3 +475,24 @@ def test_an_actor_sending_event_after_event_is_read_from_their_new_events(
         for (_, by, actors), (head, changes, events) in rows._events_of.items():
             whole = ActorRows(svc._arrow)._events(ws, by, list(actors), head, changes)
             assert sorted(events["seq"].to_pylist()) == sorted(whole["seq"].to_pylist())
+
+
+def test_kpis_are_computed_longest_first_and_those_sharing_a_result_last() -> None:
+    from traction.analytics.domain.kpis import CATALOG, KPIConfig
+    from traction.analytics.scorecard import _in_order
+
+    c = KPIConfig()
+    keys = [("ws", k.key, r, c, "UTC") for k in CATALOG for r in (MARCH, EARLY_FEB)]
+    order = _in_order(keys)
+    assert sorted(order, key=keys.index) == keys  # the same keys
+    insights = [BY_KEY[k[1]].insight for k in order]
+    assert insights[:2] == ["sessions", "sessions"]  # the longest queries start at once
+    seen: set[tuple[str, DateRange]] = set()
+    shared_at = []
+    for i, k in enumerate(order):
+        if (BY_KEY[k[1]].insight, k[2]) in seen:
+            shared_at.append(i)
+        seen.add((BY_KEY[k[1]].insight, k[2]))
+    # every KPI reading a result another computes comes after every KPI that computes one
+    assert shared_at == list(range(len(order) - len(shared_at), len(order)))
+    assert insights.count("plg_revenue") > 2

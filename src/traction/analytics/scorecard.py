@@ -51,6 +51,8 @@ class Entry:
 Key = tuple[str, str, DateRange, KPIConfig, str]  # workspace, KPI, range, config, zone
 
 log = logging.getLogger(__name__)
+# the insights whose computation is longest (the PLG facts: five queries, then Python)
+_LONGEST = {"sessions": 0, "activation_retention": 1, "plg_revenue": 2}
 
 
 class Keeps(Protocol):
@@ -179,6 +181,7 @@ class Scorecard:
         a = self.analytics
         ws = keys[0][0]
         # the version is read first (events stored meanwhile count as new), and once
+        keys = _in_order(keys)
         with a.at_one_moment(ws) as (seq, changes):
             latest = a._latest_event(ws)
             # DuckDB releases the GIL while it runs a query: the KPIs run side by side, each
@@ -229,6 +232,22 @@ class Scorecard:
 
     def close(self) -> None:
         self._background.shutdown(wait=False, cancel_futures=True)
+
+
+def _in_order(keys: list[Key]) -> list[Key]:
+    """The order to compute KPIs in, so the query slots stay busy to the end: the longest
+    first, then the rest; last the KPIs that read a result another KPI computes (ten PLG
+    KPIs read one), which would otherwise hold threads waiting for it."""
+    first: set[tuple[str, DateRange]] = set()
+
+    def rank(key: Key) -> tuple[int, int]:
+        insight = BY_KEY[key[1]].insight
+        shared = (insight, key[2]) in first
+        first.add((insight, key[2]))
+        return (1 if shared else 0, _LONGEST.get(insight, len(_LONGEST)))
+
+    ranks = [rank(k) for k in keys]
+    return [k for _, k in sorted(zip(ranks, keys, strict=True), key=lambda p: p[0])]
 
 
 def reads_until(k: KPI, r: DateRange, config: KPIConfig, tz: str) -> datetime:
