@@ -475,6 +475,11 @@ def test_an_actor_sending_event_after_event_is_read_from_their_new_events(
         for (_, by, actors), (head, changes, events) in rows._events_of.items():
             whole = ActorRows(svc._arrow)._events(ws, by, list(actors), head, changes)
             assert sorted(events["seq"].to_pylist()) == sorted(whole["seq"].to_pylist())
+    # an erasure: the events kept in memory go at the next computation, whatever it reads
+    assert rows._events_of
+    sqlite_ctx.privacy.delete_person(ws, "u2")
+    svc.kpi(ws, "stickiness", EARLY_FEB)
+    assert not rows._events_of
 
 
 def test_kpis_are_computed_longest_first_and_those_sharing_a_result_last() -> None:

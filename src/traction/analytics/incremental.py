@@ -86,6 +86,13 @@ class ActorRows:
         key = (workspace_id, sql, repr(sorted(params.items())))
         with self._lock:
             kept = self._kept.get(key)
+            # events kept from before a merge or an erasure are of no use, and an erased
+            # person's are not kept a moment longer than this
+            stale = [
+                k for k, v in self._events_of.items() if k[0] == workspace_id and v[1] != version[1]
+            ]
+            for k in stale:
+                del self._events_of[k]
         table = None
         if kept is not None and q.separable and _patchable(q, kept.version, version):
             if kept.version == version:
