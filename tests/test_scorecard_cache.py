@@ -86,14 +86,7 @@ def test_closed_periods_are_not_recomputed_when_new_events_arrive(sqlite_ctx: Co
     base += [to_segment("track", "dashboard_viewed", 0, True, 24 * 200)]  # past every window
     sqlite_ctx.ingest.ingest_sync(ws, base, normalize_segment)
     svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
-    calls: list[tuple[str, DateRange]] = []
-    original = svc.kpi
-
-    def counting(workspace_id: str, key: str, r: DateRange, config: Any = None) -> float | None:
-        calls.append((key, r))
-        return original(workspace_id, key, r, config)
-
-    svc.kpi = counting  # type: ignore[method-assign]
+    calls = _counting(svc)
     svc.scorecard(ws, MARCH)
     assert len(calls) == 2 * len(BY_KEY)  # every KPI, two periods
     calls.clear()
