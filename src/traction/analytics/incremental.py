@@ -5,8 +5,9 @@ event only: then new events just add rows). Those rows
 are kept (per workspace and query, with the data version they were read at). When events
 arrive, only the actors they belong to can have different rows: their events (all of them,
 from the whole log) are read once for every kept query (and kept: an actor's next event
-reads only what they sent since), each query runs again over just those events, and the new rows replace the actors' old ones. The aggregate then runs over
-the patched rows, which is cheap (one row per actor, not one per event).
+reads only what they sent since), each query runs again over just those events, and the new
+rows replace the actors' old ones. The aggregate then runs over the patched rows, which is
+cheap (one row per actor, not one per event).
 
 A query that reads only some events (`PerActor.reads`: a funnel of sign-ups) is not even
 patched when none of the new events is one of them, unless people were merged meanwhile.
@@ -261,7 +262,9 @@ class ActorRows:
         key = (workspace_id, by, tuple(sorted(actors)))
         with self._lock:
             hit = self._events_of.get(key)
-        if hit is not None and hit[1] == changes and hit[0] <= head:
+        if hit is not None and hit[1] == changes and hit[0] == head:
+            events = hit[2]  # read for another query patched to the same head
+        elif hit is not None and hit[1] == changes and hit[0] < head:
             newer = self._run(sql + " AND seq > $after", {**params, "after": hit[0]}, {})
             events = pa.concat_tables([hit[2], newer]) if newer.num_rows else hit[2]
             if events.num_rows and events["seq"].num_chunks > 16:
