@@ -63,6 +63,14 @@ def to_segment(
     return m
 
 
+def _warmed(ctx: Context, ws: str, msgs: list[dict[str, Any]]) -> AnalyticsService:
+    """A service that has kept March's scorecard of `msgs` (its per-actor rows included)."""
+    ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
+    svc = AnalyticsService(ctx.events, ctx.workspaces)
+    svc.scorecard(ws, MARCH)
+    return svc
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -175,9 +183,7 @@ def test_new_events_patch_only_their_actors_rows(sqlite_ctx: Context) -> None:
     laptop = to_segment("track", "dashboard_viewed", 9, True, 24 * 20)
     msgs += [laptop | {"anonymousId": "laptop-9"}]
     msgs += [to_segment("track", e, 9, False, 24 * 29 + k) for k, e in enumerate(EVENTS[:4])]
-    sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
-    svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
-    svc.scorecard(ws, MARCH)
+    svc = _warmed(sqlite_ctx, ws, msgs)
     rows = svc._actor_rows
     patched: list[int] = []
     original = rows._patch
@@ -264,9 +270,7 @@ def test_concurrent_patches_read_the_new_events_actors_once(sqlite_ctx: Context)
     ws = sqlite_ctx.workspaces.create_workspace("single-read").id
     msgs = [to_segment("track", e, who, True, 24 * 28 + 5 * who + k)
             for who in range(4) for k, e in enumerate(EVENTS)]  # fmt: skip
-    sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
-    svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
-    svc.scorecard(ws, MARCH)
+    svc = _warmed(sqlite_ctx, ws, msgs)
     rows = svc._actor_rows
     finds: list[tuple[Any, ...]] = []
     original = rows._find
@@ -315,9 +319,7 @@ def test_a_query_is_not_patched_for_events_it_does_not_read(sqlite_ctx: Context)
     # u9 on one device; on another, still anonymous (a9), signs up and activates
     msgs += [to_segment("track", "dashboard_viewed", 9, True, 24 * 20) | {"anonymousId": "l9"}]
     msgs += [to_segment("track", e, 9, False, 24 * 29 + k) for k, e in enumerate(EVENTS[:4])]
-    sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
-    svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
-    svc.scorecard(ws, MARCH)
+    svc = _warmed(sqlite_ctx, ws, msgs)
     rows = svc._actor_rows
     patched: list[tuple[Any, bool]] = []  # (what the query reads, whether it was recomputed)
     asked = threading.local()
@@ -440,9 +442,7 @@ def test_an_actor_sending_event_after_event_is_read_from_their_new_events(
             for who in range(4) for k, e in enumerate(EVENTS)]  # fmt: skip
     # u2 signed up first on another device (l2), not linked yet: a separate person
     msgs += [to_segment("track", "signed_up", 2, False, 24 * 20) | {"anonymousId": "l2"}]
-    sqlite_ctx.ingest.ingest_sync(ws, msgs, normalize_segment)
-    svc = AnalyticsService(sqlite_ctx.events, sqlite_ctx.workspaces)
-    svc.scorecard(ws, MARCH)
+    svc = _warmed(sqlite_ctx, ws, msgs)
     rows = svc._actor_rows
     reads: list[str] = []
     original = rows._run
