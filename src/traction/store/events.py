@@ -347,50 +347,45 @@ class DuckDBEventStore:
         self, table: pa.Table, merges: Sequence[Merge], traits: Sequence[Traits], verb: str
     ) -> int:
         con = self._con
-        con.register("_incoming", table)  # outside the transaction: an aborted one refuses it
+        # DuckDB finds `_incoming` (and `_traits`) in this frame by name (a replacement scan):
+        # registering and unregistering the table were two more calls a group, a fifth of a
+        # 200-event group's append on their own, and each gives up and waits for the GIL.
+        _incoming = table
+        if verb == "INSERT" and table.num_rows and not merges and not traits:
+            # The common group: one statement, its own transaction, in one call. (Each call
+            # gives up the GIL and then waits for the request threads to hand it back: under
+            # load that was a third of the append.) A plain INSERT stores every row or fails
+            # on a duplicate, and then the caller retries ignoring them.
+            con.execute(_insert(verb))
+            return table.num_rows
+        con.execute("BEGIN TRANSACTION")
         try:
-            if verb == "INSERT" and table.num_rows and not merges and not traits:
-                # The common group: one statement, its own transaction, in one call. (Each
-                # call gives up the GIL and then waits for the request threads to hand it
-                # back: under load that was a third of the append.) A plain INSERT stores
-                # every row or fails on a duplicate, and then the caller retries ignoring them.
-                con.execute(_insert(verb))
-                return table.num_rows
-            con.execute("BEGIN TRANSACTION")
-            try:
-                for m in merges:
-                    con.execute(
-                        "UPDATE person_overrides SET person_id = ? WHERE workspace_id = ? AND person_id = ?",
-                        [m.person_id, m.workspace_id, m.old_person_id],
-                    )
-                    con.execute(
-                        "INSERT OR REPLACE INTO person_overrides VALUES (?, ?, ?)",
-                        [m.workspace_id, m.old_person_id, m.person_id],
-                    )
-                for kind in ("person", "account"):
-                    # one vectorised statement (executemany ran one statement a row: 1.5 ms
-                    # each, a third of a simulated day's commit); the last traits of a key win
-                    latest = {(t.workspace_id, t.key): t.traits for t in traits if t.kind == kind}
-                    if latest:
-                        con.register("_traits", pa.table({
-                            "workspace_id": [w for w, _ in latest], "key": [k for _, k in latest],
-                            "traits": [orjson.dumps(v).decode() for v in latest.values()]}))  # fmt: skip
-                        try:
-                            con.execute(
-                                f"INSERT OR REPLACE INTO {kind}_traits SELECT * FROM _traits"
-                            )
-                        finally:
-                            con.unregister("_traits")
-                inserted = 0
-                if table.num_rows:
-                    res = con.execute(_insert(verb)).fetchone()
-                    inserted = int(res[0]) if res else 0
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        finally:
-            con.unregister("_incoming")
+            for m in merges:
+                con.execute(
+                    "UPDATE person_overrides SET person_id = ? WHERE workspace_id = ? AND person_id = ?",
+                    [m.person_id, m.workspace_id, m.old_person_id],
+                )
+                con.execute(
+                    "INSERT OR REPLACE INTO person_overrides VALUES (?, ?, ?)",
+                    [m.workspace_id, m.old_person_id, m.person_id],
+                )
+            for kind in ("person", "account"):
+                # one vectorised statement (executemany ran one statement a row: 1.5 ms
+                # each, a third of a simulated day's commit); the last traits of a key win
+                latest = {(t.workspace_id, t.key): t.traits for t in traits if t.kind == kind}
+                if latest:
+                    _traits = pa.table({
+                        "workspace_id": [w for w, _ in latest], "key": [k for _, k in latest],
+                        "traits": [orjson.dumps(v).decode() for v in latest.values()]})  # fmt: skip
+                    con.execute(f"INSERT OR REPLACE INTO {kind}_traits SELECT * FROM _traits")
+            inserted = 0
+            if table.num_rows:
+                res = con.execute(_insert(verb)).fetchone()
+                inserted = int(res[0]) if res else 0
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
         return inserted
 
     def traits_mirrored(self) -> bool:
