@@ -79,11 +79,16 @@ class IngestService:
         do_not_track: bool = False,
     ) -> IngestResult:
         """`do_not_track`: the request came with `DNT: 1` or `Sec-GPC: 1`."""
-        items, result = self.validate(
-            workspace_id, messages, normalize, now_utc(), body_bytes, do_not_track
-        )
-        if items:
-            await asyncio.wrap_future(self.writer.submit(items))
+        self.writer.arriving += 1
+        try:
+            items, result = self.validate(
+                workspace_id, messages, normalize, now_utc(), body_bytes, do_not_track
+            )
+            done = self.writer.submit(items) if items else None
+        finally:
+            self.writer.arriving -= 1
+        if done is not None:
+            await asyncio.wrap_future(done)
         return result
 
     async def ingest_segment_batch(
