@@ -224,3 +224,48 @@ def test_a_reactor_reads_only_the_events_it_acts_on_and_still_reaches_the_head(
     shared.name, other.name = "test.picky2", "test.all"
     ReactorRunner(ctx.state, ctx.events, [shared, other], ctx.metrics, batch_size=5).run_once()
     assert shared.seen == other.seen == [m["messageId"] for m in msgs]
+
+
+def test_seen_times_keep_their_microseconds_in_any_delivery_order(ctx: Context) -> None:
+    """Spans go to the database as JSON text (microseconds only when there are any) and are
+    compared there: whole seconds and microseconds must order as the datetimes do."""
+    from itertools import permutations
+
+    from traction.identity.reactors import SeenReactor
+
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws, ["first"], "2026-01-01T10:00:00.500000Z")
+    person = ctx.persons.by_distinct_id(ws, "u")
+    assert person is not None
+    times = [
+        datetime(2026, 1, 1, 10, 0, 0),
+        datetime(2026, 1, 1, 10, 0, 0, 1),
+        datetime(2026, 1, 1, 9, 59, 59, 999999),
+        datetime(2026, 1, 1, 10, 0, 1),
+        datetime(2026, 1, 1, 10, 0, 0, 999999),
+    ]
+    reactor = SeenReactor(ctx.state)
+    for order in list(permutations(times))[::17]:
+        for ts in order:  # one delivery each: every comparison is against stored text
+            reactor.handle([{"person_id": person.id, "timestamp": ts}])
+    seen = ctx.persons.by_distinct_id(ws, "u")
+    assert seen is not None
+    assert seen.first_seen_at == datetime(2026, 1, 1, 9, 59, 59, 999999)
+    assert seen.last_seen_at == datetime(2026, 1, 1, 10, 0, 1)
+    # and from whole seconds upwards: the .000000 a whole second is stored with matters
+    send(ctx, ws, ["second"], "2026-01-02T08:00:00Z")
+    other = ctx.persons.by_distinct_id(ws, "u")
+    assert other is not None
+    reactor.handle([{"person_id": other.id, "timestamp": datetime(2026, 1, 1, 9, 59, 59)}])
+    reactor.handle([{"person_id": other.id, "timestamp": datetime(2026, 1, 1, 9, 59, 59, 1)}])
+    final = ctx.persons.by_distinct_id(ws, "u")
+    assert final is not None and final.first_seen_at == datetime(2026, 1, 1, 9, 59, 59)
+    if ctx.state.engine.dialect.name == "sqlite":  # stored in SQLAlchemy's own text format
+        from sqlalchemy import text
+
+        with ctx.state.engine.connect() as c:
+            raw = c.execute(
+                text("SELECT first_seen_at, last_seen_at FROM persons WHERE id = :id"),
+                {"id": final.id},
+            ).one()
+        assert tuple(raw) == ("2026-01-01 09:59:59.000000", "2026-01-01 10:00:01.000000")

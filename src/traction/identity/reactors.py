@@ -13,9 +13,20 @@ Span = tuple[datetime, datetime]
 
 # A batch's spans go to the database as one JSON parameter and come back out as rows in
 # SQL: one statement for thousands of persons, with no per-value work in Python (an
-# executemany through SQLAlchemy was a third of the reactors' time under load).
+# executemany through SQLAlchemy was a third of the reactors' time under load). orjson
+# writes the datetimes itself ("2026-12-01T10:00:00", with ".ffffff" only when there are
+# microseconds); SQLite compares SQLAlchemy's text format ("2026-12-01 10:00:00.000000"), so
+# its SQL rewrites them to that. (Formatting them in Python was 2.2 µs a value, 24 ms for a
+# 5,000-person batch, against 2 ms now.)
+
+
+def _sqlite_text(field: int) -> str:
+    iso = f"replace(value ->> {field}, 'T', ' ')"
+    return f"CASE WHEN length({iso}) = 19 THEN {iso} || '.000000' ELSE {iso} END"
+
+
 _ROWS = {
-    "sqlite": "SELECT value ->> 0 AS pid, value ->> 1 AS lo, value ->> 2 AS hi "
+    "sqlite": f"SELECT value ->> 0 AS pid, {_sqlite_text(1)} AS lo, {_sqlite_text(2)} AS hi "
     "FROM json_each(:spans)",
     "postgresql": "SELECT e ->> 0 AS pid, CAST(e ->> 1 AS timestamp) AS lo, "
     "CAST(e ->> 2 AS timestamp) AS hi FROM jsonb_array_elements(CAST(:spans AS jsonb)) AS e",
@@ -26,15 +37,10 @@ _IDS = {
 }
 
 
-def _text(value: datetime) -> str:
-    """SQLAlchemy's own SQLite DateTime format (compared as text there); PostgreSQL casts it."""
-    return value.isoformat(" ", "microseconds")
-
-
 def _widen(conn: Connection, spans: dict[str, Span]) -> None:
     """Lowers first_seen_at and raises last_seen_at of these persons to cover their spans."""
     rows = _ROWS[conn.dialect.name]
-    spans_json = orjson.dumps([[pid, _text(lo), _text(hi)] for pid, (lo, hi) in spans.items()])
+    spans_json = orjson.dumps([(pid, lo, hi) for pid, (lo, hi) in spans.items()])
     conn.execute(
         text(
             "UPDATE persons SET "
