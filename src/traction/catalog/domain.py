@@ -198,7 +198,7 @@ def tally(
         if name is not None and fresh(seq, applied_events.get((ws, name), 0)):
             out.events.setdefault((ws, name), EventTally()).add(ev["timestamp"], seq)
         for (source, event, _), props in property_sources(ev):
-            if not isinstance(props, Mapping):
+            if not isinstance(props, dict):  # (parsed JSON; `Mapping` was an ABC check an event)
                 continue
             scope = (ws, source, event)
             seen = by_scope.get(scope)
