@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Update, case, insert, select, update
 from sqlalchemy.orm import Session, aliased
@@ -126,6 +126,8 @@ class IdentityResolver:
     def resolve(self, session: Session, items: Sequence[tuple[str, CanonicalEvent]]) -> Resolution:
         now = time.monotonic()
         cached = [self._cached(ws, ev) for ws, ev in items]
+        if None not in cached:  # a steady load's group: every person known, nothing changes
+            return self._resolve_known(session, items, cast(list[str], cached), now)
         states: dict[str, _WorkspaceState] = {}
         needed: dict[str, set[str]] = {ws: set() for ws, _ in items}
         for (ws, ev), hit in zip(items, cached, strict=True):
@@ -180,22 +182,9 @@ class IdentityResolver:
             person_ids.append(pid)
             account_ids.append(account)
 
-        prior: dict[tuple[str, str], str | None] = {}
-        lookup: dict[str, set[str]] = {}
-        for i in pending:
-            ws, pid = items[i][0], person_ids[i]
-            known, key = self._cached_account(ws, pid, now)
-            if known:
-                prior[(ws, pid)] = key
-            else:
-                lookup.setdefault(ws, set()).add(pid)
-        learned_accounts: dict[tuple[str, str], str | None] = {}
-        for ws, pids in lookup.items():
-            latest = self._latest_memberships(session, ws, sorted(pids))
-            for member in pids:
-                prior[(ws, member)] = learned_accounts[(ws, member)] = latest.get(member)
-        for i in pending:
-            account_ids[i] = prior.get((items[i][0], person_ids[i]))
+        learned_accounts = self._fill_accounts(
+            session, items, person_ids, account_ids, pending, now
+        )
         for i, (ws, ev) in enumerate(items):
             person_ids[i] = states[ws].idmap.get(ev.distinct_id, person_ids[i])
 
@@ -215,6 +204,51 @@ class IdentityResolver:
         return Resolution(
             person_ids, account_ids, merges, refused, learned_persons, learned_accounts, traits
         )
+
+    def _resolve_known(
+        self,
+        session: Session,
+        items: Sequence[tuple[str, CanonicalEvent]],
+        person_ids: list[str],
+        now: float,
+    ) -> Resolution:
+        """Every event's person came from the cache and no event changes anyone: what the
+        general path computes for such a group (no state loaded, nothing to write), in one
+        pass instead of six."""
+        account_ids: list[str | None] = [ev.account_hint or None for _, ev in items]
+        pending = [i for i, account in enumerate(account_ids) if account is None]
+        learned = self._fill_accounts(session, items, person_ids, account_ids, pending, now)
+        return Resolution(person_ids, account_ids, [], 0, {}, learned, [])
+
+    def _fill_accounts(
+        self,
+        session: Session,
+        items: Sequence[tuple[str, CanonicalEvent]],
+        person_ids: Sequence[str],
+        account_ids: list[str | None],
+        pending: Sequence[int],
+        now: float,
+    ) -> dict[tuple[str, str], str | None]:
+        """Events that name no account and joined none in this group belong to their
+        person's latest account from before it: from the cache, else one query per
+        workspace. Returns what the queries learned."""
+        prior: dict[tuple[str, str], str | None] = {}
+        lookup: dict[str, set[str]] = {}
+        for i in pending:
+            ws, pid = items[i][0], person_ids[i]
+            known, key = self._cached_account(ws, pid, now)
+            if known:
+                prior[(ws, pid)] = key
+            else:
+                lookup.setdefault(ws, set()).add(pid)
+        learned: dict[tuple[str, str], str | None] = {}
+        for ws, pids in lookup.items():
+            latest = self._latest_memberships(session, ws, sorted(pids))
+            for member in pids:
+                prior[(ws, member)] = learned[(ws, member)] = latest.get(member)
+        for i in pending:
+            account_ids[i] = prior.get((items[i][0], person_ids[i]))
+        return learned
 
     # -- loading -------------------------------------------------------------------------
 
