@@ -1,7 +1,7 @@
 """Ingest under `wrk`, against the floor of issue 10, in one run.
 
     .venv/bin/python bench/ingest_wrk.py [--seconds 12] [--connections 4 16]
-        [--only floor embedded no-worker] [--processes 0 2] [--profile DIR [--gil]]
+        [--only floor embedded reactor-process no-worker] [--processes 0 2] [--profile DIR [--gil]]
 
 Starts the floor server (bench/floor_server.py: Starlette, orjson, one writer thread
 appending Arrow to DuckDB, answering after COMMIT; no validation, identity or dedupe) and
@@ -82,7 +82,7 @@ def start_floor(data: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def start_traction(
-    data: Path, port: int, worker: bool, processes: int
+    data: Path, port: int, worker: bool, processes: int, reactor_process: bool = False
 ) -> tuple[subprocess.Popen[bytes], str]:
     from traction.settings import Settings
     from traction.store.state import StateStore
@@ -96,7 +96,8 @@ def start_traction(
     state.dispose()
     env = {**os.environ, "TRACTION_INGEST_RATE_LIMIT": "10000000/second",
            "TRACTION_RUN_WORKER": "true" if worker else "false",
-           "TRACTION_INGEST_PROCESSES": str(processes)}  # fmt: skip
+           "TRACTION_INGEST_PROCESSES": str(processes),
+           "TRACTION_REACTOR_PROCESS": "true" if reactor_process else "false"}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "traction.cli", "serve", "--port", str(port),
                              "--data-dir", str(data), "--quiet"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -189,9 +190,9 @@ def main() -> None:
     ap.add_argument(
         "--only",
         nargs="+",
-        choices=["floor", "embedded", "no-worker"],
+        choices=["floor", "embedded", "reactor-process", "no-worker"],
         default=["floor", "embedded", "no-worker"],
-        help="which servers to drive",
+        help="which servers to drive (reactor-process: embedded, with `reactor_process`)",
     )
     ap.add_argument(
         "--profile",
@@ -216,6 +217,7 @@ def main() -> None:
     rows: list[tuple[str, int, dict[str, float]]] = []
     try:
         names = {"floor": "floor", "embedded": "traction serve (embedded)",
+                 "reactor-process": "traction serve (reactor proc)",
                  "no-worker": "traction serve --no-worker"}  # fmt: skip
         runs = [(k, n) for k in a.only for n in ([0] if k == "floor" else a.processes)]
         for k, n in runs:
@@ -225,7 +227,9 @@ def main() -> None:
                 if name == "floor":
                     proc, key = start_floor(data, port), ""
                 else:
-                    proc, key = start_traction(data, port, k == "embedded", n)
+                    proc, key = start_traction(
+                        data, port, k != "no-worker", n, k == "reactor-process"
+                    )
                 spy = None
                 if a.profile is not None and name != "floor":
                     spy = py_spy(
@@ -238,7 +242,7 @@ def main() -> None:
                     res = wrk(
                         f"http://127.0.0.1:{port}", c, a.seconds, script, f"r{len(rows)}", key
                     )
-                    if k == "embedded":
+                    if k != "no-worker":
                         res.update(catch_up(f"http://127.0.0.1:{port}"))
                 finally:
                     if spy is not None:

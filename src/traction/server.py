@@ -17,6 +17,7 @@ from traction.analytics.service import AnalyticsBusy, QueryTooExpensive
 from traction.context import Context
 from traction.ingest.cors import TrackingCORS
 from traction.ingest.processes import IngestProcesses
+from traction.reactor_process import MOVED, ChildConfig, ReactorProcess
 from traction.settings import Settings
 from traction.validation import join, problems
 from traction.web.api_guard import ApiGuard
@@ -33,11 +34,22 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
             settings.ingest_processes, ctx.metrics.ingest_processes
         )
     runner: ReactorRunner | None = None
+    process: ReactorProcess | None = None
     if settings.run_worker if run_worker is None else run_worker:
+        reactors = default_reactors(ctx.state, ctx.catalog, ctx.billing, ctx.engage.engine)
+        if settings.reactor_process:
+            process = ReactorProcess(
+                ChildConfig(
+                    settings.resolved_state_url, settings.worker_poll_seconds,
+                    log_level=settings.log_level, log_json=settings.log_json,
+                ),
+                ctx.events, ctx.billing.emit, ctx.metrics, ctx.catalog,
+            )  # fmt: skip
+            reactors = [r for r in reactors if r.name not in MOVED]
         runner = ReactorRunner(
             ctx.state,
             ctx.events,
-            default_reactors(ctx.state, ctx.catalog, ctx.billing, ctx.engage.engine),
+            reactors,
             ctx.metrics,
             poll_seconds=settings.worker_poll_seconds,
             busy_share=settings.reactor_busy_share,
@@ -76,6 +88,8 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if process:
+            process.start()
         if runner:
             runner.start()
         maintenance.start()
@@ -90,12 +104,15 @@ def create_app(settings: Settings, *, run_worker: bool | None = None) -> FastAPI
         maintenance.stop()
         if runner:
             runner.stop()
+        if process:
+            process.stop()
         ctx.close()
         log.info("traction stopped")
 
     app = FastAPI(title="Traction", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
     app.state.reactors = runner
+    app.state.reactor_process = process
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -36,6 +36,10 @@ class CatalogService:
         # read before an erasure skips the erased people's events when it lands after it.
         self._lock = threading.Lock()
         self._erased: set[tuple[str, str]] = set()
+        # where erasures go while the catalog reactor runs in another process (that
+        # process's lock and memory of erased people): `reactor_process.ReactorProcess`
+        self.elsewhere: Callable[[str, Iterable[str], Sequence[Mapping[str, Any]]], None] | None
+        self.elsewhere = None
 
     # -- keeping it current (the catalog reactor) ---------------------------------------
 
@@ -107,6 +111,15 @@ class CatalogService:
     ) -> None:
         """Takes erased events back out: volumes and counts come down by what the catalog had
         counted of them, and top values left with no count are dropped."""
+        if self.elsewhere is not None:
+            self.elsewhere(workspace_id, person_ids, batch)
+        else:
+            self.forget_here(workspace_id, person_ids, batch)
+
+    def forget_here(
+        self, workspace_id: str, person_ids: Iterable[str], batch: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """`forget` in this process, whichever runs the catalog reactor."""
         with self._lock:
             self._erased.update((workspace_id, pid) for pid in person_ids)
             ekeys = event_keys(batch)
