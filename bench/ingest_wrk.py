@@ -1,11 +1,12 @@
 """Ingest under `wrk`, against the floor of issue 10, in one run.
 
     .venv/bin/python bench/ingest_wrk.py [--seconds 12] [--connections 4 16]
-        [--only floor embedded reactor-process no-worker] [--processes 0 2] [--profile DIR [--gil]]
+        [--only floor embedded reactor-thread no-worker] [--processes 0 2] [--profile DIR [--gil]]
 
 Starts the floor server (bench/floor_server.py: Starlette, orjson, one writer thread
 appending Arrow to DuckDB, answering after COMMIT; no validation, identity or dedupe) and
-`traction serve` (embedded, then `--no-worker`) on fresh data dirs, and drives each with the
+`traction serve` (embedded: its reactors in a process of their own, unless `reactor-thread`;
+then `--no-worker`) on fresh data dirs, and drives each with the
 same load: `wrk` with 2 threads, unique 100-event Segment batches to `/v1/batch` (a Lua
 script makes every messageId unique; 10,000 users). Prints events/s, p50/p99 and the ratio
 to the floor at each connection count. Only 2xx count (a 2xx means committed).
@@ -82,7 +83,7 @@ def start_floor(data: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def start_traction(
-    data: Path, port: int, worker: bool, processes: int, reactor_process: bool = False
+    data: Path, port: int, worker: bool, processes: int, reactor_process: bool = True
 ) -> tuple[subprocess.Popen[bytes], str]:
     from traction.settings import Settings
     from traction.store.state import StateStore
@@ -190,9 +191,9 @@ def main() -> None:
     ap.add_argument(
         "--only",
         nargs="+",
-        choices=["floor", "embedded", "reactor-process", "no-worker"],
+        choices=["floor", "embedded", "reactor-thread", "no-worker"],
         default=["floor", "embedded", "no-worker"],
-        help="which servers to drive (reactor-process: embedded, with `reactor_process`)",
+        help="which servers to drive (reactor-thread: embedded with `reactor_process` off)",
     )
     ap.add_argument(
         "--profile",
@@ -217,7 +218,7 @@ def main() -> None:
     rows: list[tuple[str, int, dict[str, float]]] = []
     try:
         names = {"floor": "floor", "embedded": "traction serve (embedded)",
-                 "reactor-process": "traction serve (reactor proc)",
+                 "reactor-thread": "traction serve (reactor thread)",
                  "no-worker": "traction serve --no-worker"}  # fmt: skip
         runs = [(k, n) for k in a.only for n in ([0] if k == "floor" else a.processes)]
         for k, n in runs:
@@ -228,7 +229,7 @@ def main() -> None:
                     proc, key = start_floor(data, port), ""
                 else:
                     proc, key = start_traction(
-                        data, port, k != "no-worker", n, k == "reactor-process"
+                        data, port, k != "no-worker", n, k != "reactor-thread"
                     )
                 spy = None
                 if a.profile is not None and name != "floor":

@@ -137,9 +137,12 @@ def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     # Fuzz tests send hundreds of requests a second with one key: limits are tested on their own.
+    # Reactors in the server's thread: a process per test server costs a second or two to
+    # start; tests/test_reactor_process.py runs them in one.
     return Settings(
         data_dir=tmp_path / "data", log_json=False, worker_poll_seconds=0.05,
         api_rate_limit="100000/second", ingest_rate_limit="100000/second",
+        reactor_process=False,
     )  # fmt: skip
 
 

@@ -82,6 +82,7 @@ def test_catalog_seen_and_erasure_through_the_process(live: LiveServer) -> None:
         datetime(2026, 3, 1, 8, 0), datetime(2026, 3, 3, 10, 2))  # fmt: skip
 
     ctx.privacy.delete_person(ws, "u-eve")  # the catalog's part is done over there
+    assert process.erasures == 1
     plans = {
         v["value"]: v["count"]
         for v in ctx.catalog.values(ws, "plan", source="event", event="clicked")
@@ -181,3 +182,34 @@ def test_kill_9_of_the_reactor_process_loses_and_doubles_nothing(settings: Setti
         for pid, (lo, hi) in spans.items():
             person = ctx.persons.get(ws, pid)
             assert person is not None and (person.first_seen_at, person.last_seen_at) == (lo, hi)
+
+
+def test_an_erasure_while_no_process_runs_is_done_by_the_server(settings: Settings) -> None:
+    """Between a killed process and its successor the server updates the catalog itself;
+    the successor reads on from the cursors and counts nothing of the erased person."""
+    with LiveServer(settings.model_copy(update={"reactor_process": True})) as live:
+        ctx, process = live.ctx, child(live)
+        ws = ctx.workspaces.create_workspace("Acme").id
+        assert not ctx.ingest.ingest_sync(ws, eve("mk3") + keeper(), normalize_segment).rejected
+        caught_up(ctx)
+        pid = process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while process._control is not None:  # noticed; the next one starts in a second
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        ctx.privacy.delete_person(ws, "u-eve")
+        assert process.erasures == 0
+        more = [{"type": "track", "userId": "u-kim", "event": "clicked", "messageId": "k9",
+                 "properties": {"plan": "pro"}, "timestamp": "2026-03-04T10:00:00Z"}]  # fmt: skip
+        assert ctx.ingest.ingest_sync(ws, more, normalize_segment).accepted == 1
+        caught_up(ctx)
+        assert process.pid not in (None, pid)
+        volumes = {e["name"]: e["volume"] for e in ctx.catalog.events(ws)}
+        assert (volumes["clicked"], volumes["signed_up"], volumes["$page"]) == (4, 1, 0)
+        plans = {
+            v["value"]: v["count"]
+            for v in ctx.catalog.values(ws, "plan", source="event", event="clicked")
+        }
+        assert plans == {"pro": 4}

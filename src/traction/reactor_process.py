@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ class ChildConfig:
     batch_size: int = 5_000
     log_level: str = "INFO"
     log_json: bool = True
+    # the OS gives requests the CPU first: the reactors take what the server leaves
+    nice: int = 10
 
 
 class ReactorProcess:
@@ -75,6 +78,7 @@ class ReactorProcess:
         self.metrics = metrics
         self.catalog = catalog
         self.restarts = 0
+        self.erasures = 0  # done by the child
         self._stopping = threading.Event()
         self._control_lock = threading.Lock()  # one erasure at a time; not during a restart
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -179,6 +183,7 @@ class ReactorProcess:
                     reply = None
                 if reply is not None:
                     if reply[0] == "ok":
+                        self.erasures += 1
                         return
                     raise RuntimeError(
                         f"the reactor process could not update the catalog: {reply[1]}"
@@ -280,6 +285,8 @@ def _child_main(config: ChildConfig, feed: Connection, control: Connection) -> N
     from traction.worker import default_reactors
 
     configure_logging(config.log_level, json=config.log_json)
+    if config.nice:
+        os.nice(config.nice)
     state = StateStore(config.state_url)
     remote = _RemoteLog(feed)
     catalog = CatalogService(state)

@@ -72,10 +72,11 @@ class Settings(BaseSettings):
     # while events keep arriving, the share of time the reactors (catalog, meters, journeys,
     # last seen) may work; they catch up when ingestion is quiet
     reactor_busy_share: float = Field(default=0.5, gt=0, le=1)
-    # The catalog, last-seen and meter reactors in a process of their own beside the server
-    # (which serves it the log), so they use another core rather than the server's GIL; the
-    # journeys reactor stays in the server. See docs/benchmarks.md.
-    reactor_process: bool = False
+    # The catalog, last-seen and meter reactors in a process the server starts beside it
+    # (and serves the log), so they use another core rather than the server's GIL; the
+    # journeys reactor stays in the server. Off: all of them in a thread of the server, which
+    # then rests them while events arrive (`reactor_busy_share`). See docs/benchmarks.md.
+    reactor_process: bool = True
     # Shared counters for rate limits and lockouts across replicas (e.g. redis://host:6379/0);
     # empty: kept in this process. Limits use the `limits` notation ("5/15minutes").
     redis_url: str = ""
