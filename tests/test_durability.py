@@ -186,7 +186,9 @@ def test_kill_9_of_an_ingest_process_loses_nothing(tmp_path: Path) -> None:
     key = new_workspace(data)
     port = free_port()
     log = tmp_path / "server.log"
-    proc = start_server(data, port, log, {"TRACTION_INGEST_PROCESSES": "2"})
+    # (the reactor process is a spawned child too: off, so that the children are these two)
+    env = {"TRACTION_INGEST_PROCESSES": "2", "TRACTION_REACTOR_PROCESS": "false"}
+    proc = start_server(data, port, log, env)
     load = Load(port, key)
     try:
         deadline = time.monotonic() + 30

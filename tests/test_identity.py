@@ -250,3 +250,44 @@ def test_one_commit_group_of_several_requests_keeps_rows_and_people_together(
         assert stored[event_id]["person_id"] == person.id, event_id
     assert ctx.persons.by_distinct_id(ws, "mallory") is None
     assert len({stored[e]["seq"] for e in stored}) == 5
+
+
+def test_new_people_are_stored_as_the_orm_stores_them(ctx: Context) -> None:
+    """New persons and identities go in as one JSON parameter each: every column reads back
+    as the ORM would have written it (SQLite's text timestamps included), whole seconds and
+    microseconds, identified or not, with traits or none."""
+    from datetime import datetime
+
+    from sqlalchemy import select, text
+
+    from traction.identity.models import Identity, Person
+    from traction.store.state import utcnow
+
+    ws = ctx.workspaces.create_workspace("A").id
+    before = utcnow()
+    send(ctx, ws,
+         {"type": "identify", "userId": "u1", "anonymousId": "a1", "messageId": "m1",
+          "traits": {"plan": "pro", "seats": 3, "tags": ["x"], "ok": True, "none": None},
+          "timestamp": "2026-01-01T10:00:00Z"},
+         {"type": "track", "anonymousId": "a2", "event": "e", "messageId": "m2",
+          "timestamp": "2026-01-01T10:00:00.000250Z"})  # fmt: skip
+    with ctx.state.session() as s:
+        people = {p.id: p for p in s.scalars(select(Person).where(Person.workspace_id == ws))}
+        ids = {i.distinct_id: i for i in s.scalars(select(Identity).where(Identity.workspace_id == ws))}  # fmt: skip
+        u1, a2 = people[ids["u1"].person_id], people[ids["a2"].person_id]
+        assert ids["a1"].person_id == u1.id and len(people) == 2
+        assert (ids["u1"].is_user_id, ids["a1"].is_user_id, ids["a2"].is_user_id) == (True, False, False)  # fmt: skip
+        assert (u1.is_identified, a2.is_identified) == (True, False)
+        assert u1.traits == {"plan": "pro", "seats": 3, "tags": ["x"], "ok": True, "none": None}
+        assert a2.traits == {} and u1.merged_into is None
+        assert (u1.first_seen_at, u1.last_seen_at) == (datetime(2026, 1, 1, 10),) * 2
+        assert a2.first_seen_at == datetime(2026, 1, 1, 10, 0, 0, 250)
+        assert before <= u1.created_at <= utcnow()
+        by_seen = s.scalars(
+            select(Person.id).where(Person.workspace_id == ws, Person.first_seen_at > datetime(2026, 1, 1, 10))
+        ).all()  # fmt: skip
+        assert by_seen == [a2.id]  # compared in the database as datetimes order
+        if ctx.state.engine.dialect.name == "sqlite":  # SQLAlchemy's own text format
+            raw = s.execute(text("SELECT first_seen_at, is_identified FROM persons WHERE id = :id"),
+                            {"id": u1.id}).one()  # fmt: skip
+            assert tuple(raw) == ("2026-01-01 10:00:00.000000", 1)

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Update, case, insert, select, update
+from sqlalchemy import Update, case, select, text, update
 from sqlalchemy.orm import Session, aliased
 
+from traction.identity import jsonrows
 from traction.identity.domain import (
     Link,
     PersonState,
@@ -33,6 +34,7 @@ from traction.identity.domain import (
 from traction.identity.models import Account, AccountMembership, Identity, Person
 from traction.ingest.domain import CanonicalEvent
 from traction.store.events import Merge, Traits
+from traction.store.state import utcnow
 
 log = logging.getLogger(__name__)
 _CHUNK = 500
@@ -355,34 +357,16 @@ class IdentityResolver:
     def _flush(self, session: Session, st: _WorkspaceState) -> None:
         merged_into = {m.old_person_id: m.person_id for m in st.merges}
         if st.new_persons:
-            session.execute(
-                insert(Person),
-                [
-                    {
-                        "id": pid,
-                        "workspace_id": st.ws,
-                        "is_identified": st.persons[pid].is_identified,
-                        "traits": st.persons[pid].traits,
-                        "merged_into": merged_into.get(pid),
-                        "first_seen_at": ts,
-                        "last_seen_at": ts,
-                    }
-                    for pid, ts in st.new_persons.items()
-                ],
-            )
+            now = utcnow()
+            _insert_rows(session, _NEW_PERSONS, [
+                (pid, st.ws, st.persons[pid].is_identified, st.persons[pid].traits,
+                 merged_into.get(pid), now, ts)
+                for pid, ts in st.new_persons.items()
+            ])  # fmt: skip
         if st.new_identities:
-            session.execute(
-                insert(Identity),
-                [
-                    {
-                        "workspace_id": st.ws,
-                        "distinct_id": did,
-                        "person_id": st.idmap[did],
-                        "is_user_id": u,
-                    }
-                    for did, u in st.new_identities.items()
-                ],
-            )
+            _insert_rows(session, _NEW_IDENTITIES, [
+                (st.ws, did, st.idmap[did], u) for did, u in st.new_identities.items()
+            ])  # fmt: skip
         for m in st.merges:
             session.execute(_absorb_seen_times(m.old_person_id, m.person_id))
             session.execute(
@@ -463,6 +447,35 @@ class IdentityResolver:
                     )
                 )
         session.flush()
+
+
+# New persons and identities as one JSON parameter each (`jsonrows`): an ORM bulk insert
+# processed every value in Python, 10% of the server's interpreter while people were new.
+def _new_rows(table: str, columns: str, values: Callable[[str], list[str]]) -> dict[str, str]:
+    return {
+        d: f"INSERT INTO {table} ({columns}) SELECT {', '.join(values(d))} FROM {jsonrows.SOURCE[d]}"
+        for d in jsonrows.SOURCE
+    }
+
+
+_NEW_PERSONS = _new_rows(
+    "persons",
+    "id, workspace_id, is_identified, traits, merged_into, created_at, first_seen_at, last_seen_at",
+    lambda d: [jsonrows.text_at(d, 0), jsonrows.text_at(d, 1), jsonrows.bool_at(d, 2),
+               jsonrows.json_at(d, 3), jsonrows.text_at(d, 4), jsonrows.time_at(d, 5),
+               jsonrows.time_at(d, 6), jsonrows.time_at(d, 6)],
+)  # fmt: skip
+_NEW_IDENTITIES = _new_rows(
+    "identities",
+    "workspace_id, distinct_id, person_id, is_user_id",
+    lambda d: [jsonrows.text_at(d, 0), jsonrows.text_at(d, 1), jsonrows.bool_at(d, 2),
+               jsonrows.bool_at(d, 3)],
+)  # fmt: skip
+
+
+def _insert_rows(session: Session, sql: dict[str, str], rows: list[tuple[Any, ...]]) -> None:
+    conn = session.connection()
+    conn.execute(text(sql[conn.dialect.name]), jsonrows.param(rows))
 
 
 def _absorb_seen_times(absorbed: str, survivor: str) -> Update:
