@@ -468,7 +468,7 @@ _NEW_PERSONS = _new_rows(
 _NEW_IDENTITIES = _new_rows(
     "identities",
     "workspace_id, distinct_id, person_id, is_user_id",
-    lambda d: [jsonrows.text_at(d, 0), jsonrows.text_at(d, 1), jsonrows.bool_at(d, 2),
+    lambda d: [jsonrows.text_at(d, 0), jsonrows.text_at(d, 1), jsonrows.text_at(d, 2),
                jsonrows.bool_at(d, 3)],
 )  # fmt: skip
 
