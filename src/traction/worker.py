@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import select
 
 from traction.ops.metrics import Metrics
-from traction.store.events import EventKinds
+from traction.store.events import EventFeed, EventKinds
 from traction.store.models import ReactorCursor
 from traction.store.state import StateStore, utcnow
 
@@ -85,27 +85,11 @@ def _kinds(reactors: Sequence[Reactor]) -> EventKinds | None:
     return kinds
 
 
-class ReactorFeed(Protocol):
-    """What a runner reads of the log: the EventStore, or the server's log served to a
-    reactor process (`reactor_process`)."""
-
-    def max_seq(self) -> int: ...
-    def events_after(
-        self,
-        seq: int,
-        limit: int,
-        columns: Sequence[str] | None = None,
-        *,
-        upto: int | None = None,
-        only: EventKinds | None = None,
-    ) -> list[dict[str, Any]]: ...
-
-
 class ReactorRunner:
     def __init__(
         self,
         state: StateStore,
-        events: ReactorFeed,
+        events: EventFeed,
         reactors: Sequence[Reactor],
         metrics: Metrics,
         *,

@@ -168,10 +168,10 @@ class EventKinds:
         return EventKinds(self.names | other.names, self.types | other.types)
 
 
-class EventStore(Protocol):
-    def append(
-        self, table: pa.Table, merges: Sequence[Merge] = (), traits: Sequence[Traits] = ()
-    ) -> int: ...
+class EventFeed(Protocol):
+    """What a reactor runner reads of the log: the EventStore itself, or the server's log
+    served to a reactor process (`reactor_process`)."""
+
     def max_seq(self) -> int: ...
     def events_after(
         self,
@@ -182,6 +182,12 @@ class EventStore(Protocol):
         upto: int | None = None,
         only: EventKinds | None = None,
     ) -> list[dict[str, Any]]: ...
+
+
+class EventStore(EventFeed, Protocol):
+    def append(
+        self, table: pa.Table, merges: Sequence[Merge] = (), traits: Sequence[Traits] = ()
+    ) -> int: ...
     def recent(
         self,
         workspace_id: str,
