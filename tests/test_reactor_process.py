@@ -213,3 +213,41 @@ def test_an_erasure_while_no_process_runs_is_done_by_the_server(settings: Settin
             for v in ctx.catalog.values(ws, "plan", source="event", event="clicked")
         }
         assert plans == {"pro": 4}
+
+
+def test_ctrl_c_stops_server_and_reactor_process_quietly(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group (here: a session of its own, as a terminal's):
+    the server stops the reactor process itself, and nobody prints a traceback."""
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.conftest import free_port, wait_healthy
+    from tests.test_durability import new_workspace
+
+    data, port, log = tmp_path / "data", free_port(), tmp_path / "server.log"
+    key = new_workspace(data)
+    cmd = [sys.executable, "-m", "traction", "serve", "--data-dir", str(data), "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}")
+        batch = {"batch": [{"type": "track", "userId": "u", "event": "e", "messageId": "m1"}]}
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/batch", auth=(key, ""), json=batch)
+        assert r.status_code == 200
+        found = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True)
+        children = [  # (not multiprocessing's resource tracker, which exits on its own)
+            int(p) for p in found.stdout.split()
+            if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()
+        ]  # fmt: skip
+        assert len(children) == 1, "no reactor process"
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        for pid in children:  # gone (its parent waited for it: not even a zombie)
+            assert not Path(f"/proc/{pid}").exists()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text[-2000:]

@@ -27,8 +27,10 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -78,6 +80,7 @@ class ReactorProcess:
         self.metrics = metrics
         self.catalog = catalog
         self.restarts = 0
+        self._backoff = 0.5  # before the next start; doubled while they die young
         self.erasures = 0  # done by the child
         self._stopping = threading.Event()
         self._control_lock = threading.Lock()  # one erasure at a time; not during a restart
@@ -106,7 +109,9 @@ class ReactorProcess:
             daemon=True,  # it goes with the server
         )
         with self._control_lock:
-            with no_main_module():
+            if self._stopping.is_set():  # (a restart racing the server's stop)
+                return
+            with no_main_module(), _no_ctrl_c():
                 process.start()
             feed_there.close()  # (so that its death reads as EOF here)
             control_there.close()
@@ -118,6 +123,7 @@ class ReactorProcess:
 
     def _serve(self, process: multiprocessing.process.BaseProcess, feed: Connection) -> None:
         """Answers the child's requests until it exits; then starts another."""
+        started = time.monotonic()
         while True:
             try:
                 request = feed.recv()
@@ -138,13 +144,16 @@ class ReactorProcess:
         if self._stopping.is_set():
             return
         self.restarts += 1
+        # one that dies at once again and again (it cannot import, say) is retried less often
+        lived = time.monotonic() - started
+        self._backoff = 1.0 if lived > 60 else min(self._backoff * 2, 60.0)
         log.error(
             "the reactor process exited; starting another",
-            extra={"exitcode": process.exitcode, "restarts": self.restarts},
+            extra={"exitcode": process.exitcode, "restarts": self.restarts, "in": self._backoff},
         )
         with self._control_lock:
             self._control = None
-        if not self._stopping.wait(1.0):
+        if not self._stopping.wait(self._backoff):
             self._spawn()
 
     def _answer(self, request: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -191,20 +200,36 @@ class ReactorProcess:
             self.catalog.forget_here(workspace_id, pids, batch)
 
     def stop(self, timeout: float = 30.0) -> None:
-        self._stopping.set()
-        with self._control_lock:
+        with self._control_lock:  # from here on no new process starts
+            self._stopping.set()
             control, process = self._control, self._process
             if control is not None:
                 with contextlib.suppress(BrokenPipeError, OSError):
                     control.send(("stop",))
         if process is not None:
-            process.join(timeout)
+            process.join(timeout)  # (a stopped process is waited for: no zombie is left)
             if process.is_alive():
                 process.terminate()
                 process.join(5)
         if self._feed is not None:
             self._feed.join(timeout=5)
         self.catalog.elsewhere = None
+
+
+@contextlib.contextmanager
+def _no_ctrl_c() -> Iterator[None]:
+    """A process started while Ctrl-C is ignored ignores it from its first instruction (an
+    ignored signal stays ignored across exec), so a Ctrl-C that reaches the whole process
+    group while it is still importing does not print a traceback there: the server stops
+    it. Only the main thread may change a handler; a restart from the feed thread does not."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _to_ipc(table: pa.Table) -> bytes:
@@ -284,6 +309,11 @@ def _child_main(config: ChildConfig, feed: Connection, control: Connection) -> N
     from traction.store.state import StateStore
     from traction.worker import default_reactors
 
+    # Ctrl-C reaches the whole process group: the server stops this process itself, after
+    # its own requests, and a KeyboardInterrupt here would only print a traceback. (A
+    # process the server started ignores it already: `_no_ctrl_c`; one it restarted from
+    # its feed thread, from here on.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(config.log_level, json=config.log_json)
     if config.nice:
         os.nice(config.nice)
