@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     query_max_rows: int = 200_000
     run_worker: bool = True
     worker_poll_seconds: float = 0.5
-    # while events keep arriving, the share of time the reactors (catalog, meters, journeys,
-    # last seen) may work; they catch up when ingestion is quiet
+    # while events keep arriving, the share of time the reactors in the server's thread
+    # (journeys; all of them without `reactor_process`) may work; they catch up when
+    # ingestion is quiet
     reactor_busy_share: float = Field(default=0.5, gt=0, le=1)
     # The catalog, last-seen and meter reactors in a process the server starts beside it
     # (and serves the log), so they use another core rather than the server's GIL; the
