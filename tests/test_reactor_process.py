@@ -162,6 +162,8 @@ def test_kill_9_of_the_reactor_process_loses_and_doubles_nothing(settings: Setti
         sender.join(60)
         assert done.is_set()
         caught_up(ctx)
+        text = live.client().get("/metrics").text
+        assert "traction_reactor_process_restarts_total 2.0" in text
 
         log = [e for e in ctx.events.events_after(0, 10**6) if e["workspace_id"] == ws]
         assert len(log) == 3000

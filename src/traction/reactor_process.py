@@ -144,6 +144,7 @@ class ReactorProcess:
         if self._stopping.is_set():
             return
         self.restarts += 1
+        self.metrics.reactor_process_restarts.inc()
         # one that dies at once again and again (it cannot import, say) is retried less often
         lived = time.monotonic() - started
         self._backoff = 1.0 if lived > 60 else min(self._backoff * 2, 60.0)

@@ -51,3 +51,8 @@ class Metrics:
             ["reactor"],
             registry=self.registry,
         )
+        self.reactor_process_restarts = Counter(
+            "traction_reactor_process_restarts",
+            "Times the reactor process exited and was started again (killed, out of memory).",
+            registry=self.registry,
+        )
