@@ -174,11 +174,12 @@ def catch_up(url: str) -> dict[str, float]:
 def py_spy(pid: int, out: Path, seconds: int, gil: bool = False) -> subprocess.Popen[bytes]:
     """Samples the server for the load's duration; `--format raw` gives collapsed stacks that
     `sort | uniq`-style tallies (or speedscope) read. `gil`: only samples of the thread
-    holding the GIL (what the one interpreter does, serially)."""
+    holding the GIL (what the one interpreter does, serially); else every thread, idle
+    ones too (where each thread's wall time goes)."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
-                             "--format", "raw", "--threads", *(["--gil"] if gil else []), "--output", str(out), "--nonblocking"],
+                             "--format", "raw", "--threads", *(["--gil"] if gil else ["--idle"]), "--output", str(out), "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 

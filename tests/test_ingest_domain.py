@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from traction.ingest.common import common_rows
 from traction.ingest.domain import (
     CanonicalEvent,
     EventError,
@@ -21,6 +26,7 @@ from traction.ingest.domain import (
     parse_networks,
     parse_time,
 )
+from traction.ingest.prepare import ROW_SCHEMA, Prepared, SegmentBatch, prepare, prepare_batch
 
 NOW = datetime(2026, 3, 1, 12, 0, 0)
 
@@ -478,3 +484,61 @@ def test_the_common_shape_path_takes_the_common_messages() -> None:
 def test_the_common_shape_path_reads_every_time_form_as_the_rules_do(text: str) -> None:
     msg = {"type": "track", "messageId": "m", "timestamp": text, "userId": "u-1", "event": "e"}
     _assert_both_paths_agree(msg)
+
+
+# -- a batch's common messages by columns give the rows the rules give -------------------
+
+
+def _counted() -> Iterator[uuid.UUID]:
+    return (uuid.UUID(int=i) for i in itertools.count())
+
+
+def _by_the_rules(batch: SegmentBatch, ip: str | None, body_bytes: int | None) -> Prepared:
+    return prepare(batch.messages, batch.normalizer(ip), NOW, 200, body_bytes, None, False)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    messages=st.lists(_messages(), max_size=6),
+    sent_at=st.sampled_from([None, NOW - timedelta(seconds=30)]),
+    context=st.sampled_from([None, {}, {"ip": "198.51.100.1", "groupId": "acme"}]),
+    ip=st.sampled_from([None, "192.0.2.4"]),
+    body_bytes=st.sampled_from([None, 100, 10_000]),  # (the per-event limit here is 200 bytes)
+)
+def test_a_batch_by_columns_gives_the_rows_the_rules_give(
+    messages: list[object],
+    sent_at: datetime | None,
+    context: dict[str, object] | None,
+    ip: str | None,
+    body_bytes: int | None,
+) -> None:
+    batch = SegmentBatch(messages, sent_at, context, None)
+    # (a message without an id gets a random one: the same sequence for both here)
+    with patch("traction.ingest.domain.uuid.uuid4", side_effect=_counted()):
+        fast = prepare_batch(batch, ip, NOW, 200, body_bytes, None, False)
+    with patch("traction.ingest.domain.uuid.uuid4", side_effect=_counted()):
+        ruled = _by_the_rules(batch, ip, body_bytes)
+    assert fast.rows.schema == ruled.rows.schema
+    assert fast.rows.to_pylist() == ruled.rows.to_pylist()
+    assert (fast.extras, fast.rejected, fast.no_consent) == (
+        ruled.extras, ruled.rejected, ruled.no_consent,
+    )  # fmt: skip
+
+
+def test_a_batch_by_columns_takes_the_common_messages_and_keeps_their_order() -> None:
+    """Not a no-op: common rows come from columns (a mixed batch too), in the batch's order."""
+    track = {"type": "track", "messageId": "t", "timestamp": "2026-03-01T10:00:00Z",
+             "userId": "u-1", "event": "signed_up", "context": {"groupId": "acme"}}  # fmt: skip
+    identify = {"type": "identify", "messageId": "i", "userId": "u-1", "traits": {"a": 1}}
+    page = {"type": "page", "messageId": "p", "timestamp": "2026-03-01T10:00:00.5+00:00",
+            "anonymousId": "a-1", "name": "", "category": "docs"}  # fmt: skip
+    batch = SegmentBatch([identify, track, {"type": "nope"}, dict(track, messageId="t2"), page],
+                         None, None, None)  # fmt: skip
+    common = common_rows(batch.messages, ROW_SCHEMA, NOW, None, None, None)
+    assert common.positions == [1, 3, 4]
+    fast = prepare_batch(batch, None, NOW, 32_000, None, None, False)
+    assert fast.rows.column("event_id").to_pylist() == ["i", "t", "t2", "p"]
+    assert fast.rows.column("name").to_pylist()[1:] == ["signed_up", "signed_up", "docs"]
+    assert [r["index"] for r in fast.rejected] == [2]
+    assert fast.extras[1][-1] == fast.extras[2][-1] == "acme"
+    assert fast.rows.to_pylist() == _by_the_rules(batch, None, None).rows.to_pylist()

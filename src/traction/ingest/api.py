@@ -246,9 +246,8 @@ def segment_routes(ctx: Context) -> list[Route]:
             except EventError as e:
                 raise Problem(400, str(e)) from None
             key = _write_key(ctx, token or body.write_key)
-            norm = body.normalizer(client_ip(request))
-            result = await ctx.ingest.ingest(
-                key.workspace_id, body.messages, norm, len(data), do_not_track(request)
+            result = await ctx.ingest.ingest_batch(
+                key.workspace_id, body, client_ip(request), len(data), do_not_track(request)
             )
         status, out = _outcome(result, {"success": True})
         return _json(status, out)

@@ -21,9 +21,10 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from traction.ingest.common import common_rows
 from traction.ingest.domain import CanonicalEvent, EventError, normalize_segment, parse_time
 from traction.privacy.domain import ConsentPolicy, consent_allows
-from traction.store.events import EVENT_SCHEMA
+from traction.store.events import EVENT_SCHEMA, as_python
 
 # Filled by the writer (the workspace too: one column per commit group, not per request).
 WRITER_COLUMNS = ("workspace_id", "seq", "person_id", "account_id")
@@ -38,6 +39,8 @@ _EXTRA = (
     "group_traits",
     "account_hint",
 )
+# an event's identity inputs when all it has is the account its context names
+_HINT_ONLY = (None,) * (len(_EXTRA) - 1)
 _NOTHING: dict[str, Any] = {}  # (never written to: identity does not read properties)
 
 Normalizer = Callable[[Any, datetime], CanonicalEvent]
@@ -88,7 +91,7 @@ def identity_events(rows: pa.Table, extras: dict[int, tuple[Any, ...]]) -> list[
     """What the identity resolver reads of each row, as canonical events without properties
     or context (those are already encoded in `rows`)."""
     cols = [
-        rows.column(n).to_pylist()
+        as_python(rows.column(n))
         for n in ("event_id", "type", "timestamp", "anonymous_id", "user_id")
     ]
     evs = [
@@ -126,18 +129,46 @@ def validate(
     """Each message normalised, or its error by position. `body_bytes`: the request's size;
     when it is within the per-event limit no event can exceed it, and the per-event size
     check (a re-serialisation) is skipped."""
+    _, evs, rejected = _validate_at(messages, range(len(messages)), normalize, received_at,
+                                    max_event_bytes, _check_size(max_event_bytes, body_bytes))  # fmt: skip
+    return evs, rejected
+
+
+def _check_size(max_event_bytes: int, body_bytes: int | None) -> bool:
+    return body_bytes is None or body_bytes > max_event_bytes
+
+
+def _size_ok(raw: Any, max_event_bytes: int) -> bool:
+    try:
+        return len(orjson.dumps(raw)) <= max_event_bytes
+    except orjson.JSONEncodeError:  # (nested deeper than orjson writes: an error it will get)
+        return False
+
+
+def _validate_at(
+    messages: Sequence[Any],
+    indices: Sequence[int],
+    normalize: Normalizer,
+    received_at: datetime,
+    max_event_bytes: int,
+    check_size: bool,
+) -> tuple[list[int], list[CanonicalEvent], list[dict[str, Any]]]:
+    """`validate` for the messages at `indices`: the good ones' indices and events, the
+    errors of the others."""
+    where: list[int] = []
     evs: list[CanonicalEvent] = []
     rejected: list[dict[str, Any]] = []
-    check_size = body_bytes is None or body_bytes > max_event_bytes
-    for i, raw in enumerate(messages):
+    for i in indices:
+        raw = messages[i]
         try:
-            if check_size and len(orjson.dumps(raw)) > max_event_bytes:
+            if check_size and not _size_ok(raw, max_event_bytes):
                 raise EventError(f"event is larger than {max_event_bytes // 1024} KB")
             evs.append(normalize(raw, received_at))
+            where.append(i)
         except EventError as e:
             mid = raw.get("messageId") or raw.get("uuid") if isinstance(raw, dict) else None
             rejected.append({"index": i, "messageId": mid, "error": str(e)})
-    return evs, rejected
+    return where, evs, rejected
 
 
 def with_consent(
@@ -206,6 +237,43 @@ def segment_batch(data: bytes) -> SegmentBatch:
     return SegmentBatch(messages, sent_at, context, key if isinstance(key, str) else None)
 
 
+def prepare_batch(
+    batch: SegmentBatch,
+    client_ip: str | None,
+    received_at: datetime,
+    max_event_bytes: int,
+    body_bytes: int | None,
+    policy: ConsentPolicy | None,
+    do_not_track: bool,
+) -> Prepared:
+    """`prepare` for a `/v1/batch` body: its common messages by columns (`common.py`), the
+    rest by the rules, the rows in the batch's order (identity reads them in that order)."""
+    messages, norm = batch.messages, batch.normalizer(client_ip)
+    if policy is not None and not policy.stores_everything:  # (it reads each event's context)
+        return prepare(messages, norm, received_at, max_event_bytes, body_bytes, policy,
+                       do_not_track)  # fmt: skip
+    check_size = _check_size(max_event_bytes, body_bytes)
+    fits = [_size_ok(m, max_event_bytes) for m in messages] if check_size else None
+    common = common_rows(messages, ROW_SCHEMA, received_at, batch.sent_at, batch.context,
+                         client_ip, fits)  # fmt: skip
+    extras = {r: (*_HINT_ONLY, hint) for r, hint in common.hints.items()}
+    if len(common.positions) == len(messages):
+        return Prepared(common.rows, extras)
+    taken = set(common.positions)
+    rest = [i for i in range(len(messages)) if i not in taken]
+    where, evs, rejected = _validate_at(messages, rest, norm, received_at, max_event_bytes,
+                                        check_size)  # fmt: skip
+    positions = common.positions + where
+    rows = pa.concat_tables([common.rows, encode(evs)])
+    order = sorted(range(len(positions)), key=positions.__getitem__)
+    if order != list(range(len(order))):
+        rows = rows.take(pa.array(order, pa.int64()))
+    rank = {p: r for r, p in enumerate(sorted(positions))}
+    extras = {rank[common.positions[r]]: v for r, v in extras.items()}
+    extras.update((rank[where[j]], v) for j, v in identity_extras(evs).items())
+    return Prepared(rows, extras, rejected)
+
+
 @dataclass(frozen=True)
 class SegmentJob:
     """What an ingest process needs to prepare one `/v1/batch` request (all picklable)."""
@@ -228,9 +296,8 @@ def prepare_segment_batch(job: SegmentJob) -> Wire:
         batch = segment_batch(job.body)
     except EventError as e:
         return str(e)
-    norm = batch.normalizer(job.client_ip)
-    p = prepare(batch.messages, norm, job.received_at, job.max_event_bytes, len(job.body),
-                job.policy, job.do_not_track)  # fmt: skip
+    p = prepare_batch(batch, job.client_ip, job.received_at, job.max_event_bytes,
+                      len(job.body), job.policy, job.do_not_track)  # fmt: skip
     return to_wire(p)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -91,6 +92,27 @@ class IngestService:
             await asyncio.wrap_future(done)
         return result
 
+    async def ingest_batch(
+        self,
+        workspace_id: str,
+        batch: prepare.SegmentBatch,
+        client_ip: str | None,
+        body_bytes: int,
+        do_not_track: bool,
+    ) -> IngestResult:
+        """A parsed `/v1/batch` body: validated and encoded here (its common messages a
+        column at a time), committed by the writer."""
+        self.writer.arriving += 1
+        try:
+            p = prepare.prepare_batch(batch, client_ip, now_utc(), self.max_event_bytes,
+                                      body_bytes, self.policy(workspace_id), do_not_track)  # fmt: skip
+            done = self._submit(workspace_id, p)
+        finally:
+            self.writer.arriving -= 1
+        if done is not None:
+            await asyncio.wrap_future(done)
+        return IngestResult(p.accepted, p.rejected)
+
     async def ingest_segment_batch(
         self, workspace_id: str, body: bytes, client_ip: str | None, do_not_track: bool
     ) -> IngestResult:
@@ -100,10 +122,14 @@ class IngestService:
         job = prepare.SegmentJob(body, now_utc(), client_ip, self.max_event_bytes,
                                  self.policy(workspace_id), do_not_track)  # fmt: skip
         p = await self.processes.run(prepare.prepare_segment_batch, job)
-        self._count(len(p.rejected), p.no_consent)
-        if p.rows.num_rows:
-            await asyncio.wrap_future(self.writer.submit_prepared(workspace_id, p))
+        done = self._submit(workspace_id, p)
+        if done is not None:
+            await asyncio.wrap_future(done)
         return IngestResult(p.accepted, p.rejected)
+
+    def _submit(self, workspace_id: str, p: prepare.Prepared) -> Future[int] | None:
+        self._count(len(p.rejected), p.no_consent)
+        return self.writer.submit_prepared(workspace_id, p) if p.rows.num_rows else None
 
     def ingest_sync(
         self, workspace_id: str, messages: Sequence[Any], normalize: Normalizer

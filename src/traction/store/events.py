@@ -267,10 +267,23 @@ def _rows(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return _parse_json(out, cols)
 
 
+def as_python(column: pa.Array | pa.ChunkedArray) -> list[Any]:
+    """A column as Python values. Arrow's `to_pylist` makes each naive timestamp at ~3 µs
+    here; through numpy it is ~0.1 µs, the same `datetime` (None for a null)."""
+    t = column.type
+    if pa.types.is_timestamp(t) and t.tz is None and t.unit in ("s", "ms", "us"):
+        listed: list[Any] = column.to_numpy(zero_copy_only=False).tolist()
+        return listed
+    return column.to_pylist()
+
+
 def rows_of(table: pa.Table) -> list[dict[str, Any]]:
     """The rows `events_after` gives, from what `events_after_arrow` gave (in the process
     that reads them: a reactor process turns the Arrow into Python, not the server)."""
-    return _parse_json(table.to_pylist(), table.column_names)
+    names = table.column_names
+    columns = [as_python(c) for c in table.columns]
+    rows = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    return _parse_json(rows, names)
 
 
 def _parse_json(out: list[dict[str, Any]], cols: Sequence[str]) -> list[dict[str, Any]]:
