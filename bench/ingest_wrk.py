@@ -155,6 +155,13 @@ def wrk(
             "errors": total - good}  # fmt: skip
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system, all its threads; not its children).
+    Per event, a steadier figure than events/s on a box whose speed drifts."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reactor_lag(url: str) -> float:
     """The furthest-behind reactor's lag, from the server's Prometheus metrics."""
     text = httpx.get(url + "/metrics", timeout=10).text
@@ -241,9 +248,12 @@ def main() -> None:
                         a.gil,
                     )
                 try:
+                    cpu = cpu_seconds(proc.pid)
                     res = wrk(
                         f"http://127.0.0.1:{port}", c, a.seconds, script, f"r{len(rows)}", key
                     )
+                    events = res["events_s"] * a.seconds
+                    res["cpu_us"] = (cpu_seconds(proc.pid) - cpu) / max(events, 1) * 1e6
                     if k != "no-worker":
                         res.update(catch_up(f"http://127.0.0.1:{port}"))
                 finally:
@@ -255,14 +265,16 @@ def main() -> None:
                 lag = (f"  reactors {res['lag']:,.0f} events behind at the end, caught up in "
                        f"{res['catch_up']:.1f} s") if "lag" in res else ""  # fmt: skip
                 print(f"{name:<30} {c:>3} conn  {res['events_s']:>9,.0f} events/s  p50 {res['p50']:7.1f} ms  "
-                      f"p99 {res['p99']:7.1f} ms  non-2xx {res['errors']:.0f}{lag}", flush=True)  # fmt: skip
+                      f"p99 {res['p99']:7.1f} ms  cpu {res['cpu_us']:5.1f} µs/event  non-2xx {res['errors']:.0f}{lag}", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     floor = {c: r["events_s"] for n, c, r in rows if n == "floor"}
-    print(f"\n{'':<30} {'conn':>4} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9}")
+    print(
+        f"\n{'':<30} {'conn':>4} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9} {'cpu µs/ev':>9}"
+    )
     for name, c, r in rows:
         print(f"{name:<30} {c:>4} {r['events_s']:>10,.0f} {r['p50']:>8.1f} {r['p99']:>8.1f} "
-              f"{r['events_s'] / floor[c] if c in floor else float('nan'):>9.2f}")  # fmt: skip
+              f"{r['events_s'] / floor[c] if c in floor else float('nan'):>9.2f} {r['cpu_us']:>9.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":
