@@ -494,3 +494,28 @@ def test_kpis_are_computed_longest_first_and_those_sharing_a_result_last() -> No
     # every KPI reading a result another computes comes after every KPI that computes one
     assert shared_at == list(range(len(order) - len(shared_at), len(order)))
     assert insights.count("plg_revenue") > 2
+
+
+def test_values_saved_at_once_by_two_computations_are_kept_once(ctx: Context) -> None:
+    """The dashboard's refresh and a sparkline may compute and save one value together: the
+    save is one upsert on either store, never a unique-key error, and the later value wins."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from traction.analytics.kept import KeptValues
+    from traction.analytics.scorecard import Entry
+
+    ws = ctx.workspaces.create_workspace("race").id
+    kept = KeptValues(ctx.state)
+    until = datetime(2026, 3, 1)
+
+    def entries(value: float) -> dict[str, Entry]:
+        return {f"k{i:02d}": Entry(value + i, 7, (0, 0), until, True) for i in range(40)}
+
+    for _ in range(5):
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda v: kept.save(ws, entries(v)), [1.0, 1.0, 1.0, 1.0]))
+    assert {k: e.value for k, e in kept.load(ws).items()} == {
+        f"k{i:02d}": 1.0 + i for i in range(40)
+    }
+    kept.save(ws, entries(100.0))
+    assert kept.load(ws)["k03"].value == 103.0

@@ -22,7 +22,7 @@ from sqlalchemy import delete, select
 
 from traction.analytics.models import KeptKPIValue
 from traction.analytics.scorecard import Entry, Key
-from traction.store.state import StateStore, utcnow
+from traction.store.state import StateStore, insert_for, utcnow
 
 
 @cache
@@ -68,17 +68,25 @@ class KeptValues:
     def save(self, workspace_id: str, entries: dict[str, Entry]) -> None:
         """Final entries only: any other may change without the data moving past it."""
         now = utcnow()
+        assert all(e.final for e in entries.values()), "only final values are kept"
+        rows = [
+            {"workspace_id": workspace_id, "key": key, "value": e.value, "seq": e.seq,
+             "merges": e.changes[0], "deletions": e.changes[1],
+             "reads_until": e.reads_until, "computed_at": now}
+            for key, e in entries.items()
+        ]  # fmt: skip
+        if not rows:
+            return
         with self.state.session() as s:
-            for key, e in entries.items():
-                assert e.final, "only final values are kept"
-                s.merge(
-                    KeptKPIValue(
-                        workspace_id=workspace_id, key=key, value=e.value, seq=e.seq,
-                        merges=e.changes[0], deletions=e.changes[1],
-                        reads_until=e.reads_until, computed_at=now,
-                    )
-                )  # fmt: skip
-            s.flush()
+            # an upsert: two computations of one value (the dashboard's refresh and a
+            # sparkline's) may save it at once
+            ins = insert_for(s, KeptKPIValue.__table__)
+            updated = {c: ins.excluded[c] for c in rows[0] if c not in ("workspace_id", "key")}
+            s.execute(
+                ins.values(rows).on_conflict_do_update(
+                    index_elements=["workspace_id", "key"], set_=updated
+                )
+            )
             oldest = (
                 select(KeptKPIValue.key)
                 .where(KeptKPIValue.workspace_id == workspace_id)

@@ -23,7 +23,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import JSON, bindparam, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -51,7 +50,7 @@ from traction.billing.models import (
     Subscription,
     Usage,
 )
-from traction.store.state import StateStore, UTCDateTime, utcnow
+from traction.store.state import StateStore, UTCDateTime, insert_for, utcnow
 from traction.validation import describe
 
 LIVE = ("trialing", "active", "past_due")
@@ -143,8 +142,7 @@ def _insert_ignore(
 ) -> int:
     """INSERT … ON CONFLICT DO NOTHING on either store; returns rows inserted (by RETURNING:
     a driver's rowcount for a skipped insert is not to be trusted)."""
-    dialect = session.get_bind().dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(**values)
+    ins = insert_for(session, table).values(**values)
     stmt = ins.on_conflict_do_nothing(index_elements=list(keys)).returning(table.c[keys[0]])
     return len(session.execute(stmt).all())
 
