@@ -233,8 +233,11 @@ def browser() -> Iterator[object]:
         if IN_CI:
             pytest.fail(f"{CHROMIUM} is required in CI: .ci/run must install chromium")
         pytest.skip("Chromium not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Assertions wait up to 15 s, like the pages' actions (5 s by default): a CI box running
+    # the suite on two busy cores is several times slower than a laptop.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b
