@@ -73,7 +73,7 @@ class KeptValues:
             {"workspace_id": workspace_id, "key": key, "value": e.value, "seq": e.seq,
              "merges": e.changes[0], "deletions": e.changes[1],
              "reads_until": e.reads_until, "computed_at": now}
-            for key, e in entries.items()
+            for key, e in sorted(entries.items())  # (one order: no deadlock on PostgreSQL)
         ]  # fmt: skip
         if not rows:
             return
