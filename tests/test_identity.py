@@ -158,6 +158,28 @@ def test_groups_make_accounts_and_tag_later_events(ctx: Context) -> None:
     assert accounts == {"g1": "acme", "g2": "globex", "t1": "globex", "t2": "acme"}
 
 
+def test_merging_two_members_of_one_account_keeps_one_membership(ctx: Context) -> None:
+    """Both people joined acme before they were known to be one: the merge keeps acme once,
+    joined when the first of them joined (it used to break the memberships' unique key and
+    fail the whole commit group)."""
+    ws = ctx.workspaces.create_workspace("A").id
+    send(ctx, ws, {"type": "group", "anonymousId": "laptop", "groupId": "acme",
+                   "timestamp": "2026-11-02T10:00:00Z", "messageId": "g1"})  # fmt: skip
+    send(ctx, ws, {"type": "group", "userId": "kim", "groupId": "acme",
+                   "timestamp": "2026-11-05T10:00:00Z", "messageId": "g2"},
+                  {"type": "group", "userId": "kim", "groupId": "globex",
+                   "timestamp": "2026-11-04T10:00:00Z", "messageId": "g3"})  # fmt: skip
+    send(ctx, ws, {"type": "identify", "userId": "kim", "anonymousId": "laptop", "messageId": "i1"})
+    send(ctx, ws, {"type": "track", "anonymousId": "laptop", "event": "x", "messageId": "t1"})
+    kim = ctx.persons.by_distinct_id(ws, "laptop")
+    assert kim is not None and sorted(kim.distinct_ids) == ["kim", "laptop"]
+    # in order of joining: acme (laptop's, on the 2nd) before globex (the 4th)
+    assert kim.accounts == ["acme", "globex"]
+    assert {e["event_id"] for e in ctx.events.recent(ws)} == {"g1", "g2", "g3", "i1", "t1"}
+    # the person's latest account is globex: events that name none count for it
+    assert {e["event_id"]: e["account_id"] for e in ctx.events.recent(ws)}["t1"] == "globex"
+
+
 def test_set_once_traits(ctx: Context) -> None:
     ws = ctx.workspaces.create_workspace("A").id
     from traction.ingest.domain import normalize_posthog

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Update, case, select, text, update
+from sqlalchemy import Update, case, delete, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from traction.identity import jsonrows
@@ -119,17 +119,13 @@ class IdentityResolver:
         self._persons.clear()
         self._accounts.clear()
 
-    def _cached_account(self, ws: str, pid: str, now: float) -> tuple[bool, str | None]:
-        hit = self._accounts.get((ws, pid))
-        if hit is None or hit[0] < now:
-            return False, None
-        return True, hit[1]
-
     def resolve(self, session: Session, items: Sequence[tuple[str, CanonicalEvent]]) -> Resolution:
         now = time.monotonic()
         cached = [self._cached(ws, ev) for ws, ev in items]
         if None not in cached:  # a steady load's group: every person known, nothing changes
-            return self._resolve_known(session, items, cast(list[str], cached), now)
+            hints = {i: ev.account_hint for i, (_, ev) in enumerate(items) if ev.account_hint}
+            workspaces = [ws for ws, _ in items]
+            return self._resolve_known(session, workspaces, cast(list[str], cached), hints, now)
         states: dict[str, _WorkspaceState] = {}
         needed: dict[str, set[str]] = {ws: set() for ws, _ in items}
         for (ws, ev), hit in zip(items, cached, strict=True):
@@ -185,7 +181,7 @@ class IdentityResolver:
             account_ids.append(account)
 
         learned_accounts = self._fill_accounts(
-            session, items, person_ids, account_ids, pending, now
+            session, [ws for ws, _ in items], person_ids, account_ids, pending, now
         )
         for i, (ws, ev) in enumerate(items):
             person_ids[i] = states[ws].idmap.get(ev.distinct_id, person_ids[i])
@@ -207,49 +203,79 @@ class IdentityResolver:
             person_ids, account_ids, merges, refused, learned_persons, learned_accounts, traits
         )
 
+    def resolve_cached(
+        self,
+        session: Session,
+        workspaces: Sequence[str],
+        types: Sequence[str],
+        user_ids: Sequence[str | None],
+        anonymous_ids: Sequence[str | None],
+        hints: Mapping[int, str],
+    ) -> Resolution | None:
+        """`resolve` for a group of events that change nobody's traits, aliases or accounts
+        (`hints`: the accounts some of them name), read off their columns: a steady load's
+        group, without an event object each. None unless every event's person is in the
+        cache and linking its ids would change nothing (`_cached`): then `resolve` it."""
+        persons = self._persons
+        person_ids: list[str] = []
+        for ws, typ, user, anon in zip(workspaces, types, user_ids, anonymous_ids, strict=True):
+            if user and anon:
+                pid = None if typ == "identify" else persons.get((ws, user))
+                if pid is None or persons.get((ws, anon)) != pid:
+                    return None
+            else:
+                pid = persons.get((ws, user or anon or ""))
+                if pid is None:
+                    return None
+            person_ids.append(pid)
+        return self._resolve_known(session, workspaces, person_ids, hints, time.monotonic())
+
     def _resolve_known(
         self,
         session: Session,
-        items: Sequence[tuple[str, CanonicalEvent]],
+        workspaces: Sequence[str],
         person_ids: list[str],
+        hints: Mapping[int, str],
         now: float,
     ) -> Resolution:
         """Every event's person came from the cache and no event changes anyone: what the
         general path computes for such a group (no state loaded, nothing to write), in one
         pass instead of six."""
-        account_ids: list[str | None] = [ev.account_hint or None for _, ev in items]
+        account_ids: list[str | None] = [hints.get(i) for i in range(len(person_ids))]
         pending = [i for i, account in enumerate(account_ids) if account is None]
-        learned = self._fill_accounts(session, items, person_ids, account_ids, pending, now)
+        learned = self._fill_accounts(session, workspaces, person_ids, account_ids, pending, now)
         return Resolution(person_ids, account_ids, [], 0, {}, learned, [])
 
     def _fill_accounts(
         self,
         session: Session,
-        items: Sequence[tuple[str, CanonicalEvent]],
+        workspaces: Sequence[str],
         person_ids: Sequence[str],
         account_ids: list[str | None],
         pending: Sequence[int],
         now: float,
     ) -> dict[tuple[str, str], str | None]:
         """Events that name no account and joined none in this group belong to their
-        person's latest account from before it: from the cache, else one query per
-        workspace. Returns what the queries learned."""
-        prior: dict[tuple[str, str], str | None] = {}
+        person's latest account from before it: from the cache (entries younger than
+        ACCOUNT_TTL), else one query per workspace. Returns what the queries learned."""
+        cache = self._accounts
+        missed: list[int] = []
         lookup: dict[str, set[str]] = {}
         for i in pending:
-            ws, pid = items[i][0], person_ids[i]
-            known, key = self._cached_account(ws, pid, now)
-            if known:
-                prior[(ws, pid)] = key
+            ws, pid = workspaces[i], person_ids[i]
+            hit = cache.get((ws, pid))
+            if hit is not None and hit[0] >= now:
+                account_ids[i] = hit[1]
             else:
+                missed.append(i)
                 lookup.setdefault(ws, set()).add(pid)
         learned: dict[tuple[str, str], str | None] = {}
         for ws, pids in lookup.items():
             latest = self._latest_memberships(session, ws, sorted(pids))
             for member in pids:
-                prior[(ws, member)] = learned[(ws, member)] = latest.get(member)
-        for i in pending:
-            account_ids[i] = prior.get((items[i][0], person_ids[i]))
+                learned[(ws, member)] = latest.get(member)
+        for i in missed:
+            account_ids[i] = learned[(workspaces[i], person_ids[i])]
         return learned
 
     # -- loading -------------------------------------------------------------------------
@@ -379,15 +405,7 @@ class IdentityResolver:
                 .where(Person.workspace_id == st.ws, Person.merged_into == m.old_person_id)
                 .values(merged_into=m.person_id)
             )
-            session.execute(
-                update(AccountMembership)
-                .where(
-                    AccountMembership.workspace_id == st.ws,
-                    AccountMembership.person_id == m.old_person_id,
-                )
-                .values(person_id=m.person_id)
-                .execution_options(synchronize_session=False)
-            )
+            _move_memberships(session, st.ws, m.old_person_id, m.person_id)
         for pid in st.dirty_persons - set(st.new_persons):
             p = st.persons[pid]
             session.execute(
@@ -447,6 +465,29 @@ class IdentityResolver:
                     )
                 )
         session.flush()
+
+
+def _move_memberships(session: Session, ws: str, old: str, survivor: str) -> None:
+    """A merged person's accounts become the survivor's. An account both belong to is kept
+    once, joined when the first of them joined (a person is in an account at most once: a
+    plain UPDATE broke that key, and the whole commit group with it)."""
+    m = AccountMembership
+    rows = session.execute(
+        select(m.id, m.person_id, m.group_key, m.joined_at).where(
+            m.workspace_id == ws, m.person_id.in_([old, survivor])
+        )
+    ).all()
+    theirs = {key: (rid, joined) for rid, pid, key, joined in rows if pid == survivor}
+    for rid, pid, key, joined in rows:
+        if pid != old:
+            continue
+        if key not in theirs:
+            session.execute(update(m).where(m.id == rid).values(person_id=survivor))
+            continue
+        session.execute(delete(m).where(m.id == rid))
+        kept, since = theirs[key]
+        if joined < since:
+            session.execute(update(m).where(m.id == kept).values(joined_at=joined))
 
 
 # New persons and identities as one JSON parameter each (`jsonrows`): an ORM bulk insert

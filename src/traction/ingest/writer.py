@@ -12,12 +12,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+from sqlalchemy.orm import Session
 
 from traction.identity.service import IdentityResolver, Resolution
 from traction.ingest.domain import CanonicalEvent
@@ -40,9 +41,27 @@ class WriterStopped(RuntimeError):
 
 @dataclass
 class _Pending:
-    items: Sequence[tuple[str, CanonicalEvent]]
-    rows: pa.Table | None = None  # already encoded (by an ingest process), in item order
+    """One request's events: canonical events (`items`, encoded at commit), or rows already
+    encoded (`prepared`, by the request loop or an ingest process, for `workspace_id`)."""
+
+    items: Sequence[tuple[str, CanonicalEvent]] = ()
+    prepared: Prepared | None = None
+    workspace_id: str = ""
     future: Future[int] = field(default_factory=Future)
+
+    @property
+    def size(self) -> int:
+        return len(self.items) if self.prepared is None else self.prepared.rows.num_rows
+
+    def events(self) -> Sequence[tuple[str, CanonicalEvent]]:
+        """The events, also of prepared rows (what identity needs, rebuilt from the rows
+        only when a commit cannot resolve them off the columns)."""
+        if self.prepared is not None and not self.items:
+            self.items = [
+                (self.workspace_id, ev)
+                for ev in identity_events(self.prepared.rows, self.prepared.extras)
+            ]
+        return self.items
 
 
 def _rows(group: Sequence[_Pending]) -> pa.Table:
@@ -51,30 +70,68 @@ def _rows(group: Sequence[_Pending]) -> pa.Table:
     tables: list[pa.Table] = []
     run: list[CanonicalEvent] = []
     for p in group:
-        if p.rows is None:
+        if p.prepared is None:
             run.extend(ev for _, ev in p.items)
             continue
         if run:
             tables.append(encode(run))
             run = []
-        tables.append(p.rows)
+        tables.append(p.prepared.rows)
     if run or not tables:
         tables.append(encode(run))
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
-def _identity_items(workspace_id: str, prepared: Prepared) -> list[tuple[str, CanonicalEvent]]:
-    return [(workspace_id, ev) for ev in identity_events(prepared.rows, prepared.extras)]
+@dataclass
+class _Plan:
+    """What one commit stores: the rows (one per workspace and event id), each row's
+    workspace, how identity resolves them, and how many events were dropped as erased."""
+
+    workspaces: list[str]
+    rows: pa.Table
+    resolve: Callable[[Session], Resolution]
+    dropped: int = 0
+
+
+def _by_columns(
+    group: Sequence[_Pending], rows: pa.Table, resolver: IdentityResolver
+) -> _Plan | None:
+    """The plan of a group of prepared rows that holds no event id twice and no identity
+    change beyond the account an event names: identity is resolved off the rows' columns
+    (`resolve_cached`), with no event object each. None for any other group."""
+    hints: dict[int, str] = {}
+    workspaces: list[str] = []
+    for p in group:
+        if p.prepared is None:
+            return None
+        base = len(workspaces)
+        for i, extra in p.prepared.extras.items():
+            if any(extra[:-1]):  # traits, an alias or a group call
+                return None
+            if extra[-1]:
+                hints[base + i] = extra[-1]
+        workspaces += [p.workspace_id] * p.prepared.rows.num_rows
+    ids = rows.column("event_id").to_pylist()
+    if len(set(ids)) < len(ids) and len(set(zip(workspaces, ids, strict=True))) < len(ids):
+        return None
+    types, users, anons = (rows.column(n).to_pylist() for n in ("type", "user_id", "anonymous_id"))
+
+    def resolve(session: Session) -> Resolution:
+        return resolver.resolve_cached(session, workspaces, types, users, anons, hints) or (
+            resolver.resolve(session, [it for p in group for it in p.events()])
+        )
+
+    return _Plan(workspaces, rows, resolve)
 
 
 def build_table(
-    items: Sequence[tuple[str, CanonicalEvent]], rows: pa.Table, res: Resolution, first_seq: int
+    workspaces: Sequence[str], rows: pa.Table, res: Resolution, first_seq: int
 ) -> pa.Table:
     """Encoded rows + what only the writer knows (workspace, sequence, person, account) ->
     one Arrow table in the EventStore schema."""
-    n = len(items)
+    n = len(workspaces)
     filled = {
-        "workspace_id": pa.array([ws for ws, _ in items], pa.string()),
+        "workspace_id": pa.array(workspaces, pa.string()),
         "seq": pa.array(range(first_seq, first_seq + n), pa.int64()),
         "person_id": pa.array(res.person_ids, pa.string()),
         "account_id": pa.array(res.account_ids, pa.string()),
@@ -138,41 +195,41 @@ class EventWriter:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def submit(
-        self, items: Sequence[tuple[str, CanonicalEvent]], rows: pa.Table | None = None
-    ) -> Future[int]:
+    def submit(self, items: Sequence[tuple[str, CanonicalEvent]]) -> Future[int]:
         """Queue events for the next commit; the future gives how many were new (not duplicates)."""
+        return self._enqueue(_Pending(items))
+
+    def submit_prepared(self, workspace_id: str, prepared: Prepared) -> Future[int]:
+        """Queue rows already encoded (by the request loop or an ingest process)."""
+        return self._enqueue(_Pending(prepared=prepared, workspace_id=workspace_id))
+
+    def _enqueue(self, p: _Pending) -> Future[int]:
         if self._stopping:
             raise WriterStopped("the server is shutting down")
         with self._lock:
-            if self._pending_events + len(items) > self.max_pending_events:
+            if self._pending_events + p.size > self.max_pending_events:
                 raise WriterOverloaded("ingest queue is full")
-            self._pending_events += len(items)
+            self._pending_events += p.size
         self._last_submit = time.monotonic()
-        p = _Pending(items, rows)
         self._queue.put(p)
         self.metrics.queue_events.set(self._pending_events)
         return p.future
-
-    def submit_prepared(self, workspace_id: str, prepared: Prepared) -> Future[int]:
-        """Queue rows an ingest process encoded (what identity needs is rebuilt here)."""
-        return self.submit(_identity_items(workspace_id, prepared), prepared.rows)
 
     def idle(self, quiet_seconds: float = 2.0) -> bool:
         """No events waiting, and none submitted for `quiet_seconds`."""
         return not self._pending_events and time.monotonic() - self._last_submit > quiet_seconds
 
-    def write_now(
-        self, items: Sequence[tuple[str, CanonicalEvent]], rows: pa.Table | None = None
-    ) -> int:
+    def write_now(self, items: Sequence[tuple[str, CanonicalEvent]]) -> int:
         """Synchronous commit, for importers and tests that run without the thread."""
-        p = _Pending(items, rows)
-        self._commit([p])
-        return p.future.result()
+        return self._write_now(_Pending(items))
 
     def write_prepared(self, workspace_id: str, prepared: Prepared) -> int:
         """`submit_prepared`, committed now (the demo build)."""
-        return self.write_now(_identity_items(workspace_id, prepared), prepared.rows)
+        return self._write_now(_Pending(prepared=prepared, workspace_id=workspace_id))
+
+    def _write_now(self, p: _Pending) -> int:
+        self._commit([p])
+        return p.future.result()
 
     def stop(self) -> None:
         """Commit what is queued, then stop."""
@@ -190,7 +247,7 @@ class EventWriter:
             if first is None:
                 return
             group = [first]
-            n = len(first.items)
+            n = first.size
             stop = False
             deadline = time.monotonic() + self.linger_seconds
             while n < self.max_group_events:
@@ -208,7 +265,7 @@ class EventWriter:
                     stop = True
                     break
                 group.append(nxt)
-                n += len(nxt.items)
+                n += nxt.size
             self._commit(group)
             with self._lock:
                 self._pending_events -= n
@@ -222,10 +279,31 @@ class EventWriter:
 
     def _commit_locked(self, group: list[_Pending]) -> None:
         start = time.perf_counter()
-        items = [it for p in group for it in p.items]
         rows = _rows(group)
-        # One row per (workspace, event id) in a group; the first wins, as the store's would.
-        # Erased people's late events are dropped here.
+        plan = None if self.suppressed else _by_columns(group, rows, self.resolver)
+        if plan is None:
+            plan = self._by_events(group, rows)
+        try:
+            inserted = self._commit_plan(plan)
+        except Exception as e:
+            self.last_commit_ok = False
+            log.exception("commit failed", extra={"events": rows.num_rows})
+            for p in group:
+                p.future.set_exception(e)
+            return
+        self.last_commit_ok = True
+        total = sum(p.size for p in group)
+        self.metrics.events.labels("stored").inc(inserted)
+        self.metrics.events.labels("duplicate").inc(total - inserted - plan.dropped)
+        self.metrics.commit_seconds.observe(time.perf_counter() - start)
+        self.metrics.commit_events.observe(total)
+        for p in group:
+            p.future.set_result(p.size)
+
+    def _by_events(self, group: list[_Pending], rows: pa.Table) -> _Plan:
+        """The plan of any group, read off its events: one row per (workspace, event id),
+        the first winning as the store's key would; erased people's late events dropped."""
+        items = [it for p in group for it in p.events()]
         keep: dict[tuple[str, str], int] = {}
         for i, (ws, ev) in enumerate(items):
             keep.setdefault((ws, ev.event_id), i)
@@ -243,34 +321,22 @@ class EventWriter:
         if len(kept) < len(items):
             items = [items[i] for i in kept]
             rows = rows.take(pa.array(kept, pa.int64()))
-        try:
-            inserted = self._commit_items(items, rows)
-        except Exception as e:
-            self.last_commit_ok = False
-            log.exception("commit failed", extra={"events": len(items)})
-            for p in group:
-                p.future.set_exception(e)
-            return
-        self.last_commit_ok = True
-        total = sum(len(p.items) for p in group)
-        self.metrics.events.labels("stored").inc(inserted)
-        self.metrics.events.labels("duplicate").inc(total - inserted - dropped)
-        self.metrics.commit_seconds.observe(time.perf_counter() - start)
-        self.metrics.commit_events.observe(total)
-        for p in group:
-            p.future.set_result(len(p.items))
+        resolver = self.resolver
+        return _Plan(
+            [ws for ws, _ in items], rows, lambda session: resolver.resolve(session, items), dropped
+        )
 
-    def _commit_items(self, items: list[tuple[str, CanonicalEvent]], rows: pa.Table) -> int:
-        if not items:
+    def _commit_plan(self, plan: _Plan) -> int:
+        if not plan.workspaces:
             return 0
         for attempt in (1, 2):
             try:
                 with self.state.session() as session:
-                    res = self.resolver.resolve(session, items)
+                    res = plan.resolve(session)
                     if res.refused:
                         self.metrics.merges_refused.inc(res.refused)
-                    table = build_table(items, rows, res, self._next_seq)
-                    self._next_seq += len(items)
+                    table = build_table(plan.workspaces, plan.rows, res, self._next_seq)
+                    self._next_seq += len(plan.workspaces)
                     # Events first: if the state commit then fails, the retry finds them as
                     # duplicates and redoes the (deterministic, idempotent) identity work.
                     inserted = self.events.append(table, res.merges, res.traits)
