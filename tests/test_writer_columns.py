@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from traction.context import Context
-from traction.identity.models import Identity
+from traction.identity.models import Identity, Person
 from traction.identity.service import IdentityResolver
 from traction.ingest import prepare, writer
 from traction.settings import Settings
@@ -79,7 +79,9 @@ def _stored(ctx: Context, ws: str) -> list[tuple[Any, ...]]:
     for e in sorted(ctx.events.recent(ws, limit=10_000), key=lambda e: e["event_id"]):
         p = ctx.persons.get(ws, e["person_id"])
         assert p is not None
-        who = (sorted(p.distinct_ids), p.is_identified, p.traits, p.accounts)
+        with ctx.state.session() as session:  # (the view counts anyone with a user id in)
+            flagged = session.get(Person, p.id).is_identified  # type: ignore[union-attr]
+        who = (sorted(p.distinct_ids), p.is_identified, flagged, p.traits, p.accounts)
         out.append((e["event_id"], who, e["account_id"]))
     return out
 
