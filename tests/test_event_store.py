@@ -53,3 +53,49 @@ def test_traits_mirror_keeps_the_last_of_a_commit_and_replaces_older(tmp_path: P
     assert people == {"p1": '{"plan":"team"}', "p2": '{"plan":"free","x":1}'}
     assert accounts == [("a1", '{"seats":3}')]
     store.close()
+
+
+def _wal_after(tmp_path: Path, name: str, checkpoint_mb: int | None) -> int:
+    """The WAL's size after appending ~3 MB of events in 100-row commits."""
+    import pyarrow as pa
+
+    from traction.store.events import EVENT_SCHEMA
+
+    store = DuckDBEventStore(tmp_path / name, checkpoint_mb=checkpoint_mb)
+    n = 100
+    for k in range(60):
+        cols = {
+            "workspace_id": ["ws"] * n,
+            "event_id": [f"e{k}-{i}" for i in range(n)],
+            "seq": [k * n + i for i in range(n)],
+            "type": ["track"] * n,
+            "timestamp": pa.array([0] * n, pa.timestamp("us")),
+            "received_at": pa.array([0] * n, pa.timestamp("us")),
+            "distinct_id": ["u"] * n,
+            "person_id": ["p"] * n,
+            "properties": ['{"blob":"' + "x" * 400 + f'{k}-{i}"}}' for i in range(n)],
+        }
+        store.append(
+            pa.table(
+                [
+                    pa.array(cols[f.name], f.type) if f.name in cols else pa.nulls(n, f.type)
+                    for f in EVENT_SCHEMA
+                ],
+                schema=EVENT_SCHEMA,
+            )
+        )
+    wal = tmp_path / (name + ".wal")
+    size = wal.stat().st_size if wal.exists() else 0
+    with store.reading() as cur:
+        assert cur.execute("SELECT count(*) FROM events").fetchone() == (60 * n,)
+    store._con.close()  # (not `close`, which checkpoints)
+    return size
+
+
+def test_the_wal_is_moved_into_the_file_past_event_checkpoint_mb(tmp_path: Path) -> None:
+    """`event_checkpoint_mb` is DuckDB's checkpoint threshold: a 1 MB one moves the ~3 MB
+    written into the file along the way, a 64 MB one leaves it all in the WAL."""
+    small = _wal_after(tmp_path, "small.duckdb", 1)
+    large = _wal_after(tmp_path, "large.duckdb", 64)
+    assert large > 2_000_000
+    assert small < 1_500_000

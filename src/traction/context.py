@@ -67,7 +67,9 @@ class Context:
         state = StateStore(settings.resolved_state_url)
         state.migrate()
         events = DuckDBEventStore(
-            settings.resolved_events_path, threads=settings.resolved_query_threads
+            settings.resolved_events_path,
+            threads=settings.resolved_query_threads,
+            checkpoint_mb=settings.event_checkpoint_mb,
         )
         if not events.traits_mirrored():  # data from before the traits mirror: fill it once
             with state.session() as s:

@@ -46,6 +46,14 @@ class Settings(BaseSettings):
 
     # Group commit: the writer takes everything queued, up to this many events, per commit.
     commit_max_events: int = 20_000
+    # DuckDB moves its write-ahead log into the event file once the log has grown past this
+    # many MB, inside the commit that crossed it: that commit, and every request waiting on
+    # it, waits. Each move also rewrites the dedupe index, which grows with the event log, so
+    # fewer moves are less work in all: at DuckDB's default (16) they took 13-22% of the
+    # writer's time, at 64 5-15%, but each is longer (0.3-1.1 s on a 6M-event log, against
+    # 0.2-0.6), and a restart after a crash replays up to this much (64 MB: ~1.3 s).
+    # See docs/benchmarks.md ("The event log's checkpoints").
+    event_checkpoint_mb: int = Field(64, ge=1, le=4096)
     # Processes that parse, validate and encode tracking batches for a server and the demo
     # build, beside the one that commits them (0: all in the server's own process). Off by
     # default: on a 2-core box they did not pay (the one writer's commits are the limit

@@ -323,10 +323,13 @@ class DuckDBEventStore:
     """One DuckDB file; one connection for writes, a cursor per read (DuckDB is thread-safe
     across cursors of one connection, and a read never waits for a commit)."""
 
-    def __init__(self, path: Path | str, *, threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path | str, *, threads: int | None = None, checkpoint_mb: int | None = None
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.threads = threads
+        self.checkpoint_mb = checkpoint_mb
         self._con = self._connect()
         self._migrate()
         self._write_lock = threading.Lock()
@@ -346,6 +349,9 @@ class DuckDBEventStore:
             raise
         if self.threads:
             con.execute(f"SET threads = {int(self.threads)}")
+        if self.checkpoint_mb:
+            # (one setting for the whole database, so every cursor's commits follow it)
+            con.execute(f"SET checkpoint_threshold = '{int(self.checkpoint_mb)}MB'")
         return con
 
     def _migrate(self) -> None:
