@@ -12,7 +12,6 @@ declines. A property test holds both to the same rows for every message this one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -20,6 +19,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from traction.ingest.domain import (
     MAX_ID_LENGTH,
@@ -79,11 +79,27 @@ def _all(messages: list[Any]) -> list[Common | None]:
 
 
 _TIMESTAMP = pa.timestamp("us")
+_STRING = pa.string()
 
 
-def _timestamps(values: Sequence[datetime | None]) -> pa.Array:
+def _same(values: list[Any]) -> bool:
+    """Whether a non-empty column holds one value (a batch's `type`, often its `name` and
+    timestamp): then it is repeated by Arrow, not converted value by value. (`list.count`
+    runs in C: 0.1 µs for 100 equal strings, against 4-26 µs to convert them.)"""
+    return bool(values) and values.count(values[0]) == len(values)
+
+
+def _strings(values: list[Any]) -> pa.Array:
+    if _same(values):
+        return pa.repeat(pa.scalar(values[0], _STRING), len(values))
+    return pa.array(values, _STRING)
+
+
+def _timestamps(values: list[datetime]) -> pa.Array:
     """Naive datetimes as an Arrow column. (Inferred, not typed: `pa.array(values, type)`
-    took 15 µs a datetime here, against 0.7 inferred.)"""
+    took 15 µs a datetime here, against 0.25 inferred.)"""
+    if _same(values):
+        return _repeat(values[0], len(values))
     column = pa.array(values)
     return column if column.type == _TIMESTAMP else column.cast(_TIMESTAMP)
 
@@ -112,14 +128,19 @@ def common_rows(
 ) -> CommonRows:
     """The messages of the common shape as rows (`eligible`: which may be; all if None).
     Each row is what `normalize_segment` then `encode` make of that message. One pass picks
-    the messages (the rules msgspec cannot say), then each column is one comprehension."""
+    the messages (the rules msgspec cannot say), then each column is one comprehension, or
+    one value repeated when the whole column holds it."""
     pos: list[int] = []
     picked: list[Common] = []
     times: list[datetime] = []
+    last: str | None = None
+    last_ts: datetime | None = None
     for i, m in enumerate(_all(messages)):
         if m is None or (eligible is not None and not eligible[i]):
             continue
-        ts = utc_time(m.timestamp)
+        if m.timestamp != last:  # (a batch's messages often share their timestamp)
+            last, last_ts = m.timestamp, utc_time(m.timestamp)
+        ts = last_ts
         user, anon = m.userId, m.anonymousId
         if ts is None or (user is None and anon is None) or (m.type == "track" and not m.event):
             continue
@@ -128,43 +149,57 @@ def common_rows(
         pos.append(i)
         picked.append(m)
         times.append(ts)
-    contexts = [m.context or {} for m in picked]
-    if batch_context:
-        contexts = [{**batch_context, **c} for c in contexts]
-    if client_ip:
-        contexts = [c if "ip" in c else {**c, "ip": client_ip} for c in contexts]
+    n = len(pos)
     dumps = orjson.dumps
+    own = [m.context for m in picked]
+    hints: dict[int, str] = {}
     try:
         props = [dumps(m.properties or {}) for m in picked]
-        encoded = [dumps(c) for c in contexts]
+        if not batch_context and own.count(None) == n:  # (one context for every row)
+            encoded = pa.repeat(
+                pa.scalar(dumps({"ip": client_ip} if client_ip else {}).decode(), _STRING), n
+            )
+        else:
+            contexts = [c or {} for c in own]
+            if batch_context:
+                contexts = [{**batch_context, **c} for c in contexts]
+            if client_ip:
+                contexts = [c if "ip" in c else {**c, "ip": client_ip} for c in contexts]
+            encoded = pa.array([dumps(c) for c in contexts], _STRING)
+            hints = {r: h for r, c in enumerate(contexts) if "groupId" in c and (h := context_group(c))}  # fmt: skip
     except TypeError:  # (an integer beyond 64 bits somewhere: the rules say what to send)
         return common_rows(messages, schema, received_at, sent_at, batch_context, client_ip,
                            _one_by_one(messages, eligible))  # fmt: skip
-    hints = {r: h for r, c in enumerate(contexts) if "groupId" in c and (h := context_group(c))}
-    n = len(pos)
     original = _timestamps(times)
-    if sent_at is None:
-        timestamps = original
-    else:  # Segment's clock-skew rule, as `correct_skew`
-        shift = received_at - sent_at
-        timestamps = _timestamps([t + shift for t in times])
+    # Segment's clock-skew rule, as `correct_skew` (no overflow: both years are 1970-2200)
+    skew = None if sent_at is None else pa.scalar(received_at - sent_at)
+    timestamps = original if skew is None else pc.add(original, skew)
     users = [m.userId for m in picked]
     anons = [m.anonymousId for m in picked]
+    user_ids, anonymous_ids = pa.array(users, _STRING), pa.array(anons, _STRING)
+    if anons.count(None) == n:  # (the common ids are never empty: "" is a junk id)
+        distinct = user_ids
+    elif users.count(None) == n:
+        distinct = anonymous_ids
+    else:
+        distinct = pa.array([u or a for u, a in zip(users, anons, strict=True)], _STRING)
     cols: dict[str, Any] = {
-        "event_id": [m.messageId for m in picked],
-        "type": [m.type for m in picked],
-        "name": [m.event if m.type == "track" else m.name or m.category for m in picked],
+        "event_id": pa.array([m.messageId for m in picked], _STRING),
+        "type": _strings([m.type for m in picked]),
+        "name": _strings([m.event if m.type == "track" else m.name or m.category for m in picked]),
         "timestamp": timestamps,
         "original_timestamp": original,
         "sent_at": _repeat(sent_at, n),
         "received_at": _repeat(received_at, n),
-        "anonymous_id": anons,
-        "user_id": users,
-        "distinct_id": [u or a for u, a in zip(users, anons, strict=True)],
-        "properties": props,
+        "anonymous_id": anonymous_ids,
+        "user_id": user_ids,
+        "distinct_id": distinct,
+        "properties": pa.array(props, _STRING),
         "context": encoded,
     }
-    return CommonRows(pos, pa.table([cols[f.name] for f in schema], schema=schema), hints)
+    return CommonRows(
+        pos, pa.Table.from_arrays([cols[f.name] for f in schema], schema=schema), hints
+    )
 
 
 def _one_by_one(messages: list[Any], eligible: list[bool] | None) -> list[bool]:
