@@ -190,6 +190,46 @@ def test_reactors_rest_while_events_keep_arriving(ctx: Context) -> None:
     assert half - full >= 0.8 * 3 * 0.2  # rested about as long as it worked, batch by batch
 
 
+def test_under_a_steady_load_a_pass_gathers_what_came_meanwhile(sqlite_ctx: Context) -> None:
+    """With `gather_seconds`, a runner that found events starts its next pass no sooner
+    than that after the last began: events committed every 10 ms reach it in a few large
+    batches, not one per commit; every one, in order."""
+    import time
+
+    ctx = sqlite_ctx
+    ws = ctx.workspaces.create_workspace("A").id
+
+    class Sizes(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.sizes: list[int] = []
+
+        def handle(self, batch: Sequence[dict[str, Any]]) -> None:
+            self.sizes.append(len(batch))
+            super().handle(batch)
+
+    def batches(gather: float) -> list[int]:
+        rec = Sizes()
+        rec.name = f"test.gather-{gather}"
+        runner = ReactorRunner(ctx.state, ctx.events, [rec], ctx.metrics, poll_seconds=0.01,
+                               gather_seconds=gather)  # fmt: skip
+        runner.save(rec.name, ctx.events.max_seq())
+        runner.start()
+        ids = [f"{gather}-{i}" for i in range(60)]
+        for i in range(0, 60, 2):  # 30 commits over ~0.6 s
+            send(ctx, ws, ids[i : i + 2])
+            time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while len(rec.seen) < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        runner.stop()
+        assert rec.seen == ids
+        return rec.sizes
+
+    assert len(batches(0.0)) >= 15  # (about one a commit)
+    assert len(batches(0.3)) <= 5
+
+
 class Picky(Recorder):
     """A reactor that says which events it acts on."""
 

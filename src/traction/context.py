@@ -70,6 +70,7 @@ class Context:
             settings.resolved_events_path,
             threads=settings.resolved_query_threads,
             checkpoint_mb=settings.event_checkpoint_mb,
+            tail_mb=settings.event_tail_mb,
         )
         if not events.traits_mirrored():  # data from before the traits mirror: fill it once
             with state.session() as s:

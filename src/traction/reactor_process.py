@@ -59,6 +59,8 @@ class ChildConfig:
     log_json: bool = True
     # the OS gives requests the CPU first: the reactors take what the server leaves
     nice: int = 10
+    # a pass over new events starts at most this often (`ReactorRunner.gather_seconds`)
+    gather_seconds: float = 0.25
 
 
 class ReactorProcess:
@@ -327,7 +329,7 @@ def _child_main(config: ChildConfig, feed: Connection, control: Connection) -> N
     # its own interpreter: no GIL to share with requests, so no resting while events arrive
     runner = _ChildRunner(
         state, remote, reactors, Metrics(), batch_size=config.batch_size,
-        poll_seconds=config.poll_seconds,
+        poll_seconds=config.poll_seconds, gather_seconds=config.gather_seconds,
     )  # fmt: skip
     runner.remote = remote
     remote.gone = runner.stop

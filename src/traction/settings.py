@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # 0.2-0.6), and a restart after a crash replays up to this much (64 MB: ~1.3 s).
     # See docs/benchmarks.md ("The event log's checkpoints").
     event_checkpoint_mb: int = Field(64, ge=1, le=4096)
+    # The rows of the latest appends kept in memory, up to this size, for the reactors'
+    # reads of the log's head (0: every read goes to the file). See store/tail.py.
+    event_tail_mb: int = Field(64, ge=0, le=4096)
     # Processes that parse, validate and encode tracking batches for a server and the demo
     # build, beside the one that commits them (0: all in the server's own process). Off by
     # default: on a 2-core box they did not pay (the one writer's commits are the limit

@@ -24,6 +24,9 @@ from typing import Any, Protocol
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from traction.store.tail import TAIL_MB, LogTail
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -296,6 +299,10 @@ def _parse_json(out: list[dict[str, Any]], cols: Sequence[str]) -> list[dict[str
     return out
 
 
+def _last_seq(table: pa.Table) -> int:
+    return int(pc.max(table.column("seq")).as_py() or 0) if table.num_rows else 0
+
+
 def _after(
     seq: int,
     limit: int,
@@ -324,7 +331,12 @@ class DuckDBEventStore:
     across cursors of one connection, and a read never waits for a commit)."""
 
     def __init__(
-        self, path: Path | str, *, threads: int | None = None, checkpoint_mb: int | None = None
+        self,
+        path: Path | str,
+        *,
+        threads: int | None = None,
+        checkpoint_mb: int | None = None,
+        tail_mb: int = TAIL_MB,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -336,6 +348,9 @@ class DuckDBEventStore:
         # erasure, retention and purge exclude each other (a purge copies, then swaps)
         self.maintenance_lock = threading.Lock()
         self._gate = _ReadGate()
+        # the latest appends' rows, for the reactors' reads of the head (and their shapes)
+        self.tail = LogTail(EVENT_SCHEMA, self.max_seq(), tail_mb * 2**20)
+        self._shapes: dict[tuple[str, ...] | None, pa.Schema] = {}
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
@@ -397,9 +412,16 @@ class DuckDBEventStore:
         `table` must not hold the same (workspace, event id) twice (the writer dedupes a group)."""
         with self._write_lock:
             try:
-                return self._append(table, merges, traits, "INSERT")
+                inserted = self._append(table, merges, traits, "INSERT")
             except duckdb.ConstraintException:
-                return self._append(table, merges, traits, "INSERT OR IGNORE")
+                inserted = self._append(table, merges, traits, "INSERT OR IGNORE")
+                self.tail.changed(_last_seq(table))
+                return inserted
+            if merges:
+                self.tail.changed(_last_seq(table))
+            else:
+                self.tail.stored(table)
+            return inserted
 
     def _append(
         self, table: pa.Table, merges: Sequence[Merge], traits: Sequence[Traits], verb: str
@@ -481,6 +503,9 @@ class DuckDBEventStore:
         """The log in `seq` order after `seq` (and up to `upto`, if given); only `columns`
         (plus seq) if given, which is much cheaper than whole rows for reactors that read two
         fields; only the events `only` names, if given."""
+        held = self._from_tail(seq, limit, columns, upto, only)
+        if held is not None:
+            return rows_of(held)
         sql, params = _after(seq, limit, columns, upto, only)
         with self.reading() as cur:
             cur.execute(sql, params)
@@ -498,9 +523,32 @@ class DuckDBEventStore:
         """`events_after` as Arrow, JSON columns as text (`rows_of` makes the same rows):
         DuckDB builds it without the GIL, so serving it to a reactor process costs the
         server little."""
+        held = self._from_tail(seq, limit, columns, upto, only)
+        if held is not None:
+            return held
         sql, params = _after(seq, limit, columns, upto, only)
         with self.reading() as cur:
             return cur.sql(sql, params=params).to_arrow_table()
+
+    def _from_tail(
+        self,
+        seq: int,
+        limit: int,
+        columns: Sequence[str] | None,
+        upto: int | None,
+        only: EventKinds | None,
+    ) -> pa.Table | None:
+        """The read from the rows of the latest appends, in the file's answer's shape (its
+        columns, their order and types); None when the tail does not hold them all."""
+        key = None if columns is None else tuple(columns)
+        shape = self._shapes.get(key)
+        if shape is None:
+            sql, params = _after(0, 0, columns, None, None)
+            with self.reading() as cur:
+                shape = self._shapes[key] = cur.sql(sql, params=params).to_arrow_table().schema
+        kinds = None if only is None else (only.names, only.types)
+        held = self.tail.read(seq, limit, upto, shape.names, kinds)
+        return None if held is None else held.cast(shape)
 
     def recent(
         self,
@@ -700,6 +748,8 @@ class DuckDBEventStore:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+            if rows:  # (rows it may hold are gone, or resolve otherwise)
+                self.tail.changed()
         return deleted
 
     def deletions(self, workspace_id: str) -> int:
@@ -773,6 +823,7 @@ class DuckDBEventStore:
             finally:
                 os.close(dir_fd)
             self._con = self._connect()
+            self.tail.changed()  # (the same rows; held again from here on all the same)
 
     def ping(self) -> bool:
         self._value("SELECT 1")
