@@ -1,6 +1,7 @@
 """The log's tail (`store/tail.py`): the rows of the latest appends, kept for the reactors'
 reads of the head. Whatever it answers equals what the file answers, after any history of
-appends, duplicates, merges, erasures and retention; and it does answer the head's reads."""
+appends, duplicates, merges, erasures and retention; and it does answer the head's reads.
+The last seq, which the store keeps rather than asks the file, is the file's too."""
 
 from __future__ import annotations
 
@@ -119,6 +120,8 @@ def test_the_tail_answers_as_the_file_does(
         else:
             ctx.events.delete_before(ws[w], datetime(2026, 3, arg, 12))
         head = ctx.events.max_seq()
+        with ctx.events.reading() as cur:  # the last seq, as the writes kept it
+            assert head == cur.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]  # type: ignore[index]
         for back, limit in probes:
             same_as_file(ctx.events, max(0, head - back), limit)
 
@@ -180,3 +183,15 @@ def test_an_empty_answer_has_the_files_shape(
     held = events._from_tail(0, 5, columns, 0, None)
     assert held is not None and held.num_rows == 0
     assert held.schema.equals(from_file(events, 0, 5, columns, 0, None).schema)
+
+
+def test_the_last_seq_after_a_batch_ending_in_a_duplicate(sqlite_ctx: Context) -> None:
+    """A duplicate takes a seq and is not stored: the last seq is the last stored row's."""
+    ctx = sqlite_ctx
+    ws = ctx.workspaces.create_workspace("A").id
+    first = [message("track", i, "u1", "a1") for i in range(1, 4)]
+    ctx.ingest.ingest_sync(ws, first, normalize_segment)
+    ctx.ingest.ingest_sync(ws, [message("track", 9, "u1", "a1"), first[0]], normalize_segment)
+    with ctx.events.reading() as cur:
+        stored = cur.execute("SELECT MAX(seq) FROM events").fetchone()[0]  # type: ignore[index]
+    assert ctx.events.max_seq() == stored == 4
