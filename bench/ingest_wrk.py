@@ -11,6 +11,11 @@ same load: `wrk` with a thread a connection, unique 100-event Segment batches to
 script makes every messageId unique; 10,000 users). Prints events/s, the p50/p99/p99.9 the
 script measured, wrk's own p99 (after its correction for coordinated omission: see `wrk`)
 and the ratio to the floor at each connection count. Only 2xx count (a 2xx means committed).
+`cpu µs/ev` is the server process's CPU time an event, `children` its children's (the
+reactor process, ingest processes): all of it comes out of the same cores.
+
+Settings reach the Traction servers from the environment, so an A/B is two runs, e.g.
+`TRACTION_EVENT_TAIL_MB=0 .venv/bin/python bench/ingest_wrk.py --only floor embedded`.
 """
 
 from __future__ import annotations
