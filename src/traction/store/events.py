@@ -416,15 +416,16 @@ class DuckDBEventStore:
                 inserted = self._append(table, merges, traits, "INSERT")
             except duckdb.ConstraintException:
                 inserted = self._append(table, merges, traits, "INSERT OR IGNORE")
+                self.tail.changed(_last_seq(table))
                 if inserted:  # (which rows, the file knows)
                     self._max_seq = self._stored_max_seq()
-                self.tail.changed(_last_seq(table))
                 return inserted
-            self._max_seq = max(self._max_seq, _last_seq(table))  # every row was stored
+            # the tail first: a reader that sees the new last seq finds the rows held
             if merges:
                 self.tail.changed(_last_seq(table))
             else:
                 self.tail.stored(table)
+            self._max_seq = max(self._max_seq, _last_seq(table))  # every row was stored
             return inserted
 
     def _append(
