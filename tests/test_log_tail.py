@@ -168,9 +168,10 @@ def test_a_read_past_what_it_was_told_is_declined() -> None:
     tail.stored(table.slice(3, 7))  # overlaps what it holds: it cannot tell, so it restarts
     assert tail.read(0, 10, 10, ["seq"], None) is None
     assert tail.read(10, 10, 10, ["seq"], None).num_rows == 0  # type: ignore[union-attr]
-    small = LogTail(EVENT_SCHEMA, 0, max_bytes=5 * table.slice(0, 1).nbytes)  # 5 rows
-    for i in range(10):
-        small.stored(table.slice(i, 1))
+    one = [pa.Table.from_pylist(rows[i : i + 1], schema=EVENT_SCHEMA) for i in range(10)]
+    small = LogTail(EVENT_SCHEMA, 0, max_bytes=5 * one[0].get_total_buffer_size())  # 5 rows
+    for t in one:
+        small.stored(t)
     assert small.read(5, 10, 10, ["seq"], None) is not None
     assert small.read(0, 10, 10, ["seq"], None) is None
 

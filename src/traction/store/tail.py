@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# its memory by default: the latest appends' tables up to this size (their Arrow buffers)
+# its memory by default: the latest appends' tables up to this size (the buffers they hold)
 TAIL_MB = 64
 
 
@@ -57,11 +57,11 @@ class LogTail:
                 self._restart(max(last, self._end))
                 return
             self._tables.append((first, last, table))
-            self._bytes += table.nbytes
+            self._bytes += _size(table)
             self._end = last
             while self._bytes > self.max_bytes:
                 _, dropped_last, dropped = self._tables.popleft()
-                self._bytes -= dropped.nbytes
+                self._bytes -= _size(dropped)
                 self._start = dropped_last
 
     def changed(self, end: int | None = None) -> None:
@@ -121,3 +121,9 @@ class LogTail:
             return self.schema.empty_table().select(names)
         out = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
         return out.slice(0, limit) if out.num_rows > limit else out
+
+
+def _size(table: pa.Table) -> int:
+    """The memory it keeps alive: whole buffers, also where it is a slice of a larger one
+    (rows from an ingest process's message, say)."""
+    return int(table.get_total_buffer_size())
