@@ -41,7 +41,6 @@ class LogTail:
         self._start = self._end = end
         self._tables: deque[tuple[int, int, pa.Table]] = deque()  # (first seq, last seq, rows)
         self._bytes = 0
-        self.hits = self.misses = 0  # reads answered, declined (for tests and the bench)
 
     def stored(self, table: pa.Table) -> None:
         """Every row of `table` was stored (and nobody was merged)."""
@@ -89,7 +88,6 @@ class LogTail:
         with self._lock:
             start, end, tables = self._start, self._end, list(self._tables)
         if seq < start or not self.max_bytes:
-            self.misses += 1
             return None
         top = end if upto is None else min(upto, end)
         parts: list[pa.Table] = []
@@ -114,9 +112,7 @@ class LogTail:
                 parts.append(part.select(names))
                 n += part.num_rows
         if n < limit and (upto is None or upto > end):
-            self.misses += 1  # the rest may be in a commit not handed here yet
-            return None
-        self.hits += 1
+            return None  # the rest may be in a commit not handed here yet
         if not parts:
             return self.schema.empty_table().select(names)
         out = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
