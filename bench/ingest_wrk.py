@@ -204,17 +204,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def children_cpu_seconds(pid: int) -> float:
-    """The CPU time so far of the process's children (the reactor process, ingest processes):
-    they take it from the same two cores."""
-    total = 0.0
+def children(pid: int) -> list[int]:
+    """The process's children (the reactor process, ingest processes)."""
+    found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:  # (gone meanwhile)
             continue
         if int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            found.append(int(stat.parent.name))
+    return found
+
+
+def children_cpu_seconds(pid: int) -> float:
+    """The CPU time so far of the process's children: they take it from the same two cores."""
+    total = 0.0
+    for child in children(pid):
+        try:
+            total += cpu_seconds(child)
+        except OSError:  # (gone meanwhile)
+            continue
     return total
 
 
@@ -234,16 +244,20 @@ def catch_up(url: str) -> dict[str, float]:
     return {"lag": lag, "catch_up": time.perf_counter() - start}
 
 
-def py_spy(pid: int, out: Path, seconds: int, gil: bool = False) -> subprocess.Popen[bytes]:
-    """Samples the server for the load's duration; `--format raw` gives collapsed stacks that
-    `sort | uniq`-style tallies (or speedscope) read. `gil`: only samples of the thread
-    holding the GIL (what the one interpreter does, serially); else every thread, idle
-    ones too (where each thread's wall time goes)."""
+def py_spy(pid: int, out: Path, seconds: int, gil: bool = False) -> list[subprocess.Popen[bytes]]:
+    """Samples the server, and each of its children into `out`'s name + `-child<pid>`, for the
+    load's duration; `--format raw` gives collapsed stacks that `sort | uniq`-style tallies
+    (or speedscope) read. `gil`: only samples of the thread holding the GIL (what the one
+    interpreter does, serially); else every thread, idle ones too (where each thread's wall
+    time goes)."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     out.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
-                             "--format", "raw", "--threads", *(["--gil"] if gil else ["--idle"]), "--output", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    outs = [(pid, out)] + [
+        (c, out.with_name(f"{out.stem}-child{c}{out.suffix}")) for c in children(pid)
+    ]
+    return [subprocess.Popen([exe, "record", "--pid", str(p), "--duration", str(seconds), "--rate", "200",
+                              "--format", "raw", "--threads", *(["--gil"] if gil else ["--idle"]), "--output", str(o), "--nonblocking"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p, o in outs]  # fmt: skip
 
 
 def main() -> None:
@@ -295,9 +309,9 @@ def main() -> None:
                     proc, key = start_traction(
                         data, port, k != "no-worker", n, k != "reactor-thread"
                     )
-                spy = None
+                spies: list[subprocess.Popen[bytes]] = []
                 if a.profile is not None and name != "floor":
-                    spy = py_spy(
+                    spies = py_spy(
                         proc.pid,
                         a.profile / f"{k}-{n}p-{c}.txt",
                         a.seconds,
@@ -316,7 +330,7 @@ def main() -> None:
                     if k != "no-worker":
                         res.update(catch_up(f"http://127.0.0.1:{port}"))
                 finally:
-                    if spy is not None:
+                    for spy in spies:
                         spy.wait(timeout=120)
                     proc.terminate()
                     proc.wait(timeout=60)
