@@ -1,7 +1,8 @@
 """Ingest under `wrk`, against the floor of issue 10, in one run.
 
     .venv/bin/python bench/ingest_wrk.py [--seconds 12] [--connections 4 16]
-        [--only floor embedded reactor-thread no-worker] [--processes 0 2] [--profile DIR [--gil]]
+        [--only floor embedded reactor-thread no-worker] [--processes 0 2] [--rounds 3]
+        [--profile DIR [--gil]]
 
 Starts the floor server (bench/floor_server.py: Starlette, orjson, one writer thread
 appending Arrow to DuckDB, answering after COMMIT; no validation, identity or dedupe) and
@@ -14,6 +15,10 @@ and the ratio to the floor at each connection count. Only 2xx count (a 2xx means
 `cpu µs/ev` is the server process's CPU time an event, `children` its children's (the
 reactor process, ingest processes): all of it comes out of the same cores.
 
+The box's speed drifts by up to a quarter between runs minutes apart, so each server runs
+right after the floor at the same connection count, and `--rounds N` repeats the set and ends
+with each server's median (and lowest) ratio to its own round's floor.
+
 Settings reach the Traction servers from the environment, so an A/B is two runs, e.g.
 `TRACTION_EVENT_TAIL_MB=0 .venv/bin/python bench/ingest_wrk.py --only floor embedded`.
 """
@@ -24,10 +29,12 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -287,67 +294,112 @@ def main() -> None:
         default=[0, os.cpu_count() or 1],
         help="ingest processes of each Traction server (0: none; several: one run each)",
     )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the whole set, each server right after the floor at the same connections; "
+        "the summary gives each server's median ratio to its round's floor",
+    )
     a = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     tmp = Path(tempfile.mkdtemp(prefix="traction-wrk-"))
     script = tmp / "batch.lua"
     script.write_text(LUA)
-    rows: list[tuple[str, int, dict[str, float]]] = []
+    rows: list[Row] = []
     try:
-        names = {"floor": "floor", "embedded": "traction serve (embedded)",
-                 "reactor-thread": "traction serve (reactor thread)",
-                 "no-worker": "traction serve --no-worker"}  # fmt: skip
         runs = [(k, n) for k in a.only for n in ([0] if k == "floor" else a.processes)]
-        for k, n in runs:
-            name = names[k] if k == "floor" else f"{names[k]} {n}p"
-            for c in a.connections:
-                port, data = free_port(), tmp / f"{len(rows)}"
-                if name == "floor":
-                    proc, key = start_floor(data, port), ""
-                else:
-                    proc, key = start_traction(
-                        data, port, k != "no-worker", n, k != "reactor-thread"
-                    )
-                spies: list[subprocess.Popen[bytes]] = []
-                if a.profile is not None and name != "floor":
-                    spies = py_spy(
-                        proc.pid,
-                        a.profile / f"{k}-{n}p-{c}.txt",
-                        a.seconds,
-                        a.gil,
-                    )
-                try:
-                    cpu, child_cpu = cpu_seconds(proc.pid), children_cpu_seconds(proc.pid)
-                    res = wrk(
-                        f"http://127.0.0.1:{port}", c, a.seconds, script, f"r{len(rows)}", key
-                    )
-                    events = res["events_s"] * a.seconds
-                    res["cpu_us"] = (cpu_seconds(proc.pid) - cpu) / max(events, 1) * 1e6
-                    res["child_cpu_us"] = (
-                        (children_cpu_seconds(proc.pid) - child_cpu) / max(events, 1) * 1e6
-                    )
-                    if k != "no-worker":
-                        res.update(catch_up(f"http://127.0.0.1:{port}"))
-                finally:
-                    for spy in spies:
-                        spy.wait(timeout=120)
-                    proc.terminate()
-                    proc.wait(timeout=60)
-                rows.append((name, c, res))
-                lag = (f"  reactors {res['lag']:,.0f} events behind at the end, caught up in "
-                       f"{res['catch_up']:.1f} s") if "lag" in res else ""  # fmt: skip
-                print(f"{name:<30} {c:>3} conn  {res['events_s']:>9,.0f} events/s  p50 {res['p50']:7.1f} ms  "
-                      f"p99 {res['p99']:7.1f} ms  p99.9 {res['p999']:7.1f} ms  p99 wrk {res['p99_wrk']:7.1f} ms  cpu {res['cpu_us']:5.1f} + {res['child_cpu_us']:4.1f} µs/event  non-2xx {res['errors']:.0f}{lag}", flush=True)  # fmt: skip
+        for r in range(a.rounds):
+            for c in a.connections:  # (the floor and the servers back to back: same box speed)
+                for k, n in runs:
+                    name = NAMES[k] if k == "floor" else f"{NAMES[k]} {n}p"
+                    data, tag = tmp / f"{len(rows)}", f"r{len(rows)}"
+                    res = drive(k, n, c, a, data, script, tag)
+                    rows.append(Row(r, name, c, res))
+                    lag = (f"  reactors {res['lag']:,.0f} events behind at the end, caught up in "
+                           f"{res['catch_up']:.1f} s") if "lag" in res else ""  # fmt: skip
+                    print(f"{name:<30} {c:>3} conn  {res['events_s']:>9,.0f} events/s  p50 {res['p50']:7.1f} ms  "
+                          f"p99 {res['p99']:7.1f} ms  p99.9 {res['p999']:7.1f} ms  p99 wrk {res['p99_wrk']:7.1f} ms  cpu {res['cpu_us']:5.1f} + {res['child_cpu_us']:4.1f} µs/event  non-2xx {res['errors']:.0f}{lag}", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    floor = {c: r["events_s"] for n, c, r in rows if n == "floor"}
+    floor = {(row.round, row.conn): row.res["events_s"] for row in rows if row.name == "floor"}
     print(
         f"\n{'':<30} {'conn':>4} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'p99 wrk':>8} {'vs floor':>9} {'cpu µs/ev':>9} {'children':>8}"
     )
-    for name, c, r in rows:
-        print(f"{name:<30} {c:>4} {r['events_s']:>10,.0f} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['p999']:>9.1f} {r['p99_wrk']:>8.1f} "
-              f"{r['events_s'] / floor[c] if c in floor else float('nan'):>9.2f} {r['cpu_us']:>9.1f} {r['child_cpu_us']:>8.1f}")  # fmt: skip
+    for row in rows:
+        r, base = row.res, floor.get((row.round, row.conn))
+        print(f"{row.name:<30} {row.conn:>4} {r['events_s']:>10,.0f} {r['p50']:>8.1f} {r['p99']:>8.1f} {r['p999']:>9.1f} {r['p99_wrk']:>8.1f} "
+              f"{r['events_s'] / base if base else float('nan'):>9.2f} {r['cpu_us']:>9.1f} {r['child_cpu_us']:>8.1f}")  # fmt: skip
+    if a.rounds > 1:
+        summary(rows, floor)
+
+
+NAMES = {"floor": "floor", "embedded": "traction serve (embedded)",
+         "reactor-thread": "traction serve (reactor thread)",
+         "no-worker": "traction serve --no-worker"}  # fmt: skip
+
+
+@dataclass
+class Row:
+    round: int
+    name: str
+    conn: int
+    res: dict[str, float]
+
+
+def drive(
+    kind: str, processes: int, conn: int, a: argparse.Namespace, data: Path, script: Path, tag: str
+) -> dict[str, float]:
+    """One server on a fresh data dir under `wrk`: its figures."""
+    port = free_port()
+    if kind == "floor":
+        proc, key = start_floor(data, port), ""
+    else:
+        proc, key = start_traction(
+            data, port, kind != "no-worker", processes, kind != "reactor-thread"
+        )
+    spies: list[subprocess.Popen[bytes]] = []
+    if a.profile is not None and kind != "floor":
+        spies = py_spy(
+            proc.pid, a.profile / f"{kind}-{processes}p-{conn}-{tag}.txt", a.seconds, a.gil
+        )
+    try:
+        cpu, child_cpu = cpu_seconds(proc.pid), children_cpu_seconds(proc.pid)
+        res = wrk(f"http://127.0.0.1:{port}", conn, a.seconds, script, tag, key)
+        events = res["events_s"] * a.seconds
+        res["cpu_us"] = (cpu_seconds(proc.pid) - cpu) / max(events, 1) * 1e6
+        res["child_cpu_us"] = (children_cpu_seconds(proc.pid) - child_cpu) / max(events, 1) * 1e6
+        if kind not in ("floor", "no-worker"):
+            res.update(catch_up(f"http://127.0.0.1:{port}"))
+    finally:
+        for spy in spies:
+            spy.wait(timeout=120)
+        proc.terminate()
+        proc.wait(timeout=60)
+    return res
+
+
+def summary(rows: list[Row], floor: dict[tuple[int, int], float]) -> None:
+    """Per server and connection count, over the rounds: the median and the lowest ratio to
+    the same round's floor, and the medians of the rest (the box's speed drifts between
+    rounds; a ratio within a round drifts less)."""
+    print(
+        f"\nover the rounds: {'':<14} {'conn':>4} {'ratio med':>9} {'min':>5} {'events/s':>10} {'p99 ms':>8} {'p99 wrk':>8}"
+    )
+    groups: dict[tuple[str, int], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.name, row.conn), []).append(row)
+    for (name, conn), group in groups.items():
+        ratios = [
+            x.res["events_s"] / floor[(x.round, conn)] for x in group if (x.round, conn) in floor
+        ]
+        print(f"{name:<30} {conn:>4} {statistics.median(ratios):>9.2f} {min(ratios):>5.2f} {_median(group, 'events_s'):>10,.0f} "
+              f"{_median(group, 'p99'):>8.1f} {_median(group, 'p99_wrk'):>8.1f}")  # fmt: skip
+
+
+def _median(rows: list[Row], key: str) -> float:
+    return statistics.median(x.res[key] for x in rows)
 
 
 if __name__ == "__main__":
