@@ -84,6 +84,7 @@ def _wal_after(tmp_path: Path, name: str, checkpoint_mb: int | None) -> int:
                 schema=EVENT_SCHEMA,
             )
         )
+    store.settle()  # (a checkpoint in the background, and what it held, are done)
     wal = tmp_path / (name + ".wal")
     size = wal.stat().st_size if wal.exists() else 0
     with store.reading() as cur:
@@ -93,7 +94,7 @@ def _wal_after(tmp_path: Path, name: str, checkpoint_mb: int | None) -> int:
 
 
 def test_the_wal_is_moved_into_the_file_past_event_checkpoint_mb(tmp_path: Path) -> None:
-    """`event_checkpoint_mb` is DuckDB's checkpoint threshold: a 1 MB one moves the ~3 MB
+    """`event_checkpoint_mb` is where the store checkpoints: a 1 MB one moves the ~3 MB
     written into the file along the way, a 64 MB one leaves it all in the WAL."""
     small = _wal_after(tmp_path, "small.duckdb", 1)
     large = _wal_after(tmp_path, "large.duckdb", 64)

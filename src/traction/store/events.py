@@ -11,6 +11,7 @@ rewriting the log.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -26,7 +27,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from traction.store.journal import Entry, Journal
 from traction.store.tail import TAIL_MB, LogTail
+
+log = logging.getLogger(__name__)
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -117,7 +121,20 @@ CREATE TABLE IF NOT EXISTS deletions (
 );
 """,
     ),
+    (
+        3,
+        """
+-- The last side-journal entry moved into this file (`store/journal.py`): one row.
+CREATE TABLE IF NOT EXISTS journal_applied (id BIGINT NOT NULL);
+INSERT INTO journal_applied SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM journal_applied);
+""",
+    ),
 ]
+
+# A journal's backlog moves into the file this many rows at a time (a chunk is one
+# append: ~15 ms here), so neither the writer nor the checkpoint's thread holds the file for
+# the whole backlog at once.
+CHUNK_ROWS = 4_000
 
 # Rewritten whole by a purge (the events table is copied by seq, in two steps).
 _SMALL_TABLES = (
@@ -126,6 +143,7 @@ _SMALL_TABLES = (
     "account_traits",
     "person_overrides",
     "deletions",
+    "journal_applied",
 )
 
 
@@ -299,6 +317,17 @@ def _parse_json(out: list[dict[str, Any]], cols: Sequence[str]) -> list[dict[str
     return out
 
 
+def _first_of_each(table: pa.Table) -> pa.Table:
+    """The first row of each (workspace, event id), as the key keeps the first stored (held
+    appends are applied together; DuckDB's OR IGNORE keeps any one of a batch's copies)."""
+    keys = pc.binary_join_element_wise(table["workspace_id"], table["event_id"], "\x00")
+    if pc.count_distinct(keys).as_py() == table.num_rows:
+        return table
+    seen: set[str] = set()
+    first = [i for i, k in enumerate(keys.to_pylist()) if not (k in seen or seen.add(k))]
+    return table.take(pa.array(first, pa.int64()))
+
+
 def _last_seq(table: pa.Table) -> int:
     return int(pc.max(table.column("seq")).as_py() or 0) if table.num_rows else 0
 
@@ -352,6 +381,12 @@ class DuckDBEventStore:
         self._max_seq = self._stored_max_seq()
         self.tail = LogTail(EVENT_SCHEMA, self._max_seq, tail_mb * 2**20)
         self._shapes: dict[tuple[str, ...] | None, pa.Schema] = {}
+        # appends acknowledged while a checkpoint runs, on disk in the journal (`_hold`)
+        self._journal = Journal(self.path.with_name(self.path.name + ".journal"))
+        self._held: list[Entry] = []
+        self._checkpoint: threading.Thread | None = None  # the checkpoint, then its drain
+        self._closing = False
+        self._journal_id = self._replay()
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
@@ -366,8 +401,10 @@ class DuckDBEventStore:
         if self.threads:
             con.execute(f"SET threads = {int(self.threads)}")
         if self.checkpoint_mb:
-            # (one setting for the whole database, so every cursor's commits follow it)
-            con.execute(f"SET checkpoint_threshold = '{int(self.checkpoint_mb)}MB'")
+            # The store checkpoints at `checkpoint_mb` itself, in the background (`_checkpoint_
+            # then_drain`); DuckDB's own, inside a commit, is the backstop at four times that.
+            # (One setting for the whole database, so every cursor's commits follow it.)
+            con.execute(f"SET checkpoint_threshold = '{4 * int(self.checkpoint_mb)}MB'")
         return con
 
     def _migrate(self) -> None:
@@ -410,33 +447,172 @@ class DuckDBEventStore:
     ) -> int:
         """Insert the rows not stored yet and record merges, in one transaction; returns inserted count.
 
-        `table` must not hold the same (workspace, event id) twice (the writer dedupes a group)."""
+        `table` must not hold the same (workspace, event id) twice (the writer dedupes a group).
+
+        While the file checkpoints in the background, the append goes to the journal and is
+        readable once the checkpoint is over (`settle` waits for that); it counts as inserted
+        whole then (a duplicate among its rows is found when it is applied)."""
         with self._write_lock:
-            try:
-                inserted = self._append(table, merges, traits, "INSERT")
-            except duckdb.ConstraintException:
-                inserted = self._append(table, merges, traits, "INSERT OR IGNORE")
-                self.tail.changed(_last_seq(table))
-                if inserted:  # (which rows, the file knows)
-                    self._max_seq = self._stored_max_seq()
-                return inserted
-            # the tail first: a reader that sees the new last seq finds the rows held
-            if merges:
-                self.tail.changed(_last_seq(table))
-            else:
-                self.tail.stored(table)
-            self._max_seq = max(self._max_seq, _last_seq(table))  # every row was stored
+            if self._checkpoint is not None:
+                self._hold(table, merges, traits)
+                return table.num_rows
+            inserted = self._store(table, merges, traits)
+            self._maybe_checkpoint()
             return inserted
 
+    def _store(
+        self,
+        table: pa.Table,
+        merges: Sequence[Merge],
+        traits: Sequence[Traits],
+        applied: int | None = None,
+    ) -> int:
+        """Into the file (the write lock held); `applied`: the journal entry this moves in,
+        recorded in the same transaction."""
+        try:
+            inserted = self._append(table, merges, traits, "INSERT", applied)
+        except duckdb.ConstraintException:
+            inserted = self._append(table, merges, traits, "INSERT OR IGNORE", applied)
+            self.tail.changed(_last_seq(table))
+            if inserted:  # (which rows, the file knows)
+                self._max_seq = self._stored_max_seq()
+            return inserted
+        # the tail first: a reader that sees the new last seq finds the rows held
+        if merges:
+            self.tail.changed(_last_seq(table))
+        else:
+            self.tail.stored(table)
+        self._max_seq = max(self._max_seq, _last_seq(table))  # every row was stored
+        return inserted
+
+    # -- checkpoints in the background, and the journal meanwhile ------------------------
+
+    def _maybe_checkpoint(self) -> None:
+        """After a commit: start a checkpoint beside the writer once the WAL is past
+        `checkpoint_mb` (with the write lock)."""
+        if not self.checkpoint_mb or self._closing:
+            return
+        wal = _wal(self.path)
+        try:
+            if wal.stat().st_size < self.checkpoint_mb * 2**20:
+                return
+        except FileNotFoundError:
+            return
+        self._checkpoint = threading.Thread(
+            target=self._checkpoint_then_drain, name="traction-checkpoint", daemon=True
+        )
+        self._checkpoint.start()
+
+    def _checkpoint_then_drain(self) -> None:
+        """Checkpoints on a cursor of its own (every commit into the file would wait for it:
+        meanwhile the appends are held), then moves what was held into the file a chunk at
+        a time, letting the writer's appends in between (they are held too until the
+        backlog is gone, so the log keeps their order)."""
+        try:
+            cur = self._con.cursor()
+            try:
+                cur.execute("CHECKPOINT")
+            finally:
+                cur.close()
+        except duckdb.Error:  # (DuckDB's own threshold is the backstop)
+            log.warning("background checkpoint failed", exc_info=True)
+        while True:
+            with self._write_lock:
+                try:
+                    if not self._held:
+                        self._journal.clear()
+                        self._checkpoint = None
+                        return
+                    self._drain(CHUNK_ROWS)
+                    continue
+                except Exception:
+                    log.exception("moving the journal into the event log failed; will retry")
+                    if self._closing:  # (what is held stays in the journal for the next open)
+                        self._checkpoint = None
+                        return
+            time.sleep(1.0)
+
+    def _hold(self, table: pa.Table, merges: Sequence[Merge], traits: Sequence[Traits]) -> None:
+        """Into the journal, on disk before this returns (the write lock held)."""
+        self._journal_id += 1
+        entry = Entry(
+            self._journal_id,
+            table,
+            [(m.workspace_id, m.old_person_id, m.person_id) for m in merges],
+            [(t.workspace_id, t.kind, t.key, t.traits) for t in traits],
+        )
+        self._journal.write(entry)
+        self._held.append(entry)
+
+    def _drain(self, rows: int | None) -> None:
+        """Moves the oldest held entries, about `rows` rows of them (None: all), into the
+        file in one transaction that records the last one's id as applied."""
+        take: list[Entry] = []
+        n = 0
+        for entry in self._held:
+            if take and rows is not None and n + entry.table.num_rows > rows:
+                break
+            take.append(entry)
+            n += entry.table.num_rows
+        table = (
+            _first_of_each(pa.concat_tables([e.table for e in take]))
+            if len(take) > 1
+            else take[0].table
+        )
+        merges = [Merge(*m) for e in take for m in e.merges]
+        traits = [Traits(*t) for e in take for t in e.traits]
+        self._store(table, merges, traits, take[-1].id)
+        del self._held[: len(take)]
+
+    def _replay(self) -> int:
+        """At open: applies the journal's entries a crash left unapplied; the last id used."""
+        applied = int(self._value("SELECT max(id) FROM journal_applied") or 0)
+        pending = [e for e in self._journal.read() if e.id > applied]
+        if pending:
+            log.info("applying %d appends held while the log checkpointed", len(pending))
+            self._held = list(pending)
+            with self._write_lock:
+                while self._held:
+                    self._drain(CHUNK_ROWS)
+            applied = pending[-1].id
+        self._journal.clear()
+        return applied
+
+    def settle(self) -> None:
+        """Waits for a background checkpoint and for what it held to be in the file: after
+        this, every append acknowledged before it is readable."""
+        while (running := self._checkpoint) is not None:
+            running.join()
+
+    @contextmanager
+    def _settled_write(self) -> Iterator[None]:
+        """The write lock, with no checkpoint running and nothing held (deletes, purges and
+        closing must see every acknowledged event in the file)."""
+        while True:
+            self.settle()
+            self._write_lock.acquire()
+            if self._checkpoint is None:
+                break
+            self._write_lock.release()
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     def _append(
-        self, table: pa.Table, merges: Sequence[Merge], traits: Sequence[Traits], verb: str
+        self,
+        table: pa.Table,
+        merges: Sequence[Merge],
+        traits: Sequence[Traits],
+        verb: str,
+        applied: int | None = None,
     ) -> int:
         con = self._con
         # DuckDB finds `_incoming` (and `_traits`) in this frame by name (a replacement scan):
         # registering and unregistering the table were two more calls a group, a fifth of a
         # 200-event group's append on their own, and each gives up and waits for the GIL.
         _incoming = table
-        if verb == "INSERT" and table.num_rows and not merges and not traits:
+        if verb == "INSERT" and table.num_rows and not merges and not traits and applied is None:
             # The common group: one statement, its own transaction, in one call. (Each call
             # gives up the GIL and then waits for the request threads to hand it back: under
             # load that was a third of the append.) A plain INSERT stores every row or fails
@@ -467,6 +643,8 @@ class DuckDBEventStore:
             if table.num_rows:
                 res = con.execute(_insert(verb)).fetchone()
                 inserted = int(res[0]) if res else 0
+            if applied is not None:
+                con.execute("UPDATE journal_applied SET id = ?", [applied])
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -738,8 +916,8 @@ class DuckDBEventStore:
         where: Sequence[tuple[str, str]],
         params: dict[str, Any],
     ) -> int:
-        con = self._con
-        with self._write_lock:
+        with self._settled_write():
+            con = self._con
             con.execute("BEGIN TRANSACTION")
             try:
                 deleted = rows = 0
@@ -800,7 +978,7 @@ class DuckDBEventStore:
                     "INSERT INTO purge_target.events SELECT * FROM events WHERE seq <= ?",
                     [snapshot],
                 )
-                with self._write_lock:
+                with self._settled_write():
                     cur.execute(
                         "INSERT INTO purge_target.events SELECT * FROM events WHERE seq > ?",
                         [snapshot],
@@ -845,5 +1023,7 @@ class DuckDBEventStore:
         return True
 
     def close(self) -> None:
-        with self._write_lock:
+        self._closing = True  # (no new checkpoint starts)
+        with self._settled_write():
+            self._journal.close()
             self._con.close()
