@@ -100,9 +100,12 @@ class _Feed:
         return self._take_rejected()
 
     def settle(self) -> int:
-        """Commits everything queued; returns what was refused since the last answer."""
+        """Commits everything queued, readable in the log (not held while it checkpoints:
+        the clocks read it, and the same seed must give the same figures); returns what was
+        refused since the last answer."""
         while self.queued:
             self._commit_first()
+        self.ctx.events.settle()
         return self._take_rejected()
 
     def _commit_first(self) -> None:
