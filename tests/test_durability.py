@@ -212,3 +212,39 @@ def test_kill_9_of_an_ingest_process_loses_nothing(tmp_path: Path) -> None:
         load.stop()
         stop_server(proc, log)
     assert_stored_once(data, load.acked)
+
+
+def held_and_acked(journal: Path, acked: list[str]) -> bool:
+    """Whether the journal holds events whose requests were answered 200."""
+    from traction.store.journal import Journal
+
+    held = {i for e in Journal(journal).read() for i in e.table["event_id"].to_pylist()}
+    return bool(held & set(acked))
+
+
+def test_kill_9_while_the_log_checkpoints_loses_nothing(tmp_path: Path) -> None:
+    """The server killed while its event log checkpoints in the background, with appends
+    acknowledged from the side journal and not yet in the file: the restart moves them in,
+    and every acknowledged event is stored once."""
+    data = tmp_path / "data"
+    key = new_workspace(data)
+    port = free_port()
+    log = tmp_path / "server.log"
+    journal = data / "events.duckdb.journal"
+    # a checkpoint every ~1 MB of WAL (a few thousand events), so that one comes soon
+    proc = start_server(data, port, log, {"TRACTION_EVENT_CHECKPOINT_MB": "1"})
+    load = Load(port, key)
+    try:
+        deadline = time.monotonic() + 60
+        while not held_and_acked(journal, load.acked):
+            assert time.monotonic() < deadline, "no acknowledged append was held"
+            time.sleep(0.002)
+        os.kill(proc.pid, signal.SIGKILL)  # appends held, requests in flight
+        proc.wait()
+    finally:
+        load.stop()
+    assert held_and_acked(journal, load.acked)  # only in the journal, and acknowledged
+    proc = start_server(data, port, log)
+    stop_server(proc, log)
+    assert journal.stat().st_size == 0  # applied at the restart, then emptied
+    assert_stored_once(data, load.acked)
