@@ -46,13 +46,14 @@ class Settings(BaseSettings):
 
     # Group commit: the writer takes everything queued, up to this many events, per commit.
     commit_max_events: int = 20_000
-    # DuckDB moves its write-ahead log into the event file once the log has grown past this
-    # many MB, inside the commit that crossed it: that commit, and every request waiting on
-    # it, waits. Each move also rewrites the dedupe index, which grows with the event log, so
-    # fewer moves are less work in all: at DuckDB's default (16) they took 13-22% of the
-    # writer's time, at 64 5-15%, but each is longer (0.3-1.1 s on a 6M-event log, against
-    # 0.2-0.6), and a restart after a crash replays up to this much (64 MB: ~1.3 s).
-    # See docs/benchmarks.md ("The event log's checkpoints").
+    # The event store moves DuckDB's write-ahead log into the event file once it has grown
+    # past this many MB: a checkpoint, on a thread of its own, while appends go to a side
+    # journal (every commit into the file would wait for it; store/journal.py). Each move
+    # also rewrites the dedupe index, which grows with the event log, so fewer moves are less
+    # work in all: at DuckDB's default (16) they took 13-22% of the writer's time, at 64
+    # 5-15%, but each is longer (0.3-1.1 s on a 6M-event log, against 0.2-0.6), and a
+    # restart after a crash replays up to this much (64 MB: ~1.3 s). See docs/benchmarks.md
+    # ("The event log's checkpoints", "Checkpoints beside the writer").
     event_checkpoint_mb: int = Field(64, ge=1, le=4096)
     # The rows of the latest appends kept in memory, up to this size, for the reactors'
     # reads of the log's head (0: every read goes to the file). See store/tail.py.

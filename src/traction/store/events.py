@@ -323,9 +323,10 @@ def _first_of_each(table: pa.Table) -> pa.Table:
     keys = pc.binary_join_element_wise(table["workspace_id"], table["event_id"], "\x00")
     if pc.count_distinct(keys).as_py() == table.num_rows:
         return table
-    seen: set[str] = set()
-    first = [i for i, k in enumerate(keys.to_pylist()) if not (k in seen or seen.add(k))]
-    return table.take(pa.array(first, pa.int64()))
+    first: dict[str, int] = {}
+    for i, k in enumerate(keys.to_pylist()):
+        first.setdefault(k, i)
+    return table.take(pa.array(sorted(first.values()), pa.int64()))
 
 
 def _last_seq(table: pa.Table) -> int:
