@@ -235,3 +235,27 @@ def test_kill_9_while_appends_are_held_loses_none(tmp_path: Path) -> None:
     store = DuckDBEventStore(path)  # and once only
     assert len(stored(store)) == acked
     store.close()
+
+
+def test_a_failed_write_leaves_no_damaged_record_before_the_next(tmp_path: Path) -> None:
+    """A write cut short (a full disk) is cut off the file: the entry after it is read."""
+    j = Journal(tmp_path / "j")
+    j.write(Entry(1, rows(["a"])))
+    real = j._open()
+
+    class HalfWriter:
+        def write(self, data: bytes) -> int:
+            real.write(data[: len(data) // 2])
+            real.flush()
+            raise OSError("no space left on device")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    j._file = HalfWriter()  # type: ignore[assignment]
+    with pytest.raises(OSError, match="no space"):
+        j.write(Entry(2, rows(["b"])))
+    j._file = real
+    j.write(Entry(3, rows(["c"])))
+    assert [e.id for e in j.read()] == [1, 3]
+    j.close()

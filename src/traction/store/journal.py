@@ -82,13 +82,25 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: BinaryIO | None = None
+        self._damaged = False
 
     def write(self, entry: Entry) -> None:
-        """On disk when this returns."""
+        """On disk when this returns. A write that fails (a full disk) is cut off again:
+        reading stops at a damaged record, so the next one must not come after it."""
+        if self._damaged:
+            raise OSError(f"{self.path} could not be cut back after a failed write: restart")
         f = self._open()
-        f.write(encode(entry))
-        f.flush()
-        os.fsync(f.fileno())
+        start = f.tell()
+        try:
+            f.write(encode(entry))
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            try:
+                f.truncate(start)
+            except OSError:
+                self._damaged = True
+            raise
 
     def read(self) -> list[Entry]:
         if not self.path.exists():
