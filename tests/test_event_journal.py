@@ -259,3 +259,27 @@ def test_a_failed_write_leaves_no_damaged_record_before_the_next(tmp_path: Path)
     j.write(Entry(3, rows(["c"])))
     assert [e.id for e in j.read()] == [1, 3]
     j.close()
+
+
+def test_a_failed_checkpoint_is_not_retried_at_every_append(tmp_path: Path) -> None:
+    """DuckDB refusing a checkpoint: the held appends still reach the file, and the next
+    attempt waits a minute rather than starting with the next append."""
+    import duckdb
+
+    class Refusing(DuckDBEventStore):
+        attempts = 0
+
+        def _checkpoint_file(self) -> None:
+            Refusing.attempts += 1
+            raise duckdb.IOException("refused")
+
+    store = Refusing(tmp_path / "e.duckdb", checkpoint_mb=1)
+    feed = Feeder()
+    feed.until_checkpoint(store)
+    store.settle()
+    for _ in range(30):  # ~6 MB more WAL
+        feed(store)
+    store.settle()
+    assert Refusing.attempts == 1
+    assert len(stored(store)) == feed.n
+    store.close()

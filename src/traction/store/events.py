@@ -386,6 +386,7 @@ class DuckDBEventStore:
         self._journal = Journal(self.path.with_name(self.path.name + ".journal"))
         self._held: list[Entry] = []
         self._checkpoint: threading.Thread | None = None  # the checkpoint, then its drain
+        self._next_checkpoint = 0.0  # (monotonic) none starts before this
         self._closing = False
         self._journal_id = self._replay()
 
@@ -491,7 +492,7 @@ class DuckDBEventStore:
     def _maybe_checkpoint(self) -> None:
         """After a commit: start a checkpoint beside the writer once the WAL is past
         `checkpoint_mb` (with the write lock)."""
-        if not self.checkpoint_mb or self._closing:
+        if not self.checkpoint_mb or self._closing or time.monotonic() < self._next_checkpoint:
             return
         wal = _wal(self.path)
         try:
@@ -499,6 +500,9 @@ class DuckDBEventStore:
                 return
         except FileNotFoundError:
             return
+        # (at most one a second, whatever the WAL: one that moved nothing is not retried at
+        # every append)
+        self._next_checkpoint = time.monotonic() + 1.0
         self._checkpoint = threading.Thread(
             target=self._checkpoint_then_drain, name="traction-checkpoint", daemon=True
         )
@@ -510,13 +514,10 @@ class DuckDBEventStore:
         a time, letting the writer's appends in between (they are held too until the
         backlog is gone, so the log keeps their order)."""
         try:
-            cur = self._con.cursor()
-            try:
-                cur.execute("CHECKPOINT")
-            finally:
-                cur.close()
+            self._checkpoint_file()
         except duckdb.Error:  # (DuckDB's own threshold is the backstop)
-            log.warning("background checkpoint failed", exc_info=True)
+            log.warning("background checkpoint failed; the next in a minute", exc_info=True)
+            self._next_checkpoint = time.monotonic() + 60.0
         while True:
             with self._write_lock:
                 try:
@@ -532,6 +533,13 @@ class DuckDBEventStore:
                         self._checkpoint = None
                         return
             time.sleep(1.0)
+
+    def _checkpoint_file(self) -> None:
+        cur = self._con.cursor()
+        try:
+            cur.execute("CHECKPOINT")
+        finally:
+            cur.close()
 
     def _hold(self, table: pa.Table, merges: Sequence[Merge], traits: Sequence[Traits]) -> None:
         """Into the journal, on disk before this returns (the write lock held)."""
