@@ -494,15 +494,8 @@ class DuckDBEventStore:
         `checkpoint_mb` (with the write lock)."""
         if not self.checkpoint_mb or self._closing or time.monotonic() < self._next_checkpoint:
             return
-        wal = _wal(self.path)
-        try:
-            if wal.stat().st_size < self.checkpoint_mb * 2**20:
-                return
-        except FileNotFoundError:
+        if not self._wal_full():
             return
-        # (at most one a second, whatever the WAL: one that moved nothing is not retried at
-        # every append)
-        self._next_checkpoint = time.monotonic() + 1.0
         self._checkpoint = threading.Thread(
             target=self._checkpoint_then_drain, name="traction-checkpoint", daemon=True
         )
@@ -515,6 +508,8 @@ class DuckDBEventStore:
         backlog is gone, so the log keeps their order)."""
         try:
             self._checkpoint_file()
+            if self._wal_full():  # (nothing moved: not tried again at every append)
+                raise duckdb.Error("the WAL is as long as before the checkpoint")
         except duckdb.Error:  # (DuckDB's own threshold is the backstop)
             log.warning("background checkpoint failed; the next in a minute", exc_info=True)
             self._next_checkpoint = time.monotonic() + 60.0
@@ -533,6 +528,12 @@ class DuckDBEventStore:
                         self._checkpoint = None
                         return
             time.sleep(1.0)
+
+    def _wal_full(self) -> bool:
+        try:
+            return _wal(self.path).stat().st_size >= (self.checkpoint_mb or 0) * 2**20
+        except FileNotFoundError:
+            return False
 
     def _checkpoint_file(self) -> None:
         cur = self._con.cursor()
