@@ -30,7 +30,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -99,7 +99,7 @@ class ReactorProcess:
         self._spawn()
 
     def _spawn(self) -> None:
-        from traction.ingest.processes import no_main_module
+        from traction.ingest.processes import no_ctrl_c, no_main_module
 
         mp = multiprocessing.get_context("spawn")  # not fork: this process has threads
         feed, feed_there = mp.Pipe()
@@ -113,7 +113,7 @@ class ReactorProcess:
         with self._control_lock:
             if self._stopping.is_set():  # (a restart racing the server's stop)
                 return
-            with no_main_module(), _no_ctrl_c():
+            with no_main_module(), no_ctrl_c():
                 process.start()
             feed_there.close()  # (so that its death reads as EOF here)
             control_there.close()
@@ -219,22 +219,6 @@ class ReactorProcess:
         self.catalog.elsewhere = None
 
 
-@contextlib.contextmanager
-def _no_ctrl_c() -> Iterator[None]:
-    """A process started while Ctrl-C is ignored ignores it from its first instruction (an
-    ignored signal stays ignored across exec), so a Ctrl-C that reaches the whole process
-    group while it is still importing does not print a traceback there: the server stops
-    it. Only the main thread may change a handler; a restart from the feed thread does not."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _to_ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -314,7 +298,7 @@ def _child_main(config: ChildConfig, feed: Connection, control: Connection) -> N
 
     # Ctrl-C reaches the whole process group: the server stops this process itself, after
     # its own requests, and a KeyboardInterrupt here would only print a traceback. (A
-    # process the server started ignores it already: `_no_ctrl_c`; one it restarted from
+    # process the server started ignores it already: `no_ctrl_c`; one it restarted from
     # its feed thread, from here on.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(config.log_level, json=config.log_json)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -57,6 +58,22 @@ def no_main_module() -> Iterator[None]:
     finally:
         main.__dict__.pop("__spec__", None)
         main.__dict__.update(saved)
+
+
+@contextmanager
+def no_ctrl_c() -> Iterator[None]:
+    """A process started while Ctrl-C is ignored ignores it from its first instruction (an
+    ignored signal stays ignored across exec), so a Ctrl-C that reaches the whole process
+    group while it is still importing does not print a traceback there: the server stops
+    it. Only the main thread may change a handler; a restart from the feed thread does not."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class IngestProcesses:

@@ -22,7 +22,7 @@ from typing import Any
 
 from traction.ingest import prepare
 from traction.ingest.domain import normalize_segment
-from traction.ingest.processes import no_main_module
+from traction.ingest.processes import no_ctrl_c, no_main_module
 from traction.ingest.service import now_utc
 from traction.privacy.domain import ConsentPolicy
 from traction.simulate.product import Intent
@@ -83,7 +83,7 @@ def run_ahead(
     proc = multiprocessing.get_context("spawn").Process(
         target=simulate_ahead, args=(job, writer), name="traction-simulate", daemon=True
     )
-    with no_main_module():
+    with no_main_module(), no_ctrl_c():  # (ignored while it imports, too)
         proc.start()
     writer.close()  # ours: so that the child's end closing is seen as EOF
     rejected = 0
